@@ -1,0 +1,178 @@
+//! Tests of the embedded backend: CAS semantics, listing by prefix, watches, reopening.
+
+use futures::StreamExt;
+
+use super::*;
+use crate::{DatastoreExt, IpPool, Versioned};
+
+fn pool(name: &str, cidr: &str) -> IpPool {
+    let cidr = cidr.parse().unwrap();
+    IpPool {
+        name: name.into(),
+        cidr,
+        block_size: IpPool::default_block_size(&cidr),
+        disabled: false,
+        node_selector: String::new(),
+        nat_outgoing: false,
+        vxlan_mode: Default::default(),
+        ipip_mode: Default::default(),
+    }
+}
+
+#[tokio::test]
+async fn create_is_refused_when_the_name_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    store
+        .create_resource(&pool("a", "10.0.0.0/16"))
+        .await
+        .unwrap();
+    let error = store
+        .create_resource(&pool("a", "10.1.0.0/16"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::AlreadyExists { .. }), "{error}");
+    let stored: Versioned<IpPool> = store.get_resource("a").await.unwrap().unwrap();
+    assert_eq!(stored.value.cidr.to_string(), "10.0.0.0/16");
+}
+
+#[tokio::test]
+async fn update_with_a_stale_revision_is_a_conflict() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    let first = store
+        .create_resource(&pool("a", "10.0.0.0/16"))
+        .await
+        .unwrap();
+    let second = store
+        .update_resource(&pool("a", "10.2.0.0/16"), &first)
+        .await
+        .unwrap();
+    assert_ne!(first, second);
+    let error = store
+        .update_resource(&pool("a", "10.3.0.0/16"), &first)
+        .await
+        .unwrap_err();
+    assert!(error.is_conflict(), "{error}");
+    let error = store
+        .delete_resource::<IpPool>("a", &first)
+        .await
+        .unwrap_err();
+    assert!(error.is_conflict(), "{error}");
+    store.delete_resource::<IpPool>("a", &second).await.unwrap();
+    assert!(store.get_resource::<IpPool>("a").await.unwrap().is_none());
+    let error = store
+        .update_resource(&pool("a", "10.3.0.0/16"), &second)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn list_returns_only_the_kind_and_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    for name in ["node-a", "node-b", "other"] {
+        store
+            .create_resource(&pool(name, "10.0.0.0/16"))
+            .await
+            .unwrap();
+    }
+    store
+        .create(Kind::Node, "node-z", b"{}".to_vec())
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .list(Kind::IPPool, "node-")
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|kv| kv.name)
+        .collect();
+    assert_eq!(names, vec!["node-a", "node-b"]);
+    assert_eq!(store.list(Kind::IPPool, "").await.unwrap().items.len(), 3);
+}
+
+#[tokio::test]
+async fn watch_replays_from_a_revision_then_follows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(&dir.path().join("s.redb")).unwrap();
+    store
+        .create_resource(&pool("before", "10.0.0.0/16"))
+        .await
+        .unwrap();
+    let listing = store.list(Kind::IPPool, "").await.unwrap();
+    let mut events = store
+        .watch(Kind::IPPool, "", &listing.revision)
+        .await
+        .unwrap();
+    let revision = store
+        .create_resource(&pool("after", "10.1.0.0/16"))
+        .await
+        .unwrap();
+    store
+        .create(Kind::Node, "ignored", b"{}".to_vec())
+        .await
+        .unwrap();
+    store
+        .delete_resource::<IpPool>("after", &revision)
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&first, WatchEvent::Put(kv) if kv.name == "after"),
+        "{first:?}"
+    );
+    let second = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&second, WatchEvent::Deleted { name, .. } if name == "after"),
+        "{second:?}"
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_objects_and_revisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.redb");
+    let revision = {
+        let store = EmbeddedStore::open(&path).unwrap();
+        store
+            .create_resource(&pool("a", "10.0.0.0/16"))
+            .await
+            .unwrap()
+    };
+    let store = EmbeddedStore::open(&path).unwrap();
+    let stored: Versioned<IpPool> = store.get_resource("a").await.unwrap().unwrap();
+    assert_eq!(stored.revision, revision);
+    let next = store
+        .create_resource(&pool("b", "10.1.0.0/16"))
+        .await
+        .unwrap();
+    assert!(next.as_number().unwrap() > revision.as_number().unwrap());
+}
+
+#[test]
+fn event_records_round_trip_and_garbage_is_rejected() {
+    let record = encode_event(false, Kind::Node, "n1", b"{\"a\":1}");
+    let event = decode_event(7, &record).unwrap();
+    assert_eq!(
+        event,
+        WatchEvent::Put(KeyValue {
+            kind: Kind::Node,
+            name: "n1".into(),
+            value: b"{\"a\":1}".to_vec(),
+            revision: Revision::from_number(7)
+        })
+    );
+    assert!(decode_event(1, &[0, 99, 0, 0]).is_none());
+    assert!(decode_event(1, &[0, 1, 200, 0, b'x']).is_none());
+}

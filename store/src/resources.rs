@@ -1,0 +1,297 @@
+//! The resource model: IPPool, IPAMBlock, BlockAffinity, IPAMHandle, IPAMConfiguration, Node
+//! and WorkloadEndpoint, with field names as in Calico's projectcalico.org/v3 (and libcalico's
+//! IPAM model for the IPAM kinds), so that an operator's documents carry over. No I/O.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::{datastore::Kind, typed::Resource};
+
+/// Encapsulation mode of a pool (vxlanMode / ipipMode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EncapsulationMode {
+    #[default]
+    Never,
+    Always,
+    CrossSubnet,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpPool {
+    pub name: String,
+    pub cidr: IpNet,
+    /// Prefix length of the blocks carved from this pool: 26 for IPv4, 122 for IPv6 by default.
+    pub block_size: u8,
+    #[serde(default)]
+    pub disabled: bool,
+    /// Label selector choosing the nodes that may use this pool; "all()" or "" for every node.
+    #[serde(default)]
+    pub node_selector: String,
+    #[serde(default)]
+    pub nat_outgoing: bool,
+    #[serde(default)]
+    pub vxlan_mode: EncapsulationMode,
+    #[serde(default)]
+    pub ipip_mode: EncapsulationMode,
+}
+
+impl IpPool {
+    pub fn default_block_size(cidr: &IpNet) -> u8 {
+        match cidr {
+            IpNet::V4(_) => 26,
+            IpNet::V6(_) => 122,
+        }
+    }
+}
+
+impl Resource for IpPool {
+    const KIND: Kind = Kind::IPPool;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// What an address in a block is allocated to.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocationAttribute {
+    #[serde(rename = "handle_id", default, skip_serializing_if = "Option::is_none")]
+    pub handle_id: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secondary: BTreeMap<String, String>,
+}
+
+/// A block of addresses carved from a pool. `allocations[i]` is the index into `attributes`
+/// of the owner of the i-th address; `unallocated` is the free list, in reuse order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamBlock {
+    pub cidr: IpNet,
+    /// "host:<node>" when a node has affinity to the block.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
+    pub allocations: Vec<Option<u32>>,
+    pub unallocated: Vec<u32>,
+    pub attributes: Vec<AllocationAttribute>,
+    #[serde(default)]
+    pub strict_affinity: bool,
+    #[serde(default)]
+    pub deleted: bool,
+    /// Bumped on every allocation; lets a reader tell two states of a block apart.
+    #[serde(default)]
+    pub sequence_number: u64,
+}
+
+impl IpamBlock {
+    /// The store name of the block of `cidr`: "10-0-0-0-26".
+    pub fn name_for(cidr: &IpNet) -> String {
+        cidr.to_string().replace(['.', ':', '/'], "-")
+    }
+}
+
+impl Resource for IpamBlock {
+    const KIND: Kind = Kind::IPAMBlock;
+    fn name(&self) -> String {
+        IpamBlock::name_for(&self.cidr)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AffinityState {
+    #[default]
+    Pending,
+    Confirmed,
+    PendingDeletion,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlockAffinity {
+    pub node: String,
+    pub cidr: IpNet,
+    pub state: AffinityState,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl BlockAffinity {
+    /// "<node>-<block name>"; listing by the prefix "<node>-" may also return affinities of a
+    /// node whose name extends this one, so callers filter on `node`.
+    pub fn name_for(node: &str, cidr: &IpNet) -> String {
+        format!("{node}-{}", IpamBlock::name_for(cidr))
+    }
+}
+
+impl Resource for BlockAffinity {
+    const KIND: Kind = Kind::BlockAffinity;
+    fn name(&self) -> String {
+        BlockAffinity::name_for(&self.node, &self.cidr)
+    }
+}
+
+/// The addresses held by one owner (a container's attachment): how many in which block, so
+/// that release by handle touches only those blocks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamHandle {
+    pub handle_id: String,
+    /// Block name -> number of addresses of this handle in that block.
+    pub block: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub deleted: bool,
+}
+
+impl Resource for IpamHandle {
+    const KIND: Kind = Kind::IPAMHandle;
+    fn name(&self) -> String {
+        self.handle_id.clone()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpamConfiguration {
+    #[serde(default)]
+    pub strict_affinity: bool,
+    #[serde(default = "default_true")]
+    pub auto_allocate_blocks: bool,
+    /// 0 means no limit.
+    #[serde(default)]
+    pub max_blocks_per_host: u32,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl IpamConfiguration {
+    pub const NAME: &'static str = "default";
+}
+
+impl Default for IpamConfiguration {
+    fn default() -> Self {
+        IpamConfiguration {
+            strict_affinity: false,
+            auto_allocate_blocks: true,
+            max_blocks_per_host: 0,
+        }
+    }
+}
+
+impl Resource for IpamConfiguration {
+    const KIND: Kind = Kind::IPAMConfiguration;
+    fn name(&self) -> String {
+        IpamConfiguration::NAME.to_string()
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeBgpSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_address: Option<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<IpNet>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_number: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<NodeBgpSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv4_vxlan_tunnel_addr: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vxlan_tunnel_mac_addr: Option<String>,
+}
+
+impl Resource for Node {
+    const KIND: Kind = Kind::Node;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+/// One network attachment of a workload (a pod's eth0), as the agent recorded it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkloadEndpoint {
+    pub name: String,
+    pub node: String,
+    pub orchestrator: String,
+    #[serde(default)]
+    pub namespace: String,
+    #[serde(default)]
+    pub pod: String,
+    pub container_id: String,
+    /// The interface inside the workload ("eth0").
+    pub endpoint: String,
+    /// The host end of the veth ("cali0123456789a").
+    pub interface_name: String,
+    pub mac: String,
+    pub ip_networks: Vec<IpNet>,
+    /// The IPAM handle holding the addresses.
+    pub ipam_handle: String,
+    /// The network namespace path the workload had at ADD.
+    #[serde(default)]
+    pub netns: String,
+    #[serde(default)]
+    pub network: String,
+}
+
+impl WorkloadEndpoint {
+    /// Calico's naming: components joined with "-", with "-" inside a component doubled, so that
+    /// the prefix "<node>-cni-" lists exactly one node's endpoints.
+    pub fn name_for(node: &str, container_id: &str, endpoint: &str) -> String {
+        format!(
+            "{}{}-{}",
+            Self::node_prefix(node),
+            escape(container_id),
+            escape(endpoint)
+        )
+    }
+
+    pub fn node_prefix(node: &str) -> String {
+        format!("{}-cni-", escape(node))
+    }
+}
+
+fn escape(component: &str) -> String {
+    component.replace('-', "--")
+}
+
+impl Resource for WorkloadEndpoint {
+    const KIND: Kind = Kind::WorkloadEndpoint;
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_endpoint_prefix_is_unique_per_node() {
+        let a = WorkloadEndpoint::name_for("a", "c1", "eth0");
+        let other = WorkloadEndpoint::name_for("a-cni-x", "c1", "eth0");
+        assert!(a.starts_with(&WorkloadEndpoint::node_prefix("a")));
+        assert!(!other.starts_with(&WorkloadEndpoint::node_prefix("a")));
+    }
+
+    #[test]
+    fn block_names_have_no_slashes() {
+        let cidr: IpNet = "fd00::/122".parse().unwrap();
+        assert_eq!(IpamBlock::name_for(&cidr), "fd00---122");
+        let cidr: IpNet = "10.0.0.64/26".parse().unwrap();
+        assert_eq!(IpamBlock::name_for(&cidr), "10-0-0-64-26");
+    }
+}
