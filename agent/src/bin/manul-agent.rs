@@ -1,0 +1,2 @@
+//! manul-agent: the per-node daemon. (stub)
+fn main() {}

@@ -1,0 +1,2 @@
+//! manul: the CNI plugin binary. (stub)
+fn main() {}

@@ -1,0 +1,6 @@
+//! manul-agent: the per-node daemon (CNI requests, IPAM, kernel reconciliation) and the pieces
+//! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
+
+pub mod cni;
+pub mod netlink;
+pub mod sysctl;

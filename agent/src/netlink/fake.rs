@@ -1,0 +1,1 @@
+//! A recording fake of `Netlink` for unit tests. (stub)

@@ -1,0 +1,1 @@
+//! The rtnetlink implementation of `Netlink`. (stub)

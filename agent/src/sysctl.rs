@@ -1,0 +1,1 @@
+//! Sysctls under /proc/sys, behind a narrow trait. (stub)

@@ -1,0 +1,1 @@
+//! manul-ipam: Calico's block IPAM over the Datastore trait. (stub)
