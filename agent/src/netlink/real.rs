@@ -1,1 +1,0 @@
-//! The rtnetlink implementation of `Netlink`. (stub)

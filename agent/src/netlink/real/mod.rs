@@ -1,0 +1,97 @@
+//! The rtnetlink implementation of `Netlink`. Does I/O: one netlink connection in the agent's
+//! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
+//!
+//! Submodules: `links` (lookups, veth), `routes` (proto-manul host routes), `pod` (the pod end
+//! of a veth), `namespace` (connections bound to another namespace).
+
+mod links;
+mod namespace;
+mod pod;
+mod routes;
+
+use std::path::Path;
+
+use rtnetlink::Handle;
+
+use super::{
+    LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route, VethRequest,
+};
+
+/// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct RealNetlink {
+    handle: Handle,
+}
+
+impl RealNetlink {
+    /// Opens a netlink connection in the calling thread's network namespace and spawns it on
+    /// the current tokio runtime (panics outside one, like `tokio::spawn`).
+    pub fn new() -> Result<RealNetlink, NetlinkError> {
+        let (connection, handle, _messages) = rtnetlink::new_connection()
+            .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
+        tokio::spawn(connection);
+        Ok(RealNetlink { handle })
+    }
+}
+
+#[async_trait::async_trait]
+impl Netlink for RealNetlink {
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        links::link_by_name(&self.handle, name).await
+    }
+
+    async fn links_with_prefix(&self, prefix: &str) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut all = links::all_links(&self.handle).await?;
+        all.retain(|link| link.name.starts_with(prefix));
+        Ok(all)
+    }
+
+    /// Idempotent: when the host end exists and is the peer of the pod's interface, it is
+    /// brought up and returned; when a link of that name exists and is anything else, the
+    /// answer is `NetlinkError::Link { reason: "exists and ..." }`.
+    async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError> {
+        links::create_veth(&self.handle, request).await
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+        links::delete_link(&self.handle, name).await
+    }
+
+    /// Also removes global addresses of the interface that are not in `config` (so a retried
+    /// ADD with another address converges), and brings `lo` up.
+    async fn configure_pod_interface(
+        &self,
+        config: &PodInterfaceConfig,
+    ) -> Result<PodInterface, NetlinkError> {
+        pod::configure(config).await
+    }
+
+    async fn pod_interface(
+        &self,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<PodInterface>, NetlinkError> {
+        pod::interface(netns, ifname).await
+    }
+
+    async fn delete_pod_interface(&self, netns: &Path, ifname: &str) -> Result<(), NetlinkError> {
+        pod::delete(netns, ifname).await
+    }
+
+    async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        routes::replace_route(&self.handle, route).await
+    }
+
+    async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        routes::delete_route(&self.handle, route).await
+    }
+
+    async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError> {
+        routes::manul_routes(&self.handle).await
+    }
+
+    async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
+        routes::default_route_mtu(&self.handle).await
+    }
+}

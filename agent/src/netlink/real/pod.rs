@@ -1,0 +1,267 @@
+//! The pod end of a veth, inside the pod's network namespace: addresses, the phantom-gateway
+//! routes, reading it back and deleting it. Does I/O (netlink in the pod's namespace through a
+//! connection opened by `namespace::connect_in_netns`).
+
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    path::Path,
+};
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::{
+    Handle, RouteMessageBuilder,
+    packet_route::{
+        address::{
+            AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
+        },
+        route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope},
+    },
+};
+
+use super::{
+    links::{self, ENODEV, errno},
+    namespace::{NamespaceOpenError, connect_in_netns},
+    routes,
+};
+use crate::netlink::{
+    LinkInfo, NetlinkError, POD_GATEWAY_V4, POD_GATEWAY_V6, PodInterface, PodInterfaceConfig,
+};
+
+/// Protocol of the routes inside the pod: they are the pod's, not manul's host routes.
+const POD_ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Boot;
+
+fn address_error(address: &IpNet, interface: &str, reason: impl ToString) -> NetlinkError {
+    NetlinkError::Address {
+        address: address.to_string(),
+        interface: interface.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterface, NetlinkError> {
+    let handle = connect_in_netns(&config.netns)
+        .await
+        .map_err(|error| error.into_error(&config.netns))?;
+    let ifname = &config.ifname;
+    let link = links::link_by_name(&handle, ifname)
+        .await?
+        .ok_or_else(|| NetlinkError::Link {
+            name: ifname.clone(),
+            reason: format!("missing in {}", config.netns.display()),
+        })?;
+    if let Some(lo) = links::link_by_name(&handle, "lo").await? {
+        links::set_up(&handle, &lo).await?;
+    }
+    links::set_up(&handle, &link).await?;
+    let wanted: Vec<IpNet> = config.addresses.clone();
+    for stale in global_addresses(&handle, &link)
+        .await?
+        .into_iter()
+        .filter(|(net, _)| !wanted.contains(net))
+    {
+        handle
+            .address()
+            .del(stale.1)
+            .execute()
+            .await
+            .map_err(|error| address_error(&stale.0, ifname, format!("removing: {error}")))?;
+    }
+    for address in &wanted {
+        let mut request = handle
+            .address()
+            .add(link.index, address.addr(), address.prefix_len())
+            .replace();
+        if address.addr().is_ipv6() {
+            // A /128 on a point-to-point veth: duplicate address detection only delays it.
+            let message = request.message_mut();
+            message.header.flags |= AddressHeaderFlags::Nodad;
+            message
+                .attributes
+                .push(AddressAttribute::Flags(AddressFlags::Nodad));
+        }
+        request
+            .execute()
+            .await
+            .map_err(|error| address_error(address, ifname, error))?;
+    }
+    let gateway_v4 = IpNet::from(IpAddr::V4(POD_GATEWAY_V4));
+    if wanted.iter().any(|address| address.addr().is_ipv4()) {
+        let scope_link = RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(POD_GATEWAY_V4, 32)
+            .scope(RouteScope::Link)
+            .output_interface(link.index)
+            .protocol(POD_ROUTE_PROTOCOL)
+            .build();
+        replace(&handle, scope_link, &gateway_v4).await?;
+        let default = RouteMessageBuilder::<Ipv4Addr>::new()
+            .gateway(POD_GATEWAY_V4)
+            .output_interface(link.index)
+            .protocol(POD_ROUTE_PROTOCOL)
+            .build();
+        replace(&handle, default, &IpNet::V4(ipnet::Ipv4Net::default())).await?;
+    }
+    if wanted.iter().any(|address| address.addr().is_ipv6()) {
+        let default = RouteMessageBuilder::<Ipv6Addr>::new()
+            .gateway(POD_GATEWAY_V6)
+            .output_interface(link.index)
+            .protocol(POD_ROUTE_PROTOCOL)
+            .build();
+        replace(&handle, default, &IpNet::from(IpAddr::V6(POD_GATEWAY_V6))).await?;
+    }
+    read(&handle, ifname)
+        .await?
+        .ok_or_else(|| NetlinkError::Link {
+            name: ifname.clone(),
+            reason: "vanished while being configured".to_string(),
+        })
+}
+
+async fn replace(handle: &Handle, message: RouteMessage, what: &IpNet) -> Result<(), NetlinkError> {
+    handle
+        .route()
+        .add(message)
+        .replace()
+        .execute()
+        .await
+        .map_err(|error| NetlinkError::Route {
+            destination: what.to_string(),
+            reason: error.to_string(),
+        })
+}
+
+/// The pod's interface; None when the namespace or the interface is gone.
+pub(crate) async fn interface(
+    netns: &Path,
+    ifname: &str,
+) -> Result<Option<PodInterface>, NetlinkError> {
+    let handle = match connect_in_netns(netns).await {
+        Ok(handle) => handle,
+        Err(NamespaceOpenError::Gone) => return Ok(None),
+        Err(NamespaceOpenError::Failed(error)) => return Err(error),
+    };
+    read(&handle, ifname).await
+}
+
+/// Deletes the pod's interface; Ok when the namespace or the interface is gone.
+pub(crate) async fn delete(netns: &Path, ifname: &str) -> Result<(), NetlinkError> {
+    let handle = match connect_in_netns(netns).await {
+        Ok(handle) => handle,
+        Err(NamespaceOpenError::Gone) => return Ok(()),
+        Err(NamespaceOpenError::Failed(error)) => return Err(error),
+    };
+    links::delete_link(&handle, ifname).await
+}
+
+async fn read(handle: &Handle, ifname: &str) -> Result<Option<PodInterface>, NetlinkError> {
+    let Some(link) = links::link_by_name(handle, ifname).await? else {
+        return Ok(None);
+    };
+    let addresses: Vec<IpNet> = global_addresses(handle, &link)
+        .await?
+        .into_iter()
+        .map(|(net, _)| net)
+        .collect();
+    let has_default_routes = has_default_routes(handle, &link, &addresses).await?;
+    Ok(Some(PodInterface {
+        index: link.index,
+        mac: link.mac,
+        mtu: link.mtu,
+        addresses,
+        has_default_routes,
+    }))
+}
+
+/// Addresses of universe scope on the link (link-local ones are the kernel's).
+async fn global_addresses(
+    handle: &Handle,
+    link: &LinkInfo,
+) -> Result<Vec<(IpNet, AddressMessage)>, NetlinkError> {
+    let result: Result<Vec<AddressMessage>, _> = handle
+        .address()
+        .get()
+        .set_link_index_filter(link.index)
+        .execute()
+        .try_collect()
+        .await;
+    let messages = match result {
+        Ok(messages) => messages,
+        Err(error) if errno(&error) == Some(ENODEV) => Vec::new(),
+        Err(error) => {
+            return Err(NetlinkError::Link {
+                name: link.name.clone(),
+                reason: format!("listing addresses: {error}"),
+            });
+        }
+    };
+    Ok(messages
+        .into_iter()
+        .filter(|message| message.header.scope == AddressScope::Universe)
+        .filter_map(|message| {
+            let address = message
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    AddressAttribute::Local(address) => Some(*address),
+                    _ => None,
+                });
+            let address = address.or_else(|| {
+                message
+                    .attributes
+                    .iter()
+                    .find_map(|attribute| match attribute {
+                        AddressAttribute::Address(address) => Some(*address),
+                        _ => None,
+                    })
+            })?;
+            let net = IpNet::new(address, message.header.prefix_len).ok()?;
+            Some((net, message))
+        })
+        .collect())
+}
+
+/// Whether each family with an address has its default route via the phantom gateway.
+async fn has_default_routes(
+    handle: &Handle,
+    link: &LinkInfo,
+    addresses: &[IpNet],
+) -> Result<bool, NetlinkError> {
+    let mut requests = Vec::new();
+    if addresses.iter().any(|address| address.addr().is_ipv4()) {
+        requests.push((
+            RouteMessageBuilder::<Ipv4Addr>::new().build(),
+            IpAddr::V4(POD_GATEWAY_V4),
+        ));
+    }
+    if addresses.iter().any(|address| address.addr().is_ipv6()) {
+        requests.push((
+            RouteMessageBuilder::<Ipv6Addr>::new().build(),
+            IpAddr::V6(POD_GATEWAY_V6),
+        ));
+    }
+    if requests.is_empty() {
+        return Ok(false);
+    }
+    for (request, wanted_gateway) in requests {
+        let messages: Vec<RouteMessage> = handle
+            .route()
+            .get(request)
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|error| NetlinkError::Other(format!("dumping pod routes: {error}")))?;
+        let found = messages.iter().any(|message| {
+            message.header.table == RouteHeader::RT_TABLE_MAIN
+                && message.header.destination_prefix_length == 0
+                && routes::gateway(message) == Some(wanted_gateway)
+                && message
+                    .attributes
+                    .iter()
+                    .any(|attribute| matches!(attribute, RouteAttribute::Oif(index) if *index == link.index))
+        });
+        if !found {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
