@@ -2,5 +2,7 @@
 //! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
 
 pub mod cni;
+pub mod locks;
+pub mod naming;
 pub mod netlink;
 pub mod sysctl;

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs what manul's build, demo and tests need on Debian 12 (as root): the kernel tools,
+# podman with the reference CNI plugins, nftables, protoc, busybox for the test image.
+set -euo pipefail
+packages=(
+  iproute2 procps nftables iptables
+  podman runc containernetworking-plugins busybox-static
+  protobuf-compiler build-essential pkg-config
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "cargo not found: install Rust with rustup (https://rustup.rs), then run this again" >&2
+    exit 1
+  fi
+fi
