@@ -1,0 +1,185 @@
+//! The agent daemon: opens the datastore, makes sure a pool and this node's record exist,
+//! registers the route protocol name, reconciles the kernel at start and periodically, and
+//! serves gRPC on a Unix socket (mode 0600) until SIGTERM/SIGINT. Does I/O.
+
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use ipnet::IpNet;
+use manul_ipam::{Ipam, IpamError};
+use manul_proto::agent::agent_server::AgentServer;
+use manul_store::{Datastore, DatastoreExt, IpPool, Node, StoreError};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::UnixListenerStream;
+use tracing::{info, warn};
+
+use crate::{
+    endpoint::Endpoints,
+    netlink::{Netlink, ROUTE_PROTOCOL, ROUTE_PROTOCOL_NAME, real::RealNetlink},
+    server::AgentService,
+    sysctl::{ProcSysctl, Sysctl},
+};
+
+/// Name of the pool made on first start, as Calico names it.
+pub const DEFAULT_IPV4_POOL_NAME: &str = "default-ipv4-ippool";
+
+#[derive(Clone, Debug)]
+pub struct DaemonConfig {
+    pub node_name: String,
+    pub socket: PathBuf,
+    pub datastore: String,
+    pub state_dir: PathBuf,
+    /// None: create no pool.
+    pub default_ipv4_pool: Option<IpNet>,
+    pub reconcile_interval: Duration,
+    /// Where the route protocol's name is registered (None: skip).
+    pub rt_protos_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("datastore: {0}")]
+    Store(#[from] StoreError),
+    #[error("ipam: {0}")]
+    Ipam(#[from] IpamError),
+    #[error("kernel: {0}")]
+    Netlink(#[from] crate::netlink::NetlinkError),
+    #[error("{path}: {source}")]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
+    move |source| DaemonError::File { path: path.to_path_buf(), source }
+}
+
+/// Runs the agent until a termination signal arrives.
+pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
+    std::fs::create_dir_all(&config.state_dir).map_err(file_error(&config.state_dir))?;
+    let store = manul_store::open_datastore(&config.datastore)?;
+    ensure_default_pool(&store, config.default_ipv4_pool).await?;
+    ensure_node(&store, &config.node_name).await?;
+    if let Some(dir) = &config.rt_protos_dir {
+        register_route_protocol(dir);
+    }
+    let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
+    // A routed node forwards: pods reach each other and the world through it.
+    if let Err(error) = sysctl.set("net/ipv4/ip_forward", "1") {
+        warn!(%error, "cannot enable IPv4 forwarding");
+    }
+    let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
+    let endpoints = Arc::new(Endpoints::new(config.node_name.clone(), store, netlink, sysctl));
+
+    match endpoints.reconcile().await {
+        Ok(report) => info!(?report, "initial reconcile done"),
+        Err(error) => warn!(%error, "initial reconcile failed; retrying periodically"),
+    }
+    let reconciler = tokio::spawn(reconcile_periodically(endpoints.clone(), config.reconcile_interval));
+
+    let listener = bind_socket(&config.socket)?;
+    info!(socket = %config.socket.display(), node = %config.node_name, "manul-agent serving");
+    let served = tonic::transport::Server::builder()
+        .add_service(AgentServer::new(AgentService::new(endpoints)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .await;
+    reconciler.abort();
+    let _ = std::fs::remove_file(&config.socket);
+    info!("manul-agent stopped");
+    Ok(served?)
+}
+
+async fn reconcile_periodically(endpoints: Arc<Endpoints>, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        if let Err(error) = endpoints.reconcile().await {
+            warn!(%error, "reconcile failed");
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM");
+            std::future::pending::<()>().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    info!("termination signal received");
+}
+
+/// Binds the socket with mode 0600, replacing a stale socket file of an earlier run.
+fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(file_error(parent))?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path).map_err(file_error(path))?;
+    }
+    let listener = UnixListener::bind(path).map_err(file_error(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(file_error(path))?;
+    Ok(listener)
+}
+
+/// Creates the default IPv4 pool when the store has no pool at all.
+pub async fn ensure_default_pool(store: &Arc<dyn Datastore>, cidr: Option<IpNet>) -> Result<(), DaemonError> {
+    let Some(cidr) = cidr else { return Ok(()) };
+    let ipam = Ipam::new(store.clone());
+    if !ipam.pools().await?.is_empty() {
+        return Ok(());
+    }
+    let pool = IpPool {
+        name: DEFAULT_IPV4_POOL_NAME.into(),
+        cidr,
+        block_size: IpPool::default_block_size(&cidr),
+        disabled: false,
+        node_selector: "all()".into(),
+        nat_outgoing: true,
+        vxlan_mode: Default::default(),
+        ipip_mode: Default::default(),
+    };
+    match ipam.create_pool(&pool).await {
+        Ok(()) => {
+            info!(%cidr, "created the default IPv4 pool");
+            Ok(())
+        }
+        // Another agent made one first.
+        Err(IpamError::Store(error)) if error.is_conflict() => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+async fn ensure_node(store: &Arc<dyn Datastore>, name: &str) -> Result<(), DaemonError> {
+    if store.get_resource::<Node>(name).await?.is_some() {
+        return Ok(());
+    }
+    match store.create_resource(&Node { name: name.into(), ..Default::default() }).await {
+        Ok(_) => Ok(()),
+        Err(error) if error.is_conflict() => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Writes "<number> manul" to <dir>/manul.conf so that `ip route` prints "proto manul".
+fn register_route_protocol(dir: &Path) {
+    let path = dir.join("manul.conf");
+    let content = format!("{ROUTE_PROTOCOL}\t{ROUTE_PROTOCOL_NAME}\n");
+    if std::fs::read_to_string(&path).is_ok_and(|current| current == content) {
+        return;
+    }
+    if let Err(error) = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, content)) {
+        warn!(path = %path.display(), %error, "cannot register the route protocol name; routes show as proto 109");
+    }
+}

@@ -1,0 +1,313 @@
+//! CNI ADD: validate, allocate, wire the veth and the pod, install host routes and sysctls,
+//! record the WorkloadEndpoint; on any failure undo what was done, in reverse order, and
+//! release the addresses. I/O through the agent's traits only.
+
+use std::{collections::BTreeMap, net::IpAddr, path::Path};
+
+use ipnet::IpNet;
+use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError};
+use manul_store::{DatastoreExt, WorkloadEndpoint};
+use tracing::{info, warn};
+
+use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
+use crate::{
+    naming,
+    netlink::{
+        HOST_SIDE_MAC, LinkInfo, PodInterface, PodInterfaceConfig, Route, RouteTarget, VethRequest,
+        format_mac,
+    },
+    sysctl::host_interface_sysctls,
+};
+
+/// MTU used when neither the request nor the host's default route gives one.
+const FALLBACK_MTU: u32 = 1500;
+
+/// What ADD made: the CNI result is built from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AddedEndpoint {
+    pub host: LinkInfo,
+    pub pod: PodInterface,
+    pub pod_ifname: String,
+    pub netns: String,
+    pub addresses: Vec<IpNet>,
+}
+
+/// Something ADD did that a failure must undo.
+enum Undo {
+    Release(String),
+    DeleteLink(String),
+    DeleteRoute(Route),
+}
+
+impl Endpoints {
+    pub async fn add(&self, request: &EndpointRequest) -> Result<AddedEndpoint, EndpointError> {
+        validate_common(request)?;
+        let netns = request
+            .netns
+            .clone()
+            .ok_or_else(|| EndpointError::InvalidRequest("netns is required for ADD".into()))?;
+        if !netns.exists() {
+            return Err(EndpointError::InvalidRequest(format!(
+                "netns {} does not exist",
+                netns.display()
+            )));
+        }
+        if !request.assign_ipv4 && !request.assign_ipv6 && request.requested_ips.is_empty() {
+            return Err(EndpointError::InvalidRequest(
+                "ipam: neither assign_ipv4 nor assign_ipv6 is set; nothing to assign".into(),
+            ));
+        }
+        let ipv4_pools = self.resolve_pools(&request.ipv4_pools, true).await?;
+        let ipv6_pools = self.resolve_pools(&request.ipv6_pools, false).await?;
+
+        let _container = self.locks.lock(&request.container_id).await;
+        let _epoch = self.kernel_epoch.read().await;
+
+        if let Some(existing) = self.existing_endpoint(request, &netns).await? {
+            return Ok(existing);
+        }
+        let mut undo = Vec::new();
+        match self.wire(request, &netns, ipv4_pools, ipv6_pools, &mut undo).await {
+            Ok(added) => Ok(added),
+            Err(error) => {
+                warn!(container = %request.container_id, %error, "ADD failed; rolling back");
+                self.roll_back(undo).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// ADD of a container that is already wired returns the same result (the runtime may
+    /// retry); a stale record of it (its pod interface is gone) is cleaned first.
+    async fn existing_endpoint(
+        &self,
+        request: &EndpointRequest,
+        netns: &Path,
+    ) -> Result<Option<AddedEndpoint>, EndpointError> {
+        let Some(existing) = self.find(&request.container_id, &request.ifname).await? else {
+            return Ok(None);
+        };
+        let endpoint = existing.value;
+        let host = self.netlink.link(&endpoint.interface_name).await?;
+        let pod = self.netlink.pod_interface(netns, &request.ifname).await?;
+        if let (Some(host), Some(pod), true) = (host, pod, endpoint.netns == netns.to_string_lossy()) {
+            self.ensure_host_side(&endpoint.interface_name, &endpoint.ip_networks).await?;
+            return Ok(Some(AddedEndpoint {
+                host,
+                pod,
+                pod_ifname: request.ifname.clone(),
+                netns: endpoint.netns.clone(),
+                addresses: endpoint.ip_networks.clone(),
+            }));
+        }
+        info!(container = %request.container_id, "ADD again for a stale endpoint; re-creating it");
+        self.teardown(&endpoint, Some(netns)).await?;
+        Ok(None)
+    }
+
+    async fn wire(
+        &self,
+        request: &EndpointRequest,
+        netns: &Path,
+        ipv4_pools: Vec<IpNet>,
+        ipv6_pools: Vec<IpNet>,
+        undo: &mut Vec<Undo>,
+    ) -> Result<AddedEndpoint, EndpointError> {
+        let host_name = naming::host_interface_name(&request.pod_namespace, &request.pod_name, &request.container_id);
+        let handle = naming::ipam_handle(&request.container_id, &request.ifname);
+        let mtu = match request.mtu {
+            Some(mtu) => mtu,
+            None => self.netlink.default_route_mtu().await?.unwrap_or(FALLBACK_MTU),
+        };
+
+        // A link of this name that no endpoint of this container owns is a leftover of an
+        // earlier sandbox of the same pod: it goes.
+        if self.netlink.link(&host_name).await?.is_some() {
+            info!(link = %host_name, "removing a leftover link of an earlier sandbox");
+            self.netlink.delete_link(&host_name).await?;
+        }
+
+        undo.push(Undo::Release(handle.clone()));
+        let addresses = self.allocate(request, &handle, ipv4_pools, ipv6_pools).await?;
+
+        let host = self
+            .netlink
+            .create_veth(&VethRequest {
+                host_name: host_name.clone(),
+                host_mac: HOST_SIDE_MAC,
+                pod_netns: netns.to_path_buf(),
+                pod_ifname: request.ifname.clone(),
+                mtu,
+            })
+            .await?;
+        undo.push(Undo::DeleteLink(host_name.clone()));
+
+        let pod = self
+            .netlink
+            .configure_pod_interface(&PodInterfaceConfig {
+                netns: netns.to_path_buf(),
+                ifname: request.ifname.clone(),
+                addresses: addresses.clone(),
+            })
+            .await?;
+
+        let has_ipv6 = addresses.iter().any(|address| matches!(address, IpNet::V6(_)));
+        for (key, value) in host_interface_sysctls(&host_name, has_ipv6) {
+            self.sysctl.set(&key, &value)?;
+        }
+        for address in &addresses {
+            let route = Route { destination: *address, target: RouteTarget::Device(host_name.clone()) };
+            self.netlink.replace_route(&route).await?;
+            undo.push(Undo::DeleteRoute(route));
+        }
+        self.ensure_block_routes().await?;
+
+        let endpoint = WorkloadEndpoint {
+            name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
+            node: self.node.clone(),
+            orchestrator: if request.pod_namespace.is_empty() { "cni".into() } else { "k8s".into() },
+            namespace: request.pod_namespace.clone(),
+            pod: request.pod_name.clone(),
+            container_id: request.container_id.clone(),
+            endpoint: request.ifname.clone(),
+            interface_name: host_name.clone(),
+            mac: format_mac(&pod.mac),
+            ip_networks: addresses.clone(),
+            ipam_handle: handle,
+            netns: netns.to_string_lossy().into_owned(),
+            network: request.network_name.clone(),
+        };
+        self.record(&endpoint).await?;
+        info!(container = %request.container_id, interface = %host_name, ?addresses, "endpoint added");
+        Ok(AddedEndpoint {
+            host,
+            pod,
+            pod_ifname: request.ifname.clone(),
+            netns: endpoint.netns,
+            addresses,
+        })
+    }
+
+    async fn allocate(
+        &self,
+        request: &EndpointRequest,
+        handle: &str,
+        ipv4_pools: Vec<IpNet>,
+        ipv6_pools: Vec<IpNet>,
+    ) -> Result<Vec<IpNet>, EndpointError> {
+        let mut attributes = BTreeMap::new();
+        attributes.insert("node".to_string(), self.node.clone());
+        attributes.insert("container".to_string(), request.container_id.clone());
+        if !request.pod_namespace.is_empty() {
+            attributes.insert("namespace".to_string(), request.pod_namespace.clone());
+            attributes.insert("pod".to_string(), request.pod_name.clone());
+        }
+        if !request.requested_ips.is_empty() {
+            let mut addresses = Vec::new();
+            for address in &request.requested_ips {
+                let assigned = self
+                    .ipam
+                    .assign_ip(&AssignIpRequest {
+                        address: *address,
+                        handle_id: handle.to_string(),
+                        node: self.node.clone(),
+                        attributes: attributes.clone(),
+                    })
+                    .await?;
+                addresses.push(assigned);
+            }
+            return Ok(addresses);
+        }
+        let assignment = self
+            .ipam
+            .auto_assign(&AutoAssignRequest {
+                handle_id: handle.to_string(),
+                node: self.node.clone(),
+                num_ipv4: u32::from(request.assign_ipv4),
+                num_ipv6: u32::from(request.assign_ipv6),
+                ipv4_pools,
+                ipv6_pools,
+                attributes,
+            })
+            .await?;
+        Ok(assignment.ipv4.into_iter().chain(assignment.ipv6).collect())
+    }
+
+    /// Pool filters by CIDR or by name, resolved to CIDRs of the right family.
+    async fn resolve_pools(&self, filters: &[String], ipv4: bool) -> Result<Vec<IpNet>, EndpointError> {
+        if filters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pools = self.ipam.pools().await?;
+        let mut cidrs = Vec::new();
+        for filter in filters {
+            let cidr = match filter.parse::<IpNet>() {
+                Ok(cidr) => cidr,
+                Err(_) => pools.iter().find(|pool| &pool.name == filter).map(|pool| pool.cidr).ok_or_else(|| {
+                    EndpointError::InvalidRequest(format!("ipam pool {filter:?} is neither a CIDR nor the name of a pool"))
+                })?,
+            };
+            if matches!(cidr, IpNet::V4(_)) != ipv4 {
+                let field = if ipv4 { "ipv4_pools" } else { "ipv6_pools" };
+                return Err(EndpointError::InvalidRequest(format!("ipam.{field}: {cidr} is of the other address family")));
+            }
+            cidrs.push(cidr);
+        }
+        Ok(cidrs)
+    }
+
+    /// Host routes and sysctls of an endpoint whose veth exists (idempotent).
+    pub(crate) async fn ensure_host_side(&self, host_name: &str, addresses: &[IpNet]) -> Result<(), EndpointError> {
+        let has_ipv6 = addresses.iter().any(|address| matches!(address, IpNet::V6(_)));
+        for (key, value) in host_interface_sysctls(host_name, has_ipv6) {
+            self.sysctl.set(&key, &value)?;
+        }
+        for address in addresses {
+            let route = Route { destination: *address, target: RouteTarget::Device(host_name.to_string()) };
+            self.netlink.replace_route(&route).await?;
+        }
+        self.ensure_block_routes().await
+    }
+
+    /// `blackhole <block> proto manul` for each block this node has affinity to.
+    pub(crate) async fn ensure_block_routes(&self) -> Result<(), EndpointError> {
+        for block in self.ipam.affine_blocks(&self.node).await? {
+            self.netlink.replace_route(&Route { destination: block, target: RouteTarget::Blackhole }).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates or replaces the endpoint record (CAS, retried on conflict).
+    async fn record(&self, endpoint: &WorkloadEndpoint) -> Result<(), EndpointError> {
+        for _ in 0..10 {
+            let result = match self.store.get_resource::<WorkloadEndpoint>(&endpoint.name).await? {
+                Some(current) => self.store.update_resource(endpoint, &current.revision).await.map(|_| ()),
+                None => self.store.create_resource(endpoint).await.map(|_| ()),
+            };
+            match result {
+                Ok(()) => return Ok(()),
+                Err(error) if error.is_conflict() => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(EndpointError::Ipam(IpamError::RetriesExhausted { what: format!("writing endpoint {}", endpoint.name) }))
+    }
+
+    async fn roll_back(&self, undo: Vec<Undo>) {
+        for step in undo.into_iter().rev() {
+            let result = match &step {
+                Undo::Release(handle) => self.ipam.release_by_handle(handle).await.map(|_| ()).map_err(EndpointError::from),
+                Undo::DeleteLink(name) => self.netlink.delete_link(name).await.map_err(EndpointError::from),
+                Undo::DeleteRoute(route) => self.netlink.delete_route(route).await.map_err(EndpointError::from),
+            };
+            if let Err(error) = result {
+                warn!(%error, "rollback step failed; the reconciler will remove what is left");
+            }
+        }
+    }
+}
+
+/// The addresses of a result, for logs and comparisons.
+pub fn addresses_of(added: &AddedEndpoint) -> Vec<IpAddr> {
+    added.addresses.iter().map(IpNet::addr).collect()
+}

@@ -1,0 +1,122 @@
+//! CNI DEL: best effort, keeps going past failures and reports all of them. Succeeds when the
+//! netns, the link or the allocation is already gone, and when it comes twice. I/O through
+//! the agent's traits only.
+
+use std::path::Path;
+
+use manul_store::{DatastoreExt, Kind, StoreError, WorkloadEndpoint};
+use tracing::info;
+
+use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
+use crate::{
+    naming,
+    netlink::{Route, RouteTarget},
+};
+
+impl Endpoints {
+    /// Returns the addresses given back to the pool.
+    pub async fn delete(&self, request: &EndpointRequest) -> Result<Vec<std::net::IpAddr>, EndpointError> {
+        validate_common(request)?;
+        let _container = self.locks.lock(&request.container_id).await;
+        let _epoch = self.kernel_epoch.read().await;
+        let mut errors = Vec::new();
+
+        let existing = self.find(&request.container_id, &request.ifname).await?;
+        match &existing {
+            Some(endpoint) => {
+                if let Err(error) = self.teardown(&endpoint.value, request.netns.as_deref()).await {
+                    errors.push(error);
+                }
+            }
+            None => {
+                // No record (an ADD that never finished, or a second DEL): remove the link the
+                // name points at, unless another endpoint of this node owns it.
+                let host_name =
+                    naming::host_interface_name(&request.pod_namespace, &request.pod_name, &request.container_id);
+                match self.owned_by_other_endpoint(&host_name, &request.container_id).await {
+                    Ok(false) => {
+                        if let Err(error) = self.netlink.delete_link(&host_name).await {
+                            errors.push(error.into());
+                        }
+                    }
+                    Ok(true) => {}
+                    Err(error) => errors.push(error),
+                }
+                if let Some(netns) = &request.netns
+                    && let Err(error) = self.netlink.delete_pod_interface(netns, &request.ifname).await
+                {
+                    errors.push(error.into());
+                }
+            }
+        }
+
+        let handle = naming::ipam_handle(&request.container_id, &request.ifname);
+        let released = match self.ipam.release_by_handle(&handle).await {
+            Ok(released) => released,
+            Err(error) => {
+                errors.push(error.into());
+                Vec::new()
+            }
+        };
+        if let Some(endpoint) = existing
+            && let Err(error) = self.forget(&endpoint.value.name).await
+        {
+            errors.push(error);
+        }
+        info!(container = %request.container_id, ?released, "endpoint deleted");
+        match errors.len() {
+            0 => Ok(released),
+            1 => Err(errors.remove(0)),
+            _ => Err(EndpointError::Several(errors)),
+        }
+    }
+
+    /// Removes the kernel side of an endpoint: pod interface, host link, host routes.
+    pub(crate) async fn teardown(&self, endpoint: &WorkloadEndpoint, netns: Option<&Path>) -> Result<(), EndpointError> {
+        let mut errors: Vec<EndpointError> = Vec::new();
+        let recorded = Path::new(&endpoint.netns);
+        let netns = netns.filter(|path| !path.as_os_str().is_empty()).unwrap_or(recorded);
+        if !netns.as_os_str().is_empty()
+            && let Err(error) = self.netlink.delete_pod_interface(netns, &endpoint.endpoint).await
+        {
+            errors.push(error.into());
+        }
+        if let Err(error) = self.netlink.delete_link(&endpoint.interface_name).await {
+            errors.push(error.into());
+        }
+        for address in &endpoint.ip_networks {
+            let route = Route { destination: *address, target: RouteTarget::Device(endpoint.interface_name.clone()) };
+            if let Err(error) = self.netlink.delete_route(&route).await {
+                errors.push(error.into());
+            }
+        }
+        match errors.len() {
+            0 => Ok(()),
+            1 => Err(errors.remove(0)),
+            _ => Err(EndpointError::Several(errors)),
+        }
+    }
+
+    async fn owned_by_other_endpoint(&self, host_name: &str, container_id: &str) -> Result<bool, EndpointError> {
+        Ok(self
+            .list()
+            .await?
+            .iter()
+            .any(|endpoint| endpoint.value.interface_name == host_name && endpoint.value.container_id != container_id))
+    }
+
+    /// Deletes the endpoint record; gone already is fine.
+    pub(crate) async fn forget(&self, name: &str) -> Result<(), EndpointError> {
+        for _ in 0..10 {
+            let Some(current) = self.store.get_resource::<WorkloadEndpoint>(name).await? else {
+                return Ok(());
+            };
+            match self.store.delete_resource::<WorkloadEndpoint>(name, &current.revision).await {
+                Ok(()) | Err(StoreError::NotFound { .. }) => return Ok(()),
+                Err(error) if error.is_conflict() => continue,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(StoreError::Conflict { kind: Kind::WorkloadEndpoint, name: name.to_string() }.into())
+    }
+}

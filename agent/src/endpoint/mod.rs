@@ -1,0 +1,148 @@
+//! Endpoints: the CNI operations of the agent (ADD, DEL, CHECK, GC) over IPAM, the datastore,
+//! and the kernel traits. The flow follows netavark: validate every input, then mutate, and on
+//! a failure at step k undo steps k-1..1 and give the address back. I/O only through the
+//! `Netlink`, `Sysctl`, `Datastore` and IPAM handles it is given.
+
+mod add;
+pub mod check;
+mod delete;
+
+use std::{net::IpAddr, path::PathBuf, sync::Arc};
+
+use ipnet::IpNet;
+use manul_ipam::{Ipam, IpamError};
+use manul_store::{Datastore, DatastoreExt, StoreError, Versioned, WorkloadEndpoint};
+use tokio::sync::RwLock;
+
+use crate::{
+    locks::ContainerLocks,
+    netlink::{Netlink, NetlinkError},
+    sysctl::{Sysctl, SysctlError},
+};
+
+pub use add::AddedEndpoint;
+
+/// An ADD, CHECK or DEL as the agent receives it, already parsed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointRequest {
+    pub container_id: String,
+    /// Empty on a DEL whose sandbox is gone.
+    pub netns: Option<PathBuf>,
+    pub ifname: String,
+    pub pod_namespace: String,
+    pub pod_name: String,
+    pub network_name: String,
+    /// None: the MTU of the host's default-route interface.
+    pub mtu: Option<u32>,
+    pub assign_ipv4: bool,
+    pub assign_ipv6: bool,
+    /// Pools by CIDR or by name; empty for every enabled pool.
+    pub ipv4_pools: Vec<String>,
+    pub ipv6_pools: Vec<String>,
+    pub requested_ips: Vec<IpAddr>,
+    pub prev_result_ips: Vec<IpNet>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("no endpoint for container {container_id} interface {ifname} on this node")]
+    UnknownContainer { container_id: String, ifname: String },
+    #[error("check failed: {0}")]
+    CheckFailed(String),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error("datastore: {0}")]
+    Store(#[from] StoreError),
+    #[error("kernel: {0}")]
+    Netlink(#[from] NetlinkError),
+    #[error("sysctl: {0}")]
+    Sysctl(#[from] SysctlError),
+    /// A DEL or GC that kept going past failures reports all of them.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Several(Vec<EndpointError>),
+}
+
+/// The CNI side of the agent for one node.
+pub struct Endpoints {
+    pub(crate) node: String,
+    pub(crate) store: Arc<dyn Datastore>,
+    pub(crate) ipam: Ipam,
+    pub(crate) netlink: Arc<dyn Netlink>,
+    pub(crate) sysctl: Arc<dyn Sysctl>,
+    pub(crate) locks: ContainerLocks,
+    /// CNI operations hold it shared; the reconciler holds it exclusively, so it never sees
+    /// an endpoint half made.
+    pub(crate) kernel_epoch: Arc<RwLock<()>>,
+}
+
+impl Endpoints {
+    pub fn new(
+        node: String,
+        store: Arc<dyn Datastore>,
+        netlink: Arc<dyn Netlink>,
+        sysctl: Arc<dyn Sysctl>,
+    ) -> Endpoints {
+        Endpoints {
+            node,
+            ipam: Ipam::new(store.clone()),
+            store,
+            netlink,
+            sysctl,
+            locks: ContainerLocks::default(),
+            kernel_epoch: Arc::new(RwLock::new(())),
+        }
+    }
+
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    pub fn ipam(&self) -> &Ipam {
+        &self.ipam
+    }
+
+    /// The lock the reconciler takes exclusively.
+    pub fn kernel_epoch(&self) -> Arc<RwLock<()>> {
+        self.kernel_epoch.clone()
+    }
+
+    /// This node's endpoints, as recorded in the datastore.
+    pub async fn list(&self) -> Result<Vec<Versioned<WorkloadEndpoint>>, EndpointError> {
+        let prefix = WorkloadEndpoint::node_prefix(&self.node);
+        Ok(self.store.list_resources::<WorkloadEndpoint>(&prefix).await?)
+    }
+
+    pub(crate) async fn find(
+        &self,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<Option<Versioned<WorkloadEndpoint>>, EndpointError> {
+        let name = WorkloadEndpoint::name_for(&self.node, container_id, ifname);
+        Ok(self.store.get_resource::<WorkloadEndpoint>(&name).await?)
+    }
+}
+
+/// Checks the fields every operation needs.
+pub(crate) fn validate_common(request: &EndpointRequest) -> Result<(), EndpointError> {
+    if request.container_id.is_empty() {
+        return Err(EndpointError::InvalidRequest("container_id is empty".into()));
+    }
+    if request.container_id.len() > 256 || request.container_id.chars().any(|c| c.is_control() || c == '/') {
+        return Err(EndpointError::InvalidRequest(format!(
+            "container_id {:?} must be at most 256 printable characters without '/'",
+            request.container_id
+        )));
+    }
+    if request.ifname.is_empty() || request.ifname.len() > 15 || request.ifname.contains(['/', ' ', ':']) {
+        return Err(EndpointError::InvalidRequest(format!(
+            "ifname {:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)",
+            request.ifname
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
