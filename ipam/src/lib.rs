@@ -1,1 +1,204 @@
-//! manul-ipam: Calico's block IPAM over the Datastore trait. (stub)
+//! manul-ipam: Calico's block IPAM (pools, affine blocks, handles, borrowing) over manul-store's
+//! `Datastore` trait. It does no I/O of its own: every read and write goes through the trait,
+//! and every write is a compare-and-swap on a revision, retried from a fresh read on conflict.
+//!
+//! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
+//! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation and
+//! release), `check` (whole-store consistency).
+
+mod affinity;
+mod assign;
+pub mod block;
+mod check;
+mod error;
+mod handles;
+pub mod pools;
+
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+
+pub use error::IpamError;
+pub use ipnet::IpNet;
+use manul_store::{Datastore, DatastoreExt, IpPool, IpamConfiguration, Node};
+
+/// Bound on compare-and-swap attempts for one object.
+pub(crate) const RETRIES: u32 = 100;
+
+/// A short random pause after a lost race, growing a little with the attempt number.
+pub(crate) async fn backoff(attempt: u32) {
+    let ceiling = u64::from(attempt.min(8)) + 2;
+    let millis = rand::random_range(0..ceiling);
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+}
+
+/// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
+pub fn pod_handle_id(container_id: &str) -> String {
+    format!("k8s-pod-network.{container_id}")
+}
+
+/// Block IPAM over a datastore. Cheap to clone.
+#[derive(Clone)]
+pub struct Ipam {
+    store: Arc<dyn Datastore>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AutoAssignRequest {
+    pub handle_id: String,
+    pub node: String,
+    pub num_ipv4: u32,
+    pub num_ipv6: u32,
+    /// CIDRs of the pools to use; empty means every enabled pool that selects the node.
+    pub ipv4_pools: Vec<IpNet>,
+    pub ipv6_pools: Vec<IpNet>,
+    /// Stored with each address ("namespace", "pod", "node", ...).
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssignIpRequest {
+    pub address: IpAddr,
+    pub handle_id: String,
+    pub node: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Assigned addresses as host prefixes (/32 and /128).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Assignment {
+    pub ipv4: Vec<IpNet>,
+    pub ipv6: Vec<IpNet>,
+}
+
+/// The outcome of [`Ipam::check`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckReport {
+    /// Real inconsistencies: an address could be handed out twice or never released.
+    pub problems: Vec<String>,
+    /// Harmless states a crash can leave behind (over-counted handles, pending affinities).
+    pub leftovers: Vec<String>,
+    /// Allocated addresses, blocks and handles seen.
+    pub allocated: usize,
+    pub blocks: usize,
+    pub handles: usize,
+}
+
+impl Ipam {
+    pub fn new(store: Arc<dyn Datastore>) -> Ipam {
+        Ipam { store }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Datastore> {
+        &self.store
+    }
+
+    /// Validates (cidr is a network address, blockSize in 20..=32 for IPv4 / 116..=128 for
+    /// IPv6 and not shorter than the pool's prefix, no overlap with an existing pool, name not
+    /// empty, nodeSelector parses) and creates the pool. blockSize 0 means the default.
+    /// Two concurrent creates of overlapping pools are not detected.
+    pub async fn create_pool(&self, pool: &IpPool) -> Result<(), IpamError> {
+        let existing = self.pools().await?;
+        let pool = pools::validate(pool, &existing)?;
+        match self.store.create_resource(&pool).await {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_conflict() => Err(IpamError::InvalidPool {
+                field: "name",
+                reason: format!("a pool named {:?} already exists", pool.name),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn pools(&self) -> Result<Vec<IpPool>, IpamError> {
+        Ok(self
+            .store
+            .list_resources::<IpPool>("")
+            .await?
+            .into_iter()
+            .map(|pool| pool.value)
+            .collect())
+    }
+
+    /// Turns pool names or CIDRs (as a CNI configuration lists them) into the CIDR filters of
+    /// an [`AutoAssignRequest`]: (IPv4 pools, IPv6 pools).
+    pub async fn resolve_pools(
+        &self,
+        names_or_cidrs: &[String],
+    ) -> Result<(Vec<IpNet>, Vec<IpNet>), IpamError> {
+        let pools = self.pools().await?;
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for entry in names_or_cidrs {
+            let cidr =
+                match entry.parse::<IpNet>() {
+                    Ok(cidr) => cidr,
+                    Err(_) => pools
+                        .iter()
+                        .find(|pool| pool.name == *entry)
+                        .ok_or_else(|| {
+                            IpamError::InvalidRequest(format!(
+                                "no IP pool is named {entry:?}; list pools and use a name or CIDR"
+                            ))
+                        })?
+                        .cidr,
+                };
+            match cidr {
+                IpNet::V4(_) => v4.push(cidr),
+                IpNet::V6(_) => v6.push(cidr),
+            }
+        }
+        Ok((v4, v6))
+    }
+
+    /// The IPAM configuration ("default"), or Calico's defaults when absent.
+    pub async fn config(&self) -> Result<IpamConfiguration, IpamError> {
+        Ok(self
+            .store
+            .get_resource::<IpamConfiguration>(IpamConfiguration::NAME)
+            .await?
+            .map(|config| config.value)
+            .unwrap_or_default())
+    }
+
+    /// Creates or replaces the IPAM configuration.
+    pub async fn set_config(&self, config: &IpamConfiguration) -> Result<(), IpamError> {
+        for attempt in 0..RETRIES {
+            let current = self
+                .store
+                .get_resource::<IpamConfiguration>(IpamConfiguration::NAME)
+                .await?;
+            let result = match current {
+                Some(current) => self.store.update_resource(config, &current.revision).await,
+                None => self.store.create_resource(config).await,
+            };
+            match result {
+                Ok(_) => return Ok(()),
+                Err(error) if handles::is_retryable(&error) => backoff(attempt).await,
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Err(IpamError::RetriesExhausted {
+            what: "writing the IPAM configuration".into(),
+        })
+    }
+
+    /// CIDRs of the blocks `node` has confirmed affinity to, in order.
+    pub async fn affine_blocks(&self, node: &str) -> Result<Vec<IpNet>, IpamError> {
+        let mut blocks: Vec<IpNet> = affinity::node_affinities(self.store.as_ref(), node)
+            .await?
+            .into_iter()
+            .filter(|affinity| affinity.value.state == manul_store::AffinityState::Confirmed)
+            .map(|affinity| affinity.value.cidr)
+            .collect();
+        blocks.sort();
+        Ok(blocks)
+    }
+
+    async fn node_labels(&self, node: &str) -> Result<BTreeMap<String, String>, IpamError> {
+        Ok(self
+            .store
+            .get_resource::<Node>(node)
+            .await?
+            .map(|node| node.value.labels)
+            .unwrap_or_default())
+    }
+}

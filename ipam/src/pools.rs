@@ -1,0 +1,297 @@
+//! IP pools: validation of a new pool, node selectors, and the choice of pools for a request.
+//! Pure functions; the callers in lib.rs read the pools and nodes through the Datastore trait.
+//!
+//! Node selectors support the subset of Calico's selector language that pools use in practice:
+//! `all()` (or empty), `has(key)`, `!has(key)`, `key == 'value'`, `key != 'value'`, joined by
+//! `&&` and `||` (`&&` binds tighter). No parentheses, no `in {...}`.
+
+use std::collections::BTreeMap;
+
+use ipnet::IpNet;
+use manul_store::IpPool;
+
+use crate::{IpamError, block::MAX_HOST_BITS, error::version_name};
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> IpamError {
+    IpamError::InvalidPool {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// Checks `pool` against the rules and the existing pools; returns it with defaults filled in
+/// (blockSize 0 means the default, 26 or 122).
+pub fn validate(pool: &IpPool, existing: &[IpPool]) -> Result<IpPool, IpamError> {
+    let mut pool = pool.clone();
+    if pool.name.trim().is_empty() {
+        return Err(invalid("name", "must not be empty"));
+    }
+    if pool.name.contains('/') {
+        return Err(invalid("name", "must not contain '/'"));
+    }
+    if pool.cidr.trunc() != pool.cidr {
+        return Err(invalid(
+            "cidr",
+            format!(
+                "{} is not a network address; did you mean {}?",
+                pool.cidr,
+                pool.cidr.trunc()
+            ),
+        ));
+    }
+    if pool.block_size == 0 {
+        pool.block_size = IpPool::default_block_size(&pool.cidr);
+    }
+    let max = pool.cidr.max_prefix_len();
+    let min = max - MAX_HOST_BITS;
+    if !(min..=max).contains(&pool.block_size) {
+        return Err(invalid(
+            "blockSize",
+            format!(
+                "{} is out of range for {}: use {min}..={max}",
+                pool.block_size,
+                version_name(max == 128)
+            ),
+        ));
+    }
+    if pool.block_size < pool.cidr.prefix_len() {
+        return Err(invalid(
+            "blockSize",
+            format!(
+                "/{} blocks do not fit in the pool {}; use a blockSize of at least {}",
+                pool.block_size,
+                pool.cidr,
+                pool.cidr.prefix_len()
+            ),
+        ));
+    }
+    if let Err(reason) = Selector::parse(&pool.node_selector) {
+        return Err(invalid("nodeSelector", reason));
+    }
+    use manul_store::EncapsulationMode::Never;
+    if pool.vxlan_mode != Never && pool.ipip_mode != Never {
+        return Err(invalid(
+            "vxlanMode",
+            "VXLAN and IP-in-IP cannot both be enabled on one pool",
+        ));
+    }
+    for other in existing {
+        if other.name == pool.name {
+            return Err(invalid(
+                "name",
+                format!("a pool named {:?} already exists", pool.name),
+            ));
+        }
+        if overlaps(&other.cidr, &pool.cidr) {
+            return Err(invalid(
+                "cidr",
+                format!(
+                    "{} overlaps pool {:?} ({})",
+                    pool.cidr, other.name, other.cidr
+                ),
+            ));
+        }
+    }
+    Ok(pool)
+}
+
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    a.contains(&b.network()) || b.contains(&a.network())
+}
+
+/// Pools of one IP version usable for `node` (with `labels`), filtered by the CIDRs the
+/// request names (empty: every enabled pool). A named pool that is missing or disabled is an
+/// error, as in Calico.
+pub fn select<'a>(
+    pools: &'a [IpPool],
+    v6: bool,
+    requested: &[IpNet],
+    node: &str,
+    labels: &BTreeMap<String, String>,
+) -> Result<Vec<&'a IpPool>, IpamError> {
+    let version = version_name(v6);
+    let no_pool = |reason: String| IpamError::NoMatchingPool {
+        version,
+        node: node.to_string(),
+        reason,
+    };
+    let mut candidates = Vec::new();
+    if requested.is_empty() {
+        candidates.extend(
+            pools
+                .iter()
+                .filter(|pool| (pool.cidr.max_prefix_len() == 128) == v6 && !pool.disabled),
+        );
+    } else {
+        for cidr in requested {
+            if (cidr.max_prefix_len() == 128) != v6 {
+                return Err(IpamError::InvalidRequest(format!(
+                    "pool {cidr} is listed among the {version} pools"
+                )));
+            }
+            let pool = pools.iter().find(|pool| pool.cidr == *cidr).ok_or_else(|| {
+                no_pool(format!("the requested pool {cidr} does not exist; create it or fix the CNI configuration"))
+            })?;
+            if pool.disabled {
+                return Err(IpamError::PoolDisabled {
+                    pool: pool.name.clone(),
+                    cidr: pool.cidr,
+                });
+            }
+            candidates.push(pool);
+        }
+    }
+    if candidates.is_empty() {
+        return Err(no_pool(format!(
+            "there is no enabled {version} pool; create one"
+        )));
+    }
+    let selected: Vec<&IpPool> = candidates
+        .into_iter()
+        .filter(|pool| {
+            Selector::parse(&pool.node_selector)
+                .map(|selector| selector.matches(labels))
+                .unwrap_or(false)
+        })
+        .collect();
+    if selected.is_empty() {
+        return Err(no_pool(
+            "no enabled pool's nodeSelector selects this node; check the node's labels".into(),
+        ));
+    }
+    Ok(selected)
+}
+
+/// The pool containing `address`, if any.
+pub fn containing(pools: &[IpPool], address: std::net::IpAddr) -> Option<&IpPool> {
+    pools.iter().find(|pool| pool.cidr.contains(&address))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Term {
+    All,
+    Has(String, bool),
+    Equals(String, String, bool),
+}
+
+/// A parsed node selector: an OR of ANDs of terms.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    any_of: Vec<Vec<Term>>,
+}
+
+fn is_key(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
+}
+
+fn unquote(text: &str) -> Option<&str> {
+    let text = text.trim();
+    let inner = text
+        .strip_prefix('\'')
+        .and_then(|rest| rest.strip_suffix('\''))
+        .or_else(|| {
+            text.strip_prefix('"')
+                .and_then(|rest| rest.strip_suffix('"'))
+        })?;
+    (!inner.contains(['\'', '"'])).then_some(inner)
+}
+
+fn parse_term(text: &str) -> Result<Term, String> {
+    let text = text.trim();
+    if text == "all()" {
+        return Ok(Term::All);
+    }
+    let (negated, body) = match text.strip_prefix('!') {
+        Some(rest) => (true, rest.trim()),
+        None => (false, text),
+    };
+    if let Some(key) = body
+        .strip_prefix("has(")
+        .and_then(|rest| rest.strip_suffix(')'))
+    {
+        let key = key.trim();
+        if is_key(key) {
+            return Ok(Term::Has(key.to_string(), !negated));
+        }
+    }
+    if !negated {
+        for (operator, equal) in [("==", true), ("!=", false)] {
+            if let Some((key, value)) = text.split_once(operator) {
+                let key = key.trim();
+                if let (true, Some(value)) = (is_key(key), unquote(value)) {
+                    return Ok(Term::Equals(key.to_string(), value.to_string(), equal));
+                }
+            }
+        }
+    }
+    Err(format!(
+        "cannot parse {text:?}; supported: all(), has(k), !has(k), k == 'v', k != 'v', joined by && and ||"
+    ))
+}
+
+impl Selector {
+    pub fn parse(text: &str) -> Result<Selector, String> {
+        if text.trim().is_empty() {
+            return Ok(Selector {
+                any_of: vec![vec![Term::All]],
+            });
+        }
+        let any_of = text
+            .split("||")
+            .map(|conjunction| conjunction.split("&&").map(parse_term).collect())
+            .collect::<Result<_, _>>()?;
+        Ok(Selector { any_of })
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.any_of.iter().any(|terms| {
+            terms.iter().all(|term| match term {
+                Term::All => true,
+                Term::Has(key, present) => labels.contains_key(key) == *present,
+                Term::Equals(key, value, equal) => (labels.get(key) == Some(value)) == *equal,
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn selectors_match_labels() {
+        let zone_a = labels(&[("zone", "a"), ("gpu", "")]);
+        let cases = [
+            ("", true),
+            ("all()", true),
+            ("has(gpu)", true),
+            ("!has(gpu)", false),
+            ("zone == 'a'", true),
+            ("zone == \"b\"", false),
+            ("zone != 'b'", true),
+            ("zone == 'b' || has(gpu)", true),
+            ("zone == 'a' && !has(gpu)", false),
+        ];
+        for (text, expected) in cases {
+            let selector = Selector::parse(text).unwrap();
+            assert_eq!(selector.matches(&zone_a), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_selectors_are_refused() {
+        for text in ["zone = 'a'", "has(", "zone == a", "in {'a'}"] {
+            assert!(Selector::parse(text).is_err(), "{text}");
+        }
+    }
+}
