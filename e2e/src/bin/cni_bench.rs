@@ -1,0 +1,2 @@
+//! manul-cni-bench (stub).
+fn main() {}

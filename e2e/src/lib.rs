@@ -1,0 +1,141 @@
+//! manul-e2e: the end-to-end harness (network namespaces, nodes running the real `manul-agent`,
+//! pods wired by the real `manul` CNI plugin, podman as a CNI caller). Everything here does I/O
+//! and needs root.
+//!
+//! # Building the binaries under test
+//!
+//! The harness runs the workspace's own binaries (`manul-agent`, `manul`) from the target
+//! directory of the profile the test binary was built in ([`bin_path`]). A dev-dependency on
+//! `manul-agent` would only build its library, not its bins, so run the tests with
+//!
+//! ```text
+//! cargo test --workspace                 # builds every bin of the workspace first
+//! cargo test --workspace --release       # same, release profile
+//! ```
+//!
+//! `cargo test -p manul-e2e` alone does not build `manul-agent`'s bins; [`bin_path`] then fails
+//! with a message saying so. `MANUL_BIN_DIR` overrides the directory.
+//!
+//! # Isolation
+//!
+//! Every namespace is named `manul-e2e-<pid>-<counter>-<tag>` ([`Netns`]) and removed in `Drop`,
+//! also while unwinding from a panic; namespaces left by a process that no longer exists (a test
+//! killed with SIGKILL) are removed when the next harness process creates its first namespace.
+//! Uplink subnets `10.99.<n>.0/24` are reserved with a lock file held for the node's lifetime,
+//! so that tests of several binaries and threads never share one. Nothing touches the root
+//! network namespace: commands that must run "on a node" are spawned from a thread that has
+//! entered the node's namespace (see [`Netns::command`]).
+
+pub mod agent_client;
+pub mod chain;
+pub mod cni;
+pub mod netns;
+pub mod node;
+pub mod podman;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+pub use chain::Chain;
+pub use cni::{CniCall, CniOutcome, Pod};
+pub use netns::Netns;
+pub use node::{Node, NodeOptions};
+pub use podman::Podman;
+
+/// Polls `f` until it returns `Ok(Some(v))` or `timeout` passes; the last error (or "still
+/// None") is in the message of the timeout error.
+pub fn poll_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let last = match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "condition not met yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A number unique within this process (namespace names, ports, container ids).
+pub fn next_id() -> u32 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The directory holding the workspace binaries of the profile this process was built in:
+/// `target/<profile>/` (from `target/<profile>/deps/<test>-<hash>` or `target/<profile>/<bin>`).
+pub fn bin_dir() -> Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("MANUL_BIN_DIR") {
+        return Ok(PathBuf::from(dir));
+    }
+    let exe = std::env::current_exe().context("current_exe")?;
+    let mut dir = exe.parent().context("exe has no parent")?.to_path_buf();
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.pop();
+    }
+    Ok(dir)
+}
+
+/// Path of a workspace binary (`manul-agent`, `manul`), checked to exist.
+pub fn bin_path(name: &str) -> Result<PathBuf> {
+    let path = bin_dir()?.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} not found: build the workspace binaries first \
+             (`cargo test --workspace` or `cargo build --workspace`, same profile), \
+             or set MANUL_BIN_DIR",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Directory of the reference CNI plugins (Debian's containernetworking-plugins).
+pub const REFERENCE_PLUGIN_DIR: &str = "/usr/lib/cni";
+
+/// Path of a reference CNI plugin such as `ptp`, `host-local` or `portmap`.
+pub fn reference_plugin(name: &str) -> PathBuf {
+    PathBuf::from(REFERENCE_PLUGIN_DIR).join(name)
+}
+
+/// Fails with a clear message unless this process can create namespaces (root).
+pub fn require_root() -> Result<()> {
+    if !nix::unistd::Uid::effective().is_root() {
+        bail!("the e2e tests need root (network namespaces, veths, podman)");
+    }
+    Ok(())
+}
+
+/// A host port for a test, distinct across the tests of one process (18000-19999).
+pub fn unique_port() -> u16 {
+    18000 + ((std::process::id() * 13 + next_id()) % 2000) as u16
+}
+
+/// `GET /` over HTTP/1.0 from inside `ns` (a thread that entered it); returns the whole reply.
+/// One attempt with short timeouts: wrap it in [`poll_until`].
+pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    ns.run_in(|| -> Result<String> {
+        let t = Duration::from_secs(2);
+        let mut s =
+            TcpStream::connect_timeout(&addr, t).with_context(|| format!("connect {addr}"))?;
+        s.set_read_timeout(Some(t))?;
+        s.write_all(b"GET / HTTP/1.0\r\nHost: e2e\r\n\r\n")?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        Ok(reply)
+    })?
+}

@@ -1,0 +1,232 @@
+//! `Netns`: a uniquely named network namespace (`ip netns add`) removed on drop, with helpers to
+//! run commands and closures inside it. Does I/O (iproute2, setns, signals).
+//!
+//! Commands are spawned from a short-lived thread that has entered the namespace with setns:
+//! the child inherits the thread's network namespace but keeps the root mount namespace. That
+//! is cheaper than `ip netns exec` (no extra exec, no sysfs remount) and it is what podman
+//! needs: under `ip netns exec` the fresh /sys hides the cgroup mounts and runc fails with
+//! "no cgroup mount found in mountinfo".
+
+use std::fs::File;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, Once};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// Prefix of every namespace the harness creates.
+pub const PREFIX: &str = "manul-e2e-";
+
+/// A network namespace owned by the harness; removed (with the processes it tracks and every
+/// process still inside it) when dropped.
+pub struct Netns {
+    name: String,
+    tracked: Mutex<Vec<Child>>,
+}
+
+impl Netns {
+    /// Creates `manul-e2e-<pid>-<counter>-<tag>` with `lo` up.
+    pub fn new(tag: &str) -> Result<Netns> {
+        static STALE: Once = Once::new();
+        STALE.call_once(remove_stale);
+        let name = format!("{PREFIX}{}-{}-{tag}", std::process::id(), crate::next_id());
+        run(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns = Netns {
+            name,
+            tracked: Mutex::new(Vec::new()),
+        };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/<name>`, the path a CNI plugin gets as CNI_NETNS.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Moves the calling thread into this namespace (for a thread of its own: it stays there).
+    pub fn enter_current_thread(&self) -> Result<()> {
+        let file = File::open(self.path()).with_context(|| format!("open {:?}", self.path()))?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+            .with_context(|| format!("setns into {}", self.name))
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace (sockets it opens live there).
+    pub fn run_in<T: Send>(&self, f: impl FnOnce() -> T + Send) -> Result<T> {
+        std::thread::scope(|s| {
+            s.spawn(|| -> Result<T> {
+                self.enter_current_thread()?;
+                Ok(f())
+            })
+            .join()
+            .map_err(|_| anyhow::anyhow!("thread inside {} panicked", self.name))?
+        })
+    }
+
+    /// Spawns `cmd` inside this namespace (root mount namespace kept).
+    pub fn spawn(&self, cmd: &mut Command) -> Result<Child> {
+        self.run_in(|| cmd.spawn())?
+            .with_context(|| format!("spawn {cmd:?} in {}", self.name))
+    }
+
+    /// Spawns `cmd` inside this namespace and keeps it: it is killed when the namespace goes.
+    pub fn spawn_tracked(&self, cmd: &mut Command) -> Result<u32> {
+        let child = self.spawn(cmd)?;
+        let pid = child.id();
+        self.tracked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child);
+        Ok(pid)
+    }
+
+    /// Runs `cmd` to completion inside this namespace.
+    pub fn output(&self, cmd: &mut Command) -> Result<Output> {
+        cmd.stdin(Stdio::null());
+        self.run_in(|| cmd.output())?
+            .with_context(|| format!("run {cmd:?} in {}", self.name))
+    }
+
+    /// Runs `args[0]` with the rest as arguments inside this namespace.
+    pub fn exec(&self, args: &[&str]) -> Result<Output> {
+        let (prog, rest) = args.split_first().context("empty command")?;
+        self.output(Command::new(prog).args(rest))
+    }
+
+    /// Like [`Netns::exec`] but fails unless the command succeeds; returns its stdout.
+    pub fn exec_ok(&self, args: &[&str]) -> Result<String> {
+        check(args, self.exec(args)?)
+    }
+
+    /// `ip -n <name> <args>`, which must succeed; returns stdout.
+    pub fn ip(&self, args: &[&str]) -> Result<String> {
+        run(Command::new("ip").args(["-n", &self.name]).args(args))
+    }
+
+    /// `ip -n <name> -j <args>` parsed as JSON (e.g. `&["route", "show"]`).
+    pub fn json(&self, args: &[&str]) -> Result<Value> {
+        let out = run(Command::new("ip").args(["-n", &self.name, "-j"]).args(args))?;
+        if out.trim().is_empty() {
+            return Ok(Value::Array(Vec::new()));
+        }
+        serde_json::from_str(&out).with_context(|| format!("ip -j {args:?}: {out}"))
+    }
+
+    /// Writes a sysctl of this namespace, e.g. `("net.ipv4.ip_forward", "1")`.
+    pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
+        let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
+        self.run_in(|| std::fs::write(&path, value))?
+            .with_context(|| format!("sysctl {key}={value} in {}", self.name))
+    }
+
+    /// Names of the links in this namespace.
+    pub fn link_names(&self) -> Result<Vec<String>> {
+        let links = self.json(&["link", "show"])?;
+        Ok(links
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["ifname"].as_str().map(str::to_string))
+            .collect())
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let tracked = std::mem::take(self.tracked.get_mut().unwrap_or_else(|e| e.into_inner()));
+        for child in tracked {
+            stop_child(child, Duration::from_secs(3));
+        }
+        remove(&self.name);
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL; always reaps the child.
+pub fn stop_child(mut child: Child, grace: Duration) {
+    let pid = Pid::from_raw(child.id() as i32);
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = kill(pid, Signal::SIGTERM);
+        let exited = crate::poll_until(grace, "child exit", || Ok(child.try_wait()?.map(|_| ())));
+        if exited.is_err() {
+            let _ = child.kill();
+        }
+    }
+    let _ = child.wait();
+}
+
+/// Kills whatever still runs inside namespace `name`, then deletes it. Never panics.
+pub fn remove(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+    let _ = Command::new("ip")
+        .args(["netns", "del", name])
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Removes every harness namespace created by process `pid` (Ctrl-C cleanup of the bench).
+pub fn remove_all_of(pid: u32) {
+    for name in list_own() {
+        if name.starts_with(&format!("{PREFIX}{pid}-")) {
+            remove(&name);
+        }
+    }
+}
+
+fn list_own() -> Vec<String> {
+    let Ok(dir) = std::fs::read_dir("/run/netns") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(PREFIX))
+        .collect()
+}
+
+/// Removes namespaces left by harness processes that no longer exist.
+fn remove_stale() {
+    for name in list_own() {
+        let pid = name[PREFIX.len()..]
+            .split('-')
+            .next()
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && !PathBuf::from(format!("/proc/{pid}")).exists()
+        {
+            remove(&name);
+        }
+    }
+}
+
+fn run(cmd: &mut Command) -> Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("run {cmd:?}"))?;
+    check(&[&format!("{cmd:?}")], out)
+}
+
+fn check(what: &[&str], out: Output) -> Result<String> {
+    if !out.status.success() {
+        bail!(
+            "{what:?} failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
