@@ -1,1 +1,473 @@
-//! A recording fake of `Netlink` for unit tests. (stub)
+//! A recording, in-memory fake of `Netlink` for unit tests of the CNI flow and the reconcilers.
+//! No I/O. It models host links, pod interfaces keyed by (netns, ifname) and proto-manul routes
+//! with the same idempotence rules as `RealNetlink`, records every call as a line of text, and
+//! can fail the n-th call of a named method so that rollback paths can be exercised.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+use ipnet::IpNet;
+
+use super::{
+    LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route, RouteTarget,
+    VethRequest,
+};
+
+#[derive(Debug)]
+struct FakeLink {
+    info: LinkInfo,
+    /// The pod end, for a veth made by `create_veth`.
+    peer: Option<(PathBuf, String)>,
+}
+
+#[derive(Debug)]
+struct FakePod {
+    interface: PodInterface,
+    host: String,
+}
+
+#[derive(Debug, Default)]
+struct FakeState {
+    calls: Vec<String>,
+    counts: BTreeMap<String, usize>,
+    /// (method, call number counted from the start) to fail.
+    failures: BTreeSet<(String, usize)>,
+    next_index: u32,
+    links: BTreeMap<String, FakeLink>,
+    pods: BTreeMap<(PathBuf, String), FakePod>,
+    gone_netns: BTreeSet<PathBuf>,
+    routes: BTreeSet<Route>,
+    default_route_mtu: Option<u32>,
+}
+
+impl FakeState {
+    /// Records the call; fails it when a failure was injected for it.
+    fn call(&mut self, method: &str, line: String) -> Result<(), NetlinkError> {
+        self.calls.push(line);
+        let count = self.counts.entry(method.to_string()).or_default();
+        *count += 1;
+        if self.failures.remove(&(method.to_string(), *count)) {
+            return Err(NetlinkError::Other(format!("injected failure in {method}")));
+        }
+        Ok(())
+    }
+
+    /// Indexes start at 2: 1 is lo.
+    fn allocate_index(&mut self) -> u32 {
+        self.next_index += 1;
+        self.next_index + 1
+    }
+
+    fn namespace_gone(&self, netns: &Path) -> Option<NetlinkError> {
+        self.gone_netns
+            .contains(netns)
+            .then(|| NetlinkError::Namespace {
+                path: netns.display().to_string(),
+                reason: "does not exist or is not a network namespace".to_string(),
+            })
+    }
+
+    /// Removes a host link, its pod end and the routes through it, like the kernel does.
+    fn remove_link(&mut self, name: &str) {
+        if let Some(link) = self.links.remove(name)
+            && let Some(peer) = link.peer
+        {
+            self.pods.remove(&peer);
+        }
+        self.routes
+            .retain(|route| route_device(route) != Some(name));
+    }
+}
+
+fn route_device(route: &Route) -> Option<&str> {
+    match &route.target {
+        RouteTarget::Device(device) | RouteTarget::Gateway { device, .. } => Some(device),
+        RouteTarget::Blackhole => None,
+    }
+}
+
+/// `Route` as `ip route` would print it, for call lines.
+pub fn describe_route(route: &Route) -> String {
+    match &route.target {
+        RouteTarget::Device(device) => format!("{} dev {device}", route.destination),
+        RouteTarget::Blackhole => format!("blackhole {}", route.destination),
+        RouteTarget::Gateway {
+            gateway,
+            device,
+            onlink,
+        } => format!(
+            "{} via {gateway} dev {device}{}",
+            route.destination,
+            if *onlink { " onlink" } else { "" }
+        ),
+    }
+}
+
+/// In-memory `Netlink`. Every namespace path exists until `remove_netns` is called for it.
+#[derive(Debug, Default)]
+pub struct FakeNetlink {
+    state: Mutex<FakeState>,
+}
+
+impl FakeNetlink {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every call so far, e.g. "create_veth cali123 -> /run/netns/x eth0".
+    pub fn calls(&self) -> Vec<String> {
+        self.lock().calls.clone()
+    }
+
+    /// Fails the next call of `method` (a `Netlink` method name).
+    pub fn fail_on(&self, method: &str) {
+        self.fail_on_nth(method, 1);
+    }
+
+    /// Fails the n-th call of `method` from now (1 is the next one).
+    pub fn fail_on_nth(&self, method: &str, n: usize) {
+        let mut state = self.lock();
+        let done = state.counts.get(method).copied().unwrap_or(0);
+        state.failures.insert((method.to_string(), done + n.max(1)));
+    }
+
+    /// Adds a link that manul does not own (an uplink, say) to the agent's namespace.
+    pub fn add_link(&self, name: &str, mtu: u32) -> LinkInfo {
+        let mut state = self.lock();
+        let index = state.allocate_index();
+        let info = LinkInfo {
+            index,
+            name: name.to_string(),
+            mac: [0x02, 0, 0, 0, (index >> 8) as u8, index as u8],
+            mtu,
+            up: true,
+        };
+        let link = FakeLink {
+            info: info.clone(),
+            peer: None,
+        };
+        state.links.insert(name.to_string(), link);
+        info
+    }
+
+    /// The namespace disappears with its interfaces, taking their host ends along.
+    pub fn remove_netns(&self, netns: &Path) {
+        let mut state = self.lock();
+        state.gone_netns.insert(netns.to_path_buf());
+        let keys: Vec<(PathBuf, String)> = state
+            .pods
+            .keys()
+            .filter(|(path, _)| path == netns)
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(pod) = state.pods.remove(&key) {
+                state.remove_link(&pod.host);
+            }
+        }
+    }
+
+    pub fn set_default_route_mtu(&self, mtu: Option<u32>) {
+        self.lock().default_route_mtu = mtu;
+    }
+
+    pub fn links(&self) -> Vec<LinkInfo> {
+        self.lock()
+            .links
+            .values()
+            .map(|link| link.info.clone())
+            .collect()
+    }
+
+    pub fn routes(&self) -> Vec<Route> {
+        self.lock().routes.iter().cloned().collect()
+    }
+
+    /// (netns, ifname) of every pod interface.
+    pub fn pod_interfaces(&self) -> Vec<(PathBuf, String)> {
+        self.lock().pods.keys().cloned().collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Netlink for FakeNetlink {
+    async fn link(&self, name: &str) -> Result<Option<LinkInfo>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("link", format!("link {name}"))?;
+        Ok(state.links.get(name).map(|link| link.info.clone()))
+    }
+
+    async fn links_with_prefix(&self, prefix: &str) -> Result<Vec<LinkInfo>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("links_with_prefix", format!("links_with_prefix {prefix}"))?;
+        Ok(state
+            .links
+            .values()
+            .filter(|link| link.info.name.starts_with(prefix))
+            .map(|link| link.info.clone())
+            .collect())
+    }
+
+    async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError> {
+        let mut state = self.lock();
+        let netns = request.pod_netns.clone();
+        let line = format!(
+            "create_veth {} -> {} {}",
+            request.host_name,
+            netns.display(),
+            request.pod_ifname
+        );
+        state.call("create_veth", line)?;
+        let pod_key = (netns.clone(), request.pod_ifname.clone());
+        let exists = |reason: &str| NetlinkError::Link {
+            name: request.host_name.clone(),
+            reason: format!("exists and {reason}"),
+        };
+        if let Some(link) = state.links.get_mut(&request.host_name) {
+            if link.peer.as_ref() != Some(&pod_key) {
+                return Err(exists("is not the peer of the pod's interface"));
+            }
+            link.info.up = true;
+            return Ok(link.info.clone());
+        }
+        if let Some(error) = state.namespace_gone(&netns) {
+            return Err(error);
+        }
+        if state.pods.contains_key(&pod_key) {
+            return Err(NetlinkError::Link {
+                name: request.host_name.clone(),
+                reason: format!("creating veth: {} exists in the pod", request.pod_ifname),
+            });
+        }
+        let host_index = state.allocate_index();
+        let pod_index = state.allocate_index();
+        let info = LinkInfo {
+            index: host_index,
+            name: request.host_name.clone(),
+            mac: request.host_mac,
+            mtu: request.mtu,
+            up: true,
+        };
+        let interface = PodInterface {
+            index: pod_index,
+            mac: [0x0a, 0x58, 0, 0, (pod_index >> 8) as u8, pod_index as u8],
+            mtu: request.mtu,
+            addresses: Vec::new(),
+            has_default_routes: false,
+        };
+        let host = request.host_name.clone();
+        state
+            .pods
+            .insert(pod_key.clone(), FakePod { interface, host });
+        let link = FakeLink {
+            info: info.clone(),
+            peer: Some(pod_key),
+        };
+        state.links.insert(request.host_name.clone(), link);
+        Ok(info)
+    }
+
+    async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call("delete_link", format!("delete_link {name}"))?;
+        state.remove_link(name);
+        Ok(())
+    }
+
+    async fn configure_pod_interface(
+        &self,
+        config: &PodInterfaceConfig,
+    ) -> Result<PodInterface, NetlinkError> {
+        let mut state = self.lock();
+        let addresses: Vec<String> = config.addresses.iter().map(IpNet::to_string).collect();
+        let line = format!(
+            "configure_pod_interface {} {} {}",
+            config.netns.display(),
+            config.ifname,
+            addresses.join(",")
+        );
+        state.call("configure_pod_interface", line)?;
+        if let Some(error) = state.namespace_gone(&config.netns) {
+            return Err(error);
+        }
+        let key = (config.netns.clone(), config.ifname.clone());
+        let Some(pod) = state.pods.get_mut(&key) else {
+            return Err(NetlinkError::Link {
+                name: config.ifname.clone(),
+                reason: format!("missing in {}", config.netns.display()),
+            });
+        };
+        pod.interface.addresses.clone_from(&config.addresses);
+        pod.interface.has_default_routes = !config.addresses.is_empty();
+        Ok(pod.interface.clone())
+    }
+
+    async fn pod_interface(
+        &self,
+        netns: &Path,
+        ifname: &str,
+    ) -> Result<Option<PodInterface>, NetlinkError> {
+        let mut state = self.lock();
+        let line = format!("pod_interface {} {ifname}", netns.display());
+        state.call("pod_interface", line)?;
+        let key = (netns.to_path_buf(), ifname.to_string());
+        Ok(state.pods.get(&key).map(|pod| pod.interface.clone()))
+    }
+
+    async fn delete_pod_interface(&self, netns: &Path, ifname: &str) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        let line = format!("delete_pod_interface {} {ifname}", netns.display());
+        state.call("delete_pod_interface", line)?;
+        let key = (netns.to_path_buf(), ifname.to_string());
+        if let Some(pod) = state.pods.remove(&key) {
+            state.remove_link(&pod.host);
+        }
+        Ok(())
+    }
+
+    async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call(
+            "replace_route",
+            format!("replace_route {}", describe_route(route)),
+        )?;
+        if let Some(device) = route_device(route)
+            && !state.links.contains_key(device)
+        {
+            return Err(NetlinkError::Route {
+                destination: route.destination.to_string(),
+                reason: format!("no device {device}"),
+            });
+        }
+        state
+            .routes
+            .retain(|existing| existing.destination != route.destination);
+        state.routes.insert(route.clone());
+        Ok(())
+    }
+
+    async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call(
+            "delete_route",
+            format!("delete_route {}", describe_route(route)),
+        )?;
+        state.routes.remove(route);
+        Ok(())
+    }
+
+    async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("manul_routes", "manul_routes".to_string())?;
+        Ok(state.routes.iter().cloned().collect())
+    }
+
+    async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("default_route_mtu", "default_route_mtu".to_string())?;
+        Ok(state.default_route_mtu)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::HOST_SIDE_MAC;
+
+    fn veth(host: &str, netns: &str) -> VethRequest {
+        VethRequest {
+            host_name: host.to_string(),
+            host_mac: HOST_SIDE_MAC,
+            pod_netns: PathBuf::from(netns),
+            pod_ifname: "eth0".to_string(),
+            mtu: 1450,
+        }
+    }
+
+    #[tokio::test]
+    async fn create_veth_is_idempotent_for_the_same_pod_only() -> Result<(), NetlinkError> {
+        let fake = FakeNetlink::new();
+        let first = fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        assert_eq!(
+            fake.create_veth(&veth("cali1", "/run/netns/a")).await?,
+            first
+        );
+        assert!(
+            fake.create_veth(&veth("cali1", "/run/netns/b"))
+                .await
+                .is_err()
+        );
+        assert!(
+            fake.create_veth(&veth("cali2", "/run/netns/a"))
+                .await
+                .is_err()
+        );
+        assert_eq!(fake.calls()[0], "create_veth cali1 -> /run/netns/a eth0");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn injected_failure_hits_the_nth_call_and_changes_nothing() -> Result<(), NetlinkError> {
+        let fake = FakeNetlink::new();
+        fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        fake.fail_on_nth("configure_pod_interface", 2);
+        let config = PodInterfaceConfig {
+            netns: PathBuf::from("/run/netns/a"),
+            ifname: "eth0".to_string(),
+            addresses: vec![
+                "10.0.0.1/32"
+                    .parse()
+                    .map_err(|_| NetlinkError::Other("ip".into()))?,
+            ],
+        };
+        assert!(
+            fake.configure_pod_interface(&config)
+                .await?
+                .has_default_routes
+        );
+        assert!(fake.configure_pod_interface(&config).await.is_err());
+        assert!(fake.configure_pod_interface(&config).await.is_ok());
+        fake.fail_on("delete_link");
+        assert!(fake.delete_link("cali1").await.is_err());
+        assert_eq!(fake.links().len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn deleting_either_end_or_the_netns_removes_the_pair_and_its_routes()
+    -> Result<(), NetlinkError> {
+        let fake = FakeNetlink::new();
+        let netns = PathBuf::from("/run/netns/a");
+        let route = Route {
+            destination: "10.0.0.1/32"
+                .parse()
+                .map_err(|_| NetlinkError::Other("ip".into()))?,
+            target: RouteTarget::Device("cali1".to_string()),
+        };
+        fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        fake.replace_route(&route).await?;
+        fake.replace_route(&route).await?;
+        assert_eq!(fake.manul_routes().await?, vec![route.clone()]);
+        fake.delete_pod_interface(&netns, "eth0").await?;
+        assert!(fake.links().is_empty() && fake.routes().is_empty());
+        assert!(fake.replace_route(&route).await.is_err());
+        fake.delete_route(&route).await?;
+        fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        fake.remove_netns(&netns);
+        assert!(fake.links().is_empty());
+        assert_eq!(fake.pod_interface(&netns, "eth0").await?, None);
+        assert!(
+            fake.create_veth(&veth("cali1", "/run/netns/a"))
+                .await
+                .is_err()
+        );
+        Ok(())
+    }
+}

@@ -163,7 +163,8 @@ pub(crate) async fn create_veth(
         .name(request.pod_ifname.clone())
         .mtu(request.mtu)
         .setns_by_fd(netns.as_raw_fd())
-        .up()
+        // No `up()` here: the kernel opens the peer before pairing it (ENOTCONN). The pod end
+        // comes up in `configure_pod_interface`.
         .build();
     let message = LinkVeth::new(&request.host_name, &request.pod_ifname)
         .set_info_data(InfoData::Veth(InfoVeth::Peer(peer)))

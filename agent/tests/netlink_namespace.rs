@@ -1,0 +1,477 @@
+//! Tests of `RealNetlink` against the kernel, inside network namespaces made per test and removed
+//! on every exit path. Does I/O and needs root (skipped with a message otherwise). The code under
+//! test runs on a thread that entered a test "host" namespace, never in the machine's own.
+
+use std::{
+    fs::File,
+    future::Future,
+    io::{Read, Write},
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::PathBuf,
+    process::Command,
+    sync::atomic::{AtomicUsize, Ordering},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use manul_agent::{
+    netlink::{
+        HOST_SIDE_MAC, Netlink, PodInterfaceConfig, Route, RouteTarget, VethRequest,
+        real::RealNetlink,
+    },
+    sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
+};
+use nix::sched::CloneFlags;
+use serde_json::Value;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A namespace of this test process; `ip netns del` on drop.
+struct Netns {
+    name: String,
+}
+
+impl Netns {
+    fn new() -> Result<Netns> {
+        let name = format!(
+            "manul-t-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        run("ip", &["netns", "add", &name])?;
+        let netns = Netns { name };
+        netns.ip(&["link", "set", "lo", "up"])?;
+        Ok(netns)
+    }
+
+    fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// `ip -n <ns> <args>`.
+    fn ip(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["-n", &self.name];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// `ip -n <ns> -j <args>`, parsed.
+    fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let output = self.ip(&all)?;
+        if output.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
+    }
+
+    /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
+    fn run<F, Fut, T>(&self, test: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>>,
+        T: Send + 'static,
+    {
+        let path = self.path();
+        let thread = std::thread::spawn(move || -> Result<T> {
+            enter(&path)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(test())
+        });
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+fn enter(path: &std::path::Path) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
+    Ok(())
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    let output = Command::new(program).args(args).output()?;
+    if !output.status.success() {
+        bail!(
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8(output.stdout)?)
+}
+
+fn is_root() -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipped: namespace tests need root");
+    }
+    root
+}
+
+fn field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn has_route(routes: &[Value], dst: &str, key: &str, wanted: &str) -> bool {
+    routes
+        .iter()
+        .any(|route| field(route, "dst") == dst && field(route, key) == wanted)
+}
+
+fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
+    VethRequest {
+        host_name: host_name.to_string(),
+        host_mac: HOST_SIDE_MAC,
+        pod_netns: pod.path(),
+        pod_ifname: "eth0".to_string(),
+        mtu,
+    }
+}
+
+/// An uplink in the host namespace: up0 (10.99.0.1/24, mtu 9000) with the default route.
+fn add_uplink(host: &Netns) -> Result<()> {
+    host.ip(&[
+        "link", "add", "up0", "mtu", "9000", "type", "veth", "peer", "name", "up1",
+    ])?;
+    host.ip(&["link", "set", "up0", "up"])?;
+    host.ip(&["link", "set", "up1", "up"])?;
+    host.ip(&["addr", "add", "10.99.0.1/24", "dev", "up0"])?;
+    Ok(())
+}
+
+#[test]
+fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let (host, pod, other) = (Netns::new()?, Netns::new()?, Netns::new()?);
+    let request = veth("cali0123456789a", &pod, 1400);
+    let config = PodInterfaceConfig {
+        netns: pod.path(),
+        ifname: "eth0".to_string(),
+        addresses: vec!["10.65.0.5/32".parse()?, "fd00:65::5/128".parse()?],
+    };
+    let other_request = veth("cali0123456789a", &other, 1400);
+    let (config2, pod_path) = (config.clone(), pod.path());
+    let (created, configured, read_back) = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let created = netlink.create_veth(&request).await?;
+        let again = netlink.create_veth(&request).await?;
+        ensure!(again.index == created.index, "second create_veth differs");
+        let error = netlink.create_veth(&other_request).await;
+        ensure!(error.is_err(), "same host name for another pod must fail");
+        netlink.configure_pod_interface(&config2).await?;
+        let configured = netlink.configure_pod_interface(&config2).await?;
+        let read_back = netlink.pod_interface(&pod_path, "eth0").await?;
+        Ok((created, configured, read_back))
+    })?;
+    assert_eq!(created.mac, HOST_SIDE_MAC);
+    assert_eq!((created.mtu, created.up), (1400, true));
+    let host_link = &host.ip_json(&["link", "show", "cali0123456789a"])?[0];
+    assert_eq!(field(host_link, "address"), "ee:ee:ee:ee:ee:ee");
+    assert_eq!(host_link["mtu"], 1400);
+    let pod_link = &pod.ip_json(&["link", "show", "eth0"])?[0];
+    assert_eq!(pod_link["mtu"], 1400);
+    assert!(
+        other.ip_json(&["link", "show"])?.len() == 1,
+        "other ns untouched"
+    );
+
+    let addresses = pod.ip_json(&["addr", "show", "eth0"])?;
+    let local: Vec<String> = addresses[0]["addr_info"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no addr_info"))?
+        .iter()
+        .filter(|info| field(info, "scope") == "global")
+        .map(|info| format!("{}/{}", field(info, "local"), info["prefixlen"]))
+        .collect();
+    assert_eq!(local, ["10.65.0.5/32", "fd00:65::5/128"]);
+    let routes = pod.ip_json(&["route"])?;
+    assert!(
+        has_route(&routes, "169.254.1.1", "scope", "link"),
+        "{routes:?}"
+    );
+    assert!(
+        has_route(&routes, "default", "gateway", "169.254.1.1"),
+        "{routes:?}"
+    );
+    let routes6 = pod.ip_json(&["-6", "route"])?;
+    assert!(
+        has_route(&routes6, "default", "gateway", "fe80::ecee:eeff:feee:eeee"),
+        "{routes6:?}"
+    );
+    assert_eq!(Some(configured.clone()), read_back);
+    assert!(configured.has_default_routes);
+    assert_eq!(configured.addresses, config.addresses);
+    assert_eq!(configured.mtu, 1400);
+
+    // Deleting the pod end removes the pair; twice is fine.
+    let pod_path = pod.path();
+    host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        netlink.delete_pod_interface(&pod_path, "eth0").await?;
+        netlink.delete_pod_interface(&pod_path, "eth0").await?;
+        ensure!(netlink.link("cali0123456789a").await?.is_none());
+        ensure!(netlink.pod_interface(&pod_path, "eth0").await?.is_none());
+        Ok(())
+    })
+}
+
+#[test]
+fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    host.ip(&[
+        "route",
+        "add",
+        "10.70.0.0/24",
+        "dev",
+        "up0",
+        "proto",
+        "static",
+    ])?;
+    host.ip(&[
+        "route",
+        "add",
+        "fd00:70::/64",
+        "dev",
+        "up0",
+        "proto",
+        "static",
+    ])?;
+    let mut ours = vec![
+        Route {
+            destination: "10.65.1.5/32".parse()?,
+            target: RouteTarget::Device("up1".to_string()),
+        },
+        Route {
+            destination: "10.65.1.0/26".parse()?,
+            target: RouteTarget::Blackhole,
+        },
+        Route {
+            destination: "10.66.0.0/26".parse()?,
+            target: RouteTarget::Gateway {
+                gateway: "10.99.7.7".parse()?,
+                device: "up0".to_string(),
+                onlink: true,
+            },
+        },
+        Route {
+            destination: "fd00:65::7/128".parse()?,
+            target: RouteTarget::Device("up1".to_string()),
+        },
+        Route {
+            destination: "fd00:65:1::/122".parse()?,
+            target: RouteTarget::Blackhole,
+        },
+    ];
+    ours.sort();
+    let routes = ours.clone();
+    let listed = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        for route in routes.iter().chain(routes.iter()) {
+            netlink.replace_route(route).await?;
+        }
+        let missing_device = Route {
+            destination: "10.65.9.9/32".parse()?,
+            target: RouteTarget::Device("cali-missing".to_string()),
+        };
+        ensure!(netlink.replace_route(&missing_device).await.is_err());
+        let mut listed = netlink.manul_routes().await?;
+        listed.sort();
+        Ok(listed)
+    })?;
+    assert_eq!(listed, ours);
+    let v4 = host.ip_json(&["route", "show", "proto", "109"])?;
+    assert_eq!(v4.len(), 3, "{v4:?}");
+    assert!(has_route(&v4, "10.65.1.5", "dev", "up1"));
+    assert!(has_route(&v4, "10.65.1.5", "scope", "link"));
+    assert!(has_route(&v4, "10.65.1.0/26", "type", "blackhole"));
+    assert!(has_route(&v4, "10.66.0.0/26", "gateway", "10.99.7.7"));
+    let v6 = host.ip_json(&["-6", "route", "show", "proto", "109"])?;
+    assert_eq!(v6.len(), 2, "{v6:?}");
+    assert!(has_route(&v6, "fd00:65:1::/122", "type", "blackhole"));
+
+    let routes = ours.clone();
+    let left = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        // A route that never existed, and a device that does not: both fine.
+        let never = Route {
+            destination: "10.65.2.0/26".parse()?,
+            target: RouteTarget::Blackhole,
+        };
+        netlink.delete_route(&never).await?;
+        for route in routes.iter().chain(routes.iter()) {
+            netlink.delete_route(route).await?;
+        }
+        Ok(netlink.manul_routes().await?)
+    })?;
+    assert!(left.is_empty(), "{left:?}");
+    let foreign = host.ip_json(&["route", "show", "proto", "static"])?;
+    assert!(
+        has_route(&foreign, "10.70.0.0/24", "dev", "up0"),
+        "{foreign:?}"
+    );
+    let foreign6 = host.ip_json(&["-6", "route", "show", "proto", "static"])?;
+    assert!(
+        has_route(&foreign6, "fd00:70::/64", "dev", "up0"),
+        "{foreign6:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_namespaces_and_links_read_as_none() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let (host, pod) = (Netns::new()?, Netns::new()?);
+    let not_a_netns = tempfile::NamedTempFile::new()?;
+    let (pod_path, request) = (pod.path(), veth("calideleted0001", &pod, 1500));
+    let plain_file = not_a_netns.path().to_path_buf();
+    let pod_name = pod.name.clone();
+    host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        netlink.create_veth(&request).await?;
+        ensure!(netlink.pod_interface(&pod_path, "eth9").await?.is_none());
+        ensure!(netlink.pod_interface(&pod_path, "eth0").await?.is_some());
+        ensure!(netlink.pod_interface(&plain_file, "eth0").await?.is_none());
+        run("ip", &["netns", "del", &pod_name])?;
+        ensure!(netlink.pod_interface(&pod_path, "eth0").await?.is_none());
+        netlink.delete_pod_interface(&pod_path, "eth0").await?;
+        // The kernel destroys the host end with the namespace (asynchronously).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while netlink.link("calideleted0001").await?.is_some() {
+            ensure!(Instant::now() < deadline, "host end outlived the namespace");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    })
+}
+
+#[test]
+fn links_and_default_route_mtu() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    let before = host.run(|| async { Ok(RealNetlink::new()?.default_route_mtu().await?) })?;
+    assert_eq!(before, None);
+    host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;
+    host.run(|| async {
+        let netlink = RealNetlink::new()?;
+        ensure!(netlink.default_route_mtu().await? == Some(9000));
+        let names: Vec<String> = netlink
+            .links_with_prefix("up")
+            .await?
+            .into_iter()
+            .map(|link| link.name)
+            .collect();
+        ensure!(
+            names == ["up1", "up0"] || names == ["up0", "up1"],
+            "{names:?}"
+        );
+        ensure!(netlink.link("nope").await?.is_none());
+        netlink.delete_link("nope").await?;
+        netlink.delete_link("up0").await?;
+        ensure!(netlink.link("up0").await?.is_none());
+        ensure!(netlink.link("up1").await?.is_none(), "peer goes with it");
+        ensure!(netlink.default_route_mtu().await?.is_none());
+        Ok(())
+    })
+}
+
+#[test]
+fn pod_reaches_the_host_through_proxy_arp() -> Result<()> {
+    if !is_root() {
+        return Ok(());
+    }
+    let (host, pod) = (Netns::new()?, Netns::new()?);
+    add_uplink(&host)?;
+    host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;
+    let request = veth("calipingpong001", &pod, 1500);
+    let config = PodInterfaceConfig {
+        netns: pod.path(),
+        ifname: "eth0".to_string(),
+        addresses: vec!["10.65.3.9/32".parse()?],
+    };
+    let listener = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        netlink.create_veth(&request).await?;
+        netlink.configure_pod_interface(&config).await?;
+        // This thread is in the host namespace, and so is its /proc/sys/net.
+        let sysctl = ProcSysctl::new();
+        for (key, value) in host_interface_sysctls(&request.host_name, false) {
+            sysctl.set(&key, &value)?;
+        }
+        ensure!(
+            sysctl
+                .get("net/ipv4/conf/calipingpong001/proxy_arp")?
+                .as_deref()
+                == Some("1")
+        );
+        let route = Route {
+            destination: "10.65.3.9/32".parse()?,
+            target: RouteTarget::Device(request.host_name.clone()),
+        };
+        netlink.replace_route(&route).await?;
+        // Bound in the host namespace; the socket keeps it wherever it is used.
+        Ok(TcpListener::bind("10.99.0.1:0")?)
+    })?;
+    let address = listener.local_addr()?;
+    let server = std::thread::spawn(move || -> Result<()> {
+        let (mut stream, peer) = listener.accept()?;
+        ensure!(peer.ip().to_string() == "10.65.3.9", "peer {peer}");
+        let mut buffer = [0; 4];
+        stream.read_exact(&mut buffer)?;
+        stream.write_all(b"pong")?;
+        Ok(())
+    });
+    let pod_path = pod.path();
+    let client = std::thread::spawn(move || -> Result<()> {
+        enter(&pod_path)?;
+        let mut stream = connect_until(address, Instant::now() + Duration::from_secs(10))?;
+        stream.write_all(b"ping")?;
+        let mut buffer = [0; 4];
+        stream.read_exact(&mut buffer)?;
+        ensure!(&buffer == b"pong");
+        Ok(())
+    });
+    client
+        .join()
+        .map_err(|_| anyhow!("client thread panicked"))??;
+    server
+        .join()
+        .map_err(|_| anyhow!("server thread panicked"))??;
+    Ok(())
+}
+
+/// Connects, retrying until the deadline (ARP through proxy_arp may need a moment).
+fn connect_until(address: SocketAddr, deadline: Instant) -> Result<TcpStream> {
+    loop {
+        match TcpStream::connect_timeout(&address, Duration::from_millis(500)) {
+            Ok(stream) => return Ok(stream),
+            Err(error) if Instant::now() >= deadline => {
+                return Err(error).context(format!("connecting to {address} from the pod"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
