@@ -2,7 +2,7 @@
 //! given the previous result as prevResult; DEL in reverse order with the final result; runtime
 //! config (portMappings, ...) passed to the plugins whose capabilities ask for it. Does I/O.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use serde_json::{Map, Value, json};
@@ -110,13 +110,13 @@ impl Chain {
     fn call(
         &self,
         i: usize,
-        bin: &PathBuf,
+        bin: &Path,
         command: &str,
         prev: Option<&Value>,
         base: &CniCall,
     ) -> CniCall {
         CniCall {
-            plugin: bin.clone(),
+            plugin: bin.to_path_buf(),
             command: command.to_string(),
             config: self.plugin_config(i, prev),
             ..base.clone()

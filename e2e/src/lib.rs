@@ -139,3 +139,9 @@ pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
         Ok(reply)
     })?
 }
+
+/// Whether an `ip -j route` entry carries manul's route protocol (109, or its registered name).
+pub fn is_manul_proto(route: &serde_json::Value) -> bool {
+    matches!(route["protocol"].as_str(), Some("109") | Some("manul"))
+        || route["protocol"].as_u64() == Some(109)
+}

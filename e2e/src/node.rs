@@ -210,6 +210,23 @@ impl Node {
         })
     }
 
+    /// A conflist for podman or [`crate::Chain`]: `manul`, then each entry of `then` (e.g.
+    /// [`crate::chain::portmap_entry`]).
+    pub fn manul_conflist(&self, network: &str, then: &[Value]) -> Value {
+        let mut manul = self.manul_conf(network);
+        let obj = manul.as_object_mut().expect("object");
+        obj.remove("name");
+        obj.remove("cniVersion");
+        let mut plugins = vec![manul];
+        plugins.extend_from_slice(then);
+        json!({"cniVersion": "1.0.0", "name": network, "plugins": plugins})
+    }
+
+    /// The agent's endpoints (ListEndpoints on its socket).
+    pub fn endpoints(&self) -> Result<Vec<manul_proto::agent::Endpoint>> {
+        crate::agent_client::list_endpoints(&self.socket())
+    }
+
     /// Names of the `cali*` links on the node.
     pub fn cali_links(&self) -> Result<Vec<String>> {
         Ok(self
