@@ -63,7 +63,7 @@ struct Assigner<'a> {
 
 impl Assigner<'_> {
     /// Up to `count` addresses from the block `cidr`.
-    async fn from_block(
+    async fn take_from_block(
         &mut self,
         cidr: IpNet,
         count: u32,
@@ -143,7 +143,10 @@ impl Assigner<'_> {
                 if remaining == 0 {
                     break;
                 }
-                got.extend(self.from_block(*cidr, remaining, Stage::Affine).await?);
+                got.extend(
+                    self.take_from_block(*cidr, remaining, Stage::Affine)
+                        .await?,
+                );
             }
             if got.len() as u32 == count {
                 break;
@@ -179,7 +182,7 @@ impl Assigner<'_> {
                     && !block.unallocated.is_empty()
                 {
                     got.extend(
-                        self.from_block(block.cidr, remaining, Stage::Borrow)
+                        self.take_from_block(block.cidr, remaining, Stage::Borrow)
                             .await?,
                     );
                 }
