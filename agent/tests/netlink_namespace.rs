@@ -39,9 +39,7 @@ impl Netns {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         run("ip", &["netns", "add", &name])?;
-        let netns = Netns { name };
-        netns.ip(&["link", "set", "lo", "up"])?;
-        Ok(netns)
+        Ok(Netns { name })
     }
 
     fn path(&self) -> PathBuf {
@@ -218,10 +216,28 @@ fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
     assert_eq!(configured.addresses, config.addresses);
     assert_eq!(configured.mtu, 1400);
 
-    // Deleting the pod end removes the pair; twice is fine.
+    let lo = &pod.ip_json(&["link", "show", "lo"])?[0];
+    assert!(
+        lo["flags"]
+            .as_array()
+            .is_some_and(|flags| flags.contains(&"UP".into()))
+    );
+
+    // A retried ADD with another address converges; deleting the pod end removes the pair,
+    // twice is fine.
     let pod_path = pod.path();
     host.run(move || async move {
         let netlink = RealNetlink::new()?;
+        let moved = PodInterfaceConfig {
+            addresses: vec!["10.65.0.6/32".parse()?],
+            ..config
+        };
+        let reconfigured = netlink.configure_pod_interface(&moved).await?;
+        ensure!(
+            reconfigured.addresses == moved.addresses,
+            "{reconfigured:?}"
+        );
+        ensure!(reconfigured.has_default_routes);
         netlink.delete_pod_interface(&pod_path, "eth0").await?;
         netlink.delete_pod_interface(&pod_path, "eth0").await?;
         ensure!(netlink.link("cali0123456789a").await?.is_none());
