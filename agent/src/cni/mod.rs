@@ -6,6 +6,7 @@
 //! socket, and prints the agent's answer as a CNI result or a CNI error (see `error` for the
 //! codes). Supported: CNI 0.3.1, 0.4.0, 1.0.0 and 1.1.0; ADD, DEL, CHECK, STATUS, GC, VERSION.
 
+pub mod addresses;
 pub mod config;
 pub mod environment;
 pub mod error;
