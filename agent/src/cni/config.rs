@@ -308,12 +308,6 @@ fn parse_ipam(value: Option<&Value>) -> Result<IpamConf, ConfigError> {
     if let Some(b) = opt_bool(map, "assign_ipv6", "ipam.assign_ipv6")? {
         ipam.assign_ipv6 = b;
     }
-    if !ipam.assign_ipv4 && !ipam.assign_ipv6 {
-        return Err(bad(
-            "ipam.assign_ipv4",
-            "assign_ipv4 and assign_ipv6 are both false: there is nothing to assign",
-        ));
-    }
     for (field, raw) in opt_str_list(map, "ipv4_pools", "ipam.ipv4_pools")? {
         ipam.ipv4_pools.push(parse_pool(&raw, false, &field)?);
     }

@@ -138,10 +138,6 @@ fn each_field_error_names_the_field() {
             "ipam.assign_ipv4",
         ),
         (
-            r#""name":"n","type":"manul","ipam":{"assign_ipv4":false}"#,
-            "ipam.assign_ipv4",
-        ),
-        (
             r#""name":"n","type":"manul","ipam":{"ipv4_pools":["10.0.0.0/33"]}"#,
             "ipam.ipv4_pools[0]",
         ),

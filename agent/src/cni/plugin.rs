@@ -129,7 +129,22 @@ pub fn prepare(vars: &EnvVars, stdin: &[u8]) -> Result<Invocation, Failure> {
                     known,
                 ));
             }
-            Request::Cni(cni_request(&conf, &env))
+            let request = cni_request(&conf, &env);
+            if command == Command::Add
+                && !request.assign_ipv4
+                && !request.assign_ipv6
+                && request.requested_ips.is_empty()
+            {
+                return Err(fail(
+                    CniError::new(
+                        ErrorKind::InvalidConfig,
+                        "ipam.assign_ipv4: assign_ipv4 and assign_ipv6 are both false and no \
+                         address is requested: there is nothing to assign",
+                    ),
+                    known,
+                ));
+            }
+            Request::Cni(request)
         }
         Command::Status => Request::Status(StatusRequest {
             network_name: conf.name.clone(),

@@ -211,3 +211,28 @@ async fn run_reports_unreachable_agent_as_11() {
     let out = run(&env(&vars("STATUS")), status_conf.as_bytes()).await;
     assert_eq!(out.error.unwrap().code(), 50);
 }
+
+#[test]
+fn add_needs_something_to_assign() {
+    let none = CONF.replace(r#""ipam":{"#, r#""ipam":{"assign_ipv4":false,"#);
+    // runtimeConfig.ips and IP= still ask for addresses: fine.
+    assert!(matches!(
+        prepare(&env(&vars("ADD")), none.as_bytes()),
+        Ok(Invocation::Call(_))
+    ));
+    let none = none.replace(r#""runtimeConfig":{"ips":["10.244.1.9"]}"#, r#""x":1"#);
+    let mut pairs = vars("ADD");
+    pairs.retain(|(k, _)| *k != "CNI_ARGS");
+    let f = failure(&pairs, &none);
+    assert_eq!(f.error.code(), 7);
+    assert!(
+        f.error.msg.starts_with("ipam.assign_ipv4"),
+        "{}",
+        f.error.msg
+    );
+    // DEL of such a config still goes through.
+    assert!(matches!(
+        prepare(&env(&vars("DEL")), none.as_bytes()),
+        Ok(Invocation::Call(_))
+    ));
+}
