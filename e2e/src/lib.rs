@@ -27,6 +27,7 @@
 //! entered the node's namespace (see [`Netns::command`]).
 
 pub mod agent_client;
+pub mod bench;
 pub mod chain;
 pub mod cni;
 pub mod netns;

@@ -152,6 +152,7 @@ impl Node {
         let child = cmd.spawn().context("spawn manul-agent")?;
         self.agent = Some(child);
         let socket = self.socket();
+        // Ok(Some(Err)) ends the wait at once: an agent that exited will not come back.
         let res = crate::poll_until(self.opts.start_timeout, "manul-agent socket", || {
             if let Some(status) = self
                 .agent
@@ -159,13 +160,15 @@ impl Node {
                 .and_then(|c| c.try_wait().ok())
                 .flatten()
             {
-                bail!("manul-agent exited with {status}");
+                return Ok(Some(Err(anyhow::anyhow!(
+                    "manul-agent exited with {status}"
+                ))));
             }
             Ok(std::os::unix::net::UnixStream::connect(&socket)
                 .ok()
-                .map(|_| ()))
+                .map(|_| Ok(())))
         });
-        if let Err(e) = res {
+        if let Err(e) = res.and_then(|r| r) {
             bail!("{e:#}\n--- agent log ---\n{}", self.agent_log());
         }
         Ok(())
