@@ -1,17 +1,18 @@
-//! Allocation and release: auto-assign from affine blocks, then newly claimed blocks, then
-//! borrowed ones; assignment of one given address; release by handle or by address. I/O only
-//! through the Datastore trait, each block write a compare-and-swap retried from a fresh read.
+//! Allocation: auto-assign from affine blocks, then newly claimed blocks, then borrowed ones;
+//! assignment of one given address (release lives in release.rs). I/O only through the
+//! Datastore trait, each block write a compare-and-swap retried from a fresh read; the handle's
+//! count is raised before the block records the allocation (see handles.rs).
 
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
-use manul_store::{DatastoreExt, IpPool, IpamBlock, IpamConfiguration, IpamHandle, Versioned};
+use manul_store::{DatastoreExt, IpPool, IpamBlock, IpamConfiguration, Versioned};
 
 use crate::{
     AssignIpRequest, Assignment, AutoAssignRequest, Ipam, IpamError, RETRIES, affinity, backoff,
     block::{self, OrdinalRefused, address_of, host_affinity, host_net, ordinal_of},
     error::version_name,
-    handles::{HandleCounter, adjust, is_retryable},
+    handles::{HandleCounter, is_retryable},
     pools,
 };
 
@@ -22,7 +23,7 @@ enum Stage {
     Borrow,
 }
 
-fn check_block(block: &Versioned<IpamBlock>, name: &str) -> Result<(), IpamError> {
+pub(crate) fn check_block(block: &Versioned<IpamBlock>, name: &str) -> Result<(), IpamError> {
     let problems = block::problems(&block.value);
     if problems.is_empty() && IpamBlock::name_for(&block.value.cidr) == name {
         return Ok(());
@@ -383,137 +384,5 @@ impl Ipam {
         Err(IpamError::RetriesExhausted {
             what: format!("assigning {}", request.address),
         })
-    }
-
-    /// Frees the handle's addresses in one block: the given ordinals, or all when None.
-    /// Returns the freed addresses. Does not touch the handle.
-    pub(crate) async fn release_in_block(
-        &self,
-        cidr: &IpNet,
-        ordinals: Option<&[u32]>,
-        handle_id: &str,
-    ) -> Result<Vec<IpAddr>, IpamError> {
-        let name = IpamBlock::name_for(cidr);
-        self.release_in_block_named(&name, ordinals, handle_id)
-            .await
-    }
-
-    async fn release_in_block_named(
-        &self,
-        name: &str,
-        ordinals: Option<&[u32]>,
-        handle_id: &str,
-    ) -> Result<Vec<IpAddr>, IpamError> {
-        let store = self.store.as_ref();
-        for attempt in 0..RETRIES {
-            let Some(current) = store.get_resource::<IpamBlock>(name).await? else {
-                return Ok(Vec::new());
-            };
-            check_block(&current, name)?;
-            let mut updated = current.value.clone();
-            let freed = match ordinals {
-                Some(ordinals) => block::release_ordinals(&mut updated, ordinals, Some(handle_id)),
-                None => block::release_handle(&mut updated, handle_id),
-            };
-            if freed.is_empty() {
-                return Ok(Vec::new());
-            }
-            match store.update_resource(&updated, &current.revision).await {
-                Ok(_) => {
-                    let cidr = updated.cidr;
-                    return Ok(freed
-                        .into_iter()
-                        .filter_map(|ordinal| address_of(&cidr, ordinal))
-                        .collect());
-                }
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(IpamError::RetriesExhausted {
-            what: format!("releasing handle {handle_id:?} in block {name}"),
-        })
-    }
-
-    /// Releases every address of the handle, then deletes the handle. Idempotent: Ok(vec![])
-    /// when the handle is gone. Touches only the blocks the handle lists.
-    pub async fn release_by_handle(&self, handle_id: &str) -> Result<Vec<IpAddr>, IpamError> {
-        let store = self.store.as_ref();
-        let mut released = Vec::new();
-        for attempt in 0..RETRIES {
-            let Some(handle) = store.get_resource::<IpamHandle>(handle_id).await? else {
-                return Ok(released);
-            };
-            for block_name in handle.value.block.keys() {
-                released.extend(
-                    self.release_in_block_named(block_name, None, handle_id)
-                        .await?,
-                );
-            }
-            match store
-                .delete_resource::<IpamHandle>(handle_id, &handle.revision)
-                .await
-            {
-                Ok(()) => return Ok(released),
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        Err(IpamError::RetriesExhausted {
-            what: format!("releasing handle {handle_id:?}"),
-        })
-    }
-
-    /// Releases single addresses, whoever holds them, and lowers their handles' counts.
-    /// Returns those that were allocated. Addresses outside every pool are skipped.
-    pub async fn release_ips(&self, addresses: &[IpAddr]) -> Result<Vec<IpAddr>, IpamError> {
-        let all_pools = self.pools().await?;
-        let mut released = Vec::new();
-        for &address in addresses {
-            let Some(pool) = pools::containing(&all_pools, address) else {
-                continue;
-            };
-            let Ok(cidr) = IpNet::new(address, pool.block_size).map(|cidr| cidr.trunc()) else {
-                continue;
-            };
-            let Some(ordinal) = ordinal_of(&cidr, address) else {
-                continue;
-            };
-            let name = IpamBlock::name_for(&cidr);
-            let owner = self
-                .store
-                .get_resource::<IpamBlock>(&name)
-                .await?
-                .and_then(|block| block::owner_of(&block.value, ordinal).map(str::to_string));
-            let Some(owner) = owner else { continue };
-            let freed = self
-                .release_in_block(&cidr, Some(&[ordinal]), &owner)
-                .await?;
-            if !freed.is_empty() {
-                adjust(self.store.as_ref(), &owner, &name, -1).await?;
-                released.extend(freed);
-            }
-        }
-        Ok(released)
-    }
-
-    /// The addresses the handle holds, in block and ordinal order.
-    pub async fn addresses_by_handle(&self, handle_id: &str) -> Result<Vec<IpAddr>, IpamError> {
-        let store = self.store.as_ref();
-        let Some(handle) = store.get_resource::<IpamHandle>(handle_id).await? else {
-            return Ok(Vec::new());
-        };
-        let mut addresses = Vec::new();
-        for block_name in handle.value.block.keys() {
-            if let Some(block) = store.get_resource::<IpamBlock>(block_name).await? {
-                check_block(&block, block_name)?;
-                addresses.extend(
-                    block::ordinals_of_handle(&block.value, handle_id)
-                        .into_iter()
-                        .filter_map(|ordinal| address_of(&block.value.cidr, ordinal)),
-                );
-            }
-        }
-        Ok(addresses)
     }
 }

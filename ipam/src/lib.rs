@@ -3,8 +3,14 @@
 //! and every write is a compare-and-swap on a revision, retried from a fresh read on conflict.
 //!
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
-//! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation and
-//! release), `check` (whole-store consistency).
+//! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
+//! `release` (release by handle or address), `check` (whole-store consistency).
+//!
+//! Deliberate limits: two concurrent `create_pool` calls with overlapping CIDRs are not
+//! detected (pools are not written under one revision); two requests of one node racing past
+//! a full block may both claim a block, so maxBlocksPerHost can be exceeded by the number of
+//! concurrent requests (as in Calico); `assign_ip` does not check the pool's nodeSelector and
+//! claims the address's block even when autoAllocateBlocks is false (the operator asked for it).
 
 mod affinity;
 mod assign;
@@ -13,6 +19,7 @@ mod check;
 mod error;
 mod handles;
 pub mod pools;
+mod release;
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
 
