@@ -13,6 +13,8 @@
 //! cargo test --workspace --release       # same, release profile
 //! ```
 //!
+//! (cargo builds a package's bin executables for `cargo test` because that package has
+//! integration tests: agent/tests/ must stay non-empty for this to hold.)
 //! `cargo test -p manul-e2e` alone does not build `manul-agent`'s bins; [`bin_path`] then fails
 //! with a message saying so. `MANUL_BIN_DIR` overrides the directory.
 //!
