@@ -3,7 +3,11 @@
 
 pub mod client;
 pub mod cni;
+pub mod daemon;
+pub mod endpoint;
 pub mod locks;
 pub mod naming;
 pub mod netlink;
+pub mod reconcile;
+pub mod server;
 pub mod sysctl;

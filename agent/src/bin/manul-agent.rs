@@ -1,2 +1,67 @@
-//! manul-agent: the per-node daemon. (stub)
-fn main() {}
+//! manul-agent: the per-node daemon. Parses flags, sets up logging, runs the daemon.
+
+use std::{path::PathBuf, time::Duration};
+
+use anyhow::Context;
+use clap::Parser;
+use ipnet::IpNet;
+use manul_agent::daemon::{DaemonConfig, run};
+
+#[derive(Parser, Debug)]
+#[command(version, about = "manul's per-node agent: IPAM, pod wiring and kernel reconciliation")]
+struct Flags {
+    /// This node's name (default: the hostname).
+    #[arg(long, env = "MANUL_NODE_NAME")]
+    node_name: Option<String>,
+    /// The gRPC Unix socket the CNI plugin and manulctl talk to.
+    #[arg(long, env = "MANUL_AGENT_SOCKET", default_value = "/var/run/manul/agent.sock")]
+    socket: PathBuf,
+    /// Datastore URL: embedded:///path/store.redb
+    #[arg(long, env = "MANUL_DATASTORE", default_value = "embedded:///var/lib/manul/store.redb")]
+    datastore: String,
+    /// Directory for the agent's own state.
+    #[arg(long, env = "MANUL_STATE_DIR", default_value = "/var/lib/manul")]
+    state_dir: PathBuf,
+    /// The IPv4 pool created on first start when the datastore has none ("none" for no pool).
+    #[arg(long, env = "CALICO_IPV4POOL_CIDR", default_value = "192.168.0.0/16")]
+    default_ipv4_pool: String,
+    /// Seconds between periodic reconciles of the kernel state.
+    #[arg(long, default_value_t = 30)]
+    reconcile_interval: u64,
+    /// Where `ip` looks up route protocol names ("" to skip registering).
+    #[arg(long, default_value = "/etc/iproute2/rt_protos.d")]
+    rt_protos_dir: String,
+    /// Log filter, e.g. info, debug, manul_agent=trace.
+    #[arg(long, env = "MANUL_LOG", default_value = "info")]
+    log_level: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?)
+        .with_writer(std::io::stderr)
+        .init();
+    let node_name = match flags.node_name {
+        Some(name) => name,
+        None => std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .context("cannot read the hostname; pass --node-name")?
+            .trim()
+            .to_string(),
+    };
+    let default_ipv4_pool = match flags.default_ipv4_pool.as_str() {
+        "none" | "" => None,
+        text => Some(text.parse::<IpNet>().with_context(|| format!("--default-ipv4-pool {text:?} is not a CIDR"))?),
+    };
+    let config = DaemonConfig {
+        node_name,
+        socket: flags.socket,
+        datastore: flags.datastore,
+        state_dir: flags.state_dir,
+        default_ipv4_pool,
+        reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
+        rt_protos_dir: (!flags.rt_protos_dir.is_empty()).then(|| PathBuf::from(flags.rt_protos_dir)),
+    };
+    run(config).await.context("manul-agent failed")
+}

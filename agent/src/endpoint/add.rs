@@ -2,7 +2,7 @@
 //! record the WorkloadEndpoint; on any failure undo what was done, in reverse order, and
 //! release the addresses. I/O through the agent's traits only.
 
-use std::{collections::BTreeMap, net::IpAddr, path::Path};
+use std::{collections::BTreeMap, path::Path};
 
 use ipnet::IpNet;
 use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError};
@@ -305,9 +305,4 @@ impl Endpoints {
             }
         }
     }
-}
-
-/// The addresses of a result, for logs and comparisons.
-pub fn addresses_of(added: &AddedEndpoint) -> Vec<IpAddr> {
-    added.addresses.iter().map(IpNet::addr).collect()
 }

@@ -114,7 +114,8 @@ pub trait Netlink: Send + Sync + 'static {
     /// Every link in the agent's namespace whose name starts with `prefix`.
     async fn links_with_prefix(&self, prefix: &str) -> Result<Vec<LinkInfo>, NetlinkError>;
 
-    /// Creates the veth, sets the host end's MAC and MTU and brings both ends up. Returns the
+    /// Creates the veth, sets the host end's MAC and MTU and brings the host end up (the pod
+    /// end comes up in `configure_pod_interface`: the kernel refuses it before pairing). Returns the
     /// host end.
     async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError>;
 
