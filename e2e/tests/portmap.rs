@@ -126,9 +126,11 @@ fn failed_add_is_followed_by_a_clean_del() -> Result<()> {
         chain.add(&node.ns, &base).is_err(),
         "ADD with a bad port mapping succeeded"
     );
-    for out in chain.del(&node.ns, &base, None) {
-        ensure!(out.success(), "DEL after failed ADD: {out:?}");
-    }
+    // DEL runs in reverse: portmap first (it refuses its own bad mapping again, which is
+    // portmap's answer, not ours), then manul, which must succeed and clean up.
+    let outcomes = chain.del(&node.ns, &base, None);
+    let manul = outcomes.last().context("the chain ran no DEL")?;
+    ensure!(manul.success(), "manul DEL after failed ADD: {manul:?}");
     ensure!(
         node.endpoints()?.is_empty(),
         "endpoint left: {:?}",
