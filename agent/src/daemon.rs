@@ -49,13 +49,19 @@ pub enum DaemonError {
     #[error("kernel: {0}")]
     Netlink(#[from] crate::netlink::NetlinkError),
     #[error("{path}: {source}")]
-    File { path: PathBuf, source: std::io::Error },
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
-    move |source| DaemonError::File { path: path.to_path_buf(), source }
+    move |source| DaemonError::File {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Runs the agent until a termination signal arrives.
@@ -73,13 +79,21 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         warn!(%error, "cannot enable IPv4 forwarding");
     }
     let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
-    let endpoints = Arc::new(Endpoints::new(config.node_name.clone(), store, netlink, sysctl));
+    let endpoints = Arc::new(Endpoints::new(
+        config.node_name.clone(),
+        store,
+        netlink,
+        sysctl,
+    ));
 
     match endpoints.reconcile().await {
         Ok(report) => info!(?report, "initial reconcile done"),
         Err(error) => warn!(%error, "initial reconcile failed; retrying periodically"),
     }
-    let reconciler = tokio::spawn(reconcile_periodically(endpoints.clone(), config.reconcile_interval));
+    let reconciler = tokio::spawn(reconcile_periodically(
+        endpoints.clone(),
+        config.reconcile_interval,
+    ));
 
     let listener = bind_socket(&config.socket)?;
     info!(socket = %config.socket.display(), node = %config.node_name, "manul-agent serving");
@@ -105,14 +119,15 @@ async fn reconcile_periodically(endpoints: Arc<Endpoints>, interval: Duration) {
 }
 
 async fn shutdown_signal() {
-    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(signal) => signal,
-        Err(error) => {
-            warn!(%error, "cannot listen for SIGTERM");
-            std::future::pending::<()>().await;
-            return;
-        }
-    };
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -129,12 +144,16 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
         std::fs::remove_file(path).map_err(file_error(path))?;
     }
     let listener = UnixListener::bind(path).map_err(file_error(path))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(file_error(path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(file_error(path))?;
     Ok(listener)
 }
 
 /// Creates the default IPv4 pool when the store has no pool at all.
-pub async fn ensure_default_pool(store: &Arc<dyn Datastore>, cidr: Option<IpNet>) -> Result<(), DaemonError> {
+pub async fn ensure_default_pool(
+    store: &Arc<dyn Datastore>,
+    cidr: Option<IpNet>,
+) -> Result<(), DaemonError> {
     let Some(cidr) = cidr else { return Ok(()) };
     let ipam = Ipam::new(store.clone());
     if !ipam.pools().await?.is_empty() {
@@ -165,7 +184,13 @@ async fn ensure_node(store: &Arc<dyn Datastore>, name: &str) -> Result<(), Daemo
     if store.get_resource::<Node>(name).await?.is_some() {
         return Ok(());
     }
-    match store.create_resource(&Node { name: name.into(), ..Default::default() }).await {
+    match store
+        .create_resource(&Node {
+            name: name.into(),
+            ..Default::default()
+        })
+        .await
+    {
         Ok(_) => Ok(()),
         Err(error) if error.is_conflict() => Ok(()),
         Err(error) => Err(error.into()),

@@ -24,23 +24,40 @@ pub struct ContainerGuard<'a> {
 impl ContainerLocks {
     pub async fn lock(&self, container_id: &str) -> ContainerGuard<'_> {
         let mutex = {
-            let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             locks.entry(container_id.to_string()).or_default().clone()
         };
         let guard = mutex.lock_owned().await;
-        ContainerGuard { owner: self, container_id: container_id.to_string(), _guard: guard }
+        ContainerGuard {
+            owner: self,
+            container_id: container_id.to_string(),
+            _guard: guard,
+        }
     }
 
     pub fn held(&self) -> usize {
-        self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
     }
 }
 
 impl Drop for ContainerGuard<'_> {
     fn drop(&mut self) {
-        let mut locks = self.owner.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self
+            .owner
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Two references: the map's and the one inside our guard. More means someone waits.
-        if locks.get(&self.container_id).is_some_and(|mutex| Arc::strong_count(mutex) <= 2) {
+        if locks
+            .get(&self.container_id)
+            .is_some_and(|mutex| Arc::strong_count(mutex) <= 2)
+        {
             locks.remove(&self.container_id);
         }
     }

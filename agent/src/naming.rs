@@ -49,7 +49,10 @@ mod tests {
     #[test]
     fn host_interface_name_matches_calico() {
         // `printf default.nginx | sha1sum` = c440f455693b69cd...
-        assert_eq!(host_interface_name("default", "nginx", "abc"), "calic440f455693");
+        assert_eq!(
+            host_interface_name("default", "nginx", "abc"),
+            "calic440f455693"
+        );
     }
 
     #[test]
@@ -63,7 +66,10 @@ mod tests {
     #[test]
     fn handles_round_trip() {
         assert_eq!(ipam_handle("c1", "eth0"), "k8s-pod-network.c1");
-        assert_eq!(attachment_of_handle("k8s-pod-network.c1"), Some(("c1".into(), "eth0".into())));
+        assert_eq!(
+            attachment_of_handle("k8s-pod-network.c1"),
+            Some(("c1".into(), "eth0".into()))
+        );
         assert_eq!(
             attachment_of_handle(&ipam_handle("c1", "net1")),
             Some(("c1".into(), "net1".into()))

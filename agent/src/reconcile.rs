@@ -29,13 +29,25 @@ pub struct DesiredState {
 pub fn desired_state(endpoints: &[WorkloadEndpoint], affine_blocks: &[IpNet]) -> DesiredState {
     let mut desired = DesiredState::default();
     for block in affine_blocks {
-        desired.routes.insert(Route { destination: *block, target: RouteTarget::Blackhole });
+        desired.routes.insert(Route {
+            destination: *block,
+            target: RouteTarget::Blackhole,
+        });
     }
     for endpoint in endpoints {
-        let has_ipv6 = endpoint.ip_networks.iter().any(|address| matches!(address, IpNet::V6(_)));
-        desired.interfaces.insert(endpoint.interface_name.clone(), host_interface_sysctls(&endpoint.interface_name, has_ipv6));
+        let has_ipv6 = endpoint
+            .ip_networks
+            .iter()
+            .any(|address| matches!(address, IpNet::V6(_)));
+        desired.interfaces.insert(
+            endpoint.interface_name.clone(),
+            host_interface_sysctls(&endpoint.interface_name, has_ipv6),
+        );
         for address in &endpoint.ip_networks {
-            desired.routes.insert(Route { destination: *address, target: RouteTarget::Device(endpoint.interface_name.clone()) });
+            desired.routes.insert(Route {
+                destination: *address,
+                target: RouteTarget::Device(endpoint.interface_name.clone()),
+            });
         }
     }
     desired
@@ -57,8 +69,12 @@ pub struct Delta {
 pub fn delta(desired: &DesiredState, routes: &[Route], links: &[LinkInfo]) -> Delta {
     let present_routes: BTreeSet<&Route> = routes.iter().collect();
     let present_links: BTreeSet<&str> = links.iter().map(|link| link.name.as_str()).collect();
-    let missing_links: Vec<String> =
-        desired.interfaces.keys().filter(|name| !present_links.contains(name.as_str())).cloned().collect();
+    let missing_links: Vec<String> = desired
+        .interfaces
+        .keys()
+        .filter(|name| !present_links.contains(name.as_str()))
+        .cloned()
+        .collect();
     let add_routes = desired
         .routes
         .iter()
@@ -69,13 +85,25 @@ pub fn delta(desired: &DesiredState, routes: &[Route], links: &[LinkInfo]) -> De
         })
         .cloned()
         .collect();
-    let delete_routes = routes.iter().filter(|route| !desired.routes.contains(route)).cloned().collect();
+    let delete_routes = routes
+        .iter()
+        .filter(|route| !desired.routes.contains(route))
+        .cloned()
+        .collect();
     let delete_links = links
         .iter()
-        .filter(|link| link.name.starts_with(HOST_INTERFACE_PREFIX) && !desired.interfaces.contains_key(&link.name))
+        .filter(|link| {
+            link.name.starts_with(HOST_INTERFACE_PREFIX)
+                && !desired.interfaces.contains_key(&link.name)
+        })
         .map(|link| link.name.clone())
         .collect();
-    Delta { add_routes, delete_routes, delete_links, missing_links }
+    Delta {
+        add_routes,
+        delete_routes,
+        delete_links,
+        missing_links,
+    }
 }
 
 /// What one pass changed.
@@ -94,13 +122,24 @@ impl Endpoints {
     pub async fn reconcile(&self) -> Result<ReconcileReport, EndpointError> {
         let epoch = self.kernel_epoch();
         let _exclusive = epoch.write().await;
-        let endpoints: Vec<WorkloadEndpoint> = self.list().await?.into_iter().map(|versioned| versioned.value).collect();
+        let endpoints: Vec<WorkloadEndpoint> = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|versioned| versioned.value)
+            .collect();
         let blocks = self.ipam().affine_blocks(self.node()).await?;
         let desired = desired_state(&endpoints, &blocks);
         let routes = self.netlink.manul_routes().await?;
-        let links = self.netlink.links_with_prefix(HOST_INTERFACE_PREFIX).await?;
+        let links = self
+            .netlink
+            .links_with_prefix(HOST_INTERFACE_PREFIX)
+            .await?;
         let delta = delta(&desired, &routes, &links);
-        let mut report = ReconcileReport { missing_links: delta.missing_links.clone(), ..Default::default() };
+        let mut report = ReconcileReport {
+            missing_links: delta.missing_links.clone(),
+            ..Default::default()
+        };
 
         for name in &delta.delete_links {
             info!(link = %name, "removing a cali link that belongs to no endpoint");
@@ -155,29 +194,58 @@ mod tests {
     }
 
     fn link(name: &str) -> LinkInfo {
-        LinkInfo { index: 1, name: name.into(), mac: [0xee; 6], mtu: 1500, up: true }
+        LinkInfo {
+            index: 1,
+            name: name.into(),
+            mac: [0xee; 6],
+            mtu: 1500,
+            up: true,
+        }
     }
 
     fn device_route(address: &str, device: &str) -> Route {
-        Route { destination: address.parse().unwrap(), target: RouteTarget::Device(device.into()) }
+        Route {
+            destination: address.parse().unwrap(),
+            target: RouteTarget::Device(device.into()),
+        }
     }
 
     #[test]
     fn desired_state_has_host_routes_blackholes_and_sysctls() {
-        let desired = desired_state(&[endpoint("cali1", "10.0.0.1/32")], &["10.0.0.0/26".parse().unwrap()]);
-        assert!(desired.routes.contains(&device_route("10.0.0.1/32", "cali1")));
-        assert!(desired.routes.contains(&Route { destination: "10.0.0.0/26".parse().unwrap(), target: RouteTarget::Blackhole }));
-        assert!(desired.interfaces["cali1"].iter().any(|(key, value)| key.ends_with("cali1/proxy_arp") && value == "1"));
+        let desired = desired_state(
+            &[endpoint("cali1", "10.0.0.1/32")],
+            &["10.0.0.0/26".parse().unwrap()],
+        );
+        assert!(
+            desired
+                .routes
+                .contains(&device_route("10.0.0.1/32", "cali1"))
+        );
+        assert!(desired.routes.contains(&Route {
+            destination: "10.0.0.0/26".parse().unwrap(),
+            target: RouteTarget::Blackhole
+        }));
+        assert!(
+            desired.interfaces["cali1"]
+                .iter()
+                .any(|(key, value)| key.ends_with("cali1/proxy_arp") && value == "1")
+        );
     }
 
     #[test]
     fn delta_restores_missing_and_removes_unwanted_only() {
-        let desired = desired_state(&[endpoint("cali1", "10.0.0.1/32")], &["10.0.0.0/26".parse().unwrap()]);
+        let desired = desired_state(
+            &[endpoint("cali1", "10.0.0.1/32")],
+            &["10.0.0.0/26".parse().unwrap()],
+        );
         let present_routes = vec![device_route("10.0.0.9/32", "cali9")];
         let links = vec![link("cali1"), link("cali9")];
         let delta = delta(&desired, &present_routes, &links);
         assert_eq!(delta.delete_links, vec!["cali9".to_string()]);
-        assert_eq!(delta.delete_routes, vec![device_route("10.0.0.9/32", "cali9")]);
+        assert_eq!(
+            delta.delete_routes,
+            vec![device_route("10.0.0.9/32", "cali9")]
+        );
         assert_eq!(delta.add_routes.len(), 2);
         assert!(delta.missing_links.is_empty());
     }
@@ -192,7 +260,11 @@ mod tests {
 
     #[test]
     fn links_without_our_prefix_are_never_removed() {
-        let delta = delta(&DesiredState::default(), &[], &[link("eth0"), link("vethabc")]);
+        let delta = delta(
+            &DesiredState::default(),
+            &[],
+            &[link("eth0"), link("vethabc")],
+        );
         assert!(delta.delete_links.is_empty());
     }
 

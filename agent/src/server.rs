@@ -6,9 +6,9 @@ use std::{net::IpAddr, path::PathBuf, sync::Arc};
 use ipnet::IpNet;
 use manul_ipam::IpamError;
 use manul_proto::agent::{
-    AddResponse, Attachment as ProtoAttachment, CheckResponse, CniRequest, DelResponse, Endpoint, GcRequest,
-    GcResponse, Interface, IpConfig, ListEndpointsRequest, ListEndpointsResponse, Route, StatusRequest,
-    StatusResponse, agent_server::Agent,
+    AddResponse, Attachment as ProtoAttachment, CheckResponse, CniRequest, DelResponse, Endpoint,
+    GcRequest, GcResponse, Interface, IpConfig, ListEndpointsRequest, ListEndpointsResponse, Route,
+    StatusRequest, StatusResponse, agent_server::Agent,
 };
 use manul_store::StoreError;
 use tonic::{Request, Response, Status};
@@ -56,7 +56,11 @@ pub fn to_status(error: EndpointError) -> Status {
 }
 
 fn store_status(error: &StoreError, message: String) -> Status {
-    if error.is_conflict() { Status::unavailable(message) } else { Status::internal(message) }
+    if error.is_conflict() {
+        Status::unavailable(message)
+    } else {
+        Status::internal(message)
+    }
 }
 
 fn parse_request(request: CniRequest) -> Result<EndpointRequest, Status> {
@@ -75,14 +79,19 @@ fn parse_request(request: CniRequest) -> Result<EndpointRequest, Status> {
         .prev_result_ips
         .iter()
         .map(|text| {
-            text.parse::<IpNet>()
-                .map_err(|_| Status::invalid_argument(format!("prevResult ips: {text:?} is not a CIDR")))
+            text.parse::<IpNet>().map_err(|_| {
+                Status::invalid_argument(format!("prevResult ips: {text:?} is not a CIDR"))
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(EndpointRequest {
         container_id: request.container_id,
         netns: (!request.netns.is_empty()).then(|| PathBuf::from(request.netns)),
-        ifname: if request.ifname.is_empty() { "eth0".into() } else { request.ifname },
+        ifname: if request.ifname.is_empty() {
+            "eth0".into()
+        } else {
+            request.ifname
+        },
         pod_namespace: request.pod_namespace,
         pod_name: request.pod_name,
         network_name: request.network_name,
@@ -99,8 +108,18 @@ fn parse_request(request: CniRequest) -> Result<EndpointRequest, Status> {
 /// The CNI result of an ADD: interface 0 is the host end, 1 the pod's.
 pub fn add_response(added: &AddedEndpoint) -> AddResponse {
     let interfaces = vec![
-        Interface { name: added.host.name.clone(), mac: format_mac(&added.host.mac), sandbox: String::new(), mtu: added.host.mtu },
-        Interface { name: added.pod_ifname.clone(), mac: format_mac(&added.pod.mac), sandbox: added.netns.clone(), mtu: added.pod.mtu },
+        Interface {
+            name: added.host.name.clone(),
+            mac: format_mac(&added.host.mac),
+            sandbox: String::new(),
+            mtu: added.host.mtu,
+        },
+        Interface {
+            name: added.pod_ifname.clone(),
+            mac: format_mac(&added.pod.mac),
+            sandbox: added.netns.clone(),
+            mtu: added.pod.mtu,
+        },
     ];
     let ips = added
         .addresses
@@ -115,13 +134,31 @@ pub fn add_response(added: &AddedEndpoint) -> AddResponse {
         })
         .collect();
     let mut routes = Vec::new();
-    if added.addresses.iter().any(|address| matches!(address, IpNet::V4(_))) {
-        routes.push(Route { destination: "0.0.0.0/0".into(), gateway: POD_GATEWAY_V4.to_string() });
+    if added
+        .addresses
+        .iter()
+        .any(|address| matches!(address, IpNet::V4(_)))
+    {
+        routes.push(Route {
+            destination: "0.0.0.0/0".into(),
+            gateway: POD_GATEWAY_V4.to_string(),
+        });
     }
-    if added.addresses.iter().any(|address| matches!(address, IpNet::V6(_))) {
-        routes.push(Route { destination: "::/0".into(), gateway: POD_GATEWAY_V6.to_string() });
+    if added
+        .addresses
+        .iter()
+        .any(|address| matches!(address, IpNet::V6(_)))
+    {
+        routes.push(Route {
+            destination: "::/0".into(),
+            gateway: POD_GATEWAY_V6.to_string(),
+        });
     }
-    AddResponse { interfaces, ips, routes }
+    AddResponse {
+        interfaces,
+        ips,
+        routes,
+    }
 }
 
 #[tonic::async_trait]
@@ -135,7 +172,9 @@ impl Agent for AgentService {
     async fn del(&self, request: Request<CniRequest>) -> Result<Response<DelResponse>, Status> {
         let request = parse_request(request.into_inner())?;
         let released = self.endpoints.delete(&request).await.map_err(to_status)?;
-        Ok(Response::new(DelResponse { released: released.iter().map(ToString::to_string).collect() }))
+        Ok(Response::new(DelResponse {
+            released: released.iter().map(ToString::to_string).collect(),
+        }))
     }
 
     async fn check(&self, request: Request<CniRequest>) -> Result<Response<CheckResponse>, Status> {
@@ -144,11 +183,23 @@ impl Agent for AgentService {
         Ok(Response::new(CheckResponse {}))
     }
 
-    async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+    async fn status(
+        &self,
+        _request: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
         let ready = match self.endpoints.ipam().pools().await {
-            Ok(pools) if pools.iter().any(|pool| !pool.disabled) => StatusResponse { ready: true, reason: String::new() },
-            Ok(_) => StatusResponse { ready: false, reason: "no enabled IP pool: create one (manulctl create ippool)".into() },
-            Err(error) => StatusResponse { ready: false, reason: format!("datastore unavailable: {error}") },
+            Ok(pools) if pools.iter().any(|pool| !pool.disabled) => StatusResponse {
+                ready: true,
+                reason: String::new(),
+            },
+            Ok(_) => StatusResponse {
+                ready: false,
+                reason: "no enabled IP pool: create one (manulctl create ippool)".into(),
+            },
+            Err(error) => StatusResponse {
+                ready: false,
+                reason: format!("datastore unavailable: {error}"),
+            },
         };
         Ok(Response::new(ready))
     }
@@ -160,14 +211,25 @@ impl Agent for AgentService {
             .into_iter()
             .map(|attachment| Attachment {
                 container_id: attachment.container_id,
-                ifname: if attachment.ifname.is_empty() { "eth0".into() } else { attachment.ifname },
+                ifname: if attachment.ifname.is_empty() {
+                    "eth0".into()
+                } else {
+                    attachment.ifname
+                },
             })
             .collect();
-        let released = self.endpoints.garbage_collect(&request.network_name, &valid).await.map_err(to_status)?;
+        let released = self
+            .endpoints
+            .garbage_collect(&request.network_name, &valid)
+            .await
+            .map_err(to_status)?;
         Ok(Response::new(GcResponse {
             released: released
                 .into_iter()
-                .map(|attachment| ProtoAttachment { container_id: attachment.container_id, ifname: attachment.ifname })
+                .map(|attachment| ProtoAttachment {
+                    container_id: attachment.container_id,
+                    ifname: attachment.ifname,
+                })
                 .collect(),
         }))
     }
@@ -186,7 +248,11 @@ impl Agent for AgentService {
                         container_id: endpoint.container_id,
                         ifname: endpoint.endpoint,
                         interface_name: endpoint.interface_name,
-                        addresses: endpoint.ip_networks.iter().map(ToString::to_string).collect(),
+                        addresses: endpoint
+                            .ip_networks
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect(),
                         pod_namespace: endpoint.namespace,
                         pod_name: endpoint.pod,
                         network_name: endpoint.network,

@@ -8,16 +8,27 @@ use ipnet::IpNet;
 use manul_agent::daemon::{DaemonConfig, run};
 
 #[derive(Parser, Debug)]
-#[command(version, about = "manul's per-node agent: IPAM, pod wiring and kernel reconciliation")]
+#[command(
+    version,
+    about = "manul's per-node agent: IPAM, pod wiring and kernel reconciliation"
+)]
 struct Flags {
     /// This node's name (default: the hostname).
     #[arg(long, env = "MANUL_NODE_NAME")]
     node_name: Option<String>,
     /// The gRPC Unix socket the CNI plugin and manulctl talk to.
-    #[arg(long, env = "MANUL_AGENT_SOCKET", default_value = "/var/run/manul/agent.sock")]
+    #[arg(
+        long,
+        env = "MANUL_AGENT_SOCKET",
+        default_value = "/var/run/manul/agent.sock"
+    )]
     socket: PathBuf,
     /// Datastore URL: embedded:///path/store.redb
-    #[arg(long, env = "MANUL_DATASTORE", default_value = "embedded:///var/lib/manul/store.redb")]
+    #[arg(
+        long,
+        env = "MANUL_DATASTORE",
+        default_value = "embedded:///var/lib/manul/store.redb"
+    )]
     datastore: String,
     /// Directory for the agent's own state.
     #[arg(long, env = "MANUL_STATE_DIR", default_value = "/var/lib/manul")]
@@ -40,7 +51,9 @@ struct Flags {
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?,
+        )
         .with_writer(std::io::stderr)
         .init();
     let node_name = match flags.node_name {
@@ -52,7 +65,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let default_ipv4_pool = match flags.default_ipv4_pool.as_str() {
         "none" | "" => None,
-        text => Some(text.parse::<IpNet>().with_context(|| format!("--default-ipv4-pool {text:?} is not a CIDR"))?),
+        text => Some(
+            text.parse::<IpNet>()
+                .with_context(|| format!("--default-ipv4-pool {text:?} is not a CIDR"))?,
+        ),
     };
     let config = DaemonConfig {
         node_name,
@@ -61,7 +77,8 @@ async fn main() -> anyhow::Result<()> {
         state_dir: flags.state_dir,
         default_ipv4_pool,
         reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
-        rt_protos_dir: (!flags.rt_protos_dir.is_empty()).then(|| PathBuf::from(flags.rt_protos_dir)),
+        rt_protos_dir: (!flags.rt_protos_dir.is_empty())
+            .then(|| PathBuf::from(flags.rt_protos_dir)),
     };
     run(config).await.context("manul-agent failed")
 }

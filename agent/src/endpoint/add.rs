@@ -67,7 +67,10 @@ impl Endpoints {
             return Ok(existing);
         }
         let mut undo = Vec::new();
-        match self.wire(request, &netns, ipv4_pools, ipv6_pools, &mut undo).await {
+        match self
+            .wire(request, &netns, ipv4_pools, ipv6_pools, &mut undo)
+            .await
+        {
             Ok(added) => Ok(added),
             Err(error) => {
                 warn!(container = %request.container_id, %error, "ADD failed; rolling back");
@@ -90,8 +93,11 @@ impl Endpoints {
         let endpoint = existing.value;
         let host = self.netlink.link(&endpoint.interface_name).await?;
         let pod = self.netlink.pod_interface(netns, &request.ifname).await?;
-        if let (Some(host), Some(pod), true) = (host, pod, endpoint.netns == netns.to_string_lossy()) {
-            self.ensure_host_side(&endpoint.interface_name, &endpoint.ip_networks).await?;
+        if let (Some(host), Some(pod), true) =
+            (host, pod, endpoint.netns == netns.to_string_lossy())
+        {
+            self.ensure_host_side(&endpoint.interface_name, &endpoint.ip_networks)
+                .await?;
             return Ok(Some(AddedEndpoint {
                 host,
                 pod,
@@ -113,11 +119,19 @@ impl Endpoints {
         ipv6_pools: Vec<IpNet>,
         undo: &mut Vec<Undo>,
     ) -> Result<AddedEndpoint, EndpointError> {
-        let host_name = naming::host_interface_name(&request.pod_namespace, &request.pod_name, &request.container_id);
+        let host_name = naming::host_interface_name(
+            &request.pod_namespace,
+            &request.pod_name,
+            &request.container_id,
+        );
         let handle = naming::ipam_handle(&request.container_id, &request.ifname);
         let mtu = match request.mtu {
             Some(mtu) => mtu,
-            None => self.netlink.default_route_mtu().await?.unwrap_or(FALLBACK_MTU),
+            None => self
+                .netlink
+                .default_route_mtu()
+                .await?
+                .unwrap_or(FALLBACK_MTU),
         };
 
         // A link of this name that no endpoint of this container owns is a leftover of an
@@ -128,7 +142,9 @@ impl Endpoints {
         }
 
         undo.push(Undo::Release(handle.clone()));
-        let addresses = self.allocate(request, &handle, ipv4_pools, ipv6_pools).await?;
+        let addresses = self
+            .allocate(request, &handle, ipv4_pools, ipv6_pools)
+            .await?;
 
         let host = self
             .netlink
@@ -151,12 +167,17 @@ impl Endpoints {
             })
             .await?;
 
-        let has_ipv6 = addresses.iter().any(|address| matches!(address, IpNet::V6(_)));
+        let has_ipv6 = addresses
+            .iter()
+            .any(|address| matches!(address, IpNet::V6(_)));
         for (key, value) in host_interface_sysctls(&host_name, has_ipv6) {
             self.sysctl.set(&key, &value)?;
         }
         for address in &addresses {
-            let route = Route { destination: *address, target: RouteTarget::Device(host_name.clone()) };
+            let route = Route {
+                destination: *address,
+                target: RouteTarget::Device(host_name.clone()),
+            };
             self.netlink.replace_route(&route).await?;
             undo.push(Undo::DeleteRoute(route));
         }
@@ -165,7 +186,11 @@ impl Endpoints {
         let endpoint = WorkloadEndpoint {
             name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
             node: self.node.clone(),
-            orchestrator: if request.pod_namespace.is_empty() { "cni".into() } else { "k8s".into() },
+            orchestrator: if request.pod_namespace.is_empty() {
+                "cni".into()
+            } else {
+                "k8s".into()
+            },
             namespace: request.pod_namespace.clone(),
             pod: request.pod_name.clone(),
             container_id: request.container_id.clone(),
@@ -233,37 +258,52 @@ impl Endpoints {
         Ok(assignment.ipv4.into_iter().chain(assignment.ipv6).collect())
     }
 
-    /// Pool filters by CIDR or by name, resolved to CIDRs of the right family.
-    async fn resolve_pools(&self, filters: &[String], ipv4: bool) -> Result<Vec<IpNet>, EndpointError> {
+    /// Pool filters by CIDR or by name, resolved to CIDRs; each must be of the field's family.
+    async fn resolve_pools(
+        &self,
+        filters: &[String],
+        ipv4: bool,
+    ) -> Result<Vec<IpNet>, EndpointError> {
         if filters.is_empty() {
             return Ok(Vec::new());
         }
-        let pools = self.ipam.pools().await?;
-        let mut cidrs = Vec::new();
-        for filter in filters {
-            let cidr = match filter.parse::<IpNet>() {
-                Ok(cidr) => cidr,
-                Err(_) => pools.iter().find(|pool| &pool.name == filter).map(|pool| pool.cidr).ok_or_else(|| {
-                    EndpointError::InvalidRequest(format!("ipam pool {filter:?} is neither a CIDR nor the name of a pool"))
-                })?,
-            };
-            if matches!(cidr, IpNet::V4(_)) != ipv4 {
-                let field = if ipv4 { "ipv4_pools" } else { "ipv6_pools" };
-                return Err(EndpointError::InvalidRequest(format!("ipam.{field}: {cidr} is of the other address family")));
-            }
-            cidrs.push(cidr);
+        let (v4, v6) = self
+            .ipam
+            .resolve_pools(filters)
+            .await
+            .map_err(|error| match error {
+                IpamError::InvalidRequest(reason) => {
+                    EndpointError::InvalidRequest(format!("ipam: {reason}"))
+                }
+                other => other.into(),
+            })?;
+        let (wanted, other) = if ipv4 { (v4, v6) } else { (v6, v4) };
+        if let Some(cidr) = other.first() {
+            let field = if ipv4 { "ipv4_pools" } else { "ipv6_pools" };
+            return Err(EndpointError::InvalidRequest(format!(
+                "ipam.{field}: {cidr} is of the other address family"
+            )));
         }
-        Ok(cidrs)
+        Ok(wanted)
     }
 
     /// Host routes and sysctls of an endpoint whose veth exists (idempotent).
-    pub(crate) async fn ensure_host_side(&self, host_name: &str, addresses: &[IpNet]) -> Result<(), EndpointError> {
-        let has_ipv6 = addresses.iter().any(|address| matches!(address, IpNet::V6(_)));
+    pub(crate) async fn ensure_host_side(
+        &self,
+        host_name: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), EndpointError> {
+        let has_ipv6 = addresses
+            .iter()
+            .any(|address| matches!(address, IpNet::V6(_)));
         for (key, value) in host_interface_sysctls(host_name, has_ipv6) {
             self.sysctl.set(&key, &value)?;
         }
         for address in addresses {
-            let route = Route { destination: *address, target: RouteTarget::Device(host_name.to_string()) };
+            let route = Route {
+                destination: *address,
+                target: RouteTarget::Device(host_name.to_string()),
+            };
             self.netlink.replace_route(&route).await?;
         }
         self.ensure_block_routes().await
@@ -272,7 +312,12 @@ impl Endpoints {
     /// `blackhole <block> proto manul` for each block this node has affinity to.
     pub(crate) async fn ensure_block_routes(&self) -> Result<(), EndpointError> {
         for block in self.ipam.affine_blocks(&self.node).await? {
-            self.netlink.replace_route(&Route { destination: block, target: RouteTarget::Blackhole }).await?;
+            self.netlink
+                .replace_route(&Route {
+                    destination: block,
+                    target: RouteTarget::Blackhole,
+                })
+                .await?;
         }
         Ok(())
     }
@@ -280,8 +325,16 @@ impl Endpoints {
     /// Creates or replaces the endpoint record (CAS, retried on conflict).
     async fn record(&self, endpoint: &WorkloadEndpoint) -> Result<(), EndpointError> {
         for _ in 0..10 {
-            let result = match self.store.get_resource::<WorkloadEndpoint>(&endpoint.name).await? {
-                Some(current) => self.store.update_resource(endpoint, &current.revision).await.map(|_| ()),
+            let result = match self
+                .store
+                .get_resource::<WorkloadEndpoint>(&endpoint.name)
+                .await?
+            {
+                Some(current) => self
+                    .store
+                    .update_resource(endpoint, &current.revision)
+                    .await
+                    .map(|_| ()),
                 None => self.store.create_resource(endpoint).await.map(|_| ()),
             };
             match result {
@@ -290,15 +343,30 @@ impl Endpoints {
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(EndpointError::Ipam(IpamError::RetriesExhausted { what: format!("writing endpoint {}", endpoint.name) }))
+        Err(EndpointError::Ipam(IpamError::RetriesExhausted {
+            what: format!("writing endpoint {}", endpoint.name),
+        }))
     }
 
     async fn roll_back(&self, undo: Vec<Undo>) {
         for step in undo.into_iter().rev() {
             let result = match &step {
-                Undo::Release(handle) => self.ipam.release_by_handle(handle).await.map(|_| ()).map_err(EndpointError::from),
-                Undo::DeleteLink(name) => self.netlink.delete_link(name).await.map_err(EndpointError::from),
-                Undo::DeleteRoute(route) => self.netlink.delete_route(route).await.map_err(EndpointError::from),
+                Undo::Release(handle) => self
+                    .ipam
+                    .release_by_handle(handle)
+                    .await
+                    .map(|_| ())
+                    .map_err(EndpointError::from),
+                Undo::DeleteLink(name) => self
+                    .netlink
+                    .delete_link(name)
+                    .await
+                    .map_err(EndpointError::from),
+                Undo::DeleteRoute(route) => self
+                    .netlink
+                    .delete_route(route)
+                    .await
+                    .map_err(EndpointError::from),
             };
             if let Err(error) = result {
                 warn!(%error, "rollback step failed; the reconciler will remove what is left");

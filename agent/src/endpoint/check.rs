@@ -29,15 +29,29 @@ impl Endpoints {
             container_id: request.container_id.clone(),
             ifname: request.ifname.clone(),
         };
-        let endpoint = self.find(&request.container_id, &request.ifname).await?.ok_or_else(unknown)?.value;
-        let netns = request.netns.clone().unwrap_or_else(|| endpoint.netns.clone().into());
+        let endpoint = self
+            .find(&request.container_id, &request.ifname)
+            .await?
+            .ok_or_else(unknown)?
+            .value;
+        let netns = request
+            .netns
+            .clone()
+            .unwrap_or_else(|| endpoint.netns.clone().into());
         let failed = |what: String| Err(EndpointError::CheckFailed(what));
 
         if self.netlink.link(&endpoint.interface_name).await?.is_none() {
-            return failed(format!("host interface {} is missing", endpoint.interface_name));
+            return failed(format!(
+                "host interface {} is missing",
+                endpoint.interface_name
+            ));
         }
         let Some(pod) = self.netlink.pod_interface(&netns, &request.ifname).await? else {
-            return failed(format!("{} is missing in {}", request.ifname, netns.display()));
+            return failed(format!(
+                "{} is missing in {}",
+                request.ifname,
+                netns.display()
+            ));
         };
         let held: BTreeSet<IpNet> = pod.addresses.iter().copied().collect();
         for address in endpoint.ip_networks.iter().chain(&request.prev_result_ips) {
@@ -46,16 +60,28 @@ impl Endpoints {
             }
         }
         if !pod.has_default_routes {
-            return failed(format!("the default route via 169.254.1.1 is missing in {}", netns.display()));
+            return failed(format!(
+                "the default route via 169.254.1.1 is missing in {}",
+                netns.display()
+            ));
         }
         let routes: BTreeSet<Route> = self.netlink.manul_routes().await?.into_iter().collect();
         for address in &endpoint.ip_networks {
-            let route = Route { destination: *address, target: RouteTarget::Device(endpoint.interface_name.clone()) };
+            let route = Route {
+                destination: *address,
+                target: RouteTarget::Device(endpoint.interface_name.clone()),
+            };
             if !routes.contains(&route) {
-                return failed(format!("host route {address} dev {} is missing", endpoint.interface_name));
+                return failed(format!(
+                    "host route {address} dev {} is missing",
+                    endpoint.interface_name
+                ));
             }
         }
-        let has_ipv6 = endpoint.ip_networks.iter().any(|address| matches!(address, IpNet::V6(_)));
+        let has_ipv6 = endpoint
+            .ip_networks
+            .iter()
+            .any(|address| matches!(address, IpNet::V6(_)));
         for (key, value) in host_interface_sysctls(&endpoint.interface_name, has_ipv6) {
             let current = self.sysctl.get(&key)?;
             if current.as_deref().map(str::trim) != Some(value.as_str()) {
@@ -78,7 +104,10 @@ impl Endpoints {
         let mut known = BTreeSet::new();
         for endpoint in self.list().await? {
             let endpoint = endpoint.value;
-            let attachment = Attachment { container_id: endpoint.container_id.clone(), ifname: endpoint.endpoint.clone() };
+            let attachment = Attachment {
+                container_id: endpoint.container_id.clone(),
+                ifname: endpoint.endpoint.clone(),
+            };
             known.insert(endpoint.ipam_handle.clone());
             if valid.contains(&attachment) || (!network.is_empty() && endpoint.network != network) {
                 continue;
@@ -98,15 +127,27 @@ impl Endpoints {
         // Allocations without an endpoint record (an ADD cut short by a crash), in this node's
         // blocks only: other nodes' runtimes vouch for theirs.
         let blocks = self.ipam.affine_blocks(&self.node).await?;
-        for handle in self.store.list_resources::<IpamHandle>("k8s-pod-network.").await? {
+        for handle in self
+            .store
+            .list_resources::<IpamHandle>("k8s-pod-network.")
+            .await?
+        {
             let handle_id = handle.value.handle_id;
-            let Some((container_id, ifname)) = naming::attachment_of_handle(&handle_id) else { continue };
-            let attachment = Attachment { container_id, ifname };
+            let Some((container_id, ifname)) = naming::attachment_of_handle(&handle_id) else {
+                continue;
+            };
+            let attachment = Attachment {
+                container_id,
+                ifname,
+            };
             if known.contains(&handle_id) || valid.contains(&attachment) {
                 continue;
             }
             let addresses = self.ipam.addresses_by_handle(&handle_id).await?;
-            if !addresses.iter().any(|address| blocks.iter().any(|block| block.contains(address))) {
+            if !addresses
+                .iter()
+                .any(|address| blocks.iter().any(|block| block.contains(address)))
+            {
                 continue;
             }
             match self.ipam.release_by_handle(&handle_id).await {
@@ -115,6 +156,10 @@ impl Endpoints {
             }
         }
         info!(released = released.len(), "garbage collection done");
-        if errors.is_empty() { Ok(released) } else { Err(EndpointError::Several(errors)) }
+        if errors.is_empty() {
+            Ok(released)
+        } else {
+            Err(EndpointError::Several(errors))
+        }
     }
 }

@@ -15,7 +15,10 @@ use crate::{
 
 impl Endpoints {
     /// Returns the addresses given back to the pool.
-    pub async fn delete(&self, request: &EndpointRequest) -> Result<Vec<std::net::IpAddr>, EndpointError> {
+    pub async fn delete(
+        &self,
+        request: &EndpointRequest,
+    ) -> Result<Vec<std::net::IpAddr>, EndpointError> {
         validate_common(request)?;
         let _container = self.locks.lock(&request.container_id).await;
         let _epoch = self.kernel_epoch.read().await;
@@ -24,16 +27,25 @@ impl Endpoints {
         let existing = self.find(&request.container_id, &request.ifname).await?;
         match &existing {
             Some(endpoint) => {
-                if let Err(error) = self.teardown(&endpoint.value, request.netns.as_deref()).await {
+                if let Err(error) = self
+                    .teardown(&endpoint.value, request.netns.as_deref())
+                    .await
+                {
                     errors.push(error);
                 }
             }
             None => {
                 // No record (an ADD that never finished, or a second DEL): remove the link the
                 // name points at, unless another endpoint of this node owns it.
-                let host_name =
-                    naming::host_interface_name(&request.pod_namespace, &request.pod_name, &request.container_id);
-                match self.owned_by_other_endpoint(&host_name, &request.container_id).await {
+                let host_name = naming::host_interface_name(
+                    &request.pod_namespace,
+                    &request.pod_name,
+                    &request.container_id,
+                );
+                match self
+                    .owned_by_other_endpoint(&host_name, &request.container_id)
+                    .await
+                {
                     Ok(false) => {
                         if let Err(error) = self.netlink.delete_link(&host_name).await {
                             errors.push(error.into());
@@ -43,7 +55,10 @@ impl Endpoints {
                     Err(error) => errors.push(error),
                 }
                 if let Some(netns) = &request.netns
-                    && let Err(error) = self.netlink.delete_pod_interface(netns, &request.ifname).await
+                    && let Err(error) = self
+                        .netlink
+                        .delete_pod_interface(netns, &request.ifname)
+                        .await
                 {
                     errors.push(error.into());
                 }
@@ -72,12 +87,21 @@ impl Endpoints {
     }
 
     /// Removes the kernel side of an endpoint: pod interface, host link, host routes.
-    pub(crate) async fn teardown(&self, endpoint: &WorkloadEndpoint, netns: Option<&Path>) -> Result<(), EndpointError> {
+    pub(crate) async fn teardown(
+        &self,
+        endpoint: &WorkloadEndpoint,
+        netns: Option<&Path>,
+    ) -> Result<(), EndpointError> {
         let mut errors: Vec<EndpointError> = Vec::new();
         let recorded = Path::new(&endpoint.netns);
-        let netns = netns.filter(|path| !path.as_os_str().is_empty()).unwrap_or(recorded);
+        let netns = netns
+            .filter(|path| !path.as_os_str().is_empty())
+            .unwrap_or(recorded);
         if !netns.as_os_str().is_empty()
-            && let Err(error) = self.netlink.delete_pod_interface(netns, &endpoint.endpoint).await
+            && let Err(error) = self
+                .netlink
+                .delete_pod_interface(netns, &endpoint.endpoint)
+                .await
         {
             errors.push(error.into());
         }
@@ -85,7 +109,10 @@ impl Endpoints {
             errors.push(error.into());
         }
         for address in &endpoint.ip_networks {
-            let route = Route { destination: *address, target: RouteTarget::Device(endpoint.interface_name.clone()) };
+            let route = Route {
+                destination: *address,
+                target: RouteTarget::Device(endpoint.interface_name.clone()),
+            };
             if let Err(error) = self.netlink.delete_route(&route).await {
                 errors.push(error.into());
             }
@@ -97,12 +124,15 @@ impl Endpoints {
         }
     }
 
-    async fn owned_by_other_endpoint(&self, host_name: &str, container_id: &str) -> Result<bool, EndpointError> {
-        Ok(self
-            .list()
-            .await?
-            .iter()
-            .any(|endpoint| endpoint.value.interface_name == host_name && endpoint.value.container_id != container_id))
+    async fn owned_by_other_endpoint(
+        &self,
+        host_name: &str,
+        container_id: &str,
+    ) -> Result<bool, EndpointError> {
+        Ok(self.list().await?.iter().any(|endpoint| {
+            endpoint.value.interface_name == host_name
+                && endpoint.value.container_id != container_id
+        }))
     }
 
     /// Deletes the endpoint record; gone already is fine.
@@ -111,12 +141,20 @@ impl Endpoints {
             let Some(current) = self.store.get_resource::<WorkloadEndpoint>(name).await? else {
                 return Ok(());
             };
-            match self.store.delete_resource::<WorkloadEndpoint>(name, &current.revision).await {
+            match self
+                .store
+                .delete_resource::<WorkloadEndpoint>(name, &current.revision)
+                .await
+            {
                 Ok(()) | Err(StoreError::NotFound { .. }) => return Ok(()),
                 Err(error) if error.is_conflict() => continue,
                 Err(error) => return Err(error.into()),
             }
         }
-        Err(StoreError::Conflict { kind: Kind::WorkloadEndpoint, name: name.to_string() }.into())
+        Err(StoreError::Conflict {
+            kind: Kind::WorkloadEndpoint,
+            name: name.to_string(),
+        }
+        .into())
     }
 }

@@ -48,7 +48,10 @@ pub enum EndpointError {
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     #[error("no endpoint for container {container_id} interface {ifname} on this node")]
-    UnknownContainer { container_id: String, ifname: String },
+    UnknownContainer {
+        container_id: String,
+        ifname: String,
+    },
     #[error("check failed: {0}")]
     CheckFailed(String),
     #[error(transparent)]
@@ -111,7 +114,10 @@ impl Endpoints {
     /// This node's endpoints, as recorded in the datastore.
     pub async fn list(&self) -> Result<Vec<Versioned<WorkloadEndpoint>>, EndpointError> {
         let prefix = WorkloadEndpoint::node_prefix(&self.node);
-        Ok(self.store.list_resources::<WorkloadEndpoint>(&prefix).await?)
+        Ok(self
+            .store
+            .list_resources::<WorkloadEndpoint>(&prefix)
+            .await?)
     }
 
     pub(crate) async fn find(
@@ -127,15 +133,25 @@ impl Endpoints {
 /// Checks the fields every operation needs.
 pub(crate) fn validate_common(request: &EndpointRequest) -> Result<(), EndpointError> {
     if request.container_id.is_empty() {
-        return Err(EndpointError::InvalidRequest("container_id is empty".into()));
+        return Err(EndpointError::InvalidRequest(
+            "container_id is empty".into(),
+        ));
     }
-    if request.container_id.len() > 256 || request.container_id.chars().any(|c| c.is_control() || c == '/') {
+    if request.container_id.len() > 256
+        || request
+            .container_id
+            .chars()
+            .any(|c| c.is_control() || c == '/')
+    {
         return Err(EndpointError::InvalidRequest(format!(
             "container_id {:?} must be at most 256 printable characters without '/'",
             request.container_id
         )));
     }
-    if request.ifname.is_empty() || request.ifname.len() > 15 || request.ifname.contains(['/', ' ', ':']) {
+    if request.ifname.is_empty()
+        || request.ifname.len() > 15
+        || request.ifname.contains(['/', ' ', ':'])
+    {
         return Err(EndpointError::InvalidRequest(format!(
             "ifname {:?} is not a valid interface name (1-15 characters, no '/', ':' or spaces)",
             request.ifname

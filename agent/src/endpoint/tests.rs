@@ -21,7 +21,8 @@ struct Fixture {
 
 async fn fixture(pool: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Datastore> = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let store: Arc<dyn Datastore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let cidr: IpNet = pool.parse().unwrap();
     let block_size = IpPool::default_block_size(&cidr).max(cidr.prefix_len());
     Ipam::new(store.clone())
@@ -41,7 +42,12 @@ async fn fixture(pool: &str) -> Fixture {
     netlink.set_default_route_mtu(Some(1450));
     let sysctl = Arc::new(FakeSysctl::new());
     let endpoints = Endpoints::new("node1".into(), store, netlink.clone(), sysctl.clone());
-    Fixture { endpoints, netlink, sysctl, dir }
+    Fixture {
+        endpoints,
+        netlink,
+        sysctl,
+        dir,
+    }
 }
 
 impl Fixture {
@@ -64,7 +70,11 @@ impl Fixture {
 
     async fn handle_addresses(&self, container_id: &str) -> Vec<std::net::IpAddr> {
         let handle = crate::naming::ipam_handle(container_id, "eth0");
-        self.endpoints.ipam().addresses_by_handle(&handle).await.unwrap()
+        self.endpoints
+            .ipam()
+            .addresses_by_handle(&handle)
+            .await
+            .unwrap()
     }
 }
 
@@ -75,17 +85,41 @@ async fn add_wires_pod_host_routes_sysctls_and_records_the_endpoint() {
     let added = fixture.endpoints.add(&request).await.unwrap();
     let host = crate::naming::host_interface_name("default", "pod-c1", "c1");
     assert_eq!(added.host.name, host);
-    assert_eq!(added.host.mtu, 1450, "MTU comes from the default route's interface");
+    assert_eq!(
+        added.host.mtu, 1450,
+        "MTU comes from the default route's interface"
+    );
     assert_eq!(added.addresses.len(), 1);
     let address = added.addresses[0];
     assert_eq!(address.prefix_len(), 32);
-    assert!("10.10.0.0/16".parse::<IpNet>().unwrap().contains(&address.addr()));
+    assert!(
+        "10.10.0.0/16"
+            .parse::<IpNet>()
+            .unwrap()
+            .contains(&address.addr())
+    );
     let routes = fixture.netlink.routes();
-    assert!(routes.contains(&Route { destination: address, target: RouteTarget::Device(host.clone()) }));
-    assert!(routes.iter().any(|route| route.target == RouteTarget::Blackhole && route.destination.prefix_len() == 26));
+    assert!(routes.contains(&Route {
+        destination: address,
+        target: RouteTarget::Device(host.clone())
+    }));
+    assert!(routes.iter().any(
+        |route| route.target == RouteTarget::Blackhole && route.destination.prefix_len() == 26
+    ));
     let values = fixture.sysctl.values();
-    assert_eq!(values.get(&format!("net/ipv4/conf/{host}/proxy_arp")).map(String::as_str), Some("1"));
-    let recorded = fixture.endpoints.find("c1", "eth0").await.unwrap().unwrap().value;
+    assert_eq!(
+        values
+            .get(&format!("net/ipv4/conf/{host}/proxy_arp"))
+            .map(String::as_str),
+        Some("1")
+    );
+    let recorded = fixture
+        .endpoints
+        .find("c1", "eth0")
+        .await
+        .unwrap()
+        .unwrap()
+        .value;
     assert_eq!(recorded.ip_networks, vec![address]);
     assert_eq!(recorded.interface_name, host);
 }
@@ -97,19 +131,46 @@ async fn add_twice_returns_the_same_endpoint() {
     let first = fixture.endpoints.add(&request).await.unwrap();
     let second = fixture.endpoints.add(&request).await.unwrap();
     assert_eq!(first.addresses, second.addresses);
-    assert_eq!(fixture.netlink.calls().iter().filter(|call| call.starts_with("create_veth")).count(), 1);
+    assert_eq!(
+        fixture
+            .netlink
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("create_veth"))
+            .count(),
+        1
+    );
     assert_eq!(fixture.handle_addresses("c1").await.len(), 1);
 }
 
 async fn assert_nothing_left(fixture: &Fixture, container_id: &str) {
-    assert!(fixture.netlink.links().is_empty(), "links left: {:?}", fixture.netlink.links());
     assert!(
-        fixture.netlink.routes().iter().all(|route| route.target == RouteTarget::Blackhole),
+        fixture.netlink.links().is_empty(),
+        "links left: {:?}",
+        fixture.netlink.links()
+    );
+    assert!(
+        fixture
+            .netlink
+            .routes()
+            .iter()
+            .all(|route| route.target == RouteTarget::Blackhole),
         "routes left: {:?}",
         fixture.netlink.routes()
     );
-    assert!(fixture.handle_addresses(container_id).await.is_empty(), "allocation left");
-    assert!(fixture.endpoints.find(container_id, "eth0").await.unwrap().is_none(), "endpoint record left");
+    assert!(
+        fixture.handle_addresses(container_id).await.is_empty(),
+        "allocation left"
+    );
+    assert!(
+        fixture
+            .endpoints
+            .find(container_id, "eth0")
+            .await
+            .unwrap()
+            .is_none(),
+        "endpoint record left"
+    );
 }
 
 #[tokio::test]
@@ -117,8 +178,15 @@ async fn a_failure_at_any_kernel_step_rolls_everything_back() {
     for method in ["create_veth", "configure_pod_interface", "replace_route"] {
         let fixture = fixture("10.10.0.0/16").await;
         fixture.netlink.fail_on(method);
-        let error = fixture.endpoints.add(&fixture.request("c1")).await.unwrap_err();
-        assert!(matches!(error, EndpointError::Netlink(_)), "{method}: {error}");
+        let error = fixture
+            .endpoints
+            .add(&fixture.request("c1"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(error, EndpointError::Netlink(_)),
+            "{method}: {error}"
+        );
         assert_nothing_left(&fixture, "c1").await;
         // The address went back to the pool: the next pod can be wired.
         fixture.endpoints.add(&fixture.request("c2")).await.unwrap();
@@ -129,11 +197,32 @@ async fn a_failure_at_any_kernel_step_rolls_everything_back() {
 async fn an_exhausted_pool_is_reported_and_leaves_nothing() {
     let fixture = fixture("10.20.0.0/30").await;
     for index in 0..4 {
-        fixture.endpoints.add(&fixture.request(&format!("c{index}"))).await.unwrap();
+        fixture
+            .endpoints
+            .add(&fixture.request(&format!("c{index}")))
+            .await
+            .unwrap();
     }
-    let error = fixture.endpoints.add(&fixture.request("c9")).await.unwrap_err();
-    assert!(matches!(error, EndpointError::Ipam(manul_ipam::IpamError::NoAddressesAvailable { .. })), "{error}");
-    assert!(fixture.endpoints.find("c9", "eth0").await.unwrap().is_none());
+    let error = fixture
+        .endpoints
+        .add(&fixture.request("c9"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            EndpointError::Ipam(manul_ipam::IpamError::NoAddressesAvailable { .. })
+        ),
+        "{error}"
+    );
+    assert!(
+        fixture
+            .endpoints
+            .find("c9", "eth0")
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(fixture.netlink.links().len(), 4);
 }
 
@@ -143,17 +232,33 @@ async fn a_requested_address_is_honoured_or_refused() {
     let mut request = fixture.request("c1");
     request.requested_ips = vec!["10.10.3.7".parse().unwrap()];
     let added = fixture.endpoints.add(&request).await.unwrap();
-    assert_eq!(added.addresses, vec!["10.10.3.7/32".parse::<IpNet>().unwrap()]);
+    assert_eq!(
+        added.addresses,
+        vec!["10.10.3.7/32".parse::<IpNet>().unwrap()]
+    );
     let mut again = fixture.request("c2");
     again.requested_ips = vec!["10.10.3.7".parse().unwrap()];
     let error = fixture.endpoints.add(&again).await.unwrap_err();
-    assert!(matches!(error, EndpointError::Ipam(manul_ipam::IpamError::AddressInUse { .. })), "{error}");
+    assert!(
+        matches!(
+            error,
+            EndpointError::Ipam(manul_ipam::IpamError::AddressInUse { .. })
+        ),
+        "{error}"
+    );
     assert_nothing_left_for(&fixture, "c2").await;
 }
 
 async fn assert_nothing_left_for(fixture: &Fixture, container_id: &str) {
     assert!(fixture.handle_addresses(container_id).await.is_empty());
-    assert!(fixture.endpoints.find(container_id, "eth0").await.unwrap().is_none());
+    assert!(
+        fixture
+            .endpoints
+            .find(container_id, "eth0")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[tokio::test]
@@ -165,8 +270,18 @@ async fn delete_releases_everything_and_succeeds_twice_and_without_netns() {
     assert_eq!(released, vec![added.addresses[0].addr()]);
     assert_nothing_left(&fixture, "c1").await;
     assert!(fixture.endpoints.delete(&request).await.unwrap().is_empty());
-    let without_netns = EndpointRequest { netns: None, ..request };
-    assert!(fixture.endpoints.delete(&without_netns).await.unwrap().is_empty());
+    let without_netns = EndpointRequest {
+        netns: None,
+        ..request
+    };
+    assert!(
+        fixture
+            .endpoints
+            .delete(&without_netns)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -174,7 +289,9 @@ async fn delete_after_the_netns_vanished_still_cleans_the_host() {
     let fixture = fixture("10.10.0.0/16").await;
     let request = fixture.request("c1");
     fixture.endpoints.add(&request).await.unwrap();
-    fixture.netlink.remove_netns(request.netns.as_ref().unwrap());
+    fixture
+        .netlink
+        .remove_netns(request.netns.as_ref().unwrap());
     fixture.endpoints.delete(&request).await.unwrap();
     assert_nothing_left(&fixture, "c1").await;
 }
@@ -182,18 +299,44 @@ async fn delete_after_the_netns_vanished_still_cleans_the_host() {
 #[tokio::test]
 async fn invalid_requests_are_refused_before_any_kernel_call() {
     let fixture = fixture("10.10.0.0/16").await;
-    let mut cases = Vec::new();
-    cases.push(EndpointRequest { container_id: String::new(), ..fixture.request("c1") });
-    cases.push(EndpointRequest { ifname: "much-too-long-ifname".into(), ..fixture.request("c1") });
-    cases.push(EndpointRequest { netns: Some("/nonexistent/netns".into()), ..fixture.request("c1") });
-    cases.push(EndpointRequest { ipv4_pools: vec!["no-such-pool".into()], ..fixture.request("c1") });
-    cases.push(EndpointRequest { ipv4_pools: vec!["fd00::/64".into()], ..fixture.request("c1") });
-    cases.push(EndpointRequest { assign_ipv4: false, ..fixture.request("c1") });
+    let cases = vec![
+        EndpointRequest {
+            container_id: String::new(),
+            ..fixture.request("c1")
+        },
+        EndpointRequest {
+            ifname: "much-too-long-ifname".into(),
+            ..fixture.request("c1")
+        },
+        EndpointRequest {
+            netns: Some("/nonexistent/netns".into()),
+            ..fixture.request("c1")
+        },
+        EndpointRequest {
+            ipv4_pools: vec!["no-such-pool".into()],
+            ..fixture.request("c1")
+        },
+        EndpointRequest {
+            ipv4_pools: vec!["fd00::/64".into()],
+            ..fixture.request("c1")
+        },
+        EndpointRequest {
+            assign_ipv4: false,
+            ..fixture.request("c1")
+        },
+    ];
     for request in cases {
         let error = fixture.endpoints.add(&request).await.unwrap_err();
-        assert!(matches!(error, EndpointError::InvalidRequest(_)), "{request:?}: {error}");
+        assert!(
+            matches!(error, EndpointError::InvalidRequest(_)),
+            "{request:?}: {error}"
+        );
     }
-    assert!(fixture.netlink.calls().is_empty(), "{:?}", fixture.netlink.calls());
+    assert!(
+        fixture.netlink.calls().is_empty(),
+        "{:?}",
+        fixture.netlink.calls()
+    );
 }
 
 #[tokio::test]
@@ -202,12 +345,22 @@ async fn check_passes_on_a_wired_pod_and_fails_when_a_route_is_gone() {
     let request = fixture.request("c1");
     let added = fixture.endpoints.add(&request).await.unwrap();
     fixture.endpoints.check(&request).await.unwrap();
-    let route = Route { destination: added.addresses[0], target: RouteTarget::Device(added.host.name.clone()) };
+    let route = Route {
+        destination: added.addresses[0],
+        target: RouteTarget::Device(added.host.name.clone()),
+    };
     fixture.netlink.delete_route(&route).await.unwrap();
     let error = fixture.endpoints.check(&request).await.unwrap_err();
     assert!(matches!(error, EndpointError::CheckFailed(_)), "{error}");
-    let unknown = fixture.endpoints.check(&fixture.request("nope")).await.unwrap_err();
-    assert!(matches!(unknown, EndpointError::UnknownContainer { .. }), "{unknown}");
+    let unknown = fixture
+        .endpoints
+        .check(&fixture.request("nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(unknown, EndpointError::UnknownContainer { .. }),
+        "{unknown}"
+    );
 }
 
 #[tokio::test]
@@ -216,9 +369,22 @@ async fn gc_releases_only_attachments_that_are_not_valid() {
     for id in ["keep", "drop"] {
         fixture.endpoints.add(&fixture.request(id)).await.unwrap();
     }
-    let valid = vec![check::Attachment { container_id: "keep".into(), ifname: "eth0".into() }];
-    let released = fixture.endpoints.garbage_collect("manul", &valid).await.unwrap();
-    assert_eq!(released, vec![check::Attachment { container_id: "drop".into(), ifname: "eth0".into() }]);
+    let valid = vec![check::Attachment {
+        container_id: "keep".into(),
+        ifname: "eth0".into(),
+    }];
+    let released = fixture
+        .endpoints
+        .garbage_collect("manul", &valid)
+        .await
+        .unwrap();
+    assert_eq!(
+        released,
+        vec![check::Attachment {
+            container_id: "drop".into(),
+            ifname: "eth0".into()
+        }]
+    );
     assert!(fixture.handle_addresses("drop").await.is_empty());
     assert_eq!(fixture.handle_addresses("keep").await.len(), 1);
 }
@@ -227,7 +393,10 @@ async fn gc_releases_only_attachments_that_are_not_valid() {
 async fn reconcile_restores_missing_routes_and_removes_strays_only() {
     let fixture = fixture("10.10.0.0/16").await;
     let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
-    let own = Route { destination: added.addresses[0], target: RouteTarget::Device(added.host.name.clone()) };
+    let own = Route {
+        destination: added.addresses[0],
+        target: RouteTarget::Device(added.host.name.clone()),
+    };
     fixture.netlink.delete_route(&own).await.unwrap();
     fixture.netlink.add_link("cali0000000000", 1500);
     fixture.netlink.add_link("eth1", 1500);
@@ -235,9 +404,22 @@ async fn reconcile_restores_missing_routes_and_removes_strays_only() {
     assert_eq!(report.routes_added, 1);
     assert_eq!(report.links_deleted, 1);
     assert!(fixture.netlink.routes().contains(&own));
-    let names: Vec<String> = fixture.netlink.links().into_iter().map(|link| link.name).collect();
+    let names: Vec<String> = fixture
+        .netlink
+        .links()
+        .into_iter()
+        .map(|link| link.name)
+        .collect();
     assert!(names.contains(&"eth1".to_string()) && names.contains(&added.host.name));
     assert!(!names.contains(&"cali0000000000".to_string()));
     let again = fixture.endpoints.reconcile().await.unwrap();
-    assert_eq!((again.routes_added, again.routes_deleted, again.links_deleted), (0, 0, 0), "converged");
+    assert_eq!(
+        (
+            again.routes_added,
+            again.routes_deleted,
+            again.links_deleted
+        ),
+        (0, 0, 0),
+        "converged"
+    );
 }
