@@ -3,7 +3,7 @@
 # podman with the reference CNI plugins, nftables, protoc, busybox for the test image.
 set -euo pipefail
 packages=(
-  iproute2 procps nftables iptables
+  iproute2 iputils-ping procps nftables iptables
   podman runc containernetworking-plugins busybox-static
   protobuf-compiler build-essential pkg-config
 )

@@ -160,14 +160,8 @@ pub async fn ensure_default_pool(
         return Ok(());
     }
     let pool = IpPool {
-        name: DEFAULT_IPV4_POOL_NAME.into(),
-        cidr,
-        block_size: IpPool::default_block_size(&cidr),
-        disabled: false,
-        node_selector: "all()".into(),
         nat_outgoing: true,
-        vxlan_mode: Default::default(),
-        ipip_mode: Default::default(),
+        ..IpPool::new(DEFAULT_IPV4_POOL_NAME, cidr)
     };
     match ipam.create_pool(&pool).await {
         Ok(()) => {

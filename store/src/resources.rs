@@ -39,6 +39,20 @@ pub struct IpPool {
 }
 
 impl IpPool {
+    /// An enabled pool for every node with the default block size and no encapsulation.
+    pub fn new(name: &str, cidr: IpNet) -> IpPool {
+        IpPool {
+            name: name.to_string(),
+            cidr,
+            block_size: IpPool::default_block_size(&cidr),
+            disabled: false,
+            node_selector: "all()".to_string(),
+            nat_outgoing: false,
+            vxlan_mode: EncapsulationMode::Never,
+            ipip_mode: EncapsulationMode::Never,
+        }
+    }
+
     pub fn default_block_size(cidr: &IpNet) -> u8 {
         match cidr {
             IpNet::V4(_) => 26,

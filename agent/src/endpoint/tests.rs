@@ -27,14 +27,8 @@ async fn fixture(pool: &str) -> Fixture {
     let block_size = IpPool::default_block_size(&cidr).max(cidr.prefix_len());
     Ipam::new(store.clone())
         .create_pool(&IpPool {
-            name: "pool".into(),
-            cidr,
             block_size,
-            disabled: false,
-            node_selector: "all()".into(),
-            nat_outgoing: false,
-            vxlan_mode: Default::default(),
-            ipip_mode: Default::default(),
+            ..IpPool::new("pool", cidr)
         })
         .await
         .unwrap();

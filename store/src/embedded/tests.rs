@@ -6,17 +6,7 @@ use super::*;
 use crate::{DatastoreExt, IpPool, Versioned};
 
 fn pool(name: &str, cidr: &str) -> IpPool {
-    let cidr = cidr.parse().unwrap();
-    IpPool {
-        name: name.into(),
-        cidr,
-        block_size: IpPool::default_block_size(&cidr),
-        disabled: false,
-        node_selector: String::new(),
-        nat_outgoing: false,
-        vxlan_mode: Default::default(),
-        ipip_mode: Default::default(),
-    }
+    IpPool::new(name, cidr.parse().unwrap())
 }
 
 #[tokio::test]
