@@ -202,3 +202,69 @@ fn register_route_protocol(dir: &Path) {
         warn!(path = %path.display(), %error, "cannot register the route protocol name; routes show as proto 109");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use manul_store::embedded::EmbeddedStore;
+
+    use super::*;
+
+    fn store(dir: &Path) -> Arc<dyn Datastore> {
+        Arc::new(EmbeddedStore::open(&dir.join("store.redb")).unwrap())
+    }
+
+    #[tokio::test]
+    async fn the_default_pool_is_made_once_and_only_in_an_empty_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let cidr: IpNet = "10.42.0.0/16".parse().unwrap();
+        ensure_default_pool(&store, Some(cidr)).await.unwrap();
+        ensure_default_pool(&store, Some("10.43.0.0/16".parse().unwrap()))
+            .await
+            .unwrap();
+        let pools = Ipam::new(store.clone()).pools().await.unwrap();
+        assert_eq!(pools.len(), 1);
+        assert_eq!(
+            (pools[0].name.as_str(), pools[0].cidr, pools[0].block_size),
+            (DEFAULT_IPV4_POOL_NAME, cidr, 26)
+        );
+
+        let other = tempfile::tempdir().unwrap();
+        let other_store = super::tests::store(other.path());
+        Ipam::new(other_store.clone())
+            .create_pool(&IpPool::new("mine", "10.50.0.0/16".parse().unwrap()))
+            .await
+            .unwrap();
+        ensure_default_pool(&other_store, Some(cidr)).await.unwrap();
+        let pools = Ipam::new(other_store).pools().await.unwrap();
+        assert_eq!(
+            pools
+                .iter()
+                .map(|pool| pool.name.as_str())
+                .collect::<Vec<_>>(),
+            vec!["mine"]
+        );
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_private_and_a_stale_one_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/agent.sock");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"stale").unwrap();
+        let _listener = bind_socket(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_route_protocol_name_is_registered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        register_route_protocol(dir.path());
+        register_route_protocol(dir.path());
+        let content = std::fs::read_to_string(dir.path().join("manul.conf")).unwrap();
+        assert_eq!(content, "109\tmanul\n");
+    }
+}
