@@ -33,6 +33,8 @@ pub struct NodeOptions {
     pub log_level: String,
     /// How long the agent may take to answer on its socket.
     pub start_timeout: Duration,
+    /// `--reconcile-interval` of the agent in seconds (None: the agent's default).
+    pub reconcile_interval: Option<u64>,
 }
 
 impl NodeOptions {
@@ -43,6 +45,7 @@ impl NodeOptions {
             agent: true,
             log_level: std::env::var("MANUL_E2E_LOG").unwrap_or_else(|_| "info".to_string()),
             start_timeout: Duration::from_secs(20),
+            reconcile_interval: None,
         }
     }
 }
@@ -125,14 +128,19 @@ impl Node {
         Ok(())
     }
 
-    fn start_agent(&mut self) -> Result<()> {
-        let log = File::create(self.agent_log_path())?;
+    /// Starts `manul-agent` on this node's store, state dir and socket (again, after
+    /// [`Node::stop_agent`]) and waits until it answers on its socket. The log is appended to.
+    pub fn start_agent(&mut self) -> Result<()> {
+        if self.agent.is_some() {
+            bail!("the agent of {} is already running", self.ns.name());
+        }
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(self.agent_log_path())?;
         let state = self.dir.path().join("state");
         std::fs::create_dir_all(&state)?;
-        let store = format!(
-            "embedded://{}",
-            self.dir.path().join("store.redb").display()
-        );
+        let store = format!("embedded://{}", self.store_path().display());
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.ns.name()])
             .arg(crate::bin_path("manul-agent")?)
@@ -146,6 +154,11 @@ impl Node {
                 "--log-level",
                 &self.opts.log_level,
             ])
+            .args(
+                self.opts
+                    .reconcile_interval
+                    .map(|s| format!("--reconcile-interval={s}")),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log);
@@ -172,6 +185,18 @@ impl Node {
             bail!("{e:#}\n--- agent log ---\n{}", self.agent_log());
         }
         Ok(())
+    }
+
+    /// Stops the agent (SIGTERM, SIGKILL after 5 s) and reaps it; its socket file may stay.
+    pub fn stop_agent(&mut self) -> Result<()> {
+        let child = self.agent.take().context("the agent is not running")?;
+        stop_child(child, Duration::from_secs(5));
+        Ok(())
+    }
+
+    /// The agent's embedded datastore file (`embedded://<this>`).
+    pub fn store_path(&self) -> PathBuf {
+        self.dir.path().join("store.redb")
     }
 
     /// The node's address on its uplink, 10.99.n.1.
