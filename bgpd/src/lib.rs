@@ -1,0 +1,4 @@
+//! manul-bgpd: a BGP-4 speaker. Messages are values (`message`), encoded and decoded by
+//! `codec`, driven per session by the sans-IO state machine in `fsm`, and selected in `rib`.
+
+pub mod message;
