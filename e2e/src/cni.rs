@@ -58,9 +58,18 @@ impl CniCall {
 
     /// Runs the plugin in the calling thread's network namespace.
     pub fn run_here(&self) -> Result<CniOutcome> {
+        self.run_here_with_stdin(&serde_json::to_vec(&self.config)?)
+    }
+
+    /// Runs the plugin inside `ns` with `input` on stdin instead of `config` (malformed
+    /// configs).
+    pub fn run_with_stdin_in(&self, ns: &Netns, input: &[u8]) -> Result<CniOutcome> {
+        ns.run_in(|| self.run_here_with_stdin(input))?
+    }
+
+    fn run_here_with_stdin(&self, input: &[u8]) -> Result<CniOutcome> {
         let plugin_dir = self.plugin.parent().unwrap_or(Path::new("."));
         let cni_path = format!("{}:{}", plugin_dir.display(), crate::REFERENCE_PLUGIN_DIR);
-        let input = serde_json::to_vec(&self.config)?;
         let start = Instant::now();
         let mut child = Command::new(&self.plugin)
             .env("CNI_COMMAND", &self.command)
@@ -74,7 +83,7 @@ impl CniCall {
             .stderr(Stdio::piped())
             .spawn()
             .with_context(|| format!("spawn {}", self.plugin.display()))?;
-        child.stdin.take().context("stdin")?.write_all(&input)?;
+        child.stdin.take().context("stdin")?.write_all(input)?;
         let out = child.wait_with_output()?;
         let elapsed = start.elapsed();
         Ok(CniOutcome {

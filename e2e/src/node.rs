@@ -12,6 +12,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -58,7 +59,8 @@ pub struct Node {
     pub opts: NodeOptions,
     index: u8,
     dir: TempDir,
-    agent: Option<Child>,
+    /// The running agent; behind a lock so that it can restart while pods borrow the node.
+    agent: Mutex<Option<Child>>,
     _uplink_lock: File,
 }
 
@@ -76,13 +78,13 @@ impl Node {
         let dir = tempfile::Builder::new()
             .prefix("manul-e2e-node-")
             .tempdir()?;
-        let mut node = Node {
+        let node = Node {
             ns,
             upstream,
             opts,
             index,
             dir,
-            agent: None,
+            agent: Mutex::new(None),
             _uplink_lock: lock,
         };
         node.wire_uplink()?;
@@ -130,8 +132,9 @@ impl Node {
 
     /// Starts `manul-agent` on this node's store, state dir and socket (again, after
     /// [`Node::stop_agent`]) and waits until it answers on its socket. The log is appended to.
-    pub fn start_agent(&mut self) -> Result<()> {
-        if self.agent.is_some() {
+    pub fn start_agent(&self) -> Result<()> {
+        let mut agent = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        if agent.is_some() {
             bail!("the agent of {} is already running", self.ns.name());
         }
         let log = File::options()
@@ -163,16 +166,11 @@ impl Node {
             .stdout(log.try_clone()?)
             .stderr(log);
         let child = cmd.spawn().context("spawn manul-agent")?;
-        self.agent = Some(child);
+        let child = agent.insert(child);
         let socket = self.socket();
         // Ok(Some(Err)) ends the wait at once: an agent that exited will not come back.
         let res = crate::poll_until(self.opts.start_timeout, "manul-agent socket", || {
-            if let Some(status) = self
-                .agent
-                .as_mut()
-                .and_then(|c| c.try_wait().ok())
-                .flatten()
-            {
+            if let Some(status) = child.try_wait().ok().flatten() {
                 return Ok(Some(Err(anyhow::anyhow!(
                     "manul-agent exited with {status}"
                 ))));
@@ -188,8 +186,13 @@ impl Node {
     }
 
     /// Stops the agent (SIGTERM, SIGKILL after 5 s) and reaps it; its socket file may stay.
-    pub fn stop_agent(&mut self) -> Result<()> {
-        let child = self.agent.take().context("the agent is not running")?;
+    pub fn stop_agent(&self) -> Result<()> {
+        let child = self
+            .agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .context("the agent is not running")?;
         stop_child(child, Duration::from_secs(5));
         Ok(())
     }
@@ -283,7 +286,8 @@ impl Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(child) = self.agent.take() {
+        let agent = self.agent.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(child) = agent.take() {
             stop_child(child, Duration::from_secs(5));
         }
         if std::thread::panicking() && self.opts.agent {
