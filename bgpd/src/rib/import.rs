@@ -1,0 +1,281 @@
+//! Import, no I/O: a received UPDATE becomes Adj-RIB-In changes (loop checks, eBGP attribute
+//! rules, import policy, add-path keys; a rejected announcement withdraws the path it
+//! replaces), then each touched prefix is re-selected once. Also locally originated routes.
+
+use std::collections::{HashMap, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::best::{self, BestView};
+use super::peers::PeerState;
+use super::policy::Decision;
+use super::table::{Interner, LOCAL, Path, PeerIndex};
+use super::{LocalConfig, PeerId, Rib, RibOutput, graceful};
+use crate::message::{AsPath, Family, MpReach, Nlri, Origin, PathAttributes, Update};
+
+/// One Adj-RIB-In change: `None` withdraws.
+type Change = (IpNet, u32, Option<Arc<PathAttributes>>);
+
+pub(crate) fn receive(rib: &mut Rib, peer: PeerId, update: Update) -> Vec<RibOutput> {
+    let Some((index, state)) = rib.state.peers.by_id(peer) else {
+        return Vec::new();
+    };
+    if state.session.is_none() {
+        return Vec::new();
+    }
+    if let Some(family) = update.end_of_rib_family() {
+        return graceful::remove_index(rib, index, Some(family), true);
+    }
+    rib.state.begin();
+    let announced = update.nlri.len()
+        + update
+            .attributes
+            .mp_reach
+            .as_ref()
+            .map_or(0, |r| r.nlri.len());
+    let state = &mut rib.state;
+    let Some(peer) = state.peers.get(index) else {
+        return Vec::new();
+    };
+    let changes = changes(
+        update,
+        peer,
+        &state.local,
+        state.cluster_id,
+        &mut state.interner,
+    );
+    if let Some(peer) = state.peers.get_mut(index) {
+        peer.received += announced as u64;
+    }
+    apply(rib, index, changes)
+}
+
+/// Decodes an update into changes: withdrawals first, then announcements.
+fn changes(
+    update: Update,
+    peer: &PeerState,
+    local: &LocalConfig,
+    cluster_id: Ipv4Addr,
+    interner: &mut Interner,
+) -> Vec<Change> {
+    let Update {
+        withdrawn,
+        mut attributes,
+        nlri,
+    } = update;
+    let reach = attributes
+        .mp_reach
+        .take()
+        .filter(|reach| reach.family == Family::IPV6_UNICAST);
+    let unreach = attributes
+        .mp_unreach
+        .take()
+        .filter(|u| u.family == Family::IPV6_UNICAST);
+    let add_path = peer
+        .session
+        .as_ref()
+        .map(|s| s.add_path_receive.clone())
+        .unwrap_or_default();
+    let key = |family: Family, nlri: &Nlri| {
+        let path_id = if add_path.contains(&family) {
+            nlri.path_id.unwrap_or(0)
+        } else {
+            0
+        };
+        (nlri.prefix.trunc(), path_id)
+    };
+    let mut changes: Vec<Change> = Vec::new();
+    let v4_withdrawn = withdrawn
+        .iter()
+        .filter(|n| matches!(n.prefix, IpNet::V4(_)));
+    let v6_withdrawn = unreach
+        .iter()
+        .flat_map(|u| &u.withdrawn)
+        .filter(|n| matches!(n.prefix, IpNet::V6(_)));
+    for n in v4_withdrawn {
+        let (prefix, path_id) = key(Family::IPV4_UNICAST, n);
+        changes.push((prefix, path_id, None));
+    }
+    for n in v6_withdrawn {
+        let (prefix, path_id) = key(Family::IPV6_UNICAST, n);
+        changes.push((prefix, path_id, None));
+    }
+    let base = import_base(attributes, peer, local, cluster_id);
+    let v4_attrs = base
+        .clone()
+        .filter(|attrs| attrs.next_hop.is_some() && !nlri.is_empty());
+    let v6_attrs = match (&base, &reach) {
+        (Some(base), Some(reach)) if !reach.next_hops.is_empty() => {
+            let family = Family::IPV6_UNICAST;
+            let next_hops = reach.next_hops.clone();
+            let mp_reach = Some(MpReach {
+                family,
+                next_hops,
+                nlri: Vec::new(),
+            });
+            Some(PathAttributes {
+                next_hop: None,
+                mp_reach,
+                ..base.clone()
+            })
+        }
+        _ => None,
+    };
+    let mut accepted: HashMap<(bool, Decision), Option<Arc<PathAttributes>>> = HashMap::new();
+    let mut announce = |family: Family, nlri: &Nlri, attrs: Option<&PathAttributes>| {
+        let (prefix, path_id) = key(family, nlri);
+        let Some(attrs) = attrs else {
+            return changes.push((prefix, path_id, None));
+        };
+        let policy = &peer.config.import;
+        let decision = policy.decide(&prefix, &attrs.communities);
+        let v4 = family == Family::IPV4_UNICAST;
+        let result = accepted.entry((v4, decision)).or_insert_with(|| {
+            (decision != Decision::Reject).then(|| {
+                let mut attrs = attrs.clone();
+                if let Some(rule) = policy.rule(decision) {
+                    rule.apply(&mut attrs, true);
+                }
+                interner.intern(attrs)
+            })
+        });
+        changes.push((prefix, path_id, result.clone()));
+    };
+    for n in nlri.iter().filter(|n| matches!(n.prefix, IpNet::V4(_))) {
+        announce(Family::IPV4_UNICAST, n, v4_attrs.as_ref());
+    }
+    for n in reach
+        .iter()
+        .flat_map(|r| &r.nlri)
+        .filter(|n| matches!(n.prefix, IpNet::V6(_)))
+    {
+        announce(Family::IPV6_UNICAST, n, v6_attrs.as_ref());
+    }
+    changes
+}
+
+/// The received attributes as stored, or `None` when the route must be dropped: our router id
+/// as ORIGINATOR_ID or our cluster id in CLUSTER_LIST (reflection loop), our ASN more than
+/// `allow_own_as` times in the AS_PATH of an eBGP route. eBGP routes lose LOCAL_PREF and the
+/// reflection attributes (they get LOCAL_PREF 100 in selection).
+fn import_base(
+    mut attrs: PathAttributes,
+    peer: &PeerState,
+    local: &LocalConfig,
+    cluster_id: Ipv4Addr,
+) -> Option<PathAttributes> {
+    if attrs.originator_id == Some(local.router_id) || attrs.cluster_list.contains(&cluster_id) {
+        return None;
+    }
+    if !peer.ibgp {
+        let own = attrs
+            .as_path
+            .as_ref()
+            .map_or(0, |path| path.count(local.asn));
+        if own > usize::from(peer.config.allow_own_as) {
+            return None;
+        }
+        attrs.local_pref = None;
+        attrs.originator_id = None;
+        attrs.cluster_list.clear();
+    }
+    Some(attrs)
+}
+
+/// Applies changes of one peer to the Adj-RIB-In, then re-selects each touched prefix once.
+fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput> {
+    let Rib { table, state } = rib;
+    let mut touched: Vec<(IpNet, Option<BestView>)> = Vec::new();
+    let mut seen: HashSet<IpNet> = HashSet::with_capacity(changes.len());
+    let (mut added, mut removed) = (0u64, 0u64);
+    for (prefix, path_id, attrs) in changes {
+        if seen.insert(prefix) {
+            let old = table
+                .get(&prefix)
+                .and_then(|p| best::select(p.as_slice(), &state.peers));
+            touched.push((prefix, old));
+        }
+        match attrs {
+            Some(attrs) => {
+                let path = Path {
+                    attrs,
+                    path_id,
+                    peer: index,
+                    stale: false,
+                };
+                if table.get_or_default(prefix).upsert(path).is_none() {
+                    added += 1;
+                }
+            }
+            None => {
+                if let Some(paths) = table.get_mut(&prefix) {
+                    removed += paths.retain(|p| p.peer != index || p.path_id != path_id) as u64;
+                    if paths.is_empty() {
+                        table.remove(&prefix);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(peer) = state.peers.get_mut(index) {
+        peer.accepted = (peer.accepted + added).saturating_sub(removed);
+    }
+    let mut out = Vec::new();
+    for (prefix, old) in touched {
+        let new = table
+            .get(&prefix)
+            .and_then(|p| best::select(p.as_slice(), &state.peers));
+        state.finish(prefix, old.as_ref(), new.as_ref(), &mut out);
+    }
+    state.flush(&mut out);
+    out
+}
+
+/// Originates `prefix` with the given communities, or withdraws it (`None`).
+pub(crate) fn originate(
+    rib: &mut Rib,
+    prefix: IpNet,
+    communities: Option<(Vec<u32>, Vec<crate::message::LargeCommunity>)>,
+) -> Vec<RibOutput> {
+    rib.state.begin();
+    let Rib { table, state } = rib;
+    let old = table
+        .get(&prefix)
+        .and_then(|p| best::select(p.as_slice(), &state.peers));
+    match communities {
+        Some((communities, large_communities)) => {
+            let attrs = PathAttributes {
+                origin: Some(Origin::Igp),
+                as_path: Some(AsPath::default()),
+                communities,
+                large_communities,
+                ..PathAttributes::default()
+            };
+            let attrs = state.interner.intern(attrs);
+            let path = Path {
+                attrs,
+                path_id: 0,
+                peer: LOCAL,
+                stale: false,
+            };
+            table.get_or_default(prefix).upsert(path);
+        }
+        None => {
+            if let Some(paths) = table.get_mut(&prefix) {
+                paths.retain(|path| path.peer != LOCAL);
+                if paths.is_empty() {
+                    table.remove(&prefix);
+                }
+            }
+        }
+    }
+    let new = table
+        .get(&prefix)
+        .and_then(|p| best::select(p.as_slice(), &state.peers));
+    let mut out = Vec::new();
+    state.finish(prefix, old.as_ref(), new.as_ref(), &mut out);
+    state.flush(&mut out);
+    out
+}
