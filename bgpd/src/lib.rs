@@ -6,3 +6,5 @@ pub mod message;
 pub mod fsm;
 pub mod config;
 pub mod rib;
+pub mod daemon;
+pub mod sys;

@@ -1,7 +1,11 @@
-//! manul-proto: the generated gRPC types and services (agent.proto). No I/O of its own.
+//! manul-proto: the generated gRPC types and services (agent.proto, bgpd.proto). No I/O of its own.
 
 #![allow(clippy::all, missing_docs)]
 
 pub mod agent {
     tonic::include_proto!("manul.agent.v1");
+}
+
+pub mod bgpd {
+    tonic::include_proto!("manul.bgpd.v1");
 }

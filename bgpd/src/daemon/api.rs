@@ -1,0 +1,249 @@
+//! The gRPC service of bgpd.proto over the `Speaker`, the one mapping of errors to
+//! `tonic::Status`, and serving on a Unix socket (mode 0600). Does I/O (the socket, streams).
+
+use std::{
+    net::IpAddr, os::unix::fs::PermissionsExt, path::Path, pin::Pin, sync::Arc, time::Instant,
+};
+
+use manul_proto::bgpd::{self as proto, bgpd_server::Bgpd};
+use tokio::{net::UnixListener, sync::mpsc};
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status};
+
+use super::{
+    api_convert::{
+        best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefixes_from_proto,
+        report_to_proto,
+    },
+    rib_actor::WatchItem,
+    speaker::{Speaker, SpeakerError},
+};
+use crate::config::{ConfigError, parse_prefix};
+
+/// Paths per streamed `BestPathBatch`.
+const STREAM_BATCH: usize = 8192;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Speaker(#[from] SpeakerError),
+}
+
+/// Every error of the API becomes a status here and nowhere else.
+pub fn to_status(error: ApiError) -> Status {
+    let message = error.to_string();
+    match error {
+        ApiError::Config(_) => Status::invalid_argument(message),
+        ApiError::Speaker(SpeakerError::NoGlobal) => Status::failed_precondition(message),
+        ApiError::Speaker(SpeakerError::PeerExists(_)) => Status::already_exists(message),
+        ApiError::Speaker(SpeakerError::UnknownPeer(_)) => Status::not_found(message),
+        ApiError::Speaker(SpeakerError::Transport(_)) => Status::unavailable(message),
+        ApiError::Speaker(SpeakerError::RibStopped) => Status::unavailable(message),
+    }
+}
+
+fn status<E: Into<ApiError>>(error: E) -> Status {
+    to_status(error.into())
+}
+
+pub struct BgpdService {
+    speaker: Arc<Speaker>,
+}
+
+impl BgpdService {
+    pub fn new(speaker: Arc<Speaker>) -> BgpdService {
+        BgpdService { speaker }
+    }
+
+    pub fn server(speaker: Arc<Speaker>) -> proto::bgpd_server::BgpdServer<BgpdService> {
+        proto::bgpd_server::BgpdServer::new(BgpdService::new(speaker))
+    }
+}
+
+fn parse_address(text: &str, field: &str) -> Result<IpAddr, Status> {
+    text.parse().map_err(|_| {
+        status(crate::config::ConfigError::Field {
+            field: field.to_string(),
+            message: format!("{text:?} is not an IP address"),
+        })
+    })
+}
+
+type BatchStream = Pin<Box<dyn Stream<Item = Result<proto::BestPathBatch, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Bgpd for BgpdService {
+    async fn set_global(
+        &self,
+        request: Request<proto::SetGlobalRequest>,
+    ) -> Result<Response<proto::SetGlobalResponse>, Status> {
+        let global = global_from_proto(request.into_inner().global).map_err(status)?;
+        self.speaker.set_global(global).await.map_err(status)?;
+        Ok(Response::new(proto::SetGlobalResponse {}))
+    }
+
+    async fn get_global(
+        &self,
+        _request: Request<proto::GetGlobalRequest>,
+    ) -> Result<Response<proto::GetGlobalResponse>, Status> {
+        let global = self
+            .speaker
+            .global()
+            .await
+            .ok_or_else(|| status(SpeakerError::NoGlobal))?;
+        Ok(Response::new(proto::GetGlobalResponse {
+            global: Some(global_to_proto(&global)),
+        }))
+    }
+
+    async fn add_peer(
+        &self,
+        request: Request<proto::AddPeerRequest>,
+    ) -> Result<Response<proto::AddPeerResponse>, Status> {
+        let peer = peer_from_proto(request.into_inner().peer).map_err(status)?;
+        self.speaker.add_peer(peer).await.map_err(status)?;
+        Ok(Response::new(proto::AddPeerResponse {}))
+    }
+
+    async fn update_peer(
+        &self,
+        request: Request<proto::UpdatePeerRequest>,
+    ) -> Result<Response<proto::UpdatePeerResponse>, Status> {
+        let peer = peer_from_proto(request.into_inner().peer).map_err(status)?;
+        self.speaker.update_peer(peer).await.map_err(status)?;
+        Ok(Response::new(proto::UpdatePeerResponse {}))
+    }
+
+    async fn delete_peer(
+        &self,
+        request: Request<proto::DeletePeerRequest>,
+    ) -> Result<Response<proto::DeletePeerResponse>, Status> {
+        let address = parse_address(&request.into_inner().address, "address")?;
+        self.speaker.delete_peer(address).await.map_err(status)?;
+        Ok(Response::new(proto::DeletePeerResponse {}))
+    }
+
+    async fn list_peers(
+        &self,
+        request: Request<proto::ListPeersRequest>,
+    ) -> Result<Response<proto::ListPeersResponse>, Status> {
+        let request = request.into_inner();
+        let only = match request.address.as_str() {
+            "" => None,
+            text => Some(parse_address(text, "address")?),
+        };
+        let reports = self.speaker.list_peers(only).await.map_err(status)?;
+        let now = Instant::now();
+        let peers = reports
+            .iter()
+            .map(|report| report_to_proto(report, now))
+            .collect();
+        Ok(Response::new(proto::ListPeersResponse { peers }))
+    }
+
+    async fn add_prefixes(
+        &self,
+        request: Request<proto::AddPrefixesRequest>,
+    ) -> Result<Response<proto::AddPrefixesResponse>, Status> {
+        let prefixes = prefixes_from_proto(request.into_inner().prefixes).map_err(status)?;
+        self.speaker.add_prefixes(prefixes).await.map_err(status)?;
+        Ok(Response::new(proto::AddPrefixesResponse {}))
+    }
+
+    async fn delete_prefixes(
+        &self,
+        request: Request<proto::DeletePrefixesRequest>,
+    ) -> Result<Response<proto::DeletePrefixesResponse>, Status> {
+        let prefixes = request
+            .into_inner()
+            .prefixes
+            .iter()
+            .enumerate()
+            .map(|(index, text)| parse_prefix(text, &format!("prefixes[{index}]")))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(status)?;
+        self.speaker
+            .delete_prefixes(prefixes)
+            .await
+            .map_err(status)?;
+        Ok(Response::new(proto::DeletePrefixesResponse {}))
+    }
+
+    type WatchBestPathsStream = BatchStream;
+
+    async fn watch_best_paths(
+        &self,
+        _request: Request<proto::WatchBestPathsRequest>,
+    ) -> Result<Response<BatchStream>, Status> {
+        let items = self.speaker.watch_best_paths().await.map_err(status)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(forward_best_paths(items, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Coalesces the RIB's change batches into stream messages of up to `STREAM_BATCH` paths. The
+/// gRPC send waits for the client (HTTP/2 flow control); meanwhile changes queue up in the
+/// unbounded channel and go out in the next, larger, messages. Ends when the client leaves
+/// (the RIB drops its end of the channel at its next change).
+async fn forward_best_paths(
+    mut items: mpsc::UnboundedReceiver<WatchItem>,
+    tx: mpsc::Sender<Result<proto::BestPathBatch, Status>>,
+) {
+    let mut batch = proto::BestPathBatch::default();
+    while let Some(item) = items.recv().await {
+        let mut next = Some(item);
+        while let Some(item) = next.take() {
+            match item {
+                WatchItem::Paths(events) => batch.paths.extend(events.iter().map(best_to_proto)),
+                WatchItem::SnapshotDone => {
+                    batch.snapshot_done = true;
+                    break;
+                }
+            }
+            if batch.paths.len() < STREAM_BATCH {
+                next = items.try_recv().ok();
+            }
+        }
+        // Split what was gathered; `snapshot_done` rides on the last piece.
+        while batch.paths.len() > STREAM_BATCH {
+            let rest = batch.paths.split_off(STREAM_BATCH);
+            let head = proto::BestPathBatch {
+                paths: std::mem::replace(&mut batch.paths, rest),
+                snapshot_done: false,
+            };
+            if tx.send(Ok(head)).await.is_err() {
+                return;
+            }
+        }
+        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Serves the API on a Unix socket (mode 0600) until `shutdown` completes. A stale socket
+/// file of an earlier run is replaced.
+pub async fn serve(
+    speaker: Arc<Speaker>,
+    path: &Path,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    if path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+    let served = tonic::transport::Server::builder()
+        .add_service(BgpdService::server(speaker))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await;
+    let _ = std::fs::remove_file(path);
+    served.map_err(std::io::Error::other)
+}

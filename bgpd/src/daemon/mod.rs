@@ -1,0 +1,78 @@
+//! The manul-bgpd daemon: tasks around the sans-IO `fsm`, `codec` and `rib`, a gRPC API on a
+//! Unix socket, and the run loop of the binary. Does I/O (sockets, tasks, threads).
+//!
+//! Tasks and the channels between them:
+//!
+//! ```text
+//!    gRPC (bgpd.proto, Unix socket)      config file (seed)
+//!                 │                             │
+//!                 ▼                             ▼
+//!          ┌─────────────────────────────────────────┐
+//!          │ Speaker (tokio Mutex): global settings, │  owns every handle below:
+//!          │ peers by address, originated prefixes   │  dropping one aborts its task
+//!          └─────────────────────────────────────────┘
+//!             │ spawns        │ spawns (Nx)         │ spawns (1x)
+//!             ▼               ▼                     ▼
+//!   listener (1x per    peer task (1x per    ┌──────────────────────┐
+//!   listen address)     peer): Session(s),   │ RIB actor (OS thread)│
+//!   accept ──Accepted──▶ timers, GR timer ───│ owns rib::Rib        │
+//!   (unknown: close)     │ ▲    Receive(batch│), PeerUp/Down,       │
+//!                        │ │    StaleTimeout,│ RouteRefresh         │
+//!                        │ │                 │                      │
+//!                        │ └──Outbound(gen,──│ RibOutput::Send      │
+//!                        │     updates)      │                      │
+//!                        │                   │ BestChanged/Withdrawn│──▶ watchers
+//!            ┌───────────┴───────────┐       └──────────────────────┘    (WatchBestPaths
+//!            ▼                       ▼                                    streams, 1x each)
+//!   reader (1x per conn):    writer (1x per conn):
+//!   bytes → codec → Events   Message/Updates → codec → 1 MB writes
+//!   (bounded: back-pressure)  → SendProgress
+//!   connect attempt (0/1x per peer) ──TcpStream──▶ peer task
+//! ```
+//!
+//! Flow control: the reader's channel to its peer task is bounded (16 reads), and received
+//! UPDATEs go to the RIB in batches that each hold one of 64 permits; the RIB's outputs to the
+//! peers and watchers are unbounded (the RIB never waits on a peer, so there is no cycle).
+
+pub mod api;
+mod api_convert;
+mod connection;
+pub mod convert;
+mod peer;
+mod peer_events;
+mod rib_actor;
+mod speaker;
+pub mod transport;
+
+use tokio::task::JoinHandle;
+
+pub use peer::PeerStatus;
+pub use rib_actor::{BestEvent, RibActor, RibHandle, WatchItem};
+pub use speaker::{PeerReport, Speaker, SpeakerError};
+
+/// A task aborted when this is dropped (pattern 6 of STYLE.md).
+pub struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl AbortOnDrop {
+    pub fn new(task: JoinHandle<()>) -> AbortOnDrop {
+        AbortOnDrop(Some(task))
+    }
+
+    /// Lets the task run to its end on its own.
+    pub fn detach(mut self) {
+        self.0 = None;
+    }
+
+    /// The task, no longer aborted on drop.
+    pub fn take(&mut self) -> Option<JoinHandle<()>> {
+        self.0.take()
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
