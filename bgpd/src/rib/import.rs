@@ -191,30 +191,31 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
     let mut seen: HashSet<IpNet> = HashSet::with_capacity(changes.len());
     let (mut added, mut removed) = (0u64, 0u64);
     for (prefix, path_id, attrs) in changes {
-        if seen.insert(prefix) {
-            let old = table
-                .get(&prefix)
-                .and_then(|p| best::select(p.as_slice(), &state.peers));
-            touched.push((prefix, old));
-        }
+        let first = seen.insert(prefix);
         match attrs {
             Some(attrs) => {
-                let path = Path {
-                    attrs,
-                    path_id,
-                    peer: index,
-                    stale: false,
-                };
-                if table.get_or_default(prefix).upsert(path).is_none() {
+                let paths = table.get_or_default(prefix);
+                if first {
+                    touched.push((prefix, best::select(paths.as_slice(), &state.peers)));
+                }
+                let path = Path { attrs, path_id, peer: index, stale: false };
+                if paths.upsert(path).is_none() {
                     added += 1;
                 }
             }
             None => {
-                if let Some(paths) = table.get_mut(&prefix) {
-                    removed += paths.retain(|p| p.peer != index || p.path_id != path_id) as u64;
-                    if paths.is_empty() {
-                        table.remove(&prefix);
+                let Some(paths) = table.get_mut(&prefix) else {
+                    if first {
+                        touched.push((prefix, None));
                     }
+                    continue;
+                };
+                if first {
+                    touched.push((prefix, best::select(paths.as_slice(), &state.peers)));
+                }
+                removed += paths.retain(|p| p.peer != index || p.path_id != path_id) as u64;
+                if paths.is_empty() {
+                    table.remove(&prefix);
                 }
             }
         }
