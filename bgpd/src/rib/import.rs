@@ -198,7 +198,12 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
                 if first {
                     touched.push((prefix, best::select(paths.as_slice(), &state.peers)));
                 }
-                let path = Path { attrs, path_id, peer: index, stale: false };
+                let path = Path {
+                    attrs,
+                    path_id,
+                    peer: index,
+                    stale: false,
+                };
                 if paths.upsert(path).is_none() {
                     added += 1;
                 }
