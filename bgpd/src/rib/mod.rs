@@ -292,7 +292,7 @@ impl Rib {
     ) -> impl Iterator<Item = (IpNet, Vec<IpAddr>, Arc<PathAttributes>)> + '_ {
         self.table.iter().filter_map(|(prefix, paths)| {
             let best = best::select(paths.as_slice(), &self.state.peers)?;
-            (!best.is_local()).then(|| (prefix, best.next_hops, best.attrs))
+            (!best.is_local()).then_some((prefix, best.next_hops, best.attrs))
         })
     }
 

@@ -32,6 +32,8 @@ pub(crate) enum Paths {
     #[default]
     Empty,
     One(Path),
+    /// Boxed so that `Paths` stays 16 bytes (the size of one path).
+    #[allow(clippy::box_collection)]
     Many(Box<Vec<Path>>),
 }
 

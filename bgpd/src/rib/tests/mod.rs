@@ -198,3 +198,9 @@ pub(super) fn best_attrs(rib: &Rib, prefix: &str) -> Option<Arc<PathAttributes>>
         .find(|(p, _, _)| *p == net(prefix))
         .map(|(_, _, attrs)| attrs)
 }
+
+#[test]
+fn a_prefix_with_one_path_is_compact() {
+    assert_eq!(std::mem::size_of::<super::table::Path>(), 16);
+    assert_eq!(std::mem::size_of::<super::table::Paths>(), 16);
+}
