@@ -2,7 +2,6 @@
 //! `codec`, driven per session by the sans-IO state machine in `fsm`, and selected in `rib`.
 
 pub mod codec;
-pub mod codec;
 pub mod message;
 pub mod fsm;
 pub mod config;
