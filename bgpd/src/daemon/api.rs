@@ -247,3 +247,21 @@ pub async fn serve(
     let _ = std::fs::remove_file(path);
     served.map_err(std::io::Error::other)
 }
+
+/// A client of the API on `socket` (for tests, tools and the agent). Connects eagerly.
+pub async fn connect(
+    socket: &Path,
+) -> Result<proto::bgpd_client::BgpdClient<tonic::transport::Channel>, tonic::transport::Error> {
+    // tonic wants a URI; the connector ignores it.
+    let endpoint = tonic::transport::Endpoint::from_static("http://[::]:50051");
+    let path = socket.to_path_buf();
+    let connector = tower::service_fn(move |_: tonic::transport::Uri| {
+        let path = path.clone();
+        async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    let channel = endpoint.connect_with_connector(connector).await?;
+    Ok(proto::bgpd_client::BgpdClient::new(channel))
+}

@@ -36,6 +36,8 @@
 
 pub mod api;
 mod api_convert;
+#[cfg(test)]
+mod api_tests;
 mod connection;
 pub mod convert;
 mod peer;

@@ -37,8 +37,6 @@ use crate::{
 const DRAIN_BATCHES: usize = 64;
 /// Stale routes kept after a graceful restart re-establishes without End-of-RIB.
 const STALE_AFTER_RESTART: Duration = Duration::from_secs(300);
-/// How long one connection attempt may take (the session's ConnectRetry may abandon it sooner).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) enum PeerCommand {
     Accepted(TcpStream),
@@ -267,55 +265,6 @@ impl PeerTask {
         }
     }
 
-    fn on_connect_result(&mut self, attempt: u64, result: Result<TcpStream, String>) {
-        if self.primary.connecting.as_ref().map(|(id, _)| *id) != Some(attempt) {
-            return;
-        }
-        self.primary.connecting = None;
-        match result {
-            Ok(stream) => {
-                debug!(peer = %self.name(), "connected");
-                self.primary.conn = Some(self.start_connection(attempt, stream, true));
-                self.feed(Which::Primary, Event::TcpConnected);
-            }
-            Err(error) => {
-                debug!(peer = %self.name(), %error, "connection attempt failed");
-                self.status.lock().unwrap().last_error = Some(error);
-                self.feed(Which::Primary, Event::TcpConnectFailed);
-            }
-        }
-        self.check_collision();
-    }
-
-    pub(super) fn start_connection(
-        &mut self,
-        id: u64,
-        stream: TcpStream,
-        outgoing: bool,
-    ) -> Connection {
-        Connection::start(
-            id,
-            stream,
-            outgoing,
-            self.settings.name.clone(),
-            self.events_tx.clone(),
-            self.writer_events_tx.clone(),
-        )
-    }
-
-    /// Starts an outgoing connection attempt, abandoning any earlier one.
-    pub(super) fn connect(&mut self) {
-        let attempt = self.next_conn_id;
-        self.next_conn_id += 1;
-        let settings = self.settings.clone();
-        let results = self.connect_tx.clone();
-        let task = tokio::spawn(async move {
-            let result = transport::connect(&settings, CONNECT_TIMEOUT).await;
-            let _ = results.send((attempt, result.map_err(|error| error.to_string())));
-        });
-        self.primary.connecting = Some((attempt, AbortOnDrop::new(task)));
-    }
-
     pub(super) fn on_established(&mut self, negotiated: Negotiated) {
         self.generation += 1;
         self.established = true;
@@ -417,30 +366,5 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
-    }
-}
-
-/// Slot lookup by connection id, shared with `peer_events`.
-impl PeerTask {
-    pub(super) fn slot_mut(&mut self, which: Which) -> Option<&mut Slot> {
-        match which {
-            Which::Primary => Some(&mut self.primary),
-            Which::Incoming => self.incoming.as_mut(),
-        }
-    }
-
-    pub(super) fn which_conn(&self, conn: u64) -> Option<Which> {
-        if self.primary.conn.as_ref().is_some_and(|c| c.id == conn) {
-            Some(Which::Primary)
-        } else if self
-            .incoming
-            .as_ref()
-            .and_then(|s| s.conn.as_ref())
-            .is_some_and(|c| c.id == conn)
-        {
-            Some(Which::Incoming)
-        } else {
-            None
-        }
     }
 }

@@ -6,7 +6,8 @@ use tokio::{net::TcpStream, time::Instant};
 use tracing::{debug, info, warn};
 
 use super::{
-    connection::{ConnEvent, WriterCommand},
+    AbortOnDrop,
+    connection::{ConnEvent, Connection, WriterCommand},
     peer::{PeerTask, Slot, Which},
     rib_actor::RibCommand,
     transport,
@@ -16,6 +17,9 @@ use crate::{
     fsm::{Action, CollisionWinner, Event, Negotiated, State, resolve_collision_with_as},
     message::Message,
 };
+
+/// How long one connection attempt may take (the session's ConnectRetry may abandon it sooner).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The codec context a negotiated session implies.
 pub fn codec_context(negotiated: &Negotiated) -> CodecContext {
@@ -239,6 +243,82 @@ impl PeerTask {
                 conn.close();
             }
             debug!(peer = %self.name(), "incoming connection is now the session");
+        }
+    }
+}
+
+/// Connections and slot lookup.
+impl PeerTask {
+    pub(super) fn on_connect_result(&mut self, attempt: u64, result: Result<TcpStream, String>) {
+        if self.primary.connecting.as_ref().map(|(id, _)| *id) != Some(attempt) {
+            return;
+        }
+        self.primary.connecting = None;
+        match result {
+            Ok(stream) => {
+                debug!(peer = %self.name(), "connected");
+                self.primary.conn = Some(self.start_connection(attempt, stream, true));
+                self.feed(Which::Primary, Event::TcpConnected);
+            }
+            Err(error) => {
+                debug!(peer = %self.name(), %error, "connection attempt failed");
+                self.status.lock().unwrap().last_error = Some(error);
+                self.feed(Which::Primary, Event::TcpConnectFailed);
+            }
+        }
+        self.check_collision();
+    }
+
+    pub(super) fn start_connection(
+        &mut self,
+        id: u64,
+        stream: TcpStream,
+        outgoing: bool,
+    ) -> Connection {
+        Connection::start(
+            id,
+            stream,
+            outgoing,
+            self.settings.name.clone(),
+            self.events_tx.clone(),
+            self.writer_events_tx.clone(),
+        )
+    }
+
+    /// Starts an outgoing connection attempt, abandoning any earlier one.
+    pub(super) fn connect(&mut self) {
+        let attempt = self.next_conn_id;
+        self.next_conn_id += 1;
+        let settings = self.settings.clone();
+        let results = self.connect_tx.clone();
+        let task = tokio::spawn(async move {
+            let result = transport::connect(&settings, CONNECT_TIMEOUT).await;
+            let _ = results.send((attempt, result.map_err(|error| error.to_string())));
+        });
+        self.primary.connecting = Some((attempt, AbortOnDrop::new(task)));
+    }
+}
+
+impl PeerTask {
+    pub(super) fn slot_mut(&mut self, which: Which) -> Option<&mut Slot> {
+        match which {
+            Which::Primary => Some(&mut self.primary),
+            Which::Incoming => self.incoming.as_mut(),
+        }
+    }
+
+    pub(super) fn which_conn(&self, conn: u64) -> Option<Which> {
+        if self.primary.conn.as_ref().is_some_and(|c| c.id == conn) {
+            Some(Which::Primary)
+        } else if self
+            .incoming
+            .as_ref()
+            .and_then(|s| s.conn.as_ref())
+            .is_some_and(|c| c.id == conn)
+        {
+            Some(Which::Incoming)
+        } else {
+            None
         }
     }
 }

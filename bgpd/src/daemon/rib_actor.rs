@@ -12,7 +12,7 @@ use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use super::peer::PeerCommand;
 use crate::{
@@ -242,9 +242,11 @@ impl Actor {
                 _permit,
             } => {
                 let mut outputs = Vec::new();
+                let count = updates.len();
                 for update in updates {
                     outputs.extend(self.rib.receive(id, update));
                 }
+                trace!(?id, count, outputs = outputs.len(), "received updates");
                 outputs
             }
             RibCommand::StaleTimeout(id) => self.rib.stale_timeout(id),

@@ -45,13 +45,20 @@ pub enum TransportError {
     },
 }
 
-/// Binds a listening socket (address reuse on, v6-only for IPv6, non-blocking).
+/// Binds a listening socket (address reuse on, v6-only for IPv6, TTL 255, non-blocking).
 pub fn listen(address: SocketAddr) -> Result<TcpListener, TransportError> {
     let error = |source| TransportError::Listen { address, source };
     let socket = Socket::new(Domain::for_address(address), Type::STREAM, None).map_err(error)?;
     socket.set_reuse_address(true).map_err(error)?;
+    // GTSM: the SYN-ACK goes out before we know the peer, with the listener's TTL; a peer
+    // that checks TTL >= 254 drops it unless that is 255. No harm to the other peers.
     if address.is_ipv6() {
         socket.set_only_v6(true).map_err(error)?;
+        socket
+            .set_unicast_hops_v6(u32::from(GTSM_TTL))
+            .map_err(error)?;
+    } else {
+        socket.set_ttl_v4(u32::from(GTSM_TTL)).map_err(error)?;
     }
     socket.set_nonblocking(true).map_err(error)?;
     socket.bind(&address.into()).map_err(error)?;
