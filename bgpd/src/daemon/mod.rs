@@ -38,6 +38,7 @@ pub mod api;
 mod api_convert;
 #[cfg(test)]
 mod api_tests;
+mod batching;
 mod connection;
 pub mod convert;
 mod peer;

@@ -158,6 +158,8 @@ struct Peer {
     outbound: mpsc::UnboundedSender<PeerCommand>,
     /// The session generation the RIB's `Send`s belong to (0: down).
     generation: u64,
+    /// Updates of this generation not yet sent (flushed once per batch of commands).
+    pending: Vec<Update>,
 }
 
 struct Actor {
@@ -186,6 +188,7 @@ fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
                 Err(_) => break,
             }
         }
+        actor.flush_sends();
         actor.publish(best);
     }
     debug!("RIB actor stopped");
@@ -206,6 +209,7 @@ impl Actor {
                         config,
                         outbound,
                         generation: 0,
+                        pending: Vec::new(),
                     },
                 );
                 Vec::new()
@@ -224,6 +228,7 @@ impl Actor {
                     return;
                 };
                 peer.generation = generation;
+                peer.pending.clear();
                 if peer.config.local_address != local_address {
                     peer.config.local_address = local_address;
                     self.rib.add_peer(id, peer.config.clone());
@@ -233,6 +238,7 @@ impl Actor {
             RibCommand::PeerDown { id, keep_stale } => {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.generation = 0;
+                    peer.pending.clear();
                 }
                 self.rib.peer_down(id, keep_stale)
             }
@@ -291,11 +297,12 @@ impl Actor {
                     if state.generation == 0 || updates.is_empty() {
                         continue;
                     }
-                    let command = PeerCommand::Outbound {
-                        generation: state.generation,
-                        updates,
+                    let Some(state) = self.peers.get_mut(&peer) else {
+                        continue;
                     };
-                    let _ = state.outbound.send(command);
+                    for update in updates {
+                        super::batching::push_merged(&mut state.pending, update);
+                    }
                 }
                 RibOutput::BestChanged {
                     prefix,
@@ -308,6 +315,23 @@ impl Actor {
                     });
                 }
                 RibOutput::BestWithdrawn { prefix } => best.push(BestEvent { prefix, best: None }),
+            }
+        }
+    }
+
+    /// Sends each peer what accumulated for it (merged, see `batching`).
+    fn flush_sends(&mut self) {
+        for peer in self.peers.values_mut() {
+            if peer.pending.is_empty() {
+                continue;
+            }
+            let updates = std::mem::take(&mut peer.pending);
+            if peer.generation != 0 {
+                let command = PeerCommand::Outbound {
+                    generation: peer.generation,
+                    updates,
+                };
+                let _ = peer.outbound.send(command);
             }
         }
     }
