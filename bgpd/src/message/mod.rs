@@ -29,6 +29,9 @@ impl Family {
 /// AS_TRANS (RFC 6793): the 2-octet stand-in for a 4-octet AS number.
 pub const AS_TRANS: u16 = 23456;
 
+/// UPDATE is by far the most common message and the largest variant: boxing it would cost an
+/// allocation per message on the hot path, so the size difference is accepted.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
     Open(Open),
