@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Mutex, Once};
+use std::sync::{Mutex, Once, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -19,8 +19,23 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-/// Prefix of every namespace the harness creates.
+/// Prefix of every namespace the harness creates (unless [`set_name_prefix`] changed it).
 pub const PREFIX: &str = "manul-e2e-";
+
+static NAME_PREFIX: OnceLock<&'static str> = OnceLock::new();
+
+/// Names the namespaces this process creates `<prefix><pid>-<counter>-<tag>` instead of
+/// [`PREFIX`]: the demo uses `manul-demo-`, so that the stale-namespace sweep of a later test
+/// run never removes what `manul-demo --keep` left running. Call it before the first
+/// [`Netns::new`]; only the first call counts.
+pub fn set_name_prefix(prefix: &'static str) {
+    let _ = NAME_PREFIX.set(prefix);
+}
+
+/// The prefix of the namespaces this process creates ([`PREFIX`] unless set otherwise).
+pub fn name_prefix() -> &'static str {
+    NAME_PREFIX.get().copied().unwrap_or(PREFIX)
+}
 
 /// A network namespace owned by the harness; removed (with the processes it tracks and every
 /// process still inside it) when dropped.
@@ -30,11 +45,16 @@ pub struct Netns {
 }
 
 impl Netns {
-    /// Creates `manul-e2e-<pid>-<counter>-<tag>` with `lo` up.
+    /// Creates `manul-e2e-<pid>-<counter>-<tag>` ([`name_prefix`]) with `lo` up.
     pub fn new(tag: &str) -> Result<Netns> {
         static STALE: Once = Once::new();
         STALE.call_once(remove_stale);
-        let name = format!("{PREFIX}{}-{}-{tag}", std::process::id(), crate::next_id());
+        let name = format!(
+            "{}{}-{}-{tag}",
+            name_prefix(),
+            std::process::id(),
+            crate::next_id()
+        );
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns {
             name,
@@ -180,19 +200,22 @@ pub fn remove(name: &str) {
 
 /// Removes every harness namespace created by process `pid` (Ctrl-C cleanup of the bench).
 pub fn remove_all_of(pid: u32) {
-    for name in list_own() {
-        if name.starts_with(&format!("{PREFIX}{pid}-")) {
-            remove(&name);
-        }
+    let own = format!("{}{pid}-", name_prefix());
+    for name in list_with_prefix(&own) {
+        remove(&name);
     }
 }
 
 fn list_own() -> Vec<String> {
+    list_with_prefix(PREFIX)
+}
+
+fn list_with_prefix(prefix: &str) -> Vec<String> {
     let Ok(dir) = std::fs::read_dir("/run/netns") else {
         return Vec::new();
     };
     dir.filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.starts_with(PREFIX))
+        .filter(|n| n.starts_with(prefix))
         .collect()
 }
 

@@ -26,6 +26,8 @@ pub struct Podman<'n> {
     dir: TempDir,
     /// The CNI network name (the conflist's "name").
     pub network: String,
+    /// Run podman in a process group of its own ([`Podman::shield_from_ctrl_c`]).
+    own_process_group: bool,
 }
 
 impl<'n> Podman<'n> {
@@ -68,15 +70,36 @@ impl<'n> Podman<'n> {
             crate::REFERENCE_PLUGIN_DIR
         );
         std::fs::write(dir.path().join("containers.conf"), conf)?;
-        let podman = Podman { ns, dir, network };
+        let podman = Podman {
+            ns,
+            dir,
+            network,
+            own_process_group: false,
+        };
         podman.ok(&["import", &image_tarball()?.display().to_string(), IMAGE])?;
         Ok(podman)
+    }
+
+    /// The private directory: `containers.conf`, `root`, `runroot`, `cni/` (the conflist).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// From now on runs podman in a process group of its own, so that a Ctrl-C at the terminal
+    /// reaches this process only, not a `podman run` halfway through (which can leave a
+    /// container that `podman rm -a` does not know). For a program that catches Ctrl-C, stops
+    /// between podman commands and cleans up (the demo).
+    pub fn shield_from_ctrl_c(&mut self) {
+        self.own_process_group = true;
     }
 
     /// Runs `podman <args>` on the node; returns the raw output.
     pub fn cmd(&self, args: &[&str]) -> Result<Output> {
         let d = self.dir.path();
         let mut cmd = Command::new("podman");
+        if self.own_process_group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        }
         cmd.env("CONTAINERS_CONF", d.join("containers.conf"))
             .arg("--root")
             .arg(d.join("root"))
