@@ -180,7 +180,7 @@ fn u32_value(value: &[u8]) -> Result<u32, String> {
 
 /// A nonzero multiple of `size` bytes (COMMUNITIES, CLUSTER_LIST, LARGE_COMMUNITIES).
 fn list_value(value: &[u8], size: usize) -> Result<(), String> {
-    if value.is_empty() || value.len() % size != 0 {
+    if value.is_empty() || !value.len().is_multiple_of(size) {
         return Err(format!(
             "length {} is not a nonzero multiple of {size}",
             value.len()

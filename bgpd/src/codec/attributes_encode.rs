@@ -175,10 +175,8 @@ pub(super) fn encode(
                     fixed(out, well_known, type_code, &local_pref.to_be_bytes())?;
                 }
             }
-            code::ATOMIC_AGGREGATE => {
-                if attributes.atomic_aggregate {
-                    fixed(out, well_known, type_code, &[])?;
-                }
+            code::ATOMIC_AGGREGATE if attributes.atomic_aggregate => {
+                fixed(out, well_known, type_code, &[])?;
             }
             code::AGGREGATOR => {
                 if let Some(aggregator) = &attributes.aggregator {
@@ -195,32 +193,28 @@ pub(super) fn encode(
                     )?;
                 }
             }
-            code::COMMUNITIES => {
-                if !attributes.communities.is_empty() {
-                    attribute(out, optional_transitive, type_code, |out| {
-                        attributes
-                            .communities
-                            .iter()
-                            .for_each(|c| out.extend_from_slice(&c.to_be_bytes()));
-                        Ok(())
-                    })?;
-                }
+            code::COMMUNITIES if !attributes.communities.is_empty() => {
+                attribute(out, optional_transitive, type_code, |out| {
+                    attributes
+                        .communities
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_be_bytes()));
+                    Ok(())
+                })?;
             }
             code::ORIGINATOR_ID => {
                 if let Some(originator) = attributes.originator_id {
                     fixed(out, optional, type_code, &originator.octets())?;
                 }
             }
-            code::CLUSTER_LIST => {
-                if !attributes.cluster_list.is_empty() {
-                    attribute(out, optional, type_code, |out| {
-                        attributes
-                            .cluster_list
-                            .iter()
-                            .for_each(|id| out.extend_from_slice(&id.octets()));
-                        Ok(())
-                    })?;
-                }
+            code::CLUSTER_LIST if !attributes.cluster_list.is_empty() => {
+                attribute(out, optional, type_code, |out| {
+                    attributes
+                        .cluster_list
+                        .iter()
+                        .for_each(|id| out.extend_from_slice(&id.octets()));
+                    Ok(())
+                })?;
             }
             code::AS4_PATH => {
                 if let Some(path) = as4_path {
@@ -240,17 +234,15 @@ pub(super) fn encode(
                     )?;
                 }
             }
-            code::LARGE_COMMUNITIES => {
-                if !attributes.large_communities.is_empty() {
-                    attribute(out, optional_transitive, type_code, |out| {
-                        for community in &attributes.large_communities {
-                            out.extend_from_slice(&community.global_admin.to_be_bytes());
-                            out.extend_from_slice(&community.local_data_1.to_be_bytes());
-                            out.extend_from_slice(&community.local_data_2.to_be_bytes());
-                        }
-                        Ok(())
-                    })?;
-                }
+            code::LARGE_COMMUNITIES if !attributes.large_communities.is_empty() => {
+                attribute(out, optional_transitive, type_code, |out| {
+                    for community in &attributes.large_communities {
+                        out.extend_from_slice(&community.global_admin.to_be_bytes());
+                        out.extend_from_slice(&community.local_data_1.to_be_bytes());
+                        out.extend_from_slice(&community.local_data_2.to_be_bytes());
+                    }
+                    Ok(())
+                })?;
             }
             _ => {}
         }
