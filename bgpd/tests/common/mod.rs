@@ -211,7 +211,8 @@ impl Lab {
         Ok(())
     }
 
-    /// Ends the test: on error the daemons' logs are printed (on panic, `drop` does it).
+    /// Ends the test: on error the daemons' logs are printed (on panic, `drop` does it; always
+    /// with MANUL_INTEROP_LOGS set).
     pub fn finish(mut self, result: Result<()>) -> Result<()> {
         self.failed = result.is_err();
         result
@@ -237,7 +238,8 @@ impl Drop for Lab {
             let _ = process.child.kill();
             let _ = process.child.wait();
         }
-        if self.failed || std::thread::panicking() {
+        let wanted = std::env::var_os("MANUL_INTEROP_LOGS").is_some();
+        if self.failed || wanted || std::thread::panicking() {
             self.print_logs();
         }
         for netns in self
