@@ -11,7 +11,11 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let families = |bit: u8| {
-        if selector & bit != 0 { vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST] } else { Vec::new() }
+        if selector & bit != 0 {
+            vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+        } else {
+            Vec::new()
+        }
     };
     let context = CodecContext {
         four_octet_as: selector & 1 != 0,

@@ -114,3 +114,84 @@ fn large_update_splits_and_decodes_back() {
         messages.len() < 5000 * 8 / 4000 + 20000 * 8 / 3900 + 3000 * 9 / 3900 + 2000 * 9 / 4000 + 8
     );
 }
+
+#[test]
+fn encode_refuses_what_the_wire_cannot_carry() {
+    use crate::codec::EncodeError;
+    use crate::message::{Capability, Open, RawAttribute};
+    let context = CodecContext::four_octet();
+    let restart = Capability::GracefulRestart {
+        restart_state: false,
+        restart_time: 4096,
+        families: vec![],
+    };
+    let open = Open {
+        version: 4,
+        my_as: 1,
+        hold_time: 90,
+        bgp_identifier: Ipv4Addr::LOCALHOST,
+        capabilities: vec![restart],
+    };
+    assert!(matches!(
+        encode_message(&Message::Open(open), &context),
+        Err(EncodeError::Invalid(_))
+    ));
+    let known_code = PathAttributes {
+        unknown: vec![RawAttribute {
+            flags: 0xc0,
+            type_code: 8,
+            value: vec![0; 4],
+        }],
+        ..attributes()
+    };
+    let update = Update {
+        attributes: known_code,
+        ..Update::default()
+    };
+    assert!(matches!(
+        encode_message(&Message::Update(update), &context),
+        Err(EncodeError::Invalid(_))
+    ));
+    let wrong_family = Update {
+        nlri: ipv6_prefixes(1),
+        attributes: attributes(),
+        ..Update::default()
+    };
+    assert!(encode_message(&Message::Update(wrong_family), &context).is_err());
+}
+
+#[test]
+fn long_as_sequence_is_split_into_segments_of_255() {
+    use crate::message::{AsSegment, SegmentKind};
+    let asns: Vec<u32> = (1..=300).collect();
+    let path = AsPath {
+        segments: vec![AsSegment {
+            kind: SegmentKind::Sequence,
+            asns: asns.clone(),
+        }],
+    };
+    let update = Update {
+        attributes: PathAttributes {
+            as_path: Some(path),
+            ..attributes()
+        },
+        nlri: ipv4_prefixes(1, None),
+        ..Update::default()
+    };
+    let bytes = encode_message(&Message::Update(update), &CodecContext::four_octet()).unwrap();
+    let Decoded::Message(Message::Update(decoded)) = decode(&bytes, &CodecContext::four_octet())
+    else {
+        panic!()
+    };
+    let segments = decoded.attributes.as_path.unwrap().segments;
+    assert_eq!(
+        segments.iter().map(|s| s.asns.len()).collect::<Vec<_>>(),
+        vec![255, 45]
+    );
+    assert!(segments.iter().all(|s| s.kind == SegmentKind::Sequence));
+    let flat: Vec<u32> = segments
+        .iter()
+        .flat_map(|s| s.asns.iter().copied())
+        .collect();
+    assert_eq!(flat, asns);
+}
