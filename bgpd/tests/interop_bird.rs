@@ -74,7 +74,7 @@ async fn ebgp_with_bird_exchanges_prefixes_attributes_and_withdrawals() -> Resul
 
 async fn ebgp(lab: &mut Lab) -> Result<()> {
     let (me, peer) = (lab.node("bgpd")?, lab.node("bird")?);
-    let bird = Bird::start(lab, "bird", &peer, &bird_config(&peer, &me))?;
+    let bird = Bird::start(lab, "bird", &peer, &bird_config(&peer, &me)).await?;
     let mut client = bgpd::start(lab, "bgpd", &me, &bgpd_config(&me, &peer)).await?;
     let bird_address = peer.address.to_string();
     let mut paths = Paths::watch(&mut client).await?;

@@ -61,8 +61,8 @@ async fn md5(lab: &mut Lab) -> Result<()> {
         &with_password("not-it"),
         ACCEPT_ALL,
     );
-    let good_bird = Bird::start(lab, "good", &good, &good_bird)?;
-    let bad_bird = Bird::start(lab, "bad", &bad, &bad_bird)?;
+    let good_bird = Bird::start(lab, "good", &good, &good_bird).await?;
+    let bad_bird = Bird::start(lab, "bad", &bad, &bad_bird).await?;
     let peers = [&good, &bad].map(|node| {
         format!(
             "address = \"{}\"\nmd5_password = \"manul-md5\"\n",
@@ -116,7 +116,7 @@ async fn hold_timer(lab: &mut Lab) -> Result<()> {
         "hold time 3;",
         ACCEPT_ALL,
     );
-    let bird = Bird::start(lab, "bird", &peer, &config)?;
+    let bird = Bird::start(lab, "bird", &peer, &config).await?;
     let peer_config = format!("address = \"{}\"\nhold_time = 3\n", peer.address);
     let mut client = bgpd::start(lab, "bgpd", &me, &bgpd_config(&me, &[peer_config])).await?;
     let address = peer.address.to_string();
@@ -173,7 +173,8 @@ async fn graceful_restart(lab: &mut Lab) -> Result<()> {
         "bird",
         &peer,
         &bird_body(&["10.2.0.0/24", "10.2.1.0/24"]),
-    )?;
+    )
+    .await?;
     let peer_config = format!("address = \"{}\"\n", peer.address);
     let mut client = bgpd::start(lab, "bgpd", &me, &bgpd_config(&me, &[peer_config])).await?;
     let address = peer.address.to_string();
@@ -205,7 +206,8 @@ async fn graceful_restart(lab: &mut Lab) -> Result<()> {
 
     // BIRD comes back in recovery mode without 10.2.1.0/24: after its End-of-RIB, bgpd drops
     // that stale route and keeps the refreshed one.
-    bird.restart_recovering(lab, &bird_body(&["10.2.0.0/24"]))?;
+    bird.restart_recovering(lab, &bird_body(&["10.2.0.0/24"]))
+        .await?;
     bgpd::wait_peer(&mut client, &address, "re-establishment", |status| {
         established(status) && status.established_transitions == 2
     })

@@ -197,6 +197,21 @@ impl Lab {
         Ok(())
     }
 
+    /// Fails if process `name` has exited (with the end of its log).
+    pub fn check_running(&mut self, name: &str) -> Result<()> {
+        let process = self
+            .processes
+            .iter_mut()
+            .find(|process| process.name == name)
+            .with_context(|| format!("no process {name}"))?;
+        if let Some(status) = process.child.try_wait()? {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{name}.log")))
+                .unwrap_or_default();
+            bail!("{name} exited ({status}):\n{log}");
+        }
+        Ok(())
+    }
+
     /// Sends `signal` ("STOP", "CONT", ...) to process `name` (`ip netns exec` execs it, so
     /// the child is the daemon itself).
     pub fn signal(&self, name: &str, signal: &str) -> Result<()> {

@@ -49,15 +49,27 @@ pub fn bird_static(name: &str, prefixes: &[&str]) -> String {
 }
 
 impl Bird {
-    /// Starts BIRD in `node` with `body` (protocols) after the router id and logging lines.
-    pub fn start(lab: &mut Lab, name: &str, node: &Node, body: &str) -> Result<Bird> {
+    /// Starts BIRD in `node` with `body` (protocols) after the router id and logging lines;
+    /// returns once it answers on its control socket.
+    pub async fn start(lab: &mut Lab, name: &str, node: &Node, body: &str) -> Result<Bird> {
         let bird = Bird {
             name: name.to_string(),
             node: node.clone(),
             socket: lab.path(&format!("{name}.ctl")).display().to_string(),
         };
         bird.spawn(lab, body, false)?;
+        bird.ready(lab).await?;
         Ok(bird)
+    }
+
+    /// Waits until BIRD answers on its control socket (fails at once if it exited).
+    async fn ready(&self, lab: &mut Lab) -> Result<()> {
+        poll(&format!("{} answering", self.name), || {
+            lab.check_running(&self.name)?;
+            Ok(self.birdc("show status").ok())
+        })
+        .await?;
+        Ok(())
     }
 
     fn spawn(&self, lab: &mut Lab, body: &str, recovery: bool) -> Result<()> {
@@ -74,14 +86,15 @@ impl Bird {
         lab.spawn(&self.name, &self.node, Path::new("bird"), &args)
     }
 
-    /// SIGKILLs BIRD (no Cease, no cleanup) and starts it again, in graceful restart recovery
-    /// mode (`-R`), with a new `body`.
+    /// SIGKILLs BIRD (no Cease, no cleanup).
     pub fn kill(&self, lab: &mut Lab) -> Result<()> {
         lab.kill(&self.name)
     }
 
-    pub fn restart_recovering(&self, lab: &mut Lab, body: &str) -> Result<()> {
-        self.spawn(lab, body, true)
+    /// Starts BIRD again, in graceful restart recovery mode (`-R`), with a new `body`.
+    pub async fn restart_recovering(&self, lab: &mut Lab, body: &str) -> Result<()> {
+        self.spawn(lab, body, true)?;
+        self.ready(lab).await
     }
 
     /// Runs a `birdc` command (words separated by spaces) and returns its output.
