@@ -1,7 +1,8 @@
 //! Session-level interop of manul-bgpd with real BIRD 2 daemons, each in a namespace of the
 //! test's own: TCP MD5 (right and wrong password), the hold timer against a frozen peer, and
-//! graceful restart (bgpd as helper of a BIRD killed and restarted in recovery mode). Needs
-//! root, bird and birdc (skips otherwise). Does I/O: processes, namespaces.
+//! graceful restart (bgpd as helper of a BIRD killed and restarted in recovery mode, seeing
+//! the old connection close or not). Needs root, bird and birdc, nft and ss for one test
+//! (skips otherwise). Does I/O: processes, namespaces.
 
 mod common;
 
@@ -152,29 +153,57 @@ async fn graceful_restart_helper_keeps_routes_of_a_restarting_bird() -> Result<(
         return Ok(());
     }
     let mut lab = Lab::new("gr")?;
-    let result = graceful_restart(&mut lab).await;
+    let result = graceful_restart(&mut lab, false).await;
     lab.finish(result)
 }
 
-async fn graceful_restart(lab: &mut Lab) -> Result<()> {
+/// RFC 4724 §4.2: the restarting peer reconnects while bgpd still has its old session up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_helper_takes_a_reconnection_while_established() -> Result<()> {
+    if !common::can_run(&["bird", "birdc", "nft", "ss"]) {
+        return Ok(());
+    }
+    let mut lab = Lab::new("grsilent")?;
+    let result = graceful_restart(&mut lab, true).await;
+    lab.finish(result)
+}
+
+/// Drops, in `node`, every packet of its established TCP connection to `peer` (the session
+/// goes silent: nothing of its end, FIN or RST, reaches the peer).
+fn silence_session(lab: &mut Lab, node: &Node, peer: &Node) -> Result<()> {
+    let sockets = lab.exec(node, &["ss", "-Htn", "state", "established"])?;
+    let (local, remote) = sockets
+        .lines()
+        .filter_map(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            Some((*words.get(2)?, *words.get(3)?))
+        })
+        .find(|(_, remote)| remote.starts_with(&format!("{}:", peer.address)))
+        .with_context(|| format!("no connection to {} in\n{sockets}", peer.address))?;
+    let port = |address: &str| address.rsplit(':').next().unwrap_or_default().to_string();
+    let rules = format!(
+        "table ip silence {{\n  chain out {{\n    type filter hook output priority 0;
+    ip daddr {} tcp sport {} tcp dport {} drop\n  }}\n}}\n",
+        peer.address,
+        port(local),
+        port(remote)
+    );
+    let path = lab.write(&format!("{}.nft", node.name), &rules)?;
+    lab.exec(node, &["nft", "-f", path.to_str().context("path")?])?;
+    Ok(())
+}
+
+/// BIRD (graceful restart on) dies without a Cease and comes back in recovery mode with one
+/// route fewer; `silent`: bgpd does not see the old connection close.
+async fn graceful_restart(lab: &mut Lab, silent: bool) -> Result<()> {
     let (me, peer) = (lab.node("bgpd")?, lab.node("bird")?);
     let bird_body = |prefixes: &[&str]| {
+        let options = "graceful restart on;";
         bird_static("originated", prefixes)
-            + &bird_bgp(
-                "bgpd",
-                (&peer, 65002),
-                (&me, 65001),
-                "graceful restart on;",
-                ACCEPT_ALL,
-            )
+            + &bird_bgp("bgpd", (&peer, 65002), (&me, 65001), options, ACCEPT_ALL)
     };
-    let bird = Bird::start(
-        lab,
-        "bird",
-        &peer,
-        &bird_body(&["10.2.0.0/24", "10.2.1.0/24"]),
-    )
-    .await?;
+    let body = bird_body(&["10.2.0.0/24", "10.2.1.0/24"]);
+    let bird = Bird::start(lab, "bird", &peer, &body).await?;
     let peer_config = format!("address = \"{}\"\n", peer.address);
     let mut client = bgpd::start(lab, "bgpd", &me, &bgpd_config(&me, &[peer_config])).await?;
     let address = peer.address.to_string();
@@ -190,22 +219,32 @@ async fn graceful_restart(lab: &mut Lab) -> Result<()> {
     };
     paths.wait("BIRD's prefixes", both).await?;
 
-    // BIRD dies without a Cease: bgpd notices the session is gone and keeps its routes.
-    bird.kill(lab)?;
-    bgpd::wait_peer(&mut client, &address, "session loss", |status| {
-        !established(status) && status.established_transitions == 1
-    })
-    .await?;
-    // A snapshot taken now is ordered after the session loss in the RIB.
-    let snapshot = Paths::watch(&mut client).await?.now();
-    ensure!(
-        both(&snapshot),
-        "routes dropped on session loss: {snapshot:?}"
-    );
+    if silent {
+        silence_session(lab, &peer, &me)?;
+        bird.kill(lab)?;
+        let status = bgpd::peer(&mut client, &address).await?;
+        ensure!(
+            established(&status),
+            "bgpd saw the silenced session end: {status:?}"
+        );
+    } else {
+        // bgpd notices the session is gone and keeps the routes.
+        bird.kill(lab)?;
+        bgpd::wait_peer(&mut client, &address, "session loss", |status| {
+            !established(status) && status.established_transitions == 1
+        })
+        .await?;
+        // A snapshot taken now is ordered after the session loss in the RIB.
+        let snapshot = Paths::watch(&mut client).await?.now();
+        ensure!(
+            both(&snapshot),
+            "routes dropped on session loss: {snapshot:?}"
+        );
+    }
     ensure!(paths.now().withdrawn.is_empty(), "{:?}", paths.now());
 
     // BIRD comes back in recovery mode without 10.2.1.0/24: after its End-of-RIB, bgpd drops
-    // that stale route and keeps the refreshed one.
+    // that stale route and keeps the refreshed one (never withdrawn meanwhile).
     bird.restart_recovering(lab, &bird_body(&["10.2.0.0/24"]))
         .await?;
     bgpd::wait_peer(&mut client, &address, "re-establishment", |status| {

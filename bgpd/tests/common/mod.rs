@@ -184,6 +184,13 @@ impl Lab {
         Ok(())
     }
 
+    /// Runs a command in `node`'s namespace and returns its output.
+    pub fn exec(&self, node: &Node, args: &[&str]) -> Result<String> {
+        run(Command::new("ip")
+            .args(["netns", "exec", &node.netns])
+            .args(args))
+    }
+
     /// SIGKILLs process `name` and reaps it.
     pub fn kill(&mut self, name: &str) -> Result<()> {
         let index = self
