@@ -122,6 +122,7 @@ impl Endpoints {
     pub async fn reconcile(&self) -> Result<ReconcileReport, EndpointError> {
         let epoch = self.kernel_epoch();
         let _exclusive = epoch.write().await;
+        self.refresh_default_mtu().await?;
         let endpoints: Vec<WorkloadEndpoint> = self
             .list()
             .await?

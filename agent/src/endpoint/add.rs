@@ -2,7 +2,7 @@
 //! record the WorkloadEndpoint; on any failure undo what was done, in reverse order, and
 //! release the addresses. I/O through the agent's traits only.
 
-use std::{collections::BTreeMap, path::Path};
+use std::{collections::BTreeMap, path::Path, time::Instant};
 
 use ipnet::IpNet;
 use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError};
@@ -19,9 +19,6 @@ use crate::{
     sysctl::host_interface_sysctls,
 };
 
-/// MTU used when neither the request nor the host's default route gives one.
-const FALLBACK_MTU: u32 = 1500;
-
 /// What ADD made: the CNI result is built from it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AddedEndpoint {
@@ -35,6 +32,7 @@ pub struct AddedEndpoint {
 /// Something ADD did that a failure must undo.
 enum Undo {
     Release(String),
+    Forget(String),
     DeleteLink(String),
     DeleteRoute(Route),
 }
@@ -119,6 +117,7 @@ impl Endpoints {
         ipv6_pools: Vec<IpNet>,
         undo: &mut Vec<Undo>,
     ) -> Result<AddedEndpoint, EndpointError> {
+        let started = Instant::now();
         let host_name = naming::host_interface_name(
             &request.pod_namespace,
             &request.pod_name,
@@ -127,11 +126,7 @@ impl Endpoints {
         let handle = naming::ipam_handle(&request.container_id, &request.ifname);
         let mtu = match request.mtu {
             Some(mtu) => mtu,
-            None => self
-                .netlink
-                .default_route_mtu()
-                .await?
-                .unwrap_or(FALLBACK_MTU),
+            None => self.pod_mtu().await?,
         };
 
         // A link of this name that no endpoint of this container owns is a leftover of an
@@ -141,22 +136,26 @@ impl Endpoints {
             self.netlink.delete_link(&host_name).await?;
         }
 
+        // The allocation (datastore round trips) and the veth (netlink) do not depend on each
+        // other: they run at once.
+        let veth = VethRequest {
+            host_name: host_name.clone(),
+            host_mac: HOST_SIDE_MAC,
+            pod_netns: netns.to_path_buf(),
+            pod_ifname: request.ifname.clone(),
+            mtu,
+        };
+        let (allocation, created) = tokio::join!(
+            self.allocate(request, &handle, ipv4_pools, ipv6_pools),
+            self.netlink.create_veth(&veth)
+        );
         undo.push(Undo::Release(handle.clone()));
-        let addresses = self
-            .allocate(request, &handle, ipv4_pools, ipv6_pools)
-            .await?;
-
-        let host = self
-            .netlink
-            .create_veth(&VethRequest {
-                host_name: host_name.clone(),
-                host_mac: HOST_SIDE_MAC,
-                pod_netns: netns.to_path_buf(),
-                pod_ifname: request.ifname.clone(),
-                mtu,
-            })
-            .await?;
-        undo.push(Undo::DeleteLink(host_name.clone()));
+        if created.is_ok() {
+            undo.push(Undo::DeleteLink(host_name.clone()));
+        }
+        let addresses = allocation?;
+        let host = created?;
+        let allocated = started.elapsed();
 
         let pod = self
             .netlink
@@ -166,22 +165,6 @@ impl Endpoints {
                 addresses: addresses.clone(),
             })
             .await?;
-
-        let has_ipv6 = addresses
-            .iter()
-            .any(|address| matches!(address, IpNet::V6(_)));
-        for (key, value) in host_interface_sysctls(&host_name, has_ipv6) {
-            self.sysctl.set(&key, &value)?;
-        }
-        for address in &addresses {
-            let route = Route {
-                destination: *address,
-                target: RouteTarget::Device(host_name.clone()),
-            };
-            self.netlink.replace_route(&route).await?;
-            undo.push(Undo::DeleteRoute(route));
-        }
-        self.ensure_block_routes().await?;
 
         let endpoint = WorkloadEndpoint {
             name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
@@ -202,8 +185,26 @@ impl Endpoints {
             netns: netns.to_string_lossy().into_owned(),
             network: request.network_name.clone(),
         };
-        self.record(&endpoint).await?;
-        info!(container = %request.container_id, interface = %host_name, ?addresses, "endpoint added");
+        let wired = started.elapsed();
+        // The record and the host side (sysctls, routes) are independent too.
+        let (recorded, host_side) = tokio::join!(
+            self.record(&endpoint),
+            self.wire_host_side(&host_name, &addresses, undo)
+        );
+        if recorded.is_ok() {
+            undo.push(Undo::Forget(endpoint.name.clone()));
+        }
+        recorded?;
+        host_side?;
+        info!(
+            container = %request.container_id,
+            interface = %host_name,
+            ?addresses,
+            ipam_and_veth_ms = allocated.as_secs_f64() * 1e3,
+            pod_ms = (wired - allocated).as_secs_f64() * 1e3,
+            host_and_record_ms = (started.elapsed() - wired).as_secs_f64() * 1e3,
+            "endpoint added"
+        );
         Ok(AddedEndpoint {
             host,
             pod,
@@ -213,6 +214,30 @@ impl Endpoints {
         })
     }
 
+    /// Sysctls of the host end, its /32 (/128) routes, and the blackholes of the node's blocks.
+    async fn wire_host_side(
+        &self,
+        host_name: &str,
+        addresses: &[IpNet],
+        undo: &mut Vec<Undo>,
+    ) -> Result<(), EndpointError> {
+        let has_ipv6 = addresses
+            .iter()
+            .any(|address| matches!(address, IpNet::V6(_)));
+        for (key, value) in host_interface_sysctls(host_name, has_ipv6) {
+            self.sysctl.set(&key, &value)?;
+        }
+        for address in addresses {
+            let route = Route {
+                destination: *address,
+                target: RouteTarget::Device(host_name.to_string()),
+            };
+            self.netlink.replace_route(&route).await?;
+            undo.push(Undo::DeleteRoute(route));
+        }
+        self.ensure_block_routes().await
+    }
+
     async fn allocate(
         &self,
         request: &EndpointRequest,
@@ -220,6 +245,7 @@ impl Endpoints {
         ipv4_pools: Vec<IpNet>,
         ipv6_pools: Vec<IpNet>,
     ) -> Result<Vec<IpNet>, EndpointError> {
+        let _turn = self.ipam_writes.lock().await;
         let mut attributes = BTreeMap::new();
         attributes.insert("node".to_string(), self.node.clone());
         attributes.insert("container".to_string(), request.container_id.clone());
@@ -352,11 +378,11 @@ impl Endpoints {
         for step in undo.into_iter().rev() {
             let result = match &step {
                 Undo::Release(handle) => self
-                    .ipam
-                    .release_by_handle(handle)
+                    .release(handle)
                     .await
                     .map(|_| ())
                     .map_err(EndpointError::from),
+                Undo::Forget(name) => self.forget(name).await,
                 Undo::DeleteLink(name) => self
                     .netlink
                     .delete_link(name)

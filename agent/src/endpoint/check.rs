@@ -150,7 +150,7 @@ impl Endpoints {
             {
                 continue;
             }
-            match self.ipam.release_by_handle(&handle_id).await {
+            match self.release(&handle_id).await {
                 Ok(_) => released.push(attachment),
                 Err(error) => errors.push(error.into()),
             }

@@ -2,7 +2,7 @@
 //! netns, the link or the allocation is already gone, and when it comes twice. I/O through
 //! the agent's traits only.
 
-use std::path::Path;
+use std::{path::Path, time::Instant};
 
 use manul_store::{DatastoreExt, Kind, StoreError, WorkloadEndpoint};
 use tracing::info;
@@ -20,8 +20,10 @@ impl Endpoints {
         request: &EndpointRequest,
     ) -> Result<Vec<std::net::IpAddr>, EndpointError> {
         validate_common(request)?;
+        let started = Instant::now();
         let _container = self.locks.lock(&request.container_id).await;
         let _epoch = self.kernel_epoch.read().await;
+        let waited = started.elapsed();
         let mut errors = Vec::new();
 
         let existing = self.find(&request.container_id, &request.ifname).await?;
@@ -65,8 +67,9 @@ impl Endpoints {
             }
         }
 
+        let kernel = started.elapsed();
         let handle = naming::ipam_handle(&request.container_id, &request.ifname);
-        let released = match self.ipam.release_by_handle(&handle).await {
+        let released = match self.release(&handle).await {
             Ok(released) => released,
             Err(error) => {
                 errors.push(error.into());
@@ -78,7 +81,14 @@ impl Endpoints {
         {
             errors.push(error);
         }
-        info!(container = %request.container_id, ?released, "endpoint deleted");
+        info!(
+            container = %request.container_id,
+            ?released,
+            waited_ms = waited.as_secs_f64() * 1e3,
+            kernel_ms = (kernel - waited).as_secs_f64() * 1e3,
+            ipam_and_record_ms = (started.elapsed() - kernel).as_secs_f64() * 1e3,
+            "endpoint deleted"
+        );
         match errors.len() {
             0 => Ok(released),
             1 => Err(errors.remove(0)),
@@ -93,20 +103,33 @@ impl Endpoints {
         netns: Option<&Path>,
     ) -> Result<(), EndpointError> {
         let mut errors: Vec<EndpointError> = Vec::new();
-        let recorded = Path::new(&endpoint.netns);
-        let netns = netns
-            .filter(|path| !path.as_os_str().is_empty())
-            .unwrap_or(recorded);
-        if !netns.as_os_str().is_empty()
-            && let Err(error) = self
-                .netlink
-                .delete_pod_interface(netns, &endpoint.endpoint)
-                .await
-        {
-            errors.push(error.into());
-        }
-        if let Err(error) = self.netlink.delete_link(&endpoint.interface_name).await {
-            errors.push(error.into());
+        // Deleting the host end removes the pod end with it, from the agent's own netlink
+        // socket; the pod's namespace is only entered when the host end is already gone and
+        // the pod end might have been left (an ADD cut short).
+        let host_end = match self.netlink.link(&endpoint.interface_name).await {
+            Ok(link) => link,
+            Err(error) => {
+                errors.push(error.into());
+                None
+            }
+        };
+        if host_end.is_some() {
+            if let Err(error) = self.netlink.delete_link(&endpoint.interface_name).await {
+                errors.push(error.into());
+            }
+        } else {
+            let recorded = Path::new(&endpoint.netns);
+            let netns = netns
+                .filter(|path| !path.as_os_str().is_empty())
+                .unwrap_or(recorded);
+            if !netns.as_os_str().is_empty()
+                && let Err(error) = self
+                    .netlink
+                    .delete_pod_interface(netns, &endpoint.endpoint)
+                    .await
+            {
+                errors.push(error.into());
+            }
         }
         for address in &endpoint.ip_networks {
             let route = Route {

@@ -22,6 +22,9 @@ use crate::{
 
 pub use add::AddedEndpoint;
 
+/// MTU used when neither the request nor the host's default route gives one.
+const FALLBACK_MTU: u32 = 1500;
+
 /// An ADD, CHECK or DEL as the agent receives it, already parsed.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EndpointRequest {
@@ -78,6 +81,13 @@ pub struct Endpoints {
     /// CNI operations hold it shared; the reconciler holds it exclusively, so it never sees
     /// an endpoint half made.
     pub(crate) kernel_epoch: Arc<RwLock<()>>,
+    /// MTU of the default-route interface, learned on first use and refreshed by every
+    /// reconcile: an ADD must not dump the routing table (it may hold a million BGP routes).
+    pub(crate) default_mtu: std::sync::Mutex<Option<u32>>,
+    /// IPAM writes of this agent take turns: concurrent requests of one node would otherwise
+    /// race for the same block and lose most compare-and-swaps (each loss is a re-read and a
+    /// retry). Writers elsewhere are still handled by the CAS itself.
+    pub(crate) ipam_writes: tokio::sync::Mutex<()>,
 }
 
 impl Endpoints {
@@ -95,6 +105,8 @@ impl Endpoints {
             sysctl,
             locks: ContainerLocks::default(),
             kernel_epoch: Arc::new(RwLock::new(())),
+            default_mtu: std::sync::Mutex::new(None),
+            ipam_writes: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -109,6 +121,38 @@ impl Endpoints {
     /// The lock the reconciler takes exclusively.
     pub fn kernel_epoch(&self) -> Arc<RwLock<()>> {
         self.kernel_epoch.clone()
+    }
+
+    /// The MTU pods get when the request names none: the default-route interface's, cached.
+    pub(crate) async fn pod_mtu(&self) -> Result<u32, EndpointError> {
+        let cached = *self
+            .default_mtu
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match cached {
+            Some(mtu) => Ok(mtu),
+            None => self.refresh_default_mtu().await,
+        }
+    }
+
+    /// Reads the default-route interface's MTU again (1500 when there is no default route).
+    pub(crate) async fn refresh_default_mtu(&self) -> Result<u32, EndpointError> {
+        let mtu = self
+            .netlink
+            .default_route_mtu()
+            .await?
+            .unwrap_or(FALLBACK_MTU);
+        *self
+            .default_mtu
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(mtu);
+        Ok(mtu)
+    }
+
+    /// Releases a handle's addresses, taking this agent's turn for IPAM writes.
+    pub(crate) async fn release(&self, handle: &str) -> Result<Vec<std::net::IpAddr>, IpamError> {
+        let _turn = self.ipam_writes.lock().await;
+        self.ipam.release_by_handle(handle).await
     }
 
     /// This node's endpoints, as recorded in the datastore.

@@ -30,14 +30,8 @@ pub fn tiny_pool_node(tag: &str, cidr: &str) -> Result<Node> {
         .block_on(async {
             let store = manul_store::open_datastore(&url)?;
             let pool = manul_store::IpPool {
-                name: "tiny".into(),
-                cidr,
                 block_size: cidr.prefix_len(),
-                disabled: false,
-                node_selector: "all()".into(),
-                nat_outgoing: false,
-                vxlan_mode: Default::default(),
-                ipip_mode: Default::default(),
+                ..manul_store::IpPool::new("tiny", cidr)
             };
             manul_ipam::Ipam::new(store).create_pool(&pool).await?;
             anyhow::Ok(())

@@ -9,9 +9,10 @@ mod namespace;
 mod pod;
 mod routes;
 
-use std::path::Path;
+use std::{path::Path, sync::Arc};
 
 use rtnetlink::Handle;
+use tokio::sync::Mutex;
 
 use super::{
     LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route, VethRequest,
@@ -22,6 +23,9 @@ use super::{
 #[derive(Clone)]
 pub struct RealNetlink {
     handle: Handle,
+    /// The kernel runs one dump at a time per netlink socket and answers a second one with
+    /// EBUSY, so concurrent CNI requests take turns for dumps (requests are not affected).
+    dumps: Arc<Mutex<()>>,
 }
 
 impl RealNetlink {
@@ -31,7 +35,10 @@ impl RealNetlink {
         let (connection, handle, _messages) = rtnetlink::new_connection()
             .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
         tokio::spawn(connection);
-        Ok(RealNetlink { handle })
+        Ok(RealNetlink {
+            handle,
+            dumps: Arc::new(Mutex::new(())),
+        })
     }
 }
 
@@ -42,7 +49,10 @@ impl Netlink for RealNetlink {
     }
 
     async fn links_with_prefix(&self, prefix: &str) -> Result<Vec<LinkInfo>, NetlinkError> {
-        let mut all = links::all_links(&self.handle).await?;
+        let mut all = {
+            let _dump = self.dumps.lock().await;
+            links::all_links(&self.handle).await?
+        };
         all.retain(|link| link.name.starts_with(prefix));
         Ok(all)
     }
@@ -54,8 +64,16 @@ impl Netlink for RealNetlink {
         links::create_veth(&self.handle, request).await
     }
 
+    /// On a socket of its own: the kernel answers a link deletion only after an RCU grace
+    /// period, and requests on one socket are handled one after another, so deletions sharing
+    /// the agent's socket would queue behind each other's grace periods.
     async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
-        links::delete_link(&self.handle, name).await
+        let (connection, handle, _messages) = rtnetlink::new_connection()
+            .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
+        let connection = tokio::spawn(connection);
+        let deleted = links::delete_link(&handle, name).await;
+        connection.abort();
+        deleted
     }
 
     /// Also removes global addresses of the interface that are not in `config` (so a retried
@@ -88,10 +106,12 @@ impl Netlink for RealNetlink {
     }
 
     async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError> {
+        let _dump = self.dumps.lock().await;
         routes::manul_routes(&self.handle).await
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
+        let _dump = self.dumps.lock().await;
         routes::default_route_mtu(&self.handle).await
     }
 }
