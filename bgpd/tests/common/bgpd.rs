@@ -14,17 +14,20 @@ use super::{DEADLINE, Lab, Node, POLL};
 
 pub type Client = proto::bgpd_client::BgpdClient<tonic::transport::Channel>;
 
-/// Starts manul-bgpd in `node` with `config` (TOML) and returns its API client.
+/// Starts manul-bgpd in `node` with `config` (TOML) and returns its API client. Logs at
+/// debug level, or as MANUL_INTEROP_BGPD_LOG says.
 pub async fn start(lab: &mut Lab, name: &str, node: &Node, config: &str) -> Result<Client> {
     let config = lab.write(&format!("{name}.toml"), config)?;
     let socket = lab.path(&format!("{name}.sock"));
+    let level = std::env::var("MANUL_INTEROP_BGPD_LOG");
+    let level = level.as_deref().unwrap_or("info,manul_bgpd=debug");
     let args = [
         "--config",
         config.to_str().context("path")?,
         "--socket",
         socket.to_str().context("path")?,
         "--log-level",
-        "info,manul_bgpd=debug",
+        level,
     ];
     lab.spawn(
         name,
