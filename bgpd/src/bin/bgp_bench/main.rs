@@ -1,0 +1,402 @@
+//! manul-bgp-bench: manul-bgpd against BIRD 2 on bulk route transfer, in network namespaces of
+//! its own. Each scenario runs once with manul-bgpd and once with BIRD in its place, one after
+//! the other (which goes first alternates by repetition), and reports the time from session
+//! up until every prefix is accepted, the peak RSS (VmHWM) of the process under test, and the
+//! ratios manul/BIRD. Needs root. Ctrl-C removes the namespaces. Does I/O.
+
+mod lab;
+mod probe;
+mod report;
+
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use lab::{Lab, Ns, Scratch};
+use probe::{BirdCtl, Probe, Snapshot, unix_now};
+use report::{Row, Sample, print_table};
+
+#[derive(Parser, Debug)]
+#[command(about = "manul-bgpd vs BIRD 2: bulk route transfer time and peak memory")]
+struct Flags {
+    /// Repetitions of every scenario (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Multiplies every prefix count (0.1 for a quick run).
+    #[arg(long, default_value_t = 1.0)]
+    scale: f64,
+    /// Scenarios to run: full (1M BIRD → X), reverse (100k X → BIRD), many (20 × 50k → X).
+    #[arg(long, value_delimiter = ',', default_value = "full,reverse,many")]
+    only: Vec<String>,
+    /// Seconds a single measurement may take.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// manul-bgpd binary (default: next to this one).
+    #[arg(long)]
+    bgpd: Option<PathBuf>,
+    #[arg(long, default_value = "bird")]
+    bird: String,
+    /// Copies every lab's logs and configurations here before removing the lab.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
+    /// Log filter of manul-bgpd.
+    #[arg(long, default_value = "info")]
+    bgpd_log: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Side {
+    Manul,
+    Bird,
+}
+
+impl Side {
+    fn name(self) -> &'static str {
+        match self {
+            Side::Manul => "manul-bgpd",
+            Side::Bird => "BIRD",
+        }
+    }
+}
+
+struct Scenario {
+    key: &'static str,
+    label: String,
+    peers: usize,
+    per_peer: usize,
+    /// true: the process under test originates and a BIRD receives.
+    reverse: bool,
+}
+
+impl Scenario {
+    fn total(&self) -> u64 {
+        (self.peers * self.per_peer) as u64
+    }
+}
+
+struct Env<'a> {
+    flags: &'a Flags,
+    bgpd: PathBuf,
+    bird: PathBuf,
+    scratch: &'a Path,
+}
+
+fn scenarios(scale: f64) -> Vec<Scenario> {
+    let n = |count: f64| ((count * scale).round() as usize).max(1);
+    let (full, reverse, many) = (n(1_000_000.0), n(100_000.0), n(50_000.0));
+    vec![
+        Scenario {
+            key: "full",
+            label: format!("BIRD → X, {full} prefixes"),
+            peers: 1,
+            per_peer: full,
+            reverse: false,
+        },
+        Scenario {
+            key: "reverse",
+            label: format!("X → BIRD, {reverse} prefixes"),
+            peers: 1,
+            per_peer: reverse,
+            reverse: true,
+        },
+        Scenario {
+            key: "many",
+            label: format!("BIRD → X, 20 peers × {many}"),
+            peers: 20,
+            per_peer: many,
+            reverse: false,
+        },
+    ]
+}
+
+/// Starts a BIRD in `ns` with `config`; returns its pid and control connection.
+async fn start_bird(
+    env: &Env<'_>,
+    lab: &mut Lab,
+    ns: Ns,
+    name: &str,
+    config: &str,
+    deadline: Instant,
+) -> Result<(u32, BirdCtl)> {
+    let conf = lab.dir.join(format!("{name}.conf"));
+    let socket = lab.dir.join(format!("{name}.ctl"));
+    std::fs::write(&conf, config)?;
+    let (conf_arg, socket_arg) = (conf.display().to_string(), socket.display().to_string());
+    let args = ["-f", "-c", &conf_arg, "-s", &socket_arg];
+    let pid = lab.spawn(ns, name, &env.bird, &args)?;
+    loop {
+        let attempt = Instant::now() + Duration::from_millis(200);
+        match BirdCtl::connect(&socket, attempt).await {
+            Ok(ctl) => return Ok((pid, ctl)),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => lab.check_alive()?,
+        }
+    }
+}
+
+async fn start_manul(
+    env: &Env<'_>,
+    lab: &mut Lab,
+    ns: Ns,
+    name: &str,
+    config: &str,
+    deadline: Instant,
+) -> Result<(u32, probe::Client)> {
+    let conf = lab.dir.join(format!("{name}.toml"));
+    let socket = lab.dir.join(format!("{name}.sock"));
+    std::fs::write(&conf, config)?;
+    let (conf_arg, socket_arg) = (conf.display().to_string(), socket.display().to_string());
+    let args = [
+        "--config",
+        &conf_arg,
+        "--socket",
+        &socket_arg,
+        "--log-level",
+        &env.flags.bgpd_log,
+    ];
+    let pid = lab.spawn(ns, name, &env.bgpd, &args)?;
+    loop {
+        let attempt = Instant::now() + Duration::from_millis(200);
+        match probe::manul_client(&socket, attempt).await {
+            Ok(client) => return Ok((pid, client)),
+            Err(error) if Instant::now() > deadline => return Err(error),
+            Err(_) => lab.check_alive()?,
+        }
+    }
+}
+
+/// Polls until `done` holds, failing at the deadline or when a daemon died.
+async fn poll_until(
+    lab: &mut Lab,
+    probe: &mut Probe,
+    deadline: Instant,
+    what: &str,
+    mut done: impl FnMut(&Snapshot) -> bool,
+) -> Result<Snapshot> {
+    loop {
+        let snapshot = probe.snapshot().await?;
+        if done(&snapshot) {
+            return Ok(snapshot);
+        }
+        lab.check_alive()?;
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}: {snapshot:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// One measurement of `side` in `scenario`, in a lab of its own.
+async fn measure(
+    env: &Env<'_>,
+    scenario: &Scenario,
+    side: Side,
+    bar: &ProgressBar,
+) -> Result<Sample> {
+    let mut lab = Lab::new(env.scratch, scenario.peers)?;
+    let result = measure_in(env, &mut lab, scenario, side, bar).await;
+    if result.is_err() {
+        bar.suspend(|| eprintln!("{}", lab.log_tails()));
+    }
+    if let Some(keep) = &env.flags.keep_logs {
+        let target = keep.join(format!("{}-{}", scenario.key, side.name()));
+        lab.copy_logs(&target)?;
+    }
+    result
+}
+
+async fn measure_in(
+    env: &Env<'_>,
+    lab: &mut Lab,
+    scenario: &Scenario,
+    side: Side,
+    bar: &ProgressBar,
+) -> Result<Sample> {
+    let deadline = Instant::now() + Duration::from_secs(env.flags.timeout);
+    let total = scenario.total();
+    bar.set_length(total);
+    bar.set_position(0);
+    // The sender, loaded before the receiver starts.
+    bar.set_message("loading the sender");
+    let sender_side = if scenario.reverse { side } else { Side::Bird };
+    let mut sender_ctl = None;
+    let sender_pid = match sender_side {
+        Side::Bird => {
+            let config = lab::bird_sender(
+                env.scratch,
+                scenario.peers,
+                scenario.per_peer,
+                scenario.reverse,
+            )?;
+            let (pid, ctl) = start_bird(env, lab, Ns::Sender, "sender", &config, deadline).await?;
+            let mut probe = Probe::Bird(ctl);
+            poll_until(lab, &mut probe, deadline, "the sender's routes", |s| {
+                s.originated == total
+            })
+            .await?;
+            sender_ctl = Some(probe);
+            pid
+        }
+        Side::Manul => {
+            let config = lab::manul_sender(scenario.per_peer);
+            start_manul(env, lab, Ns::Sender, "sender", &config, deadline)
+                .await?
+                .0
+        }
+    };
+    // The receiver: active towards a passive sender in reverse, passive otherwise (then the
+    // sender BIRD connects every session at once, to either receiver alike).
+    bar.set_message("session");
+    let receiver_side = if scenario.reverse { Side::Bird } else { side };
+    let (receiver_pid, mut probe) = match receiver_side {
+        Side::Bird => {
+            let config = lab::bird_receiver(scenario.peers, !scenario.reverse);
+            let (pid, ctl) =
+                start_bird(env, lab, Ns::Receiver, "receiver", &config, deadline).await?;
+            (pid, Probe::Bird(ctl))
+        }
+        Side::Manul => {
+            let config = lab::manul_receiver(scenario.peers);
+            let (pid, client) =
+                start_manul(env, lab, Ns::Receiver, "receiver", &config, deadline).await?;
+            (pid, Probe::Manul(client))
+        }
+    };
+    if !scenario.reverse
+        && let Some(Probe::Bird(ctl)) = &mut sender_ctl
+    {
+        ctl.command("enable \"p*\"").await?;
+    }
+    // Timed from the first session's Established as the receiver recorded it (BIRD's
+    // "Since", manul-bgpd's log line), until a poll sees every prefix accepted.
+    let polled_up = unix_now();
+    let up = poll_until(lab, &mut probe, deadline, "a session", |s| {
+        s.established > 0
+    })
+    .await?;
+    bar.set_message("transfer");
+    let mut all_up = None;
+    let done = poll_until(lab, &mut probe, deadline, "every prefix", |s| {
+        bar.set_position(s.accepted);
+        if s.established == scenario.peers && all_up.is_none() {
+            all_up = Some(unix_now());
+        }
+        s.accepted >= total
+    })
+    .await?;
+    let finished = unix_now();
+    let first_up = match receiver_side {
+        Side::Bird => done.first_up.or(up.first_up),
+        Side::Manul => probe::manul_first_up(&lab.dir.join("receiver.log")),
+    }
+    .context("no time of Established")?;
+    anyhow::ensure!(
+        first_up >= polled_up - 1.0 && first_up <= finished,
+        "implausible time of Established: {first_up} (polling from {polled_up})"
+    );
+    let seconds = finished - first_up;
+    let pid = if scenario.reverse {
+        sender_pid
+    } else {
+        receiver_pid
+    };
+    Ok(Sample {
+        seconds,
+        all_up: all_up.map_or(seconds, |t| t - first_up),
+        hwm_kib: lab::vm_hwm_kib(pid)?,
+    })
+}
+
+async fn run(flags: &Flags) -> Result<()> {
+    let bgpd = match &flags.bgpd {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory")?
+            .join("manul-bgpd"),
+    };
+    anyhow::ensure!(bgpd.exists(), "no {}: build it first", bgpd.display());
+    let scratch = Scratch::new()?;
+    let env = Env {
+        flags,
+        bgpd,
+        bird: PathBuf::from(&flags.bird),
+        scratch: &scratch.0,
+    };
+    let chosen: Vec<Scenario> = scenarios(flags.scale)
+        .into_iter()
+        .filter(|s| flags.only.iter().any(|key| key == s.key))
+        .collect();
+    let progress = MultiProgress::new();
+    let overall = progress.add(ProgressBar::new((chosen.len() * flags.reps * 2) as u64));
+    overall.set_style(ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {pos}/{len} {elapsed}",
+    )?);
+    overall.set_prefix("measurements");
+    let bar = progress.add(ProgressBar::new(1));
+    bar.set_style(ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {pos}/{len} {msg} {elapsed}",
+    )?);
+    let mut rows: Vec<Row> = chosen
+        .iter()
+        .map(|s| Row {
+            label: s.label.clone(),
+            samples: [Vec::new(), Vec::new()],
+        })
+        .collect();
+    for rep in 0..flags.reps {
+        for (scenario, row) in chosen.iter().zip(&mut rows) {
+            let order = if rep % 2 == 0 {
+                [Side::Manul, Side::Bird]
+            } else {
+                [Side::Bird, Side::Manul]
+            };
+            for side in order {
+                bar.set_prefix(side.name());
+                bar.reset_elapsed();
+                let outcome = measure(&env, scenario, side, &bar).await;
+                let line = match outcome {
+                    Ok(sample) => {
+                        row.samples[side as usize].push(sample);
+                        format!(
+                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB",
+                            sample.seconds,
+                            sample.all_up,
+                            sample.hwm_kib as f64 / 1024.0
+                        )
+                    }
+                    Err(error) => format!("FAILED: {error:#}"),
+                };
+                progress.suspend(|| {
+                    println!(
+                        "rep {} {:<30} {:<10} {line}",
+                        rep + 1,
+                        scenario.label,
+                        side.name()
+                    )
+                });
+                overall.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    overall.finish_and_clear();
+    print_table(&rows);
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<()> {
+    let flags = Flags::parse();
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    // Dropping `run` on Ctrl-C or SIGTERM drops the labs: daemons killed, namespaces removed.
+    tokio::select! {
+        result = run(&flags) => result,
+        _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        _ = terminate.recv() => bail!("terminated"),
+    }
+}
