@@ -2,9 +2,9 @@
 //! `codec`, driven per session by the sans-IO state machine in `fsm`, and selected in `rib`.
 
 pub mod codec;
-pub mod message;
-pub mod fsm;
 pub mod config;
-pub mod rib;
 pub mod daemon;
+pub mod fsm;
+pub mod message;
+pub mod rib;
 pub mod sys;

@@ -87,7 +87,11 @@ pub enum Capability {
     /// RFC 8950 (code 5): NLRI family, next-hop AFI.
     ExtendedNextHop(Vec<(Family, u16)>),
     /// RFC 4724 (code 64).
-    GracefulRestart { restart_state: bool, restart_time: u16, families: Vec<GracefulRestartFamily> },
+    GracefulRestart {
+        restart_state: bool,
+        restart_time: u16,
+        families: Vec<GracefulRestartFamily>,
+    },
     /// RFC 6793 (code 65).
     FourOctetAs(u32),
     /// RFC 7911 (code 69).
@@ -121,7 +125,10 @@ impl Update {
         }
         Update {
             attributes: PathAttributes {
-                mp_unreach: Some(MpUnreach { family, withdrawn: Vec::new() }),
+                mp_unreach: Some(MpUnreach {
+                    family,
+                    withdrawn: Vec::new(),
+                }),
                 ..PathAttributes::default()
             },
             ..Update::default()
@@ -130,13 +137,17 @@ impl Update {
 
     /// The family this update marks the end of the RIB for, if it is an End-of-RIB.
     pub fn end_of_rib_family(&self) -> Option<Family> {
-        if !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.attributes.mp_reach.is_some() {
+        if !self.withdrawn.is_empty() || !self.nlri.is_empty() || self.attributes.mp_reach.is_some()
+        {
             return None;
         }
         match &self.attributes.mp_unreach {
             None if self.attributes == PathAttributes::default() => Some(Family::IPV4_UNICAST),
             Some(unreach) if unreach.withdrawn.is_empty() => {
-                let only_unreach = PathAttributes { mp_unreach: None, ..self.attributes.clone() };
+                let only_unreach = PathAttributes {
+                    mp_unreach: None,
+                    ..self.attributes.clone()
+                };
                 (only_unreach == PathAttributes::default()).then_some(unreach.family)
             }
             _ => None,
@@ -187,24 +198,42 @@ impl AsPath {
     }
 
     pub fn contains(&self, asn: u32) -> bool {
-        self.segments.iter().any(|segment| segment.asns.contains(&asn))
+        self.segments
+            .iter()
+            .any(|segment| segment.asns.contains(&asn))
     }
 
     pub fn count(&self, asn: u32) -> usize {
-        self.segments.iter().map(|segment| segment.asns.iter().filter(|a| **a == asn).count()).sum()
+        self.segments
+            .iter()
+            .map(|segment| segment.asns.iter().filter(|a| **a == asn).count())
+            .sum()
     }
 
     /// The neighbouring AS: the first ASN of a leading AS_SEQUENCE.
     pub fn first_asn(&self) -> Option<u32> {
-        self.segments.first().filter(|segment| segment.kind == SegmentKind::Sequence)?.asns.first().copied()
+        self.segments
+            .first()
+            .filter(|segment| segment.kind == SegmentKind::Sequence)?
+            .asns
+            .first()
+            .copied()
     }
 
     /// Prepends `asn` as eBGP export does.
     pub fn prepend(&self, asn: u32) -> AsPath {
         let mut segments = self.segments.clone();
         match segments.first_mut() {
-            Some(first) if first.kind == SegmentKind::Sequence && first.asns.len() < 255 => first.asns.insert(0, asn),
-            _ => segments.insert(0, AsSegment { kind: SegmentKind::Sequence, asns: vec![asn] }),
+            Some(first) if first.kind == SegmentKind::Sequence && first.asns.len() < 255 => {
+                first.asns.insert(0, asn)
+            }
+            _ => segments.insert(
+                0,
+                AsSegment {
+                    kind: SegmentKind::Sequence,
+                    asns: vec![asn],
+                },
+            ),
         }
         AsPath { segments }
     }
