@@ -17,14 +17,22 @@ pub(crate) fn peer_down(rib: &mut Rib, peer: PeerId, keep_stale: bool) -> Vec<Ri
     if !keep_stale {
         return remove_index(rib, index, None, false);
     }
-    for (_, paths) in rib.table.iter_family_mut(None) {
+    let mut families = Vec::new();
+    for (prefix, paths) in rib.table.iter_family_mut(None) {
         for path in paths
             .as_mut_slice()
             .iter_mut()
             .filter(|path| path.peer == index)
         {
             path.stale = true;
+            let family = Family::of(&prefix);
+            if !families.contains(&family) {
+                families.push(family);
+            }
         }
+    }
+    if let Some(state) = rib.state.peers.get_mut(index) {
+        state.stale_families = families;
     }
     Vec::new()
 }
@@ -48,6 +56,17 @@ pub(crate) fn remove_index(
     family: Option<Family>,
     only_stale: bool,
 ) -> Vec<RibOutput> {
+    let Some(peer) = rib.state.peers.get_mut(index) else {
+        return Vec::new();
+    };
+    let stale_in = |family: &Family| peer.stale_families.contains(family);
+    if only_stale && !family.map_or(!peer.stale_families.is_empty(), |f| stale_in(&f)) {
+        return Vec::new();
+    }
+    match family {
+        Some(family) => peer.stale_families.retain(|f| *f != family),
+        None => peer.stale_families.clear(),
+    }
     rib.state.begin();
     let Rib { table, state } = rib;
     let doomed = |path: &Path| path.peer == index && (!only_stale || path.stale);

@@ -23,6 +23,9 @@ pub(crate) struct PeerState {
     pub router_id: Ipv4Addr,
     pub received: u64,
     pub accepted: u64,
+    /// The families in which the peer may have stale paths (graceful restart): an End-of-RIB
+    /// of any other family has nothing to sweep, and skips the walk of the whole table.
+    pub stale_families: Vec<Family>,
     /// What the peer was last sent, export attributes interned.
     pub adj_out: Table<Arc<PathAttributes>>,
     /// Adj-RIB-Out changes of the current operation, not yet turned into updates.
@@ -71,6 +74,7 @@ impl Peers {
             router_id: Ipv4Addr::UNSPECIFIED,
             received: 0,
             accepted: 0,
+            stale_families: Vec::new(),
             adj_out: Table::default(),
             pending: Vec::new(),
         });
