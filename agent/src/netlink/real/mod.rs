@@ -64,16 +64,31 @@ impl Netlink for RealNetlink {
         links::create_veth(&self.handle, request).await
     }
 
-    /// On a socket of its own: the kernel answers a link deletion only after an RCU grace
-    /// period, and requests on one socket are handled one after another, so deletions sharing
-    /// the agent's socket would queue behind each other's grace periods.
+    /// On a thread and a socket of its own. The kernel does a link deletion inside the
+    /// sender's `sendmsg`, waiting there for RCU grace periods (tens of milliseconds): on a
+    /// tokio worker that would stall every other request of the agent, and on the shared
+    /// socket deletions would queue behind each other. On the blocking pool, concurrent DELs
+    /// wait side by side, as separate plugin processes would.
     async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
-        let (connection, handle, _messages) = rtnetlink::new_connection()
-            .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
-        let connection = tokio::spawn(connection);
-        let deleted = links::delete_link(&handle, name).await;
-        connection.abort();
-        deleted
+        let name = name.to_string();
+        tokio::task::spawn_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+                .map_err(|error| NetlinkError::Other(format!("deletion runtime: {error}")))?;
+            runtime.block_on(async {
+                let (connection, handle, _messages) =
+                    rtnetlink::new_connection().map_err(|error| {
+                        NetlinkError::Other(format!("opening netlink socket: {error}"))
+                    })?;
+                let connection = tokio::spawn(connection);
+                let deleted = links::delete_link(&handle, &name).await;
+                connection.abort();
+                deleted
+            })
+        })
+        .await
+        .map_err(|error| NetlinkError::Other(format!("deletion thread: {error}")))?
     }
 
     /// Also removes global addresses of the interface that are not in `config` (so a retried
