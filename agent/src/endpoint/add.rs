@@ -313,26 +313,13 @@ impl Endpoints {
         Ok(wanted)
     }
 
-    /// Host routes and sysctls of an endpoint whose veth exists (idempotent).
+    /// Host routes and sysctls of an endpoint whose veth exists (idempotent; nothing to undo).
     pub(crate) async fn ensure_host_side(
         &self,
         host_name: &str,
         addresses: &[IpNet],
     ) -> Result<(), EndpointError> {
-        let has_ipv6 = addresses
-            .iter()
-            .any(|address| matches!(address, IpNet::V6(_)));
-        for (key, value) in host_interface_sysctls(host_name, has_ipv6) {
-            self.sysctl.set(&key, &value)?;
-        }
-        for address in addresses {
-            let route = Route {
-                destination: *address,
-                target: RouteTarget::Device(host_name.to_string()),
-            };
-            self.netlink.replace_route(&route).await?;
-        }
-        self.ensure_block_routes().await
+        self.wire_host_side(host_name, addresses, &mut Vec::new()).await
     }
 
     /// `blackhole <block> proto manul` for each block this node has affinity to.
