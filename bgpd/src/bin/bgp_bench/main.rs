@@ -2,11 +2,13 @@
 //! its own. Each scenario runs once with manul-bgpd and once with BIRD in its place, one after
 //! the other (which goes first alternates by repetition), and reports the time from session
 //! up until every prefix is accepted, the peak RSS (VmHWM) of the process under test, and the
-//! ratios manul/BIRD. Needs root. Ctrl-C removes the namespaces. Does I/O.
+//! ratios manul/BIRD; in the 1M scenario manul-bgpd also feeds a WatchBestPaths subscriber
+//! (stream.rs). Needs root. Ctrl-C removes the namespaces. Does I/O.
 
 mod lab;
 mod probe;
 mod report;
+mod stream;
 
 use std::{
     path::{Path, PathBuf},
@@ -46,6 +48,9 @@ struct Flags {
     /// Log filter of manul-bgpd.
     #[arg(long, default_value = "info")]
     bgpd_log: String,
+    /// No WatchBestPaths subscriber on manul-bgpd in the 1M scenario.
+    #[arg(long)]
+    no_watch: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -252,6 +257,7 @@ async fn measure_in(
     // sender BIRD connects every session at once, to either receiver alike).
     bar.set_message("session");
     let receiver_side = if scenario.reverse { Side::Bird } else { side };
+    let mut watcher = None;
     let (receiver_pid, mut probe) = match receiver_side {
         Side::Bird => {
             let config = lab::bird_receiver(scenario.peers, !scenario.reverse);
@@ -263,6 +269,10 @@ async fn measure_in(
             let config = lab::manul_receiver(scenario.peers);
             let (pid, client) =
                 start_manul(env, lab, Ns::Receiver, "receiver", &config, deadline).await?;
+            if scenario.key == "full" && !env.flags.no_watch {
+                let socket = lab.dir.join("receiver.sock");
+                watcher = Some(stream::Watcher::start(&socket, total).await?);
+            }
             (pid, Probe::Manul(client))
         }
     };
@@ -282,6 +292,9 @@ async fn measure_in(
     let mut all_up = None;
     let done = poll_until(lab, &mut probe, deadline, "every prefix", |s| {
         bar.set_position(s.accepted);
+        if let Some(watcher) = &mut watcher {
+            watcher.poll(s.accepted);
+        }
         if s.established == scenario.peers && all_up.is_none() {
             all_up = Some(unix_now());
         }
@@ -299,6 +312,10 @@ async fn measure_in(
         "implausible time of Established: {first_up} (polling from {polled_up})"
     );
     let seconds = finished - first_up;
+    let stream = match watcher {
+        Some(watcher) => Some(watcher.finish(deadline, first_up, finished).await?),
+        None => None,
+    };
     let pid = if scenario.reverse {
         sender_pid
     } else {
@@ -308,6 +325,7 @@ async fn measure_in(
         seconds,
         all_up: all_up.map_or(seconds, |t| t - first_up),
         hwm_kib: lab::vm_hwm_kib(pid)?,
+        stream,
     })
 }
 
@@ -362,11 +380,13 @@ async fn run(flags: &Flags) -> Result<()> {
                 let line = match outcome {
                     Ok(sample) => {
                         row.samples[side as usize].push(sample);
+                        let stream = sample.stream.map(|s| s.describe(scenario.total()));
                         format!(
-                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB",
+                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}",
                             sample.seconds,
                             sample.all_up,
-                            sample.hwm_kib as f64 / 1024.0
+                            sample.hwm_kib as f64 / 1024.0,
+                            stream.map_or(String::new(), |s| format!("; {s}"))
                         )
                     }
                     Err(error) => format!("FAILED: {error:#}"),

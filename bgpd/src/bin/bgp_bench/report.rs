@@ -9,6 +9,40 @@ pub struct Sample {
     pub all_up: f64,
     /// VmHWM of the process under test (receiver, or sender in reverse), KiB.
     pub hwm_kib: u64,
+    /// The WatchBestPaths subscriber (manul-bgpd receiving 1M only).
+    pub stream: Option<StreamSample>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct StreamSample {
+    /// From the first session up until the watcher had every prefix.
+    pub after_up: f64,
+    /// The same, from the poll that saw every prefix accepted (negative: the watcher was first).
+    pub after_accept: f64,
+    /// Prefixes the watcher had when the poll saw every prefix accepted.
+    pub live_at_accept: u64,
+    /// Largest number of accepted prefixes the watcher had not seen yet, at a poll.
+    pub max_backlog: u64,
+    /// From the poll that saw 99% of the prefixes accepted until the watcher had 99%.
+    pub lag_99: Option<f64>,
+    pub batches: u64,
+    pub largest_batch: usize,
+}
+
+impl StreamSample {
+    pub fn describe(&self, total: u64) -> String {
+        format!(
+            "stream: all {total} best paths delivered after {:.2} s ({:+.2} s after accepted; \
+             {} at accept), lag at 99% {}, backlog up to {}, {} batches of up to {}",
+            self.after_up,
+            self.after_accept,
+            self.live_at_accept,
+            cell(self.lag_99, "s", 2),
+            self.max_backlog,
+            self.batches,
+            self.largest_batch
+        )
+    }
 }
 
 fn median(mut values: Vec<f64>) -> Option<f64> {
@@ -98,6 +132,36 @@ pub fn print_table(rows: &[Row]) {
             let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
             println!("| {} |", rules.join(" | "));
         }
+    }
+    for row in rows {
+        let streams: Vec<(StreamSample, u64)> = row.samples[0]
+            .iter()
+            .filter_map(|s| s.stream.map(|stream| (stream, s.hwm_kib)))
+            .collect();
+        if streams.is_empty() {
+            continue;
+        }
+        let after_up = median(streams.iter().map(|(s, _)| s.after_up).collect());
+        let after_accept = median(streams.iter().map(|(s, _)| s.after_accept).collect());
+        let mib = median(
+            streams
+                .iter()
+                .map(|(_, kib)| *kib as f64 / 1024.0)
+                .collect(),
+        );
+        let lag = median(streams.iter().filter_map(|(s, _)| s.lag_99).collect());
+        let backlog = median(streams.iter().map(|(s, _)| s.max_backlog as f64).collect());
+        println!(
+            "{}, manul-bgpd with a WatchBestPaths subscriber: every best path delivered after {} \
+             ({} after accepted), lag at 99% {}, backlog up to {}, peak RSS {} (medians of {})",
+            row.label,
+            cell(after_up, "s", 2),
+            cell(after_accept, "s", 2),
+            cell(lag, "s", 2),
+            cell(backlog, "paths", 0),
+            cell(mib, "MiB", 0),
+            streams.len()
+        );
     }
     println!(
         "(medians; \"X → BIRD\": peak RSS of the originating process under test, the receiver \
