@@ -319,7 +319,8 @@ impl Endpoints {
         host_name: &str,
         addresses: &[IpNet],
     ) -> Result<(), EndpointError> {
-        self.wire_host_side(host_name, addresses, &mut Vec::new()).await
+        self.wire_host_side(host_name, addresses, &mut Vec::new())
+            .await
     }
 
     /// `blackhole <block> proto manul` for each block this node has affinity to.
