@@ -192,33 +192,35 @@ async fn forward_best_paths(
     mut items: mpsc::UnboundedReceiver<WatchItem>,
     tx: mpsc::Sender<Result<proto::BestPathBatch, Status>>,
 ) {
+    // Events are converted to their (much larger) protobuf form one message at a time, right
+    // before the message is queued: converting a whole backlog first held hundreds of
+    // thousands of converted paths in memory while a slow client caught up.
     let mut batch = proto::BestPathBatch::default();
     while let Some(item) = items.recv().await {
         let mut next = Some(item);
         while let Some(item) = next.take() {
             match item {
-                WatchItem::Paths(events) => batch.paths.extend(events.iter().map(best_to_proto)),
+                WatchItem::Paths(events) => {
+                    for event in events.iter() {
+                        batch.paths.push(best_to_proto(event));
+                        if batch.paths.len() == STREAM_BATCH
+                            && tx.send(Ok(std::mem::take(&mut batch))).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
                 WatchItem::SnapshotDone => {
+                    // The snapshot ends with the message that carries this flag.
                     batch.snapshot_done = true;
-                    break;
+                    if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+                        return;
+                    }
                 }
             }
-            if batch.paths.len() < STREAM_BATCH {
-                next = items.try_recv().ok();
-            }
+            next = items.try_recv().ok();
         }
-        // Split what was gathered; `snapshot_done` rides on the last piece.
-        while batch.paths.len() > STREAM_BATCH {
-            let rest = batch.paths.split_off(STREAM_BATCH);
-            let head = proto::BestPathBatch {
-                paths: std::mem::replace(&mut batch.paths, rest),
-                snapshot_done: false,
-            };
-            if tx.send(Ok(head)).await.is_err() {
-                return;
-            }
-        }
-        if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+        if !batch.paths.is_empty() && tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
             return;
         }
     }
