@@ -173,6 +173,10 @@ impl Endpoints {
                 }
             }
         }
+        *self
+            .block_routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = blocks.iter().copied().collect();
         for name in &delta.missing_links {
             warn!(link = %name, "an endpoint's host interface is missing; its pod is gone (DEL or GC will release it)");
         }

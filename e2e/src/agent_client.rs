@@ -1,32 +1,17 @@
-//! A blocking gRPC client for a node's `manul-agent` on its Unix socket (live state for
-//! assertions: endpoints, status). Does I/O.
-//!
-//! It is built on manul-proto directly rather than on the agent crate's client module, so that
-//! the harness does not depend on the agent's library and builds while the agent is changing.
+//! Blocking calls to a node's `manul-agent` on its Unix socket (live state for assertions:
+//! endpoints, status), over the agent crate's own client. Does I/O.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result};
-use hyper_util::rt::TokioIo;
-use manul_proto::agent::agent_client::AgentClient;
 use manul_proto::agent::{Endpoint, ListEndpointsRequest, StatusRequest, StatusResponse};
-use tonic::transport::{Channel, Endpoint as TonicEndpoint, Uri};
-use tower::service_fn;
 
-async fn connect(socket: &Path) -> Result<AgentClient<Channel>> {
-    let socket: PathBuf = socket.to_path_buf();
-    // The URI is required by tonic but unused: the connector dials the socket.
-    let channel = TonicEndpoint::try_from("http://[::]:50051")?
-        .connect_with_connector(service_fn(move |_: Uri| {
-            let socket = socket.clone();
-            async move {
-                let stream = tokio::net::UnixStream::connect(socket).await?;
-                Ok::<_, std::io::Error>(TokioIo::new(stream))
-            }
-        }))
+async fn connect(
+    socket: &Path,
+) -> Result<manul_proto::agent::agent_client::AgentClient<tonic::transport::Channel>> {
+    manul_agent::client::connect(socket)
         .await
-        .context("connect to the agent socket")?;
-    Ok(AgentClient::new(channel))
+        .context("connect to the agent socket")
 }
 
 fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {

@@ -235,6 +235,19 @@ impl Endpoints {
             self.netlink.replace_route(&route).await?;
             undo.push(Undo::DeleteRoute(route));
         }
+        let known = self
+            .block_routes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .any(|block| {
+                addresses
+                    .iter()
+                    .all(|address| block.contains(&address.addr()))
+            });
+        if known {
+            return Ok(());
+        }
         self.ensure_block_routes().await
     }
 
@@ -332,6 +345,10 @@ impl Endpoints {
                     target: RouteTarget::Blackhole,
                 })
                 .await?;
+            self.block_routes
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .insert(block);
         }
         Ok(())
     }

@@ -88,6 +88,9 @@ pub struct Endpoints {
     /// race for the same block and lose most compare-and-swaps (each loss is a re-read and a
     /// retry). Writers elsewhere are still handled by the CAS itself.
     pub(crate) ipam_writes: tokio::sync::Mutex<()>,
+    /// Blocks whose blackhole route is known to be in the kernel (set by ADD and by every
+    /// reconcile): an ADD inside one of them skips the datastore list and the route replace.
+    pub(crate) block_routes: std::sync::Mutex<std::collections::BTreeSet<IpNet>>,
 }
 
 impl Endpoints {
@@ -107,6 +110,7 @@ impl Endpoints {
             kernel_epoch: Arc::new(RwLock::new(())),
             default_mtu: std::sync::Mutex::new(None),
             ipam_writes: tokio::sync::Mutex::new(()),
+            block_routes: std::sync::Mutex::new(std::collections::BTreeSet::new()),
         }
     }
 

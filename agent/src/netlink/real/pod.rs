@@ -93,13 +93,13 @@ pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterfac
             .output_interface(link.index)
             .protocol(POD_ROUTE_PROTOCOL)
             .build();
-        replace(&handle, scope_link, &gateway_v4).await?;
+        routes::replace_message(&handle, scope_link, &gateway_v4).await?;
         let default = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(POD_GATEWAY_V4)
             .output_interface(link.index)
             .protocol(POD_ROUTE_PROTOCOL)
             .build();
-        replace(&handle, default, &IpNet::V4(ipnet::Ipv4Net::default())).await?;
+        routes::replace_message(&handle, default, &IpNet::V4(ipnet::Ipv4Net::default())).await?;
     }
     if wanted.iter().any(|address| address.addr().is_ipv6()) {
         let default = RouteMessageBuilder::<Ipv6Addr>::new()
@@ -107,26 +107,13 @@ pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterfac
             .output_interface(link.index)
             .protocol(POD_ROUTE_PROTOCOL)
             .build();
-        replace(&handle, default, &IpNet::from(IpAddr::V6(POD_GATEWAY_V6))).await?;
+        routes::replace_message(&handle, default, &IpNet::from(IpAddr::V6(POD_GATEWAY_V6))).await?;
     }
     read(&handle, ifname)
         .await?
         .ok_or_else(|| NetlinkError::Link {
             name: ifname.clone(),
             reason: "vanished while being configured".to_string(),
-        })
-}
-
-async fn replace(handle: &Handle, message: RouteMessage, what: &IpNet) -> Result<(), NetlinkError> {
-    handle
-        .route()
-        .add(message)
-        .replace()
-        .execute()
-        .await
-        .map_err(|error| NetlinkError::Route {
-            destination: what.to_string(),
-            reason: error.to_string(),
         })
 }
 

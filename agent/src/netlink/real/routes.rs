@@ -50,13 +50,22 @@ pub(crate) async fn replace_route(handle: &Handle, route: &Route) -> Result<(), 
         None => None,
     };
     let message = route_message(route, oif)?;
+    replace_message(handle, message, &route.destination).await
+}
+
+/// `ip route replace` of a prepared message (host routes here, the pod's routes in `pod`).
+pub(crate) async fn replace_message(
+    handle: &Handle,
+    message: RouteMessage,
+    destination: &IpNet,
+) -> Result<(), NetlinkError> {
     handle
         .route()
         .add(message)
         .replace()
         .execute()
         .await
-        .map_err(|error| route_error(&route.destination, error))
+        .map_err(|error| route_error(destination, error))
 }
 
 /// `ip route del <route> proto manul`; Ok when the route (or its device) is gone. Only a route
