@@ -18,10 +18,11 @@ use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
 
 use crate::{
+    dataplane::SysctlOwner,
     endpoint::Endpoints,
     netlink::{Netlink, ROUTE_PROTOCOL, ROUTE_PROTOCOL_NAME, real::RealNetlink},
     server::AgentService,
-    sysctl::{ProcSysctl, Sysctl},
+    sysctl::{ProcSysctl, Sysctl, node_sysctls},
 };
 
 /// Name of the pool made on first start, as Calico names it.
@@ -74,10 +75,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         register_route_protocol(dir);
     }
     let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
-    // A routed node forwards: pods reach each other and the world through it.
-    if let Err(error) = sysctl.set("net/ipv4/ip_forward", "1") {
-        warn!(%error, "cannot enable IPv4 forwarding");
-    }
     let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
     let endpoints = Arc::new(Endpoints::new(
         config.node_name.clone(),
@@ -86,6 +83,21 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         sysctl,
     ));
 
+    // A routed node forwards: pods reach each other and the world through it (IPv6 too when
+    // an IPv6 pool exists; the reconciler keeps this current).
+    let ipv6_in_use = endpoints
+        .ipam()
+        .pools()
+        .await?
+        .iter()
+        .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled);
+    {
+        let mut sysctls = endpoints.dataplane().sysctls();
+        sysctls.set(SysctlOwner::Node, node_sysctls(ipv6_in_use));
+        for error in sysctls.apply().errors {
+            warn!(%error, "cannot enable forwarding");
+        }
+    }
     match endpoints.reconcile().await {
         Ok(report) => info!(?report, "initial reconcile done"),
         Err(error) => warn!(%error, "initial reconcile failed; retrying periodically"),

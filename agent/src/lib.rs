@@ -4,6 +4,7 @@
 pub mod client;
 pub mod cni;
 pub mod daemon;
+pub mod dataplane;
 pub mod endpoint;
 pub mod locks;
 pub mod naming;

@@ -55,6 +55,19 @@ pub fn to_status(error: EndpointError) -> Status {
     }
 }
 
+/// Runs an operation on a task of its own, so that it finishes even when the gRPC call that
+/// started it is dropped.
+async fn run_to_completion<T: Send + 'static>(
+    operation: impl std::future::Future<Output = Result<T, EndpointError>> + Send + 'static,
+) -> Result<T, Status> {
+    match tokio::spawn(operation).await {
+        Ok(result) => result.map_err(to_status),
+        Err(error) => Err(Status::internal(format!(
+            "the operation's task failed: {error}"
+        ))),
+    }
+}
+
 fn store_status(error: &StoreError, message: String) -> Status {
     if error.is_conflict() {
         Status::unavailable(message)
@@ -163,15 +176,21 @@ pub fn add_response(added: &AddedEndpoint) -> AddResponse {
 
 #[tonic::async_trait]
 impl Agent for AgentService {
+    /// Runs to completion on a task of its own even when the caller goes away (the plugin
+    /// killed, or its deadline passed): an ADD cut off between two kernel writes would leave a
+    /// half-made pod with no one to undo it. The runtime's DEL, which follows a failed ADD,
+    /// then removes a complete one.
     async fn add(&self, request: Request<CniRequest>) -> Result<Response<AddResponse>, Status> {
         let request = parse_request(request.into_inner())?;
-        let added = self.endpoints.add(&request).await.map_err(to_status)?;
+        let endpoints = self.endpoints.clone();
+        let added = run_to_completion(async move { endpoints.add(&request).await }).await?;
         Ok(Response::new(add_response(&added)))
     }
 
     async fn del(&self, request: Request<CniRequest>) -> Result<Response<DelResponse>, Status> {
         let request = parse_request(request.into_inner())?;
-        let released = self.endpoints.delete(&request).await.map_err(to_status)?;
+        let endpoints = self.endpoints.clone();
+        let released = run_to_completion(async move { endpoints.delete(&request).await }).await?;
         Ok(Response::new(DelResponse {
             released: released.iter().map(ToString::to_string).collect(),
         }))
@@ -218,11 +237,11 @@ impl Agent for AgentService {
                 },
             })
             .collect();
-        let released = self
-            .endpoints
-            .garbage_collect(&request.network_name, &valid)
-            .await
-            .map_err(to_status)?;
+        let endpoints = self.endpoints.clone();
+        let network = request.network_name.clone();
+        let released =
+            run_to_completion(async move { endpoints.garbage_collect(&network, &valid).await })
+                .await?;
         Ok(Response::new(GcResponse {
             released: released
                 .into_iter()

@@ -58,6 +58,18 @@ pub fn host_interface_sysctls(ifname: &str, ipv6: bool) -> Vec<(String, String)>
         .collect()
 }
 
+/// The node-wide sysctls of a routed node: IPv4 forwarding always; IPv6 forwarding when IPv6
+/// pools are in use, so that IPv6 pods are routable off the node. (With IPv6 forwarding on,
+/// the kernel ignores router advertisements on interfaces whose accept_ra is 1; a host that
+/// takes its IPv6 default route from RAs needs accept_ra=2 on its uplink.)
+pub fn node_sysctls(ipv6: bool) -> Vec<(String, String)> {
+    let mut list = vec![("net/ipv4/ip_forward".to_string(), "1".to_string())];
+    if ipv6 {
+        list.push(("net/ipv6/conf/all/forwarding".to_string(), "1".to_string()));
+    }
+    list
+}
+
 /// Rejects keys that could leave the sysctl tree or that use the dotted notation.
 fn validate(key: &str) -> Result<(), SysctlError> {
     let invalid = |reason| {

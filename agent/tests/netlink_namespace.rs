@@ -16,8 +16,8 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use manul_agent::{
     netlink::{
-        HOST_SIDE_MAC, Netlink, PodInterfaceConfig, Route, RouteTarget, VethRequest,
-        real::RealNetlink,
+        HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig, Route,
+        RouteTarget, VethRequest, real::RealNetlink,
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
@@ -132,6 +132,7 @@ fn has_route(routes: &[Value], dst: &str, key: &str, wanted: &str) -> bool {
 fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
     VethRequest {
         host_name: host_name.to_string(),
+        owner: format!("container-of-{host_name}"),
         host_mac: HOST_SIDE_MAC,
         pod_netns: pod.path(),
         pod_ifname: "eth0".to_string(),
@@ -272,30 +273,24 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
         "static",
     ])?;
     let mut ours = vec![
-        Route {
-            destination: "10.65.1.5/32".parse()?,
-            target: RouteTarget::Device("up1".to_string()),
-        },
-        Route {
-            destination: "10.65.1.0/26".parse()?,
-            target: RouteTarget::Blackhole,
-        },
-        Route {
-            destination: "10.66.0.0/26".parse()?,
-            target: RouteTarget::Gateway {
+        Route::main(
+            "10.65.1.5/32".parse()?,
+            RouteTarget::Device("up1".to_string()),
+        ),
+        Route::main("10.65.1.0/26".parse()?, RouteTarget::Blackhole),
+        Route::main(
+            "10.66.0.0/26".parse()?,
+            RouteTarget::via(vec![NextHop {
                 gateway: "10.99.7.7".parse()?,
                 device: "up0".to_string(),
                 onlink: true,
-            },
-        },
-        Route {
-            destination: "fd00:65::7/128".parse()?,
-            target: RouteTarget::Device("up1".to_string()),
-        },
-        Route {
-            destination: "fd00:65:1::/122".parse()?,
-            target: RouteTarget::Blackhole,
-        },
+            }]),
+        ),
+        Route::main(
+            "fd00:65::7/128".parse()?,
+            RouteTarget::Device("up1".to_string()),
+        ),
+        Route::main("fd00:65:1::/122".parse()?, RouteTarget::Blackhole),
     ];
     ours.sort();
     let routes = ours.clone();
@@ -304,12 +299,12 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
         for route in routes.iter().chain(routes.iter()) {
             netlink.replace_route(route).await?;
         }
-        let missing_device = Route {
-            destination: "10.65.9.9/32".parse()?,
-            target: RouteTarget::Device("cali-missing".to_string()),
-        };
+        let missing_device = Route::main(
+            "10.65.9.9/32".parse()?,
+            RouteTarget::Device("cali-missing".to_string()),
+        );
         ensure!(netlink.replace_route(&missing_device).await.is_err());
-        let mut listed = netlink.manul_routes().await?;
+        let mut listed = netlink.manul_routes(&[]).await?;
         listed.sort();
         Ok(listed)
     })?;
@@ -328,15 +323,12 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
     let left = host.run(move || async move {
         let netlink = RealNetlink::new()?;
         // A route that never existed, and a device that does not: both fine.
-        let never = Route {
-            destination: "10.65.2.0/26".parse()?,
-            target: RouteTarget::Blackhole,
-        };
+        let never = Route::main("10.65.2.0/26".parse()?, RouteTarget::Blackhole);
         netlink.delete_route(&never).await?;
         for route in routes.iter().chain(routes.iter()) {
             netlink.delete_route(route).await?;
         }
-        Ok(netlink.manul_routes().await?)
+        Ok(netlink.manul_routes(&[]).await?)
     })?;
     assert!(left.is_empty(), "{left:?}");
     let foreign = host.ip_json(&["route", "show", "proto", "static"])?;
@@ -405,8 +397,8 @@ fn links_and_default_route_mtu() -> Result<()> {
             "{names:?}"
         );
         ensure!(netlink.link("nope").await?.is_none());
-        netlink.delete_link("nope").await?;
-        netlink.delete_link("up0").await?;
+        netlink.delete_link("nope", None).await?;
+        netlink.delete_link("up0", None).await?;
         ensure!(netlink.link("up0").await?.is_none());
         ensure!(netlink.link("up1").await?.is_none(), "peer goes with it");
         ensure!(netlink.default_route_mtu().await?.is_none());
@@ -443,10 +435,10 @@ fn pod_reaches_the_host_through_proxy_arp() -> Result<()> {
                 .as_deref()
                 == Some("1")
         );
-        let route = Route {
-            destination: "10.65.3.9/32".parse()?,
-            target: RouteTarget::Device(request.host_name.clone()),
-        };
+        let route = Route::main(
+            "10.65.3.9/32".parse()?,
+            RouteTarget::Device(request.host_name.clone()),
+        );
         netlink.replace_route(&route).await?;
         // Bound in the host namespace; the socket keeps it wherever it is used.
         Ok(TcpListener::bind("10.99.0.1:0")?)
@@ -523,7 +515,7 @@ fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
             let netlink = netlink.clone();
             tasks.spawn(async move {
                 match index % 3 {
-                    0 => netlink.manul_routes().await.map(|_| ()),
+                    0 => netlink.manul_routes(&[]).await.map(|_| ()),
                     1 => netlink.default_route_mtu().await.map(|_| ()),
                     _ => netlink.links_with_prefix("up").await.map(|_| ()),
                 }
@@ -534,4 +526,137 @@ fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
         }
         Ok(())
     })
+}
+
+#[test]
+fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<()> {
+    ensure!(is_root(), "needs root: run as root (scripts/test.sh)");
+    let (host, old_pod, new_pod) = (Netns::new()?, Netns::new()?, Netns::new()?);
+    let old = VethRequest {
+        owner: "old-sandbox".into(),
+        ..veth("calisandbox0001", &old_pod, 1500)
+    };
+    let new = VethRequest {
+        owner: "new-sandbox".into(),
+        ..veth("calisandbox0001", &new_pod, 1500)
+    };
+    host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let created = netlink.create_veth(&old).await?;
+        ensure!(
+            created.alias.as_deref() == Some("old-sandbox"),
+            "{created:?}"
+        );
+        let read = netlink.link("calisandbox0001").await?;
+        ensure!(
+            read.as_ref().and_then(|link| link.alias.as_deref()) == Some("old-sandbox"),
+            "the kernel holds the owner: {read:?}"
+        );
+        // The new sandbox of the same pod takes the name over.
+        netlink.delete_link("calisandbox0001", None).await?;
+        netlink.create_veth(&new).await?;
+        // The old sandbox's DEL comes late: the link is not its own any more.
+        let late = netlink
+            .delete_link("calisandbox0001", Some("old-sandbox"))
+            .await?;
+        ensure!(
+            late == LinkDeletion::OwnedByOther("new-sandbox".into()),
+            "{late:?}"
+        );
+        ensure!(netlink.link("calisandbox0001").await?.is_some());
+        let own = netlink
+            .delete_link("calisandbox0001", Some("new-sandbox"))
+            .await?;
+        ensure!(own == LinkDeletion::Deleted, "{own:?}");
+        ensure!(
+            netlink
+                .delete_link("calisandbox0001", Some("new-sandbox"))
+                .await?
+                == LinkDeletion::Gone
+        );
+        Ok(())
+    })
+}
+
+#[test]
+fn multipath_routes_with_metric_and_table_and_foreign_keys_are_refused() -> Result<()> {
+    ensure!(is_root(), "needs root: run as root (scripts/test.sh)");
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    host.ip(&["link", "add", "up2", "type", "veth", "peer", "name", "up3"])?;
+    host.ip(&["link", "set", "up2", "up"])?;
+    host.ip(&["link", "set", "up3", "up"])?;
+    host.ip(&["addr", "add", "10.98.0.1/24", "dev", "up2"])?;
+    host.ip(&[
+        "route",
+        "add",
+        "10.71.0.0/24",
+        "dev",
+        "up0",
+        "proto",
+        "static",
+    ])?;
+    let ecmp = Route {
+        table: 200,
+        metric: 100,
+        ..Route::main(
+            "10.67.0.0/26".parse()?,
+            RouteTarget::via(vec![
+                NextHop {
+                    gateway: "10.99.0.2".parse()?,
+                    device: "up0".into(),
+                    onlink: false,
+                },
+                NextHop {
+                    gateway: "10.98.0.2".parse()?,
+                    device: "up2".into(),
+                    onlink: false,
+                },
+            ]),
+        )
+    };
+    let main_ecmp = Route {
+        table: 254,
+        metric: 0,
+        ..ecmp.clone()
+    };
+    let foreign_key = Route::main("10.71.0.0/24".parse()?, RouteTarget::Blackhole);
+    let (routes, foreign_key_in_thread) =
+        (vec![ecmp.clone(), main_ecmp.clone()], foreign_key.clone());
+    let listed = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        for route in &routes {
+            netlink.add_route(route).await?;
+            let again = netlink.add_route(route).await;
+            ensure!(
+                matches!(again, Err(NetlinkError::RouteExists { .. })),
+                "{again:?}"
+            );
+            netlink.replace_route(route).await?;
+        }
+        let taken = netlink.add_route(&foreign_key_in_thread).await;
+        ensure!(
+            matches!(taken, Err(NetlinkError::RouteExists { .. })),
+            "{taken:?}"
+        );
+        let only_main = netlink.manul_routes(&[]).await?;
+        ensure!(only_main == vec![routes[1].clone()], "{only_main:?}");
+        let mut listed = netlink.manul_routes(&[200]).await?;
+        listed.sort();
+        Ok(listed)
+    })?;
+    let mut wanted = vec![ecmp, main_ecmp];
+    wanted.sort();
+    assert_eq!(listed, wanted);
+    let table = host.ip_json(&["route", "show", "table", "200"])?;
+    assert_eq!(table.len(), 1, "{table:?}");
+    assert_eq!(table[0]["metric"], 100, "{table:?}");
+    assert_eq!(
+        table[0]["nexthops"].as_array().map(Vec::len),
+        Some(2),
+        "{table:?}"
+    );
+    let foreign = host.ip_json(&["route", "show", "10.71.0.0/24"])?;
+    assert_eq!(field(&foreign[0], "protocol"), "static", "{foreign:?}");
+    Ok(())
 }

@@ -11,12 +11,13 @@ use tracing::{info, warn};
 
 use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
 use crate::{
+    dataplane::{RouteSource, SysctlOwner},
     naming,
     netlink::{
-        HOST_SIDE_MAC, LinkInfo, PodInterface, PodInterfaceConfig, Route, RouteTarget, VethRequest,
-        format_mac,
+        HOST_SIDE_MAC, LinkDeletion, LinkInfo, PodInterface, PodInterfaceConfig, Route, RouteKey,
+        RouteTarget, VethRequest, format_mac,
     },
-    sysctl::host_interface_sysctls,
+    sysctl::{host_interface_sysctls, node_sysctls},
 };
 
 /// What ADD made: the CNI result is built from it.
@@ -33,8 +34,14 @@ pub struct AddedEndpoint {
 enum Undo {
     Release(String),
     Forget(String),
-    DeleteLink(String),
-    DeleteRoute(Route),
+    /// The host end, by name and owner (never another sandbox's link).
+    DeleteLink {
+        name: String,
+        owner: String,
+    },
+    /// The pod's host routes (keys of the route applier's pod routes).
+    RemoveRoutes(Vec<RouteKey>),
+    ForgetSysctls(String),
 }
 
 impl Endpoints {
@@ -129,17 +136,22 @@ impl Endpoints {
             None => self.pod_mtu().await?,
         };
 
-        // A link of this name that no endpoint of this container owns is a leftover of an
-        // earlier sandbox of the same pod: it goes.
-        if self.netlink.link(&host_name).await?.is_some() {
-            info!(link = %host_name, "removing a leftover link of an earlier sandbox");
-            self.netlink.delete_link(&host_name).await?;
+        // A link of this name is a leftover: of an earlier attempt of this container, or of an
+        // earlier sandbox of the same pod (the name comes from namespace and pod), whose DEL
+        // may still come. The new sandbox needs the name; the old sandbox's DEL will see that
+        // the link is no longer its own (the alias names this container) and leave it alone.
+        if let Some(existing) = self.netlink.link(&host_name).await? {
+            let owner = existing.alias.clone().unwrap_or_else(|| "unknown".into());
+            info!(link = %host_name, %owner, container = %request.container_id,
+                "replacing the host end of an earlier sandbox of this pod");
+            self.netlink.delete_link(&host_name, None).await?;
         }
 
         // The allocation (datastore round trips) and the veth (netlink) do not depend on each
         // other: they run at once.
         let veth = VethRequest {
             host_name: host_name.clone(),
+            owner: request.container_id.clone(),
             host_mac: HOST_SIDE_MAC,
             pod_netns: netns.to_path_buf(),
             pod_ifname: request.ifname.clone(),
@@ -151,7 +163,10 @@ impl Endpoints {
         );
         undo.push(Undo::Release(handle.clone()));
         if created.is_ok() {
-            undo.push(Undo::DeleteLink(host_name.clone()));
+            undo.push(Undo::DeleteLink {
+                name: host_name.clone(),
+                owner: request.container_id.clone(),
+            });
         }
         let addresses = allocation?;
         let host = created?;
@@ -214,7 +229,8 @@ impl Endpoints {
         })
     }
 
-    /// Sysctls of the host end, its /32 (/128) routes, and the blackholes of the node's blocks.
+    /// Sysctls of the host end, its /32 (/128) routes, and the blackholes of the node's blocks,
+    /// through the appliers.
     async fn wire_host_side(
         &self,
         host_name: &str,
@@ -224,28 +240,46 @@ impl Endpoints {
         let has_ipv6 = addresses
             .iter()
             .any(|address| matches!(address, IpNet::V6(_)));
-        for (key, value) in host_interface_sysctls(host_name, has_ipv6) {
-            self.sysctl.set(&key, &value)?;
+        let owner = SysctlOwner::Interface(host_name.to_string());
+        let report = {
+            let mut sysctls = self.dataplane.sysctls();
+            if has_ipv6 {
+                // An IPv6 pool may be newer than the last reconcile: forwarding now.
+                sysctls.set(SysctlOwner::Node, node_sysctls(true));
+                let report = sysctls.apply_owner(&SysctlOwner::Node);
+                if let Some(error) = report.errors.into_iter().next() {
+                    return Err(error.into());
+                }
+            }
+            sysctls.set(owner.clone(), host_interface_sysctls(host_name, has_ipv6));
+            sysctls.apply_owner(&owner)
+        };
+        undo.push(Undo::ForgetSysctls(host_name.to_string()));
+        if let Some(error) = report.errors.into_iter().next() {
+            return Err(error.into());
         }
-        for address in addresses {
-            let route = Route {
-                destination: *address,
-                target: RouteTarget::Device(host_name.to_string()),
-            };
-            self.netlink.replace_route(&route).await?;
-            undo.push(Undo::DeleteRoute(route));
-        }
-        let known = self
-            .block_routes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let routes: Vec<Route> = addresses
             .iter()
-            .any(|block| {
-                addresses
-                    .iter()
-                    .all(|address| block.contains(&address.addr()))
-            });
-        if known {
+            .map(|address| Route::main(*address, RouteTarget::Device(host_name.to_string())))
+            .collect();
+        let keys: Vec<RouteKey> = routes.iter().map(Route::key).collect();
+        let block_known = {
+            let mut applier = self.dataplane.routes.lock().await;
+            for route in routes {
+                applier.upsert(RouteSource::PodRoutes, route);
+            }
+            undo.push(Undo::RemoveRoutes(keys.clone()));
+            let report = applier.apply_keys(&keys).await;
+            if let Some(error) = report.errors.into_iter().next() {
+                return Err(error.into());
+            }
+            addresses.iter().all(|address| {
+                applier
+                    .source_routes(RouteSource::BlockBlackholes)
+                    .any(|block| block.destination.contains(&address.addr()))
+            })
+        };
+        if block_known {
             return Ok(());
         }
         self.ensure_block_routes().await
@@ -336,21 +370,24 @@ impl Endpoints {
             .await
     }
 
-    /// `blackhole <block> proto manul` for each block this node has affinity to.
+    /// `blackhole <block> proto manul` for each block this node has affinity to (added ones
+    /// only: a block that went is removed by the reconciler).
     pub(crate) async fn ensure_block_routes(&self) -> Result<(), EndpointError> {
-        for block in self.ipam.affine_blocks(&self.node).await? {
-            self.netlink
-                .replace_route(&Route {
-                    destination: block,
-                    target: RouteTarget::Blackhole,
-                })
-                .await?;
-            self.block_routes
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .insert(block);
+        let blackholes: Vec<Route> = self
+            .ipam
+            .affine_blocks(&self.node)
+            .await?
+            .into_iter()
+            .map(|block| Route::main(block, RouteTarget::Blackhole))
+            .collect();
+        let keys: Vec<RouteKey> = blackholes.iter().map(Route::key).collect();
+        let mut applier = self.dataplane.routes.lock().await;
+        applier.set_source(RouteSource::BlockBlackholes, blackholes);
+        let report = applier.apply_keys(&keys).await;
+        match report.errors.into_iter().next() {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Creates or replaces the endpoint record (CAS, retried on conflict).
@@ -388,16 +425,19 @@ impl Endpoints {
                     .map(|_| ())
                     .map_err(EndpointError::from),
                 Undo::Forget(name) => self.forget(name).await,
-                Undo::DeleteLink(name) => self
+                Undo::DeleteLink { name, owner } => self
                     .netlink
-                    .delete_link(name)
+                    .delete_link(name, Some(owner))
                     .await
+                    .map(|_: LinkDeletion| ())
                     .map_err(EndpointError::from),
-                Undo::DeleteRoute(route) => self
-                    .netlink
-                    .delete_route(route)
-                    .await
-                    .map_err(EndpointError::from),
+                Undo::RemoveRoutes(keys) => self.remove_pod_routes(keys).await,
+                Undo::ForgetSysctls(name) => {
+                    self.dataplane
+                        .sysctls()
+                        .remove(&SysctlOwner::Interface(name.clone()));
+                    Ok(())
+                }
             };
             if let Err(error) = result {
                 warn!(%error, "rollback step failed; the reconciler will remove what is left");

@@ -65,12 +65,12 @@ impl Endpoints {
                 netns.display()
             ));
         }
-        let routes: BTreeSet<Route> = self.netlink.manul_routes().await?.into_iter().collect();
+        let routes: BTreeSet<Route> = self.netlink.manul_routes(&[]).await?.into_iter().collect();
         for address in &endpoint.ip_networks {
-            let route = Route {
-                destination: *address,
-                target: RouteTarget::Device(endpoint.interface_name.clone()),
-            };
+            let route = Route::main(
+                *address,
+                RouteTarget::Device(endpoint.interface_name.clone()),
+            );
             if !routes.contains(&route) {
                 return failed(format!(
                     "host route {address} dev {} is missing",
@@ -149,6 +149,20 @@ impl Endpoints {
                 .any(|address| blocks.iter().any(|block| block.contains(address)))
             {
                 continue;
+            }
+            // An ADD of this container may be between its allocation and its record: wait for
+            // it (ADD holds the container's lock throughout), then look again.
+            let _container = self.locks.lock(&attachment.container_id).await;
+            match self
+                .find(&attachment.container_id, &attachment.ifname)
+                .await
+            {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(error) => {
+                    errors.push(error);
+                    continue;
+                }
             }
             match self.release(&handle_id).await {
                 Ok(_) => released.push(attachment),

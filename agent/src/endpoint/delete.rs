@@ -9,8 +9,9 @@ use tracing::info;
 
 use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
 use crate::{
+    dataplane::{RouteSource, SysctlOwner},
     naming,
-    netlink::{Route, RouteTarget},
+    netlink::{LinkDeletion, Route, RouteKey, RouteTarget},
 };
 
 impl Endpoints {
@@ -49,7 +50,11 @@ impl Endpoints {
                     .await
                 {
                     Ok(false) => {
-                        if let Err(error) = self.netlink.delete_link(&host_name).await {
+                        if let Err(error) = self
+                            .netlink
+                            .delete_link(&host_name, Some(&request.container_id))
+                            .await
+                        {
                             errors.push(error.into());
                         }
                     }
@@ -96,7 +101,9 @@ impl Endpoints {
         }
     }
 
-    /// Removes the kernel side of an endpoint: pod interface, host link, host routes.
+    /// Removes the kernel side of an endpoint: host link, pod interface, host routes. The host
+    /// link goes only while it is this endpoint's own: a newer sandbox of the same pod has the
+    /// same name, and its link, routes and sysctls are left alone.
     pub(crate) async fn teardown(
         &self,
         endpoint: &WorkloadEndpoint,
@@ -104,20 +111,26 @@ impl Endpoints {
     ) -> Result<(), EndpointError> {
         let mut errors: Vec<EndpointError> = Vec::new();
         // Deleting the host end removes the pod end with it, from the agent's own netlink
-        // socket; the pod's namespace is only entered when the host end is already gone and
-        // the pod end might have been left (an ADD cut short).
-        let host_end = match self.netlink.link(&endpoint.interface_name).await {
-            Ok(link) => link,
+        // socket; the pod's namespace is only entered when the host end is not this
+        // endpoint's (gone, or another sandbox's) and the pod end might have been left.
+        let deletion = self
+            .netlink
+            .delete_link(&endpoint.interface_name, Some(&endpoint.container_id))
+            .await;
+        let host_end_deleted = match deletion {
+            Ok(LinkDeletion::Deleted) => true,
+            Ok(LinkDeletion::Gone) => false,
+            Ok(LinkDeletion::OwnedByOther(owner)) => {
+                info!(link = %endpoint.interface_name, container = %endpoint.container_id, %owner,
+                    "the host link belongs to a newer sandbox of this pod; leaving it");
+                false
+            }
             Err(error) => {
                 errors.push(error.into());
-                None
+                false
             }
         };
-        if host_end.is_some() {
-            if let Err(error) = self.netlink.delete_link(&endpoint.interface_name).await {
-                errors.push(error.into());
-            }
-        } else {
+        if !host_end_deleted {
             let recorded = Path::new(&endpoint.netns);
             let netns = netns
                 .filter(|path| !path.as_os_str().is_empty())
@@ -131,19 +144,47 @@ impl Endpoints {
                 errors.push(error.into());
             }
         }
-        for address in &endpoint.ip_networks {
-            let route = Route {
-                destination: *address,
-                target: RouteTarget::Device(endpoint.interface_name.clone()),
-            };
-            if let Err(error) = self.netlink.delete_route(&route).await {
-                errors.push(error.into());
-            }
+        // The routes of this endpoint's addresses (the kernel dropped them with the link; this
+        // keeps the applier's books and removes them if the link was another's).
+        let keys: Vec<RouteKey> = endpoint
+            .ip_networks
+            .iter()
+            .map(|address| {
+                Route::main(
+                    *address,
+                    RouteTarget::Device(endpoint.interface_name.clone()),
+                )
+                .key()
+            })
+            .collect();
+        if let Err(error) = self.remove_pod_routes(&keys).await {
+            errors.push(error);
+        }
+        if host_end_deleted {
+            self.dataplane
+                .sysctls()
+                .remove(&SysctlOwner::Interface(endpoint.interface_name.clone()));
         }
         match errors.len() {
             0 => Ok(()),
             1 => Err(errors.remove(0)),
             _ => Err(EndpointError::Several(errors)),
+        }
+    }
+
+    /// Drops pod routes from the route applier and deletes them from the kernel.
+    pub(crate) async fn remove_pod_routes(&self, keys: &[RouteKey]) -> Result<(), EndpointError> {
+        let mut applier = self.dataplane.routes.lock().await;
+        for key in keys {
+            applier.remove(RouteSource::PodRoutes, *key);
+        }
+        let mut report = applier.apply_keys(keys).await;
+        match report.errors.len() {
+            0 => Ok(()),
+            1 => Err(report.errors.remove(0).into()),
+            _ => Err(EndpointError::Several(
+                report.errors.into_iter().map(EndpointError::from).collect(),
+            )),
         }
     }
 

@@ -15,6 +15,7 @@ use manul_store::{Datastore, DatastoreExt, StoreError, Versioned, WorkloadEndpoi
 use tokio::sync::RwLock;
 
 use crate::{
+    dataplane::Dataplane,
     locks::ContainerLocks,
     netlink::{Netlink, NetlinkError},
     sysctl::{Sysctl, SysctlError},
@@ -76,7 +77,10 @@ pub struct Endpoints {
     pub(crate) store: Arc<dyn Datastore>,
     pub(crate) ipam: Ipam,
     pub(crate) netlink: Arc<dyn Netlink>,
+    /// For reads (CHECK); writes go through `dataplane`.
     pub(crate) sysctl: Arc<dyn Sysctl>,
+    /// The one writer of routes and sysctls.
+    pub(crate) dataplane: Dataplane,
     pub(crate) locks: ContainerLocks,
     /// CNI operations hold it shared; the reconciler holds it exclusively, so it never sees
     /// an endpoint half made.
@@ -88,9 +92,9 @@ pub struct Endpoints {
     /// race for the same block and lose most compare-and-swaps (each loss is a re-read and a
     /// retry). Writers elsewhere are still handled by the CAS itself.
     pub(crate) ipam_writes: tokio::sync::Mutex<()>,
-    /// Blocks whose blackhole route is known to be in the kernel (set by ADD and by every
-    /// reconcile): an ADD inside one of them skips the datastore list and the route replace.
-    pub(crate) block_routes: std::sync::Mutex<std::collections::BTreeSet<IpNet>>,
+    /// Deletions the reconciler refused because nothing it knows justified them (a wrong
+    /// node name, an empty store, a mass deletion); exported as a counter.
+    pub(crate) refused_deletions: std::sync::atomic::AtomicU64,
 }
 
 impl Endpoints {
@@ -104,18 +108,34 @@ impl Endpoints {
             node,
             ipam: Ipam::new(store.clone()),
             store,
-            netlink,
+            dataplane: Dataplane::new(netlink.clone(), sysctl.clone()),
             sysctl,
+            netlink,
             locks: ContainerLocks::default(),
             kernel_epoch: Arc::new(RwLock::new(())),
             default_mtu: std::sync::Mutex::new(None),
             ipam_writes: tokio::sync::Mutex::new(()),
-            block_routes: std::sync::Mutex::new(std::collections::BTreeSet::new()),
+            refused_deletions: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// The route and sysctl appliers.
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dataplane
+    }
+
+    /// How many deletions the reconciler has refused since the agent started.
+    pub fn refused_deletions(&self) -> u64 {
+        self.refused_deletions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn node(&self) -> &str {
         &self.node
+    }
+
+    pub fn store(&self) -> Arc<dyn Datastore> {
+        self.store.clone()
     }
 
     pub fn ipam(&self) -> &Ipam {

@@ -93,10 +93,7 @@ async fn add_wires_pod_host_routes_sysctls_and_records_the_endpoint() {
             .contains(&address.addr())
     );
     let routes = fixture.netlink.routes();
-    assert!(routes.contains(&Route {
-        destination: address,
-        target: RouteTarget::Device(host.clone())
-    }));
+    assert!(routes.contains(&Route::main(address, RouteTarget::Device(host.clone()),)));
     assert!(routes.iter().any(
         |route| route.target == RouteTarget::Blackhole && route.destination.prefix_len() == 26
     ));
@@ -169,7 +166,7 @@ async fn assert_nothing_left(fixture: &Fixture, container_id: &str) {
 
 #[tokio::test]
 async fn a_failure_at_any_kernel_step_rolls_everything_back() {
-    for method in ["create_veth", "configure_pod_interface", "replace_route"] {
+    for method in ["create_veth", "configure_pod_interface", "add_route"] {
         let fixture = fixture("10.10.0.0/16").await;
         fixture.netlink.fail_on(method);
         let error = fixture
@@ -339,10 +336,10 @@ async fn check_passes_on_a_wired_pod_and_fails_when_a_route_is_gone() {
     let request = fixture.request("c1");
     let added = fixture.endpoints.add(&request).await.unwrap();
     fixture.endpoints.check(&request).await.unwrap();
-    let route = Route {
-        destination: added.addresses[0],
-        target: RouteTarget::Device(added.host.name.clone()),
-    };
+    let route = Route::main(
+        added.addresses[0],
+        RouteTarget::Device(added.host.name.clone()),
+    );
     fixture.netlink.delete_route(&route).await.unwrap();
     let error = fixture.endpoints.check(&request).await.unwrap_err();
     assert!(matches!(error, EndpointError::CheckFailed(_)), "{error}");
@@ -387,10 +384,10 @@ async fn gc_releases_only_attachments_that_are_not_valid() {
 async fn reconcile_restores_missing_routes_and_removes_strays_only() {
     let fixture = fixture("10.10.0.0/16").await;
     let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
-    let own = Route {
-        destination: added.addresses[0],
-        target: RouteTarget::Device(added.host.name.clone()),
-    };
+    let own = Route::main(
+        added.addresses[0],
+        RouteTarget::Device(added.host.name.clone()),
+    );
     fixture.netlink.delete_route(&own).await.unwrap();
     fixture.netlink.add_link("cali0000000000", 1500);
     fixture.netlink.add_link("eth1", 1500);

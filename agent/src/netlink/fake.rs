@@ -12,8 +12,8 @@ use std::{
 use ipnet::IpNet;
 
 use super::{
-    LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route, RouteTarget,
-    VethRequest,
+    LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
+    RouteKey, VethRequest,
 };
 
 #[derive(Debug)]
@@ -39,7 +39,8 @@ struct FakeState {
     links: BTreeMap<String, FakeLink>,
     pods: BTreeMap<(PathBuf, String), FakePod>,
     gone_netns: BTreeSet<PathBuf>,
-    routes: BTreeSet<Route>,
+    /// Every route by key, with the protocol that wrote it ("manul" for manul's).
+    routes: BTreeMap<RouteKey, (Route, String)>,
     default_route_mtu: Option<u32>,
 }
 
@@ -78,32 +79,29 @@ impl FakeState {
             self.pods.remove(&peer);
         }
         self.routes
-            .retain(|route| route_device(route) != Some(name));
+            .retain(|_, (route, _)| !route.target.devices().contains(&name));
     }
-}
 
-fn route_device(route: &Route) -> Option<&str> {
-    match &route.target {
-        RouteTarget::Device(device) | RouteTarget::Gateway { device, .. } => Some(device),
-        RouteTarget::Blackhole => None,
+    /// Fails like the kernel when a device of the route does not exist.
+    fn check_devices(&self, route: &Route) -> Result<(), NetlinkError> {
+        match route
+            .target
+            .devices()
+            .into_iter()
+            .find(|device| !self.links.contains_key(*device))
+        {
+            Some(device) => Err(NetlinkError::Route {
+                destination: route.destination.to_string(),
+                reason: format!("no device {device}"),
+            }),
+            None => Ok(()),
+        }
     }
 }
 
 /// `Route` as `ip route` would print it, for call lines.
 pub fn describe_route(route: &Route) -> String {
-    match &route.target {
-        RouteTarget::Device(device) => format!("{} dev {device}", route.destination),
-        RouteTarget::Blackhole => format!("blackhole {}", route.destination),
-        RouteTarget::Gateway {
-            gateway,
-            device,
-            onlink,
-        } => format!(
-            "{} via {gateway} dev {device}{}",
-            route.destination,
-            if *onlink { " onlink" } else { "" }
-        ),
-    }
+    route.to_string()
 }
 
 /// In-memory `Netlink`. Every namespace path exists until `remove_netns` is called for it.
@@ -148,6 +146,7 @@ impl FakeNetlink {
             mac: [0x02, 0, 0, 0, (index >> 8) as u8, index as u8],
             mtu,
             up: true,
+            alias: None,
         };
         let link = FakeLink {
             info: info.clone(),
@@ -174,6 +173,31 @@ impl FakeNetlink {
         }
     }
 
+    /// Adds a host link named like manul's, with an owner alias (a leftover of another
+    /// sandbox, or a link of an agent with another node name).
+    pub fn add_owned_link(&self, name: &str, owner: Option<&str>) -> LinkInfo {
+        self.add_link(name, 1500);
+        let mut state = self.lock();
+        let link = state.links.get_mut(name).map(|link| {
+            link.info.alias = owner.map(str::to_string);
+            link.info.clone()
+        });
+        link.unwrap_or_else(|| unreachable!("added above"))
+    }
+
+    /// Puts a route of another protocol (say "static" or "bird") in the kernel.
+    pub fn add_foreign_route(&self, route: &Route, protocol: &str) {
+        self.lock()
+            .routes
+            .insert(route.key(), (route.clone(), protocol.to_string()));
+    }
+
+    /// Puts a route of manul's in the kernel without recording a call (state left by an
+    /// earlier run of the agent).
+    pub fn preload_route(&self, route: &Route) {
+        self.add_foreign_route(route, "manul");
+    }
+
     pub fn set_default_route_mtu(&self, mtu: Option<u32>) {
         self.lock().default_route_mtu = mtu;
     }
@@ -186,8 +210,19 @@ impl FakeNetlink {
             .collect()
     }
 
+    /// manul's routes.
     pub fn routes(&self) -> Vec<Route> {
-        self.lock().routes.iter().cloned().collect()
+        self.lock()
+            .routes
+            .values()
+            .filter(|(_, protocol)| protocol == "manul")
+            .map(|(route, _)| route.clone())
+            .collect()
+    }
+
+    /// Every route with its protocol.
+    pub fn all_routes(&self) -> Vec<(Route, String)> {
+        self.lock().routes.values().cloned().collect()
     }
 
     /// (netns, ifname) of every pod interface.
@@ -254,6 +289,7 @@ impl Netlink for FakeNetlink {
             mac: request.host_mac,
             mtu: request.mtu,
             up: true,
+            alias: Some(request.owner.clone()),
         };
         let interface = PodInterface {
             index: pod_index,
@@ -274,11 +310,27 @@ impl Netlink for FakeNetlink {
         Ok(info)
     }
 
-    async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+    async fn delete_link(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<LinkDeletion, NetlinkError> {
         let mut state = self.lock();
-        state.call("delete_link", format!("delete_link {name}"))?;
+        let line = match owner {
+            Some(owner) => format!("delete_link {name} owner {owner}"),
+            None => format!("delete_link {name}"),
+        };
+        state.call("delete_link", line)?;
+        let Some(link) = state.links.get(name) else {
+            return Ok(LinkDeletion::Gone);
+        };
+        if let (Some(owner), Some(alias)) = (owner, &link.info.alias)
+            && owner != alias
+        {
+            return Ok(LinkDeletion::OwnedByOther(alias.clone()));
+        }
         state.remove_link(name);
-        Ok(())
+        Ok(LinkDeletion::Deleted)
     }
 
     async fn configure_pod_interface(
@@ -332,41 +384,58 @@ impl Netlink for FakeNetlink {
         Ok(())
     }
 
-    async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+    async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
         let mut state = self.lock();
-        state.call(
-            "replace_route",
-            format!("replace_route {}", describe_route(route)),
-        )?;
-        if let Some(device) = route_device(route)
-            && !state.links.contains_key(device)
-        {
-            return Err(NetlinkError::Route {
+        state.call("add_route", format!("add_route {route}"))?;
+        state.check_devices(route)?;
+        if state.routes.contains_key(&route.key()) {
+            return Err(NetlinkError::RouteExists {
                 destination: route.destination.to_string(),
-                reason: format!("no device {device}"),
             });
         }
         state
             .routes
-            .retain(|existing| existing.destination != route.destination);
-        state.routes.insert(route.clone());
+            .insert(route.key(), (route.clone(), "manul".to_string()));
         Ok(())
     }
 
+    async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call("replace_route", format!("replace_route {route}"))?;
+        state.check_devices(route)?;
+        state
+            .routes
+            .insert(route.key(), (route.clone(), "manul".to_string()));
+        Ok(())
+    }
+
+    /// Like the kernel: a route of manul's with the same key and target goes; a route of
+    /// another protocol never does.
     async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
         let mut state = self.lock();
-        state.call(
-            "delete_route",
-            format!("delete_route {}", describe_route(route)),
-        )?;
-        state.routes.remove(route);
+        state.call("delete_route", format!("delete_route {route}"))?;
+        if state
+            .routes
+            .get(&route.key())
+            .is_some_and(|(present, protocol)| protocol == "manul" && present == route)
+        {
+            state.routes.remove(&route.key());
+        }
         Ok(())
     }
 
-    async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError> {
+    async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {
         let mut state = self.lock();
         state.call("manul_routes", "manul_routes".to_string())?;
-        Ok(state.routes.iter().cloned().collect())
+        Ok(state
+            .routes
+            .values()
+            .filter(|(route, protocol)| {
+                protocol == "manul"
+                    && (route.table == super::MAIN_TABLE || tables.contains(&route.table))
+            })
+            .map(|(route, _)| route.clone())
+            .collect())
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
@@ -379,11 +448,29 @@ impl Netlink for FakeNetlink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::HOST_SIDE_MAC;
+    use crate::netlink::{HOST_SIDE_MAC, RouteTarget};
+
+    #[tokio::test]
+    async fn delete_link_leaves_a_link_of_another_owner() -> Result<(), NetlinkError> {
+        let fake = FakeNetlink::new();
+        fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        assert_eq!(
+            fake.delete_link("cali1", Some("old")).await?,
+            LinkDeletion::OwnedByOther("c1".into())
+        );
+        assert_eq!(fake.links().len(), 1);
+        assert_eq!(
+            fake.delete_link("cali1", Some("c1")).await?,
+            LinkDeletion::Deleted
+        );
+        assert_eq!(fake.delete_link("cali1", None).await?, LinkDeletion::Gone);
+        Ok(())
+    }
 
     fn veth(host: &str, netns: &str) -> VethRequest {
         VethRequest {
             host_name: host.to_string(),
+            owner: "c1".to_string(),
             host_mac: HOST_SIDE_MAC,
             pod_netns: PathBuf::from(netns),
             pod_ifname: "eth0".to_string(),
@@ -435,7 +522,7 @@ mod tests {
         assert!(fake.configure_pod_interface(&config).await.is_err());
         assert!(fake.configure_pod_interface(&config).await.is_ok());
         fake.fail_on("delete_link");
-        assert!(fake.delete_link("cali1").await.is_err());
+        assert!(fake.delete_link("cali1", None).await.is_err());
         assert_eq!(fake.links().len(), 1);
         Ok(())
     }
@@ -445,16 +532,20 @@ mod tests {
     -> Result<(), NetlinkError> {
         let fake = FakeNetlink::new();
         let netns = PathBuf::from("/run/netns/a");
-        let route = Route {
-            destination: "10.0.0.1/32"
+        let route = Route::main(
+            "10.0.0.1/32"
                 .parse()
                 .map_err(|_| NetlinkError::Other("ip".into()))?,
-            target: RouteTarget::Device("cali1".to_string()),
-        };
+            RouteTarget::Device("cali1".to_string()),
+        );
         fake.create_veth(&veth("cali1", "/run/netns/a")).await?;
+        fake.add_route(&route).await?;
+        assert!(matches!(
+            fake.add_route(&route).await,
+            Err(NetlinkError::RouteExists { .. })
+        ));
         fake.replace_route(&route).await?;
-        fake.replace_route(&route).await?;
-        assert_eq!(fake.manul_routes().await?, vec![route.clone()]);
+        assert_eq!(fake.manul_routes(&[]).await?, vec![route.clone()]);
         fake.delete_pod_interface(&netns, "eth0").await?;
         assert!(fake.links().is_empty() && fake.routes().is_empty());
         assert!(fake.replace_route(&route).await.is_err());

@@ -24,6 +24,11 @@ pub const POD_GATEWAY_V4: Ipv4Addr = Ipv4Addr::new(169, 254, 1, 1);
 /// The IPv6 gateway of every pod: the link-local address of the host end (from its MAC).
 pub const POD_GATEWAY_V6: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee);
 
+/// The main routing table.
+pub const MAIN_TABLE: u32 = 254;
+/// The metric the kernel gives an IPv6 route added without one (`IP6_RT_PRIO_USER`).
+pub const IPV6_DEFAULT_METRIC: u32 = 1024;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LinkInfo {
     pub index: u32,
@@ -31,6 +36,20 @@ pub struct LinkInfo {
     pub mac: [u8; 6],
     pub mtu: u32,
     pub up: bool,
+    /// `IFLA_IFALIAS`. manul writes the owning container's id there when it creates a host end,
+    /// so that a DEL or a reconcile never removes the link of a newer sandbox of the same pod
+    /// (both sandboxes get the same name, derived from namespace and pod).
+    pub alias: Option<String>,
+}
+
+/// What `Netlink::delete_link` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkDeletion {
+    Deleted,
+    /// There was no link of that name.
+    Gone,
+    /// The link belongs to another owner (its alias names another container): left alone.
+    OwnedByOther(String),
 }
 
 /// A veth to create: the host end stays in the agent's namespace, the peer is created directly
@@ -38,6 +57,8 @@ pub struct LinkInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VethRequest {
     pub host_name: String,
+    /// Written to the host end's `IFLA_IFALIAS`: the id of the container that owns it.
+    pub owner: String,
     pub host_mac: [u8; 6],
     pub pod_netns: PathBuf,
     pub pod_ifname: String,
@@ -65,25 +86,118 @@ pub struct PodInterface {
     pub has_default_routes: bool,
 }
 
+/// One next hop of a gateway route.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NextHop {
+    pub gateway: IpAddr,
+    pub device: String,
+    pub onlink: bool,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RouteTarget {
     /// `<dst> dev <device> scope link`
     Device(String),
     /// `blackhole <dst>`
     Blackhole,
-    /// `<dst> via <gateway> dev <device> [onlink]` (remote blocks; later issues).
-    Gateway {
-        gateway: IpAddr,
-        device: String,
-        onlink: bool,
-    },
+    /// `<dst> via <gateway> dev <device> [onlink]`; with several next hops, one multipath
+    /// (ECMP) route. Kept sorted, so that equal sets compare equal.
+    Via(Vec<NextHop>),
 }
 
-/// A route in the main table carrying `ROUTE_PROTOCOL`.
+impl RouteTarget {
+    /// A gateway route; the next hops are sorted and deduplicated.
+    pub fn via(mut next_hops: Vec<NextHop>) -> RouteTarget {
+        next_hops.sort();
+        next_hops.dedup();
+        RouteTarget::Via(next_hops)
+    }
+
+    /// Every device the route goes out of.
+    pub fn devices(&self) -> Vec<&str> {
+        match self {
+            RouteTarget::Device(device) => vec![device.as_str()],
+            RouteTarget::Blackhole => Vec::new(),
+            RouteTarget::Via(next_hops) => {
+                next_hops.iter().map(|hop| hop.device.as_str()).collect()
+            }
+        }
+    }
+}
+
+/// What identifies a route in the kernel: table, destination and metric (IPv4's tos is always
+/// 0 for manul). A second route with the same key replaces the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RouteKey {
+    pub table: u32,
+    pub destination: IpNet,
+    pub metric: u32,
+}
+
+/// A route carrying `ROUTE_PROTOCOL`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Route {
+    pub table: u32,
     pub destination: IpNet,
+    /// The route's priority (`metric` in `ip route`); 0 is the kernel's default.
+    pub metric: u32,
     pub target: RouteTarget,
+}
+
+impl Route {
+    /// A route in the main table with the kernel's default metric (0 for IPv4; IPv6 routes
+    /// without one get `IPV6_DEFAULT_METRIC` from the kernel, so they carry it here too).
+    pub fn main(destination: IpNet, target: RouteTarget) -> Route {
+        let metric = match destination {
+            IpNet::V4(_) => 0,
+            IpNet::V6(_) => IPV6_DEFAULT_METRIC,
+        };
+        Route {
+            table: MAIN_TABLE,
+            destination: destination.trunc(),
+            metric,
+            target,
+        }
+    }
+
+    pub fn key(&self) -> RouteKey {
+        RouteKey {
+            table: self.table,
+            destination: self.destination,
+            metric: self.metric,
+        }
+    }
+}
+
+impl std::fmt::Display for Route {
+    /// As `ip route` prints it.
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            RouteTarget::Device(device) => write!(formatter, "{} dev {device}", self.destination)?,
+            RouteTarget::Blackhole => write!(formatter, "blackhole {}", self.destination)?,
+            RouteTarget::Via(next_hops) => {
+                write!(formatter, "{}", self.destination)?;
+                for hop in next_hops {
+                    let nexthop = if next_hops.len() > 1 { " nexthop" } else { "" };
+                    write!(
+                        formatter,
+                        "{nexthop} via {} dev {}",
+                        hop.gateway, hop.device
+                    )?;
+                    if hop.onlink {
+                        write!(formatter, " onlink")?;
+                    }
+                }
+            }
+        }
+        if self.table != MAIN_TABLE {
+            write!(formatter, " table {}", self.table)?;
+        }
+        if self.metric != 0 {
+            write!(formatter, " metric {}", self.metric)?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +208,17 @@ pub enum NetlinkError {
     Link { name: String, reason: String },
     #[error("route {destination}: {reason}")]
     Route { destination: String, reason: String },
+    /// `add_route` found a route with the same key (table, destination, metric).
+    #[error("route {destination}: a route with this destination and metric exists already")]
+    RouteExists { destination: String },
+    /// The route's key is taken by a route manul did not write: it is left alone.
+    #[error(
+        "route {destination}: held by a route of protocol {protocol}, which manul does not own"
+    )]
+    RouteNotOurs {
+        destination: String,
+        protocol: String,
+    },
     #[error("address {address} on {interface}: {reason}")]
     Address {
         address: String,
@@ -119,8 +244,15 @@ pub trait Netlink: Send + Sync + 'static {
     /// host end.
     async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError>;
 
-    /// Deletes a link in the agent's namespace; Ok when it does not exist.
-    async fn delete_link(&self, name: &str) -> Result<(), NetlinkError>;
+    /// Deletes a link in the agent's namespace, only when `owner` is None or matches the link's
+    /// alias (a link without an alias, made before manul recorded owners, matches any owner).
+    /// The link is deleted by the index it had when its owner was checked, so a link of the same
+    /// name made in between is never removed.
+    async fn delete_link(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<LinkDeletion, NetlinkError>;
 
     /// Inside the pod: addresses on the interface, `169.254.1.1 dev <if> scope link`, default
     /// routes via the phantom gateways. Idempotent.
@@ -143,14 +275,20 @@ pub trait Netlink: Send + Sync + 'static {
         ifname: &str,
     ) -> Result<(), NetlinkError>;
 
-    /// `ip route replace ... proto manul`.
+    /// `ip route add ... proto manul`: fails with `RouteExists` when a route with the same key
+    /// is there, whoever owns it. Fails when a device of the route does not exist.
+    async fn add_route(&self, route: &Route) -> Result<(), NetlinkError>;
+
+    /// `ip route replace ... proto manul`. Only for a key the caller knows holds a route of
+    /// manul's (the route applier checks): replacing overwrites whatever is there.
     async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
     /// Deletes a proto-manul route; Ok when it does not exist.
     async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError>;
 
-    /// Every route of the main table (IPv4 and IPv6) carrying `ROUTE_PROTOCOL`.
-    async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError>;
+    /// Every route carrying `ROUTE_PROTOCOL` in the main table and in `tables` (IPv4 and IPv6),
+    /// dumped with the kernel filtering by table and protocol: other routes are never read.
+    async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError>;
 
     /// MTU of the interface the default IPv4 route goes out of, if there is one.
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError>;

@@ -10,7 +10,7 @@ use rtnetlink::{
 };
 
 use super::namespace::{connect_in_netns, open_netns};
-use crate::netlink::{LinkInfo, NetlinkError, VethRequest};
+use crate::netlink::{LinkDeletion, LinkInfo, NetlinkError, VethRequest};
 
 pub(crate) const ENODEV: i32 = 19;
 pub(crate) const EEXIST: i32 = 17;
@@ -39,11 +39,13 @@ pub(crate) fn link_info(message: &LinkMessage) -> LinkInfo {
         mac: [0; 6],
         mtu: 0,
         up: message.header.flags.contains(LinkFlags::Up),
+        alias: None,
     };
     for attribute in &message.attributes {
         match attribute {
             LinkAttribute::IfName(name) => info.name.clone_from(name),
             LinkAttribute::Mtu(mtu) => info.mtu = *mtu,
+            LinkAttribute::IfAlias(alias) if !alias.is_empty() => info.alias = Some(alias.clone()),
             LinkAttribute::Address(address) => {
                 if let Ok(mac) = <[u8; 6]>::try_from(address.as_slice()) {
                     info.mac = mac;
@@ -121,14 +123,24 @@ pub(crate) async fn all_links(handle: &Handle) -> Result<Vec<LinkInfo>, NetlinkE
     Ok(messages.iter().map(link_info).collect())
 }
 
-/// Deletes the link of that name; Ok when it does not exist (before or by the time we ask).
-pub(crate) async fn delete_link(handle: &Handle, name: &str) -> Result<(), NetlinkError> {
+/// Deletes the link of that name when `owner` matches its alias (see `Netlink::delete_link`),
+/// by the index read with the alias: a link of the same name made since is not touched.
+pub(crate) async fn delete_link(
+    handle: &Handle,
+    name: &str,
+    owner: Option<&str>,
+) -> Result<LinkDeletion, NetlinkError> {
     let Some(link) = link_by_name(handle, name).await? else {
-        return Ok(());
+        return Ok(LinkDeletion::Gone);
     };
+    if let (Some(owner), Some(alias)) = (owner, &link.alias)
+        && owner != alias
+    {
+        return Ok(LinkDeletion::OwnedByOther(alias.clone()));
+    }
     match handle.link().del(link.index).execute().await {
-        Ok(()) => Ok(()),
-        Err(error) if errno(&error) == Some(ENODEV) => Ok(()),
+        Ok(()) => Ok(LinkDeletion::Deleted),
+        Err(error) if errno(&error) == Some(ENODEV) => Ok(LinkDeletion::Gone),
         Err(error) => Err(link_error(name, error)),
     }
 }
@@ -194,9 +206,29 @@ pub(crate) async fn create_veth(
             ));
         }
     }
-    link_by_name(handle, &request.host_name)
+    let host = link_by_name(handle, &request.host_name)
         .await?
-        .ok_or_else(|| link_error(&request.host_name, "vanished right after creation"))
+        .ok_or_else(|| link_error(&request.host_name, "vanished right after creation"))?;
+    set_owner(handle, &host, &request.owner).await?;
+    Ok(LinkInfo {
+        alias: Some(request.owner.clone()),
+        ..host
+    })
+}
+
+/// Writes the owner into the link's alias. The kernel ignores `IFLA_IFALIAS` in a request that
+/// creates a link, so it takes a request of its own.
+async fn set_owner(handle: &Handle, link: &LinkInfo, owner: &str) -> Result<(), NetlinkError> {
+    if link.alias.as_deref() == Some(owner) {
+        return Ok(());
+    }
+    let message = LinkUnspec::new_with_index(link.index).alias(owner).build();
+    handle
+        .link()
+        .set(message)
+        .execute()
+        .await
+        .map_err(|error| link_error(&link.name, format!("setting the owner alias: {error}")))
 }
 
 /// Accepts an existing host end when its peer is the pod's interface, else fails.
@@ -220,5 +252,10 @@ async fn adopt_existing(
         return Err(exists("is not the peer of the pod's interface"));
     }
     set_up(handle, &host).await?;
-    Ok(LinkInfo { up: true, ..host })
+    set_owner(handle, &host, &request.owner).await?;
+    Ok(LinkInfo {
+        up: true,
+        alias: Some(request.owner.clone()),
+        ..host
+    })
 }

@@ -15,7 +15,8 @@ use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use super::{
-    LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route, VethRequest,
+    LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
+    VethRequest,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -23,6 +24,10 @@ use super::{
 #[derive(Clone)]
 pub struct RealNetlink {
     handle: Handle,
+    /// A connection with strict checking (`NETLINK_GET_STRICT_CHK`), for route dumps: the
+    /// kernel then filters them by table and protocol, so the agent never reads the routes of
+    /// others (a node may hold a million BGP routes of another daemon).
+    dump_handle: Handle,
     /// The kernel runs one dump at a time per netlink socket and answers a second one with
     /// EBUSY, so concurrent CNI requests take turns for dumps (requests are not affected).
     dumps: Arc<Mutex<()>>,
@@ -35,8 +40,12 @@ impl RealNetlink {
         let (connection, handle, _messages) = rtnetlink::new_connection()
             .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
         tokio::spawn(connection);
+        let (connection, dump_handle, _messages) = rtnetlink::new_connection_with_strict_check()
+            .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
+        tokio::spawn(connection);
         Ok(RealNetlink {
             handle,
+            dump_handle,
             dumps: Arc::new(Mutex::new(())),
         })
     }
@@ -69,8 +78,13 @@ impl Netlink for RealNetlink {
     /// tokio worker that would stall every other request of the agent, and on the shared
     /// socket deletions would queue behind each other. On the blocking pool, concurrent DELs
     /// wait side by side, as separate plugin processes would.
-    async fn delete_link(&self, name: &str) -> Result<(), NetlinkError> {
+    async fn delete_link(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<LinkDeletion, NetlinkError> {
         let name = name.to_string();
+        let owner = owner.map(str::to_string);
         tokio::task::spawn_blocking(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_io()
@@ -82,7 +96,7 @@ impl Netlink for RealNetlink {
                         NetlinkError::Other(format!("opening netlink socket: {error}"))
                     })?;
                 let connection = tokio::spawn(connection);
-                let deleted = links::delete_link(&handle, &name).await;
+                let deleted = links::delete_link(&handle, &name, owner.as_deref()).await;
                 connection.abort();
                 deleted
             })
@@ -112,6 +126,10 @@ impl Netlink for RealNetlink {
         pod::delete(netns, ifname).await
     }
 
+    async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        routes::add_route(&self.handle, route).await
+    }
+
     async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
         routes::replace_route(&self.handle, route).await
     }
@@ -120,13 +138,13 @@ impl Netlink for RealNetlink {
         routes::delete_route(&self.handle, route).await
     }
 
-    async fn manul_routes(&self) -> Result<Vec<Route>, NetlinkError> {
+    async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::manul_routes(&self.handle).await
+        routes::manul_routes(&self.handle, &self.dump_handle, tables).await
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::default_route_mtu(&self.handle).await
+        routes::default_route_mtu(&self.handle, &self.dump_handle).await
     }
 }

@@ -137,7 +137,7 @@ pub(crate) async fn delete(netns: &Path, ifname: &str) -> Result<(), NetlinkErro
         Err(NamespaceOpenError::Gone) => return Ok(()),
         Err(NamespaceOpenError::Failed(error)) => return Err(error),
     };
-    links::delete_link(&handle, ifname).await
+    links::delete_link(&handle, ifname, None).await.map(|_| ())
 }
 
 async fn read(handle: &Handle, ifname: &str) -> Result<Option<PodInterface>, NetlinkError> {

@@ -10,15 +10,18 @@ use std::{
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::{
-    Handle, RouteMessageBuilder,
-    packet_route::route::{
-        RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteProtocol,
-        RouteScope, RouteType, RouteVia,
+    Handle, RouteMessageBuilder, RouteNextHopBuilder,
+    packet_route::{
+        AddressFamily,
+        route::{
+            RouteAddress, RouteAttribute, RouteFlags, RouteHeader, RouteMessage, RouteNextHopFlags,
+            RouteProtocol, RouteScope, RouteType, RouteVia,
+        },
     },
 };
 
-use super::links::{self, ENODEV, ESRCH, errno};
-use crate::netlink::{NetlinkError, ROUTE_PROTOCOL, Route, RouteTarget};
+use super::links::{self, EEXIST, ENODEV, ESRCH, errno};
+use crate::netlink::{NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteTarget};
 
 fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     NetlinkError::Route {
@@ -27,29 +30,44 @@ fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     }
 }
 
-/// The device a route goes out of, if it names one.
-fn route_device(route: &Route) -> Option<&str> {
-    match &route.target {
-        RouteTarget::Device(device) | RouteTarget::Gateway { device, .. } => Some(device),
-        RouteTarget::Blackhole => None,
+/// The interface index of every device of the route, in the order of `devices()`; None when
+/// one of them does not exist.
+async fn device_indexes(handle: &Handle, route: &Route) -> Result<Option<Vec<u32>>, NetlinkError> {
+    let mut indexes = Vec::new();
+    for device in route.target.devices() {
+        match links::link_by_name(handle, device).await? {
+            Some(link) => indexes.push(link.index),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(indexes))
+}
+
+async fn resolved_message(handle: &Handle, route: &Route) -> Result<RouteMessage, NetlinkError> {
+    let Some(indexes) = device_indexes(handle, route).await? else {
+        return Err(route_error(
+            &route.destination,
+            format!("no device {}", route.target.devices().join(" or ")),
+        ));
+    };
+    route_message(route, &indexes)
+}
+
+/// `ip route add <route> proto manul` (create, never replace).
+pub(crate) async fn add_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
+    let message = resolved_message(handle, route).await?;
+    match handle.route().add(message).execute().await {
+        Ok(()) => Ok(()),
+        Err(error) if errno(&error) == Some(EEXIST) => Err(NetlinkError::RouteExists {
+            destination: route.destination.to_string(),
+        }),
+        Err(error) => Err(route_error(&route.destination, error)),
     }
 }
 
-/// `ip route replace <route> proto manul`; fails when the route's device does not exist.
+/// `ip route replace <route> proto manul`; fails when a device of the route does not exist.
 pub(crate) async fn replace_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
-    let oif = match route_device(route) {
-        Some(device) => match links::link_by_name(handle, device).await? {
-            Some(link) => Some(link.index),
-            None => {
-                return Err(route_error(
-                    &route.destination,
-                    format!("no device {device}"),
-                ));
-            }
-        },
-        None => None,
-    };
-    let message = route_message(route, oif)?;
+    let message = resolved_message(handle, route).await?;
     replace_message(handle, message, &route.destination).await
 }
 
@@ -71,15 +89,11 @@ pub(crate) async fn replace_message(
 /// `ip route del <route> proto manul`; Ok when the route (or its device) is gone. Only a route
 /// with manul's protocol matches, so another owner's route to the same prefix is never deleted.
 pub(crate) async fn delete_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
-    let oif = match route_device(route) {
-        Some(device) => match links::link_by_name(handle, device).await? {
-            Some(link) => Some(link.index),
-            // The kernel removed the route with its device.
-            None => return Ok(()),
-        },
-        None => None,
+    let Some(indexes) = device_indexes(handle, route).await? else {
+        // The kernel removed the route with its device.
+        return Ok(());
     };
-    let mut message = route_message(route, oif)?;
+    let mut message = route_message(route, &indexes)?;
     // Like `ip route del`: match any scope.
     message.header.scope = RouteScope::NoWhere;
     match handle.route().del(message).execute().await {
@@ -89,28 +103,67 @@ pub(crate) async fn delete_route(handle: &Handle, route: &Route) -> Result<(), N
     }
 }
 
-async fn dump_main_routes(handle: &Handle) -> Result<Vec<RouteMessage>, NetlinkError> {
-    let mut all = Vec::new();
-    for request in [
-        RouteMessageBuilder::<Ipv4Addr>::new().build(),
-        RouteMessageBuilder::<Ipv6Addr>::new().build(),
-    ] {
-        let mut messages: Vec<RouteMessage> = handle
-            .route()
-            .get(request)
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|error| NetlinkError::Other(format!("dumping routes: {error}")))?;
-        all.append(&mut messages);
+/// Every route of the given family in `table`, filtered by the kernel (the handle must have
+/// strict checking on: without it the kernel ignores the filter and sends everything).
+async fn dump_table(
+    handle: &Handle,
+    mut request: RouteMessage,
+    table: u32,
+    protocol: Option<u8>,
+) -> Result<Vec<RouteMessage>, NetlinkError> {
+    if let Ok(small) = u8::try_from(table) {
+        request.header.table = small;
+    } else {
+        request.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        request.attributes.push(RouteAttribute::Table(table));
     }
-    all.retain(|message| table(message) == u32::from(RouteHeader::RT_TABLE_MAIN));
-    Ok(all)
+    if let Some(protocol) = protocol {
+        request.header.protocol = RouteProtocol::from(protocol);
+    }
+    // The builder's default type is unicast, which a strict dump would filter by.
+    request.header.kind = RouteType::Unspec;
+    request.header.scope = RouteScope::Universe;
+    let mut messages: Vec<RouteMessage> = handle
+        .route()
+        .get(request)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|error| NetlinkError::Other(format!("dumping table {table}: {error}")))?;
+    // The kernel filters with strict checking; this keeps the answer right without it.
+    messages.retain(|message| {
+        self::table(message) == table
+            && protocol
+                .is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol))
+    });
+    Ok(messages)
 }
 
-/// Every proto-manul route of the main table, IPv4 and IPv6.
-pub(crate) async fn manul_routes(handle: &Handle) -> Result<Vec<Route>, NetlinkError> {
-    let messages = dump_main_routes(handle).await?;
+fn family_requests() -> [RouteMessage; 2] {
+    [
+        RouteMessageBuilder::<Ipv4Addr>::new().build(),
+        RouteMessageBuilder::<Ipv6Addr>::new().build(),
+    ]
+}
+
+/// Every proto-manul route of the main table and of `tables`, IPv4 and IPv6. `dump_handle`
+/// has strict checking on, so the kernel sends only those routes.
+pub(crate) async fn manul_routes(
+    handle: &Handle,
+    dump_handle: &Handle,
+    tables: &[u32],
+) -> Result<Vec<Route>, NetlinkError> {
+    let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+    let mut all_tables = vec![main];
+    all_tables.extend(tables.iter().copied().filter(|table| *table != main));
+    all_tables.dedup();
+    let mut messages = Vec::new();
+    for table in all_tables {
+        for request in family_requests() {
+            messages
+                .append(&mut dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL)).await?);
+        }
+    }
     let names: HashMap<u32, String> = links::all_links(handle)
         .await?
         .into_iter()
@@ -118,18 +171,66 @@ pub(crate) async fn manul_routes(handle: &Handle) -> Result<Vec<Route>, NetlinkE
         .collect();
     Ok(messages
         .iter()
-        .filter(|message| message.header.protocol == RouteProtocol::from(ROUTE_PROTOCOL))
         .filter_map(|message| parse_route(message, &names))
         .collect())
 }
 
-/// MTU of the interface of the IPv4 default route with the lowest metric.
-pub(crate) async fn default_route_mtu(handle: &Handle) -> Result<Option<u32>, NetlinkError> {
-    let messages = dump_main_routes(handle).await?;
+/// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
+/// route. The lookup sends nothing.
+const UNROUTED_PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const ENETUNREACH: i32 = 101;
+
+/// MTU of the interface of the IPv4 default route: one FIB lookup (`ip route get fibmatch`),
+/// not a dump, so a node with a million routes answers as fast as an empty one. Falls back to
+/// a dump of the main table when something more specific than the default covers the probe.
+pub(crate) async fn default_route_mtu(
+    handle: &Handle,
+    dump_handle: &Handle,
+) -> Result<Option<u32>, NetlinkError> {
+    let mut request = RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(UNROUTED_PROBE, 32)
+        .build();
+    request.header.flags |= RouteFlags::FibMatch;
+    let mut answer = handle.route().get(request).execute();
+    match answer.try_next().await {
+        Ok(Some(message))
+            if message.header.destination_prefix_length == 0
+                && message.header.kind == RouteType::Unicast =>
+        {
+            let Some(index) = output_interface(&message) else {
+                return Ok(None);
+            };
+            return Ok(links::link_by_index(handle, index)
+                .await?
+                .map(|link| link.mtu));
+        }
+        Ok(_) => {}
+        Err(error) if errno(&error) == Some(ENETUNREACH) => return Ok(None),
+        Err(_) => {}
+    }
+    default_route_mtu_by_dump(handle, dump_handle).await
+}
+
+async fn default_route_mtu_by_dump(
+    handle: &Handle,
+    dump_handle: &Handle,
+) -> Result<Option<u32>, NetlinkError> {
+    let mut messages = Vec::new();
+    for request in family_requests() {
+        messages.append(
+            &mut dump_table(
+                dump_handle,
+                request,
+                u32::from(RouteHeader::RT_TABLE_MAIN),
+                None,
+            )
+            .await?,
+        );
+    }
     let best = messages
         .iter()
         .filter(|message| {
-            message.header.address_family == rtnetlink::packet_route::AddressFamily::Inet
+            message.header.address_family == AddressFamily::Inet
                 && message.header.destination_prefix_length == 0
                 && message.header.kind == RouteType::Unicast
         })
@@ -143,28 +244,54 @@ pub(crate) async fn default_route_mtu(handle: &Handle) -> Result<Option<u32>, Ne
         .map(|link| link.mtu))
 }
 
-/// The kernel message for a route of ours (`oif` resolved from the route's device).
-fn route_message(route: &Route, oif: Option<u32>) -> Result<RouteMessage, NetlinkError> {
+/// The kernel message for a route of ours; `indexes` are the interface indexes of
+/// `route.target.devices()`, in order.
+fn route_message(route: &Route, indexes: &[u32]) -> Result<RouteMessage, NetlinkError> {
     let destination = route.destination.trunc();
     let invalid = |error| route_error(&route.destination, error);
     let mut builder = RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(destination.addr(), destination.prefix_len())
         .map_err(invalid)?
-        .protocol(RouteProtocol::from(ROUTE_PROTOCOL));
+        .protocol(RouteProtocol::from(ROUTE_PROTOCOL))
+        .table_id(route.table);
+    if route.metric != 0 {
+        builder = builder.priority(route.metric);
+    }
     match &route.target {
         RouteTarget::Device(_) => builder = builder.scope(RouteScope::Link),
         RouteTarget::Blackhole => builder = builder.kind(RouteType::BlackHole),
-        RouteTarget::Gateway {
-            gateway, onlink, ..
-        } => {
-            builder = builder.gateway(*gateway).map_err(invalid)?;
-            if *onlink {
+        RouteTarget::Via(next_hops) if next_hops.len() == 1 => {
+            let hop = &next_hops[0];
+            builder = builder.gateway(hop.gateway).map_err(invalid)?;
+            if hop.onlink {
                 builder = builder.onlink();
             }
         }
+        RouteTarget::Via(next_hops) => {
+            let family = match destination {
+                IpNet::V4(_) => AddressFamily::Inet,
+                IpNet::V6(_) => AddressFamily::Inet6,
+            };
+            let mut hops = Vec::new();
+            for (hop, index) in next_hops.iter().zip(indexes) {
+                let mut next = RouteNextHopBuilder::new(family)
+                    .interface(*index)
+                    .via(hop.gateway)
+                    .map_err(|error| route_error(&route.destination, error))?;
+                if hop.onlink {
+                    next = next.onlink();
+                }
+                hops.push(next.build());
+            }
+            builder = builder.multipath(hops);
+        }
     }
-    if let Some(index) = oif {
-        builder = builder.output_interface(index);
+    let single_device = match &route.target {
+        RouteTarget::Via(next_hops) => next_hops.len() == 1,
+        _ => true,
+    };
+    if single_device && let Some(index) = indexes.first() {
+        builder = builder.output_interface(*index);
     }
     Ok(builder.build())
 }
@@ -234,8 +361,8 @@ pub(crate) fn destination(message: &RouteMessage) -> Option<IpNet> {
         });
     let address = match (address, message.header.address_family) {
         (Some(address), _) => address,
-        (None, rtnetlink::packet_route::AddressFamily::Inet) => Ipv4Addr::UNSPECIFIED.into(),
-        (None, rtnetlink::packet_route::AddressFamily::Inet6) => Ipv6Addr::UNSPECIFIED.into(),
+        (None, AddressFamily::Inet) => Ipv4Addr::UNSPECIFIED.into(),
+        (None, AddressFamily::Inet6) => Ipv6Addr::UNSPECIFIED.into(),
         (None, _) => return None,
     };
     IpNet::new(address, message.header.destination_prefix_length).ok()
@@ -247,20 +374,50 @@ fn parse_route(message: &RouteMessage, names: &HashMap<u32, String>) -> Option<R
     let target = match message.header.kind {
         RouteType::BlackHole => RouteTarget::Blackhole,
         RouteType::Unicast => {
-            let device = names.get(&output_interface(message)?)?.clone();
-            match gateway(message) {
-                Some(gateway) => RouteTarget::Gateway {
-                    gateway,
-                    device,
-                    onlink: message.header.flags.contains(RouteFlags::Onlink),
-                },
-                None => RouteTarget::Device(device),
+            let multipath = message
+                .attributes
+                .iter()
+                .find_map(|attribute| match attribute {
+                    RouteAttribute::MultiPath(hops) => Some(hops),
+                    _ => None,
+                });
+            if let Some(hops) = multipath {
+                let mut next_hops = Vec::new();
+                for hop in hops {
+                    let gateway = hop
+                        .attributes
+                        .iter()
+                        .find_map(|attribute| match attribute {
+                            RouteAttribute::Gateway(address) => route_address(address),
+                            RouteAttribute::Via(RouteVia::Inet(v4)) => Some(IpAddr::V4(*v4)),
+                            RouteAttribute::Via(RouteVia::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+                            _ => None,
+                        })?;
+                    next_hops.push(NextHop {
+                        gateway,
+                        device: names.get(&hop.interface_index)?.clone(),
+                        onlink: hop.flags.contains(RouteNextHopFlags::Onlink),
+                    });
+                }
+                RouteTarget::via(next_hops)
+            } else {
+                let device = names.get(&output_interface(message)?)?.clone();
+                match gateway(message) {
+                    Some(gateway) => RouteTarget::via(vec![NextHop {
+                        gateway,
+                        device,
+                        onlink: message.header.flags.contains(RouteFlags::Onlink),
+                    }]),
+                    None => RouteTarget::Device(device),
+                }
             }
         }
         _ => return None,
     };
     Some(Route {
+        table: table(message),
         destination,
+        metric: priority(message),
         target,
     })
 }

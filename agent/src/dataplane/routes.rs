@@ -1,0 +1,381 @@
+//! The route applier: the one writer of manul's routes. Each concern (pod routes, block
+//! blackholes, routes kept by a refused deletion, and next the remote blocks learned over BGP)
+//! hands it the routes it wants as a whole set or one by one; the applier merges them (a key
+//! wanted by two sources goes to the earlier source in `RouteSource` order), tracks desired
+//! against applied, and pushes the difference in concurrent batches. I/O only through the
+//! `Netlink` trait.
+//!
+//! Ownership: a key the applier has seen holding a route of manul's is replaced; any other key
+//! is created without replace, and when the kernel answers that the key is taken, the applier
+//! looks at manul's routes: if the key is not among them, the route belongs to someone else
+//! and is left alone (`RouteNotOurs`).
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::Arc,
+};
+
+use futures::{StreamExt, stream};
+
+use super::delta::DeltaTracker;
+use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget};
+
+/// How many route writes are in flight at once.
+const WRITES_IN_FLIGHT: usize = 32;
+
+/// Where a wanted route comes from; earlier sources win a key wanted twice.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RouteSource {
+    /// `<pod-ip>/32 dev cali…`, one per endpoint address.
+    PodRoutes,
+    /// Routes of links whose deletion the reconciler refused: kept as they are.
+    Kept,
+    /// `blackhole <block>` for each block this node has affinity to.
+    BlockBlackholes,
+}
+
+/// What one apply pushed, and what failed.
+#[derive(Debug, Default)]
+pub struct RouteApplyReport {
+    pub added: usize,
+    pub replaced: usize,
+    pub deleted: usize,
+    pub errors: Vec<NetlinkError>,
+}
+
+pub struct RouteApplier {
+    netlink: Arc<dyn Netlink>,
+    /// Extra tables manul owns besides main (none yet).
+    tables: Vec<u32>,
+    sources: BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>,
+    tracker: DeltaTracker<RouteKey, RouteTarget>,
+}
+
+enum Write {
+    Add(Route),
+    Replace(Route),
+    Delete(Route),
+}
+
+impl RouteApplier {
+    pub fn new(netlink: Arc<dyn Netlink>) -> RouteApplier {
+        RouteApplier {
+            netlink,
+            tables: Vec::new(),
+            sources: BTreeMap::new(),
+            tracker: DeltaTracker::default(),
+        }
+    }
+
+    pub fn tables(&self) -> &[u32] {
+        &self.tables
+    }
+
+    /// Replaces everything `source` wants.
+    pub fn set_source(&mut self, source: RouteSource, routes: impl IntoIterator<Item = Route>) {
+        let new: BTreeMap<RouteKey, RouteTarget> = routes
+            .into_iter()
+            .map(|route| (route.key(), route.target))
+            .collect();
+        let old = self.sources.insert(source, new.clone()).unwrap_or_default();
+        let touched: BTreeSet<RouteKey> = old.keys().chain(new.keys()).copied().collect();
+        for key in touched {
+            self.recompute(key);
+        }
+    }
+
+    /// Adds or changes one route of `source`.
+    pub fn upsert(&mut self, source: RouteSource, route: Route) {
+        let key = route.key();
+        self.sources
+            .entry(source)
+            .or_default()
+            .insert(key, route.target);
+        self.recompute(key);
+    }
+
+    /// Removes one route of `source`.
+    pub fn remove(&mut self, source: RouteSource, key: RouteKey) {
+        if let Some(routes) = self.sources.get_mut(&source) {
+            routes.remove(&key);
+        }
+        self.recompute(key);
+    }
+
+    /// The routes `source` wants.
+    pub fn source_routes(&self, source: RouteSource) -> impl Iterator<Item = Route> + '_ {
+        self.sources
+            .get(&source)
+            .into_iter()
+            .flatten()
+            .map(|(key, target)| route(key, target))
+    }
+
+    /// Whether `source` wants this key.
+    pub fn wants(&self, source: RouteSource, key: &RouteKey) -> bool {
+        self.sources
+            .get(&source)
+            .is_some_and(|routes| routes.contains_key(key))
+    }
+
+    fn recompute(&mut self, key: RouteKey) {
+        let winner = self
+            .sources
+            .values()
+            .find_map(|routes| routes.get(&key).cloned());
+        match winner {
+            Some(target) => self.tracker.set_desired(key, target),
+            None => self.tracker.remove_desired(&key),
+        }
+    }
+
+    /// The routes manul wants, merged.
+    pub fn desired(&self) -> Vec<Route> {
+        self.tracker
+            .desired()
+            .iter()
+            .map(|(key, target)| route(key, target))
+            .collect()
+    }
+
+    /// The routes of manul's the kernel is believed to hold.
+    pub fn applied(&self) -> Vec<Route> {
+        self.tracker
+            .applied()
+            .iter()
+            .map(|(key, target)| route(key, target))
+            .collect()
+    }
+
+    pub fn in_sync(&self) -> bool {
+        self.tracker.in_sync()
+    }
+
+    /// Call before `Netlink::manul_routes` for `finish_resync`.
+    pub fn begin_resync(&mut self) {
+        self.tracker.begin_resync();
+    }
+
+    /// What the kernel held at the read (routes written since keep what the write recorded).
+    pub fn finish_resync(&mut self, kernel: Vec<Route>) {
+        self.tracker.finish_resync(
+            kernel
+                .into_iter()
+                .map(|route| (route.key(), route.target))
+                .collect(),
+        );
+    }
+
+    /// Pushes every pending change: deletions first (a key may move between shapes), then
+    /// additions and replacements. Keeps going past failures; a failed write stays pending.
+    pub async fn apply(&mut self) -> RouteApplyReport {
+        let updates = self.tracker.pending_updates();
+        let deletes = self.tracker.pending_deletes();
+        self.push(updates, deletes).await
+    }
+
+    /// Pushes the pending changes of some keys only (an ADD's or a DEL's own routes).
+    pub async fn apply_keys(&mut self, keys: &[RouteKey]) -> RouteApplyReport {
+        let (updates, deletes) = self.tracker.pending_for(keys);
+        self.push(updates, deletes).await
+    }
+
+    async fn push(
+        &mut self,
+        updates: Vec<(RouteKey, RouteTarget, bool)>,
+        deletes: Vec<(RouteKey, RouteTarget)>,
+    ) -> RouteApplyReport {
+        let mut report = RouteApplyReport::default();
+        let deletions = deletes
+            .into_iter()
+            .map(|(key, target)| Write::Delete(route(&key, &target)))
+            .collect();
+        self.write_batch(deletions, &mut report).await;
+        let writes = updates
+            .into_iter()
+            .map(|(key, target, ours)| {
+                let route = route(&key, &target);
+                if ours {
+                    Write::Replace(route)
+                } else {
+                    Write::Add(route)
+                }
+            })
+            .collect();
+        let taken = self.write_batch(writes, &mut report).await;
+        if !taken.is_empty() {
+            self.claim_taken_keys(taken, &mut report).await;
+        }
+        report
+    }
+
+    /// Runs the writes, `WRITES_IN_FLIGHT` at a time, and records what succeeded. Returns the
+    /// additions whose key was taken.
+    async fn write_batch(
+        &mut self,
+        writes: Vec<Write>,
+        report: &mut RouteApplyReport,
+    ) -> Vec<Route> {
+        let netlink = self.netlink.clone();
+        let results: Vec<(Write, Result<(), NetlinkError>)> = stream::iter(writes)
+            .map(|write| {
+                let netlink = netlink.clone();
+                async move {
+                    let result = match &write {
+                        Write::Add(route) => netlink.add_route(route).await,
+                        Write::Replace(route) => netlink.replace_route(route).await,
+                        Write::Delete(route) => netlink.delete_route(route).await,
+                    };
+                    (write, result)
+                }
+            })
+            .buffered(WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut taken = Vec::new();
+        for (write, result) in results {
+            match (write, result) {
+                (Write::Add(route), Ok(())) => {
+                    report.added += 1;
+                    self.tracker.record_applied(route.key(), route.target);
+                }
+                (Write::Replace(route), Ok(())) => {
+                    report.replaced += 1;
+                    self.tracker.record_applied(route.key(), route.target);
+                }
+                (Write::Delete(route), Ok(())) => {
+                    report.deleted += 1;
+                    self.tracker.record_deleted(&route.key());
+                }
+                (Write::Add(route), Err(NetlinkError::RouteExists { .. })) => taken.push(route),
+                (_, Err(error)) => report.errors.push(error),
+            }
+        }
+        taken
+    }
+
+    /// Additions whose key holds a route already: replaced when that route is manul's (a
+    /// leftover the applier had not seen), left alone and reported when it is not.
+    async fn claim_taken_keys(&mut self, taken: Vec<Route>, report: &mut RouteApplyReport) {
+        let ours: BTreeMap<RouteKey, RouteTarget> =
+            match self.netlink.manul_routes(&self.tables).await {
+                Ok(routes) => routes
+                    .into_iter()
+                    .map(|route| (route.key(), route.target))
+                    .collect(),
+                Err(error) => {
+                    report.errors.push(error);
+                    return;
+                }
+            };
+        let mut replacements = Vec::new();
+        for route in taken {
+            match ours.get(&route.key()) {
+                Some(present) if *present == route.target => {
+                    self.tracker.record_applied(route.key(), route.target);
+                }
+                Some(_) => replacements.push(Write::Replace(route)),
+                None => report.errors.push(NetlinkError::RouteNotOurs {
+                    destination: route.to_string(),
+                    protocol: "other than manul".to_string(),
+                }),
+            }
+        }
+        self.write_batch(replacements, report).await;
+    }
+}
+
+fn route(key: &RouteKey, target: &RouteTarget) -> Route {
+    Route {
+        table: key.table,
+        destination: key.destination,
+        metric: key.metric,
+        target: target.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netlink::fake::FakeNetlink;
+
+    fn blackhole(destination: &str) -> Route {
+        Route::main(destination.parse().unwrap(), RouteTarget::Blackhole)
+    }
+
+    fn device(destination: &str, device: &str) -> Route {
+        Route::main(
+            destination.parse().unwrap(),
+            RouteTarget::Device(device.to_string()),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_route_of_another_protocol_is_never_overwritten() {
+        let fake = Arc::new(FakeNetlink::new());
+        fake.add_foreign_route(&blackhole("10.0.0.0/26"), "static");
+        let mut applier = RouteApplier::new(fake.clone());
+        applier.set_source(RouteSource::BlockBlackholes, [blackhole("10.0.0.0/26")]);
+        let report = applier.apply().await;
+        assert!(matches!(
+            report.errors.as_slice(),
+            [NetlinkError::RouteNotOurs { .. }]
+        ));
+        assert_eq!(
+            fake.all_routes(),
+            vec![(blackhole("10.0.0.0/26"), "static".to_string())]
+        );
+        assert!(
+            !fake
+                .calls()
+                .iter()
+                .any(|call| call.starts_with("replace_route"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_leftover_of_ours_is_replaced_and_a_converged_kernel_sees_no_write() {
+        let fake = Arc::new(FakeNetlink::new());
+        fake.add_link("cali1", 1500);
+        fake.add_link("cali2", 1500);
+        fake.preload_route(&device("10.0.0.1/32", "cali2"));
+        let mut applier = RouteApplier::new(fake.clone());
+        applier.set_source(RouteSource::PodRoutes, [device("10.0.0.1/32", "cali1")]);
+        let report = applier.apply().await;
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+        assert_eq!(fake.routes(), vec![device("10.0.0.1/32", "cali1")]);
+        let before = fake.calls().len();
+        applier.begin_resync();
+        applier.finish_resync(fake.routes());
+        let report = applier.apply().await;
+        assert_eq!((report.added, report.replaced, report.deleted), (0, 0, 0));
+        assert_eq!(fake.calls().len(), before);
+    }
+
+    #[tokio::test]
+    async fn the_earlier_source_wins_a_key_and_removal_falls_back() {
+        let fake = Arc::new(FakeNetlink::new());
+        fake.add_link("cali1", 1500);
+        let mut applier = RouteApplier::new(fake.clone());
+        applier.upsert(RouteSource::BlockBlackholes, blackhole("10.0.0.1/32"));
+        applier.upsert(RouteSource::PodRoutes, device("10.0.0.1/32", "cali1"));
+        assert_eq!(applier.desired(), vec![device("10.0.0.1/32", "cali1")]);
+        applier.remove(RouteSource::PodRoutes, device("10.0.0.1/32", "cali1").key());
+        assert_eq!(applier.desired(), vec![blackhole("10.0.0.1/32")]);
+    }
+
+    #[tokio::test]
+    async fn failures_stay_pending_and_do_not_stop_the_rest() {
+        let fake = Arc::new(FakeNetlink::new());
+        let mut applier = RouteApplier::new(fake.clone());
+        applier.set_source(
+            RouteSource::PodRoutes,
+            [device("10.0.0.1/32", "gone"), device("10.0.0.2/32", "gone")],
+        );
+        applier.set_source(RouteSource::BlockBlackholes, [blackhole("10.0.0.0/26")]);
+        let report = applier.apply().await;
+        assert_eq!(report.errors.len(), 2);
+        assert_eq!(report.added, 1);
+        assert!(!applier.in_sync());
+    }
+}

@@ -1,0 +1,201 @@
+//! The reconciler: converges the kernel to what this node's endpoints and blocks want, at start
+//! and periodically. `plan` computes the wanted state and refuses deletions nothing justifies
+//! (pure); this module reads the inputs and hands the plan to the appliers (`crate::dataplane`),
+//! which write only the difference. Only proto-manul routes and cali* links are ever looked at.
+//!
+//! Order of a pass: the routing tables are read first, without the exclusive lock (the kernel
+//! filters the dump to manul's routes, but it still walks every table, and CNI requests must not
+//! wait for it); then, under the exclusive lock (no CNI operation half done), the links and the
+//! store are read, the plan made, stray links deleted by owner, and routes and sysctls applied.
+//! A failed write is reported and retried on the next pass; it never stops the pass. Restarting
+//! the agent changes nothing in a converged kernel, so running pods are not disturbed.
+
+pub mod plan;
+
+#[cfg(test)]
+mod golden;
+
+use std::{collections::BTreeMap, sync::atomic::Ordering};
+
+use manul_store::{DatastoreExt, WorkloadEndpoint};
+use tracing::{debug, error, info, warn};
+
+pub use plan::{Inputs, Plan, Refusal, plan};
+
+use crate::{
+    dataplane::{Dataplane, RouteApplyReport, RouteSource, SysctlApplyReport, SysctlOwner},
+    endpoint::{EndpointError, Endpoints},
+    naming::HOST_INTERFACE_PREFIX,
+    netlink::{LinkDeletion, Netlink, Route},
+};
+
+/// What one pass changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub routes_added: usize,
+    pub routes_replaced: usize,
+    pub routes_deleted: usize,
+    pub links_deleted: usize,
+    pub sysctls_changed: usize,
+    pub missing_links: Vec<String>,
+    /// Deletions refused, with the reason.
+    pub refusals: Vec<String>,
+    /// Writes that failed (retried on the next pass).
+    pub errors: Vec<String>,
+}
+
+impl Endpoints {
+    /// One reconcile pass. Fails only when its inputs cannot be read (then it changes nothing);
+    /// failed writes are in the report.
+    pub async fn reconcile(&self) -> Result<ReconcileReport, EndpointError> {
+        let tables = {
+            let mut routes = self.dataplane.routes.lock().await;
+            routes.begin_resync();
+            routes.tables().to_vec()
+        };
+        let kernel_routes = self.netlink.manul_routes(&tables).await?;
+        self.refresh_default_mtu().await?;
+
+        let epoch = self.kernel_epoch();
+        let _exclusive = epoch.write().await;
+        let links = self
+            .netlink
+            .links_with_prefix(HOST_INTERFACE_PREFIX)
+            .await?;
+        let endpoints: Vec<WorkloadEndpoint> = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|versioned| versioned.value)
+            .collect();
+        let affine_blocks = self.ipam().affine_blocks(self.node()).await?;
+        let ipv6_in_use = self
+            .ipam()
+            .pools()
+            .await?
+            .iter()
+            .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled);
+        let mut inputs = Inputs {
+            endpoints,
+            affine_blocks,
+            elsewhere: BTreeMap::new(),
+            links,
+            routes: kernel_routes.clone(),
+            ipv6_in_use,
+        };
+        if plan::stray_links(&inputs.endpoints, &inputs.links)
+            .iter()
+            .any(|link| link.alias.is_some())
+        {
+            inputs.elsewhere = self.endpoints_on_other_nodes().await?;
+        }
+        let plan = plan(&inputs);
+        let mut report = ReconcileReport {
+            missing_links: plan.missing_links.clone(),
+            refusals: plan.refusals.iter().map(ToString::to_string).collect(),
+            ..Default::default()
+        };
+        if !plan.refusals.is_empty() {
+            self.refused_deletions
+                .fetch_add(plan.refusals.len() as u64, Ordering::Relaxed);
+            for refusal in &plan.refusals {
+                error!(%refusal, "reconcile refused a deletion");
+            }
+        }
+
+        apply_plan(
+            self.netlink.as_ref(),
+            &self.dataplane,
+            &plan,
+            kernel_routes,
+            &mut report,
+        )
+        .await;
+        for name in &plan.missing_links {
+            warn!(link = %name, "an endpoint's host interface is missing; its pod is gone (DEL or GC will release it)");
+        }
+        for error in &report.errors {
+            warn!(%error, "reconcile: a write failed; retrying on the next pass");
+        }
+        debug!(?report, "reconciled");
+        Ok(report)
+    }
+
+    /// Container id -> node of every endpoint recorded on another node.
+    async fn endpoints_on_other_nodes(&self) -> Result<BTreeMap<String, String>, EndpointError> {
+        Ok(self
+            .store
+            .list_resources::<WorkloadEndpoint>("")
+            .await?
+            .into_iter()
+            .map(|versioned| versioned.value)
+            .filter(|endpoint| endpoint.node != self.node())
+            .map(|endpoint| (endpoint.container_id, endpoint.node))
+            .collect())
+    }
+}
+
+/// Deletes the plan's stray links (by owner) and hands its routes and sysctls to the appliers,
+/// which write the difference from `kernel_routes` (the kernel's manul routes, read since the
+/// route applier's `begin_resync`).
+pub(crate) async fn apply_plan(
+    netlink: &dyn Netlink,
+    dataplane: &Dataplane,
+    plan: &Plan,
+    kernel_routes: Vec<Route>,
+    report: &mut ReconcileReport,
+) {
+    for (name, owner) in &plan.delete_links {
+        match netlink.delete_link(name, owner.as_deref()).await {
+            Ok(LinkDeletion::Deleted) => {
+                info!(link = %name, owner = ?owner, "removed a cali link that belongs to no endpoint");
+                report.links_deleted += 1;
+            }
+            Ok(LinkDeletion::Gone | LinkDeletion::OwnedByOther(_)) => {}
+            Err(error) => report.errors.push(error.to_string()),
+        }
+    }
+    let routes_report = {
+        let mut routes = dataplane.routes.lock().await;
+        routes.finish_resync(kernel_routes);
+        routes.set_source(RouteSource::PodRoutes, plan.pod_routes.clone());
+        routes.set_source(RouteSource::Kept, plan.kept_routes.clone());
+        routes.set_source(RouteSource::BlockBlackholes, plan.blackholes.clone());
+        log_pending(&routes.desired(), &routes.applied());
+        routes.apply().await
+    };
+    let sysctls_report = {
+        let mut sysctls = dataplane.sysctls();
+        sysctls.set(SysctlOwner::Node, plan.node_sysctls.clone());
+        sysctls.set_interfaces(plan.interface_sysctls.clone());
+        sysctls.forget_applied();
+        sysctls.apply()
+    };
+    merge(report, routes_report, sysctls_report);
+}
+
+/// Logs what the pass is about to change, at info: an operator reading the log sees why.
+fn log_pending(desired: &[Route], applied: &[Route]) {
+    for route in desired.iter().filter(|route| !applied.contains(route)) {
+        info!(%route, "installing a manul route");
+    }
+    for route in applied
+        .iter()
+        .filter(|route| !desired.iter().any(|wanted| wanted.key() == route.key()))
+    {
+        info!(%route, "removing a manul route that nothing wants");
+    }
+}
+
+fn merge(report: &mut ReconcileReport, routes: RouteApplyReport, sysctls: SysctlApplyReport) {
+    report.routes_added += routes.added;
+    report.routes_replaced += routes.replaced;
+    report.routes_deleted += routes.deleted;
+    report.sysctls_changed += sysctls.changed;
+    report
+        .errors
+        .extend(routes.errors.iter().map(ToString::to_string));
+    report
+        .errors
+        .extend(sysctls.errors.iter().map(ToString::to_string));
+}
