@@ -20,22 +20,13 @@ mod error;
 mod handles;
 pub mod pools;
 mod release;
+mod retry;
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 pub use error::IpamError;
 pub use ipnet::IpNet;
 use manul_store::{Datastore, DatastoreExt, IpPool, IpamConfiguration, Node};
-
-/// Bound on compare-and-swap attempts for one object.
-pub(crate) const RETRIES: u32 = 100;
-
-/// A short random pause after a lost race, growing a little with the attempt number.
-pub(crate) async fn backoff(attempt: u32) {
-    let ceiling = u64::from(attempt.min(8)) + 2;
-    let millis = rand::random_range(0..ceiling);
-    tokio::time::sleep(Duration::from_millis(millis)).await;
-}
 
 /// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
 pub fn pod_handle_id(container_id: &str) -> String {
@@ -168,7 +159,8 @@ impl Ipam {
 
     /// Creates or replaces the IPAM configuration.
     pub async fn set_config(&self, config: &IpamConfiguration) -> Result<(), IpamError> {
-        for attempt in 0..RETRIES {
+        let mut retry = retry::CasRetry::new(|| "writing the IPAM configuration".to_string());
+        loop {
             let current = self
                 .store
                 .get_resource::<IpamConfiguration>(IpamConfiguration::NAME)
@@ -179,13 +171,9 @@ impl Ipam {
             };
             match result {
                 Ok(_) => return Ok(()),
-                Err(error) if handles::is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: "writing the IPAM configuration".into(),
-        })
     }
 
     /// CIDRs of the blocks `node` has confirmed affinity to, in order.
