@@ -3,11 +3,12 @@
 //! and every write is a compare-and-swap on a revision, retried from a fresh read on conflict.
 //!
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
+//! `pool_index` (pool creation and deletion under one CAS-written index of all pools),
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
-//! `release` (release by handle or address), `check` (whole-store consistency).
+//! `release` (release by handle or address), `check` (whole-store consistency), `retry` (the
+//! one compare-and-swap retry policy).
 //!
-//! Deliberate limits: two concurrent `create_pool` calls with overlapping CIDRs are not
-//! detected (pools are not written under one revision); two requests of one node racing past
+//! Deliberate limits: two requests of one node racing past
 //! a full block may both claim a block, so maxBlocksPerHost can be exceeded by the number of
 //! concurrent requests (as in Calico); `assign_ip` does not check the pool's nodeSelector and
 //! claims the address's block even when autoAllocateBlocks is false (the operator asked for it).
@@ -18,6 +19,7 @@ pub mod block;
 mod check;
 mod error;
 mod handles;
+mod pool_index;
 pub mod pools;
 mod release;
 mod retry;
@@ -87,23 +89,6 @@ impl Ipam {
 
     pub fn store(&self) -> &Arc<dyn Datastore> {
         &self.store
-    }
-
-    /// Validates (cidr is a network address, blockSize in 20..=32 for IPv4 / 116..=128 for
-    /// IPv6 and not shorter than the pool's prefix, no overlap with an existing pool, name not
-    /// empty, nodeSelector parses) and creates the pool. blockSize 0 means the default.
-    /// Two concurrent creates of overlapping pools are not detected.
-    pub async fn create_pool(&self, pool: &IpPool) -> Result<(), IpamError> {
-        let existing = self.pools().await?;
-        let pool = pools::validate(pool, &existing)?;
-        match self.store.create_resource(&pool).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_conflict() => Err(IpamError::InvalidPool {
-                field: "name",
-                reason: format!("a pool named {:?} already exists", pool.name),
-            }),
-            Err(error) => Err(error.into()),
-        }
     }
 
     pub async fn pools(&self) -> Result<Vec<IpPool>, IpamError> {
