@@ -8,10 +8,10 @@
 //! `release` (release by handle or address), `check` (whole-store consistency), `retry` (the
 //! one compare-and-swap retry policy).
 //!
-//! Deliberate limits: two requests of one node racing past
-//! a full block may both claim a block, so maxBlocksPerHost can be exceeded by the number of
-//! concurrent requests (as in Calico); `assign_ip` does not check the pool's nodeSelector and
-//! claims the address's block even when autoAllocateBlocks is false (the operator asked for it).
+//! Deliberate limits: two requests of one node racing past a full block may both claim a
+//! block, so maxBlocksPerHost can be exceeded by the number of concurrent requests (as in
+//! Calico); `assign_ip` does not check the pool's nodeSelector (as in Calico: the operator
+//! named the address) and claims the address's block even when autoAllocateBlocks is false.
 
 mod affinity;
 mod assign;
