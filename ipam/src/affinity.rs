@@ -69,7 +69,11 @@ pub(crate) async fn settled_affine_blocks(
 }
 
 /// Sets the affinity of `node` to `cidr` to confirmed (creating it when it vanished).
-async fn confirm(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), IpamError> {
+pub(crate) async fn confirm(
+    store: &dyn Datastore,
+    node: &str,
+    cidr: &IpNet,
+) -> Result<(), IpamError> {
     let name = BlockAffinity::name_for(node, cidr);
     let mut retry = CasRetry::new(|| format!("confirming block affinity {name:?}"));
     loop {
@@ -92,7 +96,11 @@ async fn confirm(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), 
 }
 
 /// Deletes the affinity of `node` to `cidr` when it is not confirmed.
-async fn forget(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), IpamError> {
+pub(crate) async fn forget(
+    store: &dyn Datastore,
+    node: &str,
+    cidr: &IpNet,
+) -> Result<(), IpamError> {
     let name = BlockAffinity::name_for(node, cidr);
     let mut retry = CasRetry::new(|| format!("deleting pending block affinity {name:?}"));
     loop {

@@ -5,7 +5,8 @@
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
 //! `pool_index` (pool creation and deletion under one CAS-written index of all pools),
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
-//! `release` (release by handle or address), `check` (whole-store consistency), `retry` (the
+//! `release` (release by handle or address), `empty_blocks` (giving back blocks that stayed
+//! empty), `check` (whole-store consistency), `retry` (the
 //! one compare-and-swap retry policy).
 //!
 //! Deliberate limits: two requests of one node racing past a full block may both claim a
@@ -17,6 +18,7 @@ mod affinity;
 mod assign;
 pub mod block;
 mod check;
+mod empty_blocks;
 mod error;
 mod handles;
 mod pool_index;

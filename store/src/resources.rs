@@ -119,6 +119,19 @@ pub struct IpamBlock {
     /// Bumped on every allocation; lets a reader tell two states of a block apart.
     #[serde(default)]
     pub sequence_number: u64,
+    /// manul's own: when the block was first seen empty (see `EmptySince`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_since: Option<EmptySince>,
+}
+
+/// When a block was seen empty, and at which `sequence_number`. The mark holds only while the
+/// block's sequence number is unchanged: any allocation or release in between bumps it, so a
+/// block that was used again is not taken for one that stayed empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptySince {
+    pub unix_seconds: u64,
+    pub sequence_number: u64,
 }
 
 impl IpamBlock {
