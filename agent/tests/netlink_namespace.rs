@@ -1,5 +1,5 @@
 //! Tests of `RealNetlink` against the kernel, inside network namespaces made per test and removed
-//! on every exit path. Does I/O and needs root (skipped with a message otherwise). The code under
+//! on every exit path. Does I/O and needs root (fails with a message otherwise). The code under
 //! test runs on a thread that entered a test "host" namespace, never in the machine's own.
 
 use std::{
@@ -111,12 +111,12 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
     Ok(String::from_utf8(output.stdout)?)
 }
 
-fn is_root() -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipped: namespace tests need root");
-    }
-    root
+/// Panics unless this process is root: a missing prerequisite fails the test.
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "needs root: run as root (scripts/test.sh)"
+    );
 }
 
 fn field<'a>(value: &'a Value, key: &str) -> &'a str {
@@ -153,9 +153,7 @@ fn add_uplink(host: &Netns) -> Result<()> {
 
 #[test]
 fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let (host, pod, other) = (Netns::new()?, Netns::new()?, Netns::new()?);
     let request = veth("cali0123456789a", &pod, 1400);
     let config = PodInterfaceConfig {
@@ -249,9 +247,7 @@ fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
 
 #[test]
 fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let host = Netns::new()?;
     add_uplink(&host)?;
     host.ip(&[
@@ -346,9 +342,7 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
 
 #[test]
 fn missing_namespaces_and_links_read_as_none() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let (host, pod) = (Netns::new()?, Netns::new()?);
     let not_a_netns = tempfile::NamedTempFile::new()?;
     let (pod_path, request) = (pod.path(), veth("calideleted0001", &pod, 1500));
@@ -375,9 +369,7 @@ fn missing_namespaces_and_links_read_as_none() -> Result<()> {
 
 #[test]
 fn links_and_default_route_mtu() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let host = Netns::new()?;
     add_uplink(&host)?;
     let before = host.run(|| async { Ok(RealNetlink::new()?.default_route_mtu().await?) })?;
@@ -408,9 +400,7 @@ fn links_and_default_route_mtu() -> Result<()> {
 
 #[test]
 fn pod_reaches_the_host_through_proxy_arp() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let (host, pod) = (Netns::new()?, Netns::new()?);
     add_uplink(&host)?;
     host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;
@@ -488,9 +478,7 @@ fn connect_until(address: SocketAddr, deadline: Instant) -> Result<TcpStream> {
 /// concurrent CNI requests (the benchmark's 50 ADDs at once) must still all get their answer.
 #[test]
 fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
-    if !is_root() {
-        return Ok(());
-    }
+    require_root();
     let host = Netns::new()?;
     add_uplink(&host)?;
     host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;

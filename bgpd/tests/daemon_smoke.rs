@@ -83,11 +83,13 @@ fn run(command: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn is_root() -> bool {
-    Command::new("id")
+/// Panics unless this process is root: a missing prerequisite fails the test.
+fn require_root() {
+    let root = Command::new("id")
         .arg("-u")
         .output()
-        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
+        .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
+    assert!(root, "needs root: run as root (scripts/test.sh)");
 }
 
 fn config(asn: u32, me: &str, peer: &str, peer_asn: u32, originate: &[&str]) -> String {
@@ -219,10 +221,7 @@ async fn smoke(dir: &Path, netns: &mut Netns) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_daemons_peer_and_exchange_a_prefix() -> Result<()> {
-    if !is_root() {
-        eprintln!("skipped: needs root for a network namespace");
-        return Ok(());
-    }
+    require_root();
     let dir = tempfile::tempdir()?;
     let mut netns = Netns::new("smoke")?;
     let result = smoke(dir.path(), &mut netns).await;

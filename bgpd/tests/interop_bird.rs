@@ -64,9 +64,8 @@ fn bird_config(me: &common::Node, bgpd: &common::Node) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebgp_with_bird_exchanges_prefixes_attributes_and_withdrawals() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("ebgp")?;
     let result = ebgp(&mut lab).await;
     lab.finish(result)

@@ -42,9 +42,8 @@ route_reflector_client = {client}\n",
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bgpd_reflects_routes_between_bird_clients() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("rr")?;
     let result = reflector(&mut lab).await;
     lab.finish(result)
@@ -108,9 +107,8 @@ async fn reflector(lab: &mut Lab) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bgpd_as_client_of_a_bird_reflector() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("rrc")?;
     let result = client_of_bird(&mut lab).await;
     lab.finish(result)

@@ -36,9 +36,8 @@ const ACCEPT_ALL: &str = "import all; export all;";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_with_the_right_password_establishes_and_a_wrong_one_never_does() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("md5")?;
     let result = md5(&mut lab).await;
     lab.finish(result)
@@ -100,9 +99,8 @@ async fn md5(lab: &mut Lab) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hold_timer_detects_a_frozen_bird() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("hold")?;
     let result = hold_timer(&mut lab).await;
     lab.finish(result)
@@ -149,9 +147,8 @@ async fn hold_timer(lab: &mut Lab) -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_helper_keeps_routes_of_a_restarting_bird() -> Result<()> {
-    if !common::can_run(&["bird", "birdc"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("gr")?;
     let result = graceful_restart(&mut lab, false).await;
     lab.finish(result)
@@ -160,9 +157,8 @@ async fn graceful_restart_helper_keeps_routes_of_a_restarting_bird() -> Result<(
 /// RFC 4724 §4.2: the restarting peer reconnects while bgpd still has its old session up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_helper_takes_a_reconnection_while_established() -> Result<()> {
-    if !common::can_run(&["bird", "birdc", "nft", "ss"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["bird", "birdc", "nft", "ss"]);
     let mut lab = Lab::new("grsilent")?;
     let result = graceful_restart(&mut lab, true).await;
     lab.finish(result)

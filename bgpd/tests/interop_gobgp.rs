@@ -67,9 +67,8 @@ fn gobgp_config(me: &Node, bgpd: &Node) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ebgp_with_gobgp_exchanges_prefixes_attributes_and_withdrawals() -> Result<()> {
-    if !common::can_run(&["gobgpd", "gobgp"]) {
-        return Ok(());
-    }
+    common::require_root();
+    common::require_programs(&["gobgpd", "gobgp"]);
     let mut lab = Lab::new("gobgp")?;
     let result = ebgp(&mut lab).await;
     lab.finish(result)

@@ -16,9 +16,9 @@ use manul_store::{
 };
 
 use crate::{
-    IpamError, RETRIES, backoff,
+    IpamError,
     block::{host_affinity, new_block},
-    handles::is_retryable,
+    retry::CasRetry,
 };
 
 /// The affinities of `node` (the name prefix also matches longer node names; filtered here).
@@ -69,9 +69,14 @@ pub(crate) async fn settled_affine_blocks(
 }
 
 /// Sets the affinity of `node` to `cidr` to confirmed (creating it when it vanished).
-async fn confirm(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), IpamError> {
+pub(crate) async fn confirm(
+    store: &dyn Datastore,
+    node: &str,
+    cidr: &IpNet,
+) -> Result<(), IpamError> {
     let name = BlockAffinity::name_for(node, cidr);
-    for attempt in 0..RETRIES {
+    let mut retry = CasRetry::new(|| format!("confirming block affinity {name:?}"));
+    loop {
         let wanted = BlockAffinity {
             node: node.to_string(),
             cidr: *cidr,
@@ -85,19 +90,20 @@ async fn confirm(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), 
         };
         match result {
             Ok(_) => return Ok(()),
-            Err(error) if is_retryable(&error) => backoff(attempt).await,
-            Err(error) => return Err(error.into()),
+            Err(error) => retry.lost(error).await?,
         }
     }
-    Err(IpamError::RetriesExhausted {
-        what: format!("confirming block affinity {name:?}"),
-    })
 }
 
 /// Deletes the affinity of `node` to `cidr` when it is not confirmed.
-async fn forget(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), IpamError> {
+pub(crate) async fn forget(
+    store: &dyn Datastore,
+    node: &str,
+    cidr: &IpNet,
+) -> Result<(), IpamError> {
     let name = BlockAffinity::name_for(node, cidr);
-    for attempt in 0..RETRIES {
+    let mut retry = CasRetry::new(|| format!("deleting pending block affinity {name:?}"));
+    loop {
         let Some(current) = store.get_resource::<BlockAffinity>(&name).await? else {
             return Ok(());
         };
@@ -109,13 +115,9 @@ async fn forget(store: &dyn Datastore, node: &str, cidr: &IpNet) -> Result<(), I
             .await
         {
             Ok(()) => return Ok(()),
-            Err(error) if is_retryable(&error) => backoff(attempt).await,
-            Err(error) => return Err(error.into()),
+            Err(error) => retry.lost(error).await?,
         }
     }
-    Err(IpamError::RetriesExhausted {
-        what: format!("deleting pending block affinity {name:?}"),
-    })
 }
 
 /// Claims the block `cidr` for `node`. Ok(false) when another node holds it.

@@ -6,14 +6,17 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use ipnet::IpNet;
-use manul_store::{DatastoreExt, IpPool, IpamBlock, IpamConfiguration, Versioned};
+use manul_store::{
+    DatastoreExt, IpPool, IpamBlock, IpamConfiguration, Kind, StoreError, Versioned,
+};
 
 use crate::{
-    AssignIpRequest, Assignment, AutoAssignRequest, Ipam, IpamError, RETRIES, affinity, backoff,
+    AssignIpRequest, Assignment, AutoAssignRequest, Ipam, IpamError, affinity,
     block::{self, OrdinalRefused, address_of, host_affinity, host_net, ordinal_of},
     error::version_name,
-    handles::{HandleCounter, is_retryable},
+    handles::HandleCounter,
     pools,
+    retry::{CasRetry, RETRIES},
 };
 
 /// Whether a block must be affine to the node (first stage) or may belong to anyone.
@@ -73,7 +76,8 @@ impl Assigner<'_> {
         let store = self.ipam.store.as_ref();
         let name = IpamBlock::name_for(&cidr);
         let ours = host_affinity(self.node);
-        for attempt in 0..RETRIES {
+        let mut retry = CasRetry::new(|| format!("allocating in block {cidr}"));
+        loop {
             let Some(current) = store.get_resource::<IpamBlock>(&name).await? else {
                 return Ok(Vec::new());
             };
@@ -103,13 +107,9 @@ impl Assigner<'_> {
                         .filter_map(|ordinal| address_of(&cidr, ordinal))
                         .collect());
                 }
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: format!("allocating in block {cidr}"),
-        })
     }
 
     /// `count` addresses of one IP version.
@@ -338,9 +338,16 @@ impl Ipam {
         let store = self.store.as_ref();
         let name = IpamBlock::name_for(&cidr);
         let ours = host_affinity(&request.node);
-        for attempt in 0..RETRIES {
+        let mut retry = CasRetry::new(|| format!("assigning {}", request.address));
+        loop {
             let Some(current) = store.get_resource::<IpamBlock>(&name).await? else {
                 affinity::claim(store, &request.node, &cidr, config.strict_affinity).await?;
+                // Counted as a lost race: the next attempt reads the block just claimed.
+                let vanished = StoreError::NotFound {
+                    kind: Kind::IPAMBlock,
+                    name: name.clone(),
+                };
+                retry.lost(vanished).await?;
                 continue;
             };
             check_block(&current, &name)?;
@@ -377,12 +384,8 @@ impl Ipam {
                     counter.used(&name, 1);
                     return Ok(host_net(request.address));
                 }
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: format!("assigning {}", request.address),
-        })
     }
 }

@@ -67,6 +67,7 @@ pub fn new_block(cidr: IpNet, affinity: Option<String>, strict_affinity: bool) -
         strict_affinity,
         deleted: false,
         sequence_number: 0,
+        empty_since: None,
     }
 }
 

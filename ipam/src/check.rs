@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use manul_store::{AffinityState, BlockAffinity, IpPool, IpamBlock, IpamHandle};
+use manul_store::{AffinityState, BlockAffinity, IpPool, IpPoolIndex, IpamBlock, IpamHandle};
 
 use crate::{CheckReport, Ipam, IpamError, block, pools::overlaps};
 
@@ -21,6 +21,16 @@ impl Ipam {
             .await?
             .into_values()
             .collect();
+        for index in decode_all::<IpPoolIndex>(self, &mut report).await?.values() {
+            for (name, cidr) in &index.pools {
+                if !pools.iter().any(|pool| pool.name == *name) {
+                    report.leftovers.push(format!(
+                        "pool index entry {name:?} ({cidr}) has no pool (create interrupted?); \
+                         repeat the create or delete_pool it"
+                    ));
+                }
+            }
+        }
         report.blocks = blocks.len();
         report.handles = handles.len();
 

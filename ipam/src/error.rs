@@ -41,6 +41,16 @@ pub enum IpamError {
         "IP pool {pool:?} ({cidr}) is disabled; enable it (disabled: false) or use another pool"
     )]
     PoolDisabled { pool: String, cidr: IpNet },
+    #[error(
+        "IP pool {pool:?} ({cidr}) does not select node {node:?}: its nodeSelector is {selector:?}; \
+         label the node to match it, change the selector or request another pool"
+    )]
+    PoolNotForNode {
+        pool: String,
+        cidr: IpNet,
+        selector: String,
+        node: String,
+    },
     #[error("invalid IP pool: field {field}: {reason}")]
     InvalidPool { field: &'static str, reason: String },
     #[error("invalid IPAM request: {0}")]

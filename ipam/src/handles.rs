@@ -9,9 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use manul_store::{Datastore, DatastoreExt, IpamHandle, StoreError};
+use manul_store::{Datastore, DatastoreExt, IpamHandle};
 
-use crate::{IpamError, RETRIES, backoff};
+use crate::{IpamError, retry::CasRetry};
 
 /// Adds `delta` (may be negative) to the count of `handle_id` for `block`, creating the handle
 /// when needed and deleting it when no block is left. Lowering below zero stops at zero.
@@ -24,7 +24,8 @@ pub(crate) async fn adjust(
     if delta == 0 {
         return Ok(());
     }
-    for attempt in 0..RETRIES {
+    let mut retry = CasRetry::new(|| format!("updating IPAM handle {handle_id:?}"));
+    loop {
         let current = store.get_resource::<IpamHandle>(handle_id).await?;
         let result = match current {
             None if delta < 0 => return Ok(()),
@@ -59,19 +60,9 @@ pub(crate) async fn adjust(
         };
         match result {
             Ok(()) => return Ok(()),
-            Err(error) if is_retryable(&error) => backoff(attempt).await,
-            Err(error) => return Err(error.into()),
+            Err(error) => retry.lost(error).await?,
         }
     }
-    Err(IpamError::RetriesExhausted {
-        what: format!("updating IPAM handle {handle_id:?}"),
-    })
-}
-
-/// Lost races: a conflict, a create that found the name taken, an update of something just
-/// deleted.
-pub(crate) fn is_retryable(error: &StoreError) -> bool {
-    error.is_conflict() || matches!(error, StoreError::NotFound { .. })
 }
 
 /// Tracks, during one request, how much this request raised a handle's counts and how much of

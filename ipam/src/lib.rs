@@ -3,39 +3,34 @@
 //! and every write is a compare-and-swap on a revision, retried from a fresh read on conflict.
 //!
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
+//! `pool_index` (pool creation and deletion under one CAS-written index of all pools),
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
-//! `release` (release by handle or address), `check` (whole-store consistency).
+//! `release` (release by handle or address), `empty_blocks` (giving back blocks that stayed
+//! empty), `check` (whole-store consistency), `retry` (the
+//! one compare-and-swap retry policy).
 //!
-//! Deliberate limits: two concurrent `create_pool` calls with overlapping CIDRs are not
-//! detected (pools are not written under one revision); two requests of one node racing past
-//! a full block may both claim a block, so maxBlocksPerHost can be exceeded by the number of
-//! concurrent requests (as in Calico); `assign_ip` does not check the pool's nodeSelector and
-//! claims the address's block even when autoAllocateBlocks is false (the operator asked for it).
+//! Deliberate limits: two requests of one node racing past a full block may both claim a
+//! block, so maxBlocksPerHost can be exceeded by the number of concurrent requests (as in
+//! Calico); `assign_ip` does not check the pool's nodeSelector (as in Calico: the operator
+//! named the address) and claims the address's block even when autoAllocateBlocks is false.
 
 mod affinity;
 mod assign;
 pub mod block;
 mod check;
+mod empty_blocks;
 mod error;
 mod handles;
+mod pool_index;
 pub mod pools;
 mod release;
+mod retry;
 
-use std::{collections::BTreeMap, net::IpAddr, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 pub use error::IpamError;
 pub use ipnet::IpNet;
 use manul_store::{Datastore, DatastoreExt, IpPool, IpamConfiguration, Node};
-
-/// Bound on compare-and-swap attempts for one object.
-pub(crate) const RETRIES: u32 = 100;
-
-/// A short random pause after a lost race, growing a little with the attempt number.
-pub(crate) async fn backoff(attempt: u32) {
-    let ceiling = u64::from(attempt.min(8)) + 2;
-    let millis = rand::random_range(0..ceiling);
-    tokio::time::sleep(Duration::from_millis(millis)).await;
-}
 
 /// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
 pub fn pod_handle_id(container_id: &str) -> String {
@@ -98,23 +93,6 @@ impl Ipam {
         &self.store
     }
 
-    /// Validates (cidr is a network address, blockSize in 20..=32 for IPv4 / 116..=128 for
-    /// IPv6 and not shorter than the pool's prefix, no overlap with an existing pool, name not
-    /// empty, nodeSelector parses) and creates the pool. blockSize 0 means the default.
-    /// Two concurrent creates of overlapping pools are not detected.
-    pub async fn create_pool(&self, pool: &IpPool) -> Result<(), IpamError> {
-        let existing = self.pools().await?;
-        let pool = pools::validate(pool, &existing)?;
-        match self.store.create_resource(&pool).await {
-            Ok(_) => Ok(()),
-            Err(error) if error.is_conflict() => Err(IpamError::InvalidPool {
-                field: "name",
-                reason: format!("a pool named {:?} already exists", pool.name),
-            }),
-            Err(error) => Err(error.into()),
-        }
-    }
-
     pub async fn pools(&self) -> Result<Vec<IpPool>, IpamError> {
         Ok(self
             .store
@@ -168,7 +146,8 @@ impl Ipam {
 
     /// Creates or replaces the IPAM configuration.
     pub async fn set_config(&self, config: &IpamConfiguration) -> Result<(), IpamError> {
-        for attempt in 0..RETRIES {
+        let mut retry = retry::CasRetry::new(|| "writing the IPAM configuration".to_string());
+        loop {
             let current = self
                 .store
                 .get_resource::<IpamConfiguration>(IpamConfiguration::NAME)
@@ -179,13 +158,9 @@ impl Ipam {
             };
             match result {
                 Ok(_) => return Ok(()),
-                Err(error) if handles::is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: "writing the IPAM configuration".into(),
-        })
     }
 
     /// CIDRs of the blocks `node` has confirmed affinity to, in order.

@@ -99,9 +99,15 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
+fn selects(pool: &IpPool, labels: &BTreeMap<String, String>) -> bool {
+    Selector::parse(&pool.node_selector)
+        .map(|selector| selector.matches(labels))
+        .unwrap_or(false)
+}
+
 /// Pools of one IP version usable for `node` (with `labels`), filtered by the CIDRs the
-/// request names (empty: every enabled pool). A named pool that is missing or disabled is an
-/// error, as in Calico.
+/// request names (empty: every enabled pool whose nodeSelector selects the node). A named
+/// pool that is missing, disabled or does not select the node is an error naming it.
 pub fn select<'a>(
     pools: &'a [IpPool],
     v6: bool,
@@ -138,6 +144,14 @@ pub fn select<'a>(
                     cidr: pool.cidr,
                 });
             }
+            if !selects(pool, labels) {
+                return Err(IpamError::PoolNotForNode {
+                    pool: pool.name.clone(),
+                    cidr: pool.cidr,
+                    selector: pool.node_selector.clone(),
+                    node: node.to_string(),
+                });
+            }
             candidates.push(pool);
         }
     }
@@ -148,11 +162,7 @@ pub fn select<'a>(
     }
     let selected: Vec<&IpPool> = candidates
         .into_iter()
-        .filter(|pool| {
-            Selector::parse(&pool.node_selector)
-                .map(|selector| selector.matches(labels))
-                .unwrap_or(false)
-        })
+        .filter(|pool| selects(pool, labels))
         .collect();
     if selected.is_empty() {
         return Err(no_pool(

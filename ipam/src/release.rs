@@ -9,12 +9,12 @@ use ipnet::IpNet;
 use manul_store::{DatastoreExt, IpamBlock, IpamHandle};
 
 use crate::{
-    Ipam, IpamError, RETRIES,
+    Ipam, IpamError,
     assign::check_block,
-    backoff,
     block::{self, address_of, ordinal_of},
-    handles::{adjust, is_retryable},
+    handles::adjust,
     pools,
+    retry::CasRetry,
 };
 
 impl Ipam {
@@ -38,7 +38,8 @@ impl Ipam {
         handle_id: &str,
     ) -> Result<Vec<IpAddr>, IpamError> {
         let store = self.store.as_ref();
-        for attempt in 0..RETRIES {
+        let mut retry = CasRetry::new(|| format!("releasing handle {handle_id:?} in block {name}"));
+        loop {
             let Some(current) = store.get_resource::<IpamBlock>(name).await? else {
                 return Ok(Vec::new());
             };
@@ -59,13 +60,9 @@ impl Ipam {
                         .filter_map(|ordinal| address_of(&cidr, ordinal))
                         .collect());
                 }
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: format!("releasing handle {handle_id:?} in block {name}"),
-        })
     }
 
     /// Releases every address of the handle, then deletes the handle. Idempotent: Ok(vec![])
@@ -73,7 +70,8 @@ impl Ipam {
     pub async fn release_by_handle(&self, handle_id: &str) -> Result<Vec<IpAddr>, IpamError> {
         let store = self.store.as_ref();
         let mut released = Vec::new();
-        for attempt in 0..RETRIES {
+        let mut retry = CasRetry::new(|| format!("releasing handle {handle_id:?}"));
+        loop {
             let Some(handle) = store.get_resource::<IpamHandle>(handle_id).await? else {
                 return Ok(released);
             };
@@ -88,13 +86,9 @@ impl Ipam {
                 .await
             {
                 Ok(()) => return Ok(released),
-                Err(error) if is_retryable(&error) => backoff(attempt).await,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(IpamError::RetriesExhausted {
-            what: format!("releasing handle {handle_id:?}"),
-        })
     }
 
     /// Releases single addresses, whoever holds them, and lowers their handles' counts.

@@ -557,3 +557,52 @@ async fn a_corrupt_block_is_refused_not_used() -> Result<()> {
     assert!(!f.ipam.check().await?.problems.is_empty());
     Ok(())
 }
+
+#[tokio::test]
+async fn a_requested_pool_that_does_not_select_the_node_is_refused_by_name() -> Result<()> {
+    let f = fixture();
+    let mut gpu = pool("gpu-pool", "10.2.0.0/16", 26);
+    gpu.node_selector = "has(gpu)".into();
+    f.ipam.create_pool(&gpu).await?;
+    f.ipam.create_pool(&pool("any", "10.3.0.0/16", 26)).await?;
+    let mut wanted = request("h", "plain-node", 1, 0);
+    wanted.ipv4_pools = vec![net("10.2.0.0/16")];
+    let refused = f.ipam.auto_assign(&wanted).await;
+    let Err(error) = refused else {
+        panic!("assigned from a pool that does not select the node: {refused:?}");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("gpu-pool")
+            && message.contains("has(gpu)")
+            && message.contains("plain-node"),
+        "{message}"
+    );
+    assert_eq!(f.ipam.check().await?.blocks, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_relabelled_node_stops_using_its_blocks_in_a_pool_that_no_longer_selects_it() -> Result<()>
+{
+    let f = fixture();
+    let mut zone_a = pool("zone-a", "10.1.0.0/16", 26);
+    zone_a.node_selector = "zone == 'a'".into();
+    let mut zone_b = pool("zone-b", "10.2.0.0/16", 26);
+    zone_b.node_selector = "zone == 'b'".into();
+    f.ipam.create_pool(&zone_a).await?;
+    f.ipam.create_pool(&zone_b).await?;
+    let node = |zone: &str| Node {
+        name: "n1".into(),
+        labels: [("zone".to_string(), zone.to_string())].into(),
+        ..Default::default()
+    };
+    let revision = f.store.create_resource(&node("a")).await?;
+    let first = f.ipam.auto_assign(&request("h1", "n1", 1, 0)).await?;
+    assert!(net("10.1.0.0/16").contains(&first.ipv4[0]), "{first:?}");
+    f.store.update_resource(&node("b"), &revision).await?;
+    // The affine block in zone-a has 63 free addresses, yet zone-a no longer selects n1.
+    let second = f.ipam.auto_assign(&request("h2", "n1", 1, 0)).await?;
+    assert!(net("10.2.0.0/16").contains(&second.ipv4[0]), "{second:?}");
+    assert_clean(&f).await
+}

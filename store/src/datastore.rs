@@ -20,10 +20,13 @@ pub enum Kind {
     IPAMConfiguration,
     Node,
     WorkloadEndpoint,
+    /// manul's own: the names and CIDRs of all pools in one object (see `IpPoolIndex`).
+    IPPoolIndex,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 7] = [
+    /// Every kind; new kinds go at the end (the embedded store records a kind by its position).
+    pub const ALL: [Kind; 8] = [
         Kind::IPPool,
         Kind::IPAMBlock,
         Kind::BlockAffinity,
@@ -31,6 +34,7 @@ impl Kind {
         Kind::IPAMConfiguration,
         Kind::Node,
         Kind::WorkloadEndpoint,
+        Kind::IPPoolIndex,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -42,6 +46,7 @@ impl Kind {
             Kind::IPAMConfiguration => "IPAMConfiguration",
             Kind::Node => "Node",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
+            Kind::IPPoolIndex => "IPPoolIndex",
         }
     }
 

@@ -22,14 +22,15 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 const META_REVISION: &str = "revision";
 const META_OLDEST_EVENT: &str = "oldest_event";
-/// Events kept for watchers that resume from an older revision.
-const EVENTS_KEPT: u64 = 50_000;
+/// Events kept for watchers that resume from an older revision (the default).
+pub const EVENTS_KEPT: u64 = 50_000;
 /// How often a watch looks for commits made by other processes.
 const CROSS_PROCESS_POLL: Duration = Duration::from_millis(200);
 
 pub struct EmbeddedStore {
     database: Arc<Database>,
     committed: watch::Sender<u64>,
+    events_kept: u64,
 }
 
 fn backend<E: std::fmt::Display>(error: E) -> StoreError {
@@ -113,6 +114,12 @@ enum Expectation<'a> {
 impl EmbeddedStore {
     /// Opens (or creates) the store file. The parent directory is created when missing.
     pub fn open(path: &Path) -> Result<EmbeddedStore, StoreError> {
+        Self::open_keeping(path, EVENTS_KEPT)
+    }
+
+    /// Opens the store keeping about `events_kept` events for watchers (at least one); older
+    /// ones are compacted away and a watch that needs them fails with `Compacted`.
+    pub fn open_keeping(path: &Path, events_kept: u64) -> Result<EmbeddedStore, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|error| {
                 StoreError::Backend(format!("cannot create {}: {error}", parent.display()))
@@ -136,6 +143,7 @@ impl EmbeddedStore {
         Ok(EmbeddedStore {
             database: Arc::new(database),
             committed,
+            events_kept: events_kept.max(1),
         })
     }
 
@@ -157,6 +165,7 @@ impl EmbeddedStore {
         name: &str,
         value: Option<&[u8]>,
         expectation: Expectation<'_>,
+        events_kept: u64,
     ) -> Result<u64, StoreError> {
         let key = object_key(kind, name);
         let write = database.begin_write().map_err(backend)?;
@@ -221,8 +230,8 @@ impl EmbeddedStore {
                 .map_err(backend)?
                 .map(|g| g.value())
                 .unwrap_or(1);
-            if revision - oldest >= EVENTS_KEPT + EVENTS_KEPT / 10 {
-                let new_oldest = revision - EVENTS_KEPT;
+            if revision - oldest >= events_kept + events_kept / 10 {
+                let new_oldest = revision - events_kept;
                 events
                     .retain_in(oldest..new_oldest, |_, _| false)
                     .map_err(backend)?;
@@ -251,8 +260,23 @@ impl EmbeddedStore {
         Ok((revision, oldest))
     }
 
+    /// The kept events after revision `after`, or `Compacted` when some of them are gone
+    /// (checked in the same read transaction, so a compaction cannot slip in between).
     fn events_after(database: &Database, after: u64) -> Result<Vec<WatchEvent>, StoreError> {
         let read = database.begin_read().map_err(backend)?;
+        let oldest = read
+            .open_table(META)
+            .map_err(backend)?
+            .get(META_OLDEST_EVENT)
+            .map_err(backend)?
+            .map(|g| g.value())
+            .unwrap_or(1);
+        if after + 1 < oldest {
+            return Err(StoreError::Compacted {
+                requested: Revision::from_number(after),
+                oldest: Revision::from_number(oldest),
+            });
+        }
         let events = read.open_table(EVENTS).map_err(backend)?;
         let mut found = Vec::new();
         for entry in events.range(after + 1..).map_err(backend)? {
@@ -322,9 +346,17 @@ impl Datastore for EmbeddedStore {
 
     async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
         let name = name.to_string();
+        let events_kept = self.events_kept;
         let revision = self
             .blocking(move |database| {
-                Self::write(database, kind, &name, Some(&value), Expectation::Absent)
+                Self::write(
+                    database,
+                    kind,
+                    &name,
+                    Some(&value),
+                    Expectation::Absent,
+                    events_kept,
+                )
             })
             .await?;
         self.committed.send_replace(revision);
@@ -340,6 +372,7 @@ impl Datastore for EmbeddedStore {
     ) -> Result<Revision, StoreError> {
         let name = name.to_string();
         let expected = expected.clone();
+        let events_kept = self.events_kept;
         let revision = self
             .blocking(move |database| {
                 Self::write(
@@ -348,6 +381,7 @@ impl Datastore for EmbeddedStore {
                     &name,
                     Some(&value),
                     Expectation::Revision(&expected),
+                    events_kept,
                 )
             })
             .await?;
@@ -358,6 +392,7 @@ impl Datastore for EmbeddedStore {
     async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
         let name = name.to_string();
         let expected = expected.clone();
+        let events_kept = self.events_kept;
         let revision = self
             .blocking(move |database| {
                 Self::write(
@@ -366,6 +401,7 @@ impl Datastore for EmbeddedStore {
                     &name,
                     None,
                     Expectation::Revision(&expected),
+                    events_kept,
                 )
             })
             .await?;

@@ -68,6 +68,29 @@ impl Resource for IpPool {
     }
 }
 
+/// The name and CIDR of every pool, in one object: manul's own kind (Calico has none). Pool
+/// creation writes its entry here by compare-and-swap BEFORE it creates the pool, so two
+/// concurrent creators of overlapping pools cannot both pass the overlap check: one of the two
+/// index writes loses the race and its retry sees the other pool. Works over any backend
+/// with per-object CAS (embedded, etcd, Kubernetes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IpPoolIndex {
+    /// Pool name -> CIDR.
+    pub pools: BTreeMap<String, IpNet>,
+}
+
+impl IpPoolIndex {
+    pub const NAME: &'static str = "default";
+}
+
+impl Resource for IpPoolIndex {
+    const KIND: Kind = Kind::IPPoolIndex;
+    fn name(&self) -> String {
+        IpPoolIndex::NAME.to_string()
+    }
+}
+
 /// What an address in a block is allocated to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllocationAttribute {
@@ -95,6 +118,19 @@ pub struct IpamBlock {
     pub deleted: bool,
     /// Bumped on every allocation; lets a reader tell two states of a block apart.
     #[serde(default)]
+    pub sequence_number: u64,
+    /// manul's own: when the block was first seen empty (see `EmptySince`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub empty_since: Option<EmptySince>,
+}
+
+/// When a block was seen empty, and at which `sequence_number`. The mark holds only while the
+/// block's sequence number is unchanged: any allocation or release in between bumps it, so a
+/// block that was used again is not taken for one that stayed empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptySince {
+    pub unix_seconds: u64,
     pub sequence_number: u64,
 }
 

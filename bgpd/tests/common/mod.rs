@@ -45,28 +45,29 @@ pub struct Lab {
     failed: bool,
 }
 
-/// Whether the test can run here (root, and the given programs installed); prints why not.
-pub fn can_run(programs: &[&str]) -> bool {
+/// Panics unless this process is root (the lab makes network namespaces): a test whose
+/// prerequisite is missing fails, it never passes without running.
+pub fn require_root() {
     let root = Command::new("id")
         .arg("-u")
         .output()
         .is_ok_and(|output| String::from_utf8_lossy(&output.stdout).trim() == "0");
-    if !root {
-        eprintln!("skipped: needs root for network namespaces");
-        return false;
-    }
+    assert!(root, "needs root: run as root (scripts/test.sh)");
+}
+
+/// Panics unless every one of `programs` is installed.
+pub fn require_programs(programs: &[&str]) {
     for program in programs {
         let found = Command::new("sh")
             .args(["-c", &format!("command -v {program}")])
             .stdout(Stdio::null())
             .status()
             .is_ok_and(|status| status.success());
-        if !found {
-            eprintln!("skipped: {program} is not installed (scripts/install-deps.sh)");
-            return false;
-        }
+        assert!(
+            found,
+            "needs {program}: install it (scripts/install-deps.sh)"
+        );
     }
-    true
 }
 
 pub fn run(command: &mut Command) -> Result<String> {

@@ -166,3 +166,46 @@ fn event_records_round_trip_and_garbage_is_rejected() {
     assert!(decode_event(1, &[0, 99, 0, 0]).is_none());
     assert!(decode_event(1, &[0, 1, 200, 0, b'x']).is_none());
 }
+
+/// A watcher that does not read while the store compacts past it must get `Compacted`, after
+/// an unbroken run of events: never a silent jump over the compacted ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_behind_the_kept_events_gets_compacted_not_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open_keeping(&dir.path().join("s.redb"), 10).unwrap();
+    let start = store.list(Kind::Node, "").await.unwrap().revision;
+    let mut events = store.watch(Kind::Node, "", &start).await.unwrap();
+    // More writes than the watch buffers (1024) plus the kept events, none of them read yet.
+    let writes = 3000u64;
+    for index in 0..writes {
+        store
+            .create(Kind::Node, &format!("n{index}"), b"{}".to_vec())
+            .await
+            .unwrap();
+    }
+    assert!(store.kept_events().unwrap() <= 11);
+    let mut expected = start.as_number().unwrap() + 1;
+    let outcome = loop {
+        let next = tokio::time::timeout(Duration::from_secs(10), events.next())
+            .await
+            .expect("the watch neither delivered nor failed within 10 s");
+        match next {
+            Some(Ok(event)) => {
+                let revision = event.revision().as_number().unwrap();
+                assert_eq!(revision, expected, "the watch skipped events");
+                expected += 1;
+            }
+            Some(Err(error)) => break error,
+            None => panic!("the watch ended without an error after revision {expected}"),
+        }
+    };
+    assert!(matches!(outcome, StoreError::Compacted { .. }), "{outcome}");
+    assert!(
+        expected <= writes,
+        "every event arrived, nothing was compacted"
+    );
+    let after_error = tokio::time::timeout(Duration::from_secs(5), events.next())
+        .await
+        .unwrap();
+    assert!(after_error.is_none(), "the watch went on after Compacted");
+}
