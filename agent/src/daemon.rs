@@ -37,6 +37,8 @@ pub struct DaemonConfig {
     /// None: create no pool.
     pub default_ipv4_pool: Option<IpNet>,
     pub reconcile_interval: Duration,
+    /// This node's blocks that stay empty this long are released (None: never).
+    pub empty_block_grace: Option<Duration>,
     /// Where the route protocol's name is registered (None: skip).
     pub rt_protos_dir: Option<PathBuf>,
 }
@@ -76,12 +78,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
     let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
-    let endpoints = Arc::new(Endpoints::new(
-        config.node_name.clone(),
-        store,
-        netlink,
-        sysctl,
-    ));
+    let endpoints = Arc::new(
+        Endpoints::new(config.node_name.clone(), store, netlink, sysctl)
+            .with_empty_block_grace(config.empty_block_grace),
+    );
 
     // A routed node forwards: pods reach each other and the world through it (IPv6 too when
     // an IPv6 pool exists; the reconciler keeps this current).
@@ -180,9 +180,15 @@ pub async fn ensure_default_pool(
             info!(%cidr, "created the default IPv4 pool");
             Ok(())
         }
-        // Another agent made one first.
-        Err(IpamError::Store(error)) if error.is_conflict() => Ok(()),
-        Err(error) => Err(error.into()),
+        // Another agent made one first (its pool wins the name or the range).
+        Err(error) => {
+            if ipam.pools().await?.is_empty() {
+                Err(error.into())
+            } else {
+                info!(%cidr, "another agent created a pool first");
+                Ok(())
+            }
+        }
     }
 }
 

@@ -41,6 +41,7 @@ pub fn to_status(error: EndpointError) -> Status {
             IpamError::NoMatchingPool { .. }
             | IpamError::AddressNotInPool { .. }
             | IpamError::PoolDisabled { .. }
+            | IpamError::PoolNotForNode { .. }
             | IpamError::InvalidPool { .. }
             | IpamError::InvalidRequest(_) => Status::invalid_argument(error.to_string()),
             IpamError::RetriesExhausted { .. } => Status::unavailable(error.to_string()),

@@ -518,7 +518,7 @@ fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
 
 #[test]
 fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<()> {
-    ensure!(is_root(), "needs root: run as root (scripts/test.sh)");
+    require_root();
     let (host, old_pod, new_pod) = (Netns::new()?, Netns::new()?, Netns::new()?);
     let old = VethRequest {
         owner: "old-sandbox".into(),
@@ -568,7 +568,7 @@ fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<
 
 #[test]
 fn multipath_routes_with_metric_and_table_and_foreign_keys_are_refused() -> Result<()> {
-    ensure!(is_root(), "needs root: run as root (scripts/test.sh)");
+    require_root();
     let host = Netns::new()?;
     add_uplink(&host)?;
     host.ip(&["link", "add", "up2", "type", "veth", "peer", "name", "up3"])?;

@@ -39,6 +39,10 @@ struct Flags {
     /// Seconds between periodic reconciles of the kernel state.
     #[arg(long, default_value_t = 30)]
     reconcile_interval: u64,
+    /// Seconds a block of this node may stay empty before it is released, when the node keeps
+    /// another block with room in the pool (0: never release).
+    #[arg(long, default_value_t = 600)]
+    empty_block_grace: u64,
     /// Where `ip` looks up route protocol names ("" to skip registering).
     #[arg(long, default_value = "/etc/iproute2/rt_protos.d")]
     rt_protos_dir: String,
@@ -77,6 +81,8 @@ async fn main() -> anyhow::Result<()> {
         state_dir: flags.state_dir,
         default_ipv4_pool,
         reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
+        empty_block_grace: (flags.empty_block_grace > 0)
+            .then(|| Duration::from_secs(flags.empty_block_grace)),
         rt_protos_dir: (!flags.rt_protos_dir.is_empty())
             .then(|| PathBuf::from(flags.rt_protos_dir)),
     };

@@ -95,6 +95,8 @@ pub struct Endpoints {
     /// Deletions the reconciler refused because nothing it knows justified them (a wrong
     /// node name, an empty store, a mass deletion); exported as a counter.
     pub(crate) refused_deletions: std::sync::atomic::AtomicU64,
+    /// Blocks of this node that stay empty this long are given back (None: never).
+    pub(crate) empty_block_grace: Option<std::time::Duration>,
 }
 
 impl Endpoints {
@@ -116,7 +118,15 @@ impl Endpoints {
             default_mtu: std::sync::Mutex::new(None),
             ipam_writes: tokio::sync::Mutex::new(()),
             refused_deletions: std::sync::atomic::AtomicU64::new(0),
+            empty_block_grace: None,
         }
+    }
+
+    /// Lets the reconciler release this node's blocks that stayed empty for `grace` (when the
+    /// node keeps another block with room in the pool; see `Ipam::release_empty_blocks`).
+    pub fn with_empty_block_grace(mut self, grace: Option<std::time::Duration>) -> Endpoints {
+        self.empty_block_grace = grace;
+        self
     }
 
     /// The route and sysctl appliers.
@@ -230,3 +240,5 @@ pub(crate) fn validate_common(request: &EndpointRequest) -> Result<(), EndpointE
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_races;

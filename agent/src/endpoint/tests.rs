@@ -12,14 +12,14 @@ use crate::{
     sysctl::FakeSysctl,
 };
 
-struct Fixture {
-    endpoints: Endpoints,
-    netlink: Arc<FakeNetlink>,
-    sysctl: Arc<FakeSysctl>,
-    dir: tempfile::TempDir,
+pub(super) struct Fixture {
+    pub(super) endpoints: Arc<Endpoints>,
+    pub(super) netlink: Arc<FakeNetlink>,
+    pub(super) sysctl: Arc<FakeSysctl>,
+    pub(super) dir: tempfile::TempDir,
 }
 
-async fn fixture(pool: &str) -> Fixture {
+pub(super) async fn fixture(pool: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Datastore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
@@ -35,7 +35,12 @@ async fn fixture(pool: &str) -> Fixture {
     let netlink = Arc::new(FakeNetlink::new());
     netlink.set_default_route_mtu(Some(1450));
     let sysctl = Arc::new(FakeSysctl::new());
-    let endpoints = Endpoints::new("node1".into(), store, netlink.clone(), sysctl.clone());
+    let endpoints = Arc::new(Endpoints::new(
+        "node1".into(),
+        store,
+        netlink.clone(),
+        sysctl.clone(),
+    ));
     Fixture {
         endpoints,
         netlink,
@@ -47,7 +52,7 @@ async fn fixture(pool: &str) -> Fixture {
 impl Fixture {
     /// A request for a pod whose netns is a plain file in the temp dir (the fake only needs a
     /// path that exists).
-    fn request(&self, container_id: &str) -> EndpointRequest {
+    pub(super) fn request(&self, container_id: &str) -> EndpointRequest {
         let netns: PathBuf = self.dir.path().join(format!("netns-{container_id}"));
         std::fs::write(&netns, b"").unwrap();
         EndpointRequest {
@@ -62,7 +67,7 @@ impl Fixture {
         }
     }
 
-    async fn handle_addresses(&self, container_id: &str) -> Vec<std::net::IpAddr> {
+    pub(super) async fn handle_addresses(&self, container_id: &str) -> Vec<std::net::IpAddr> {
         let handle = crate::naming::ipam_handle(container_id, "eth0");
         self.endpoints
             .ipam()

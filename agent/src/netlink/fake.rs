@@ -104,10 +104,18 @@ pub fn describe_route(route: &Route) -> String {
     route.to_string()
 }
 
+/// Holds calls of one method until released (tests of races and cancellation).
+#[derive(Debug)]
+struct Gate {
+    open: tokio::sync::Semaphore,
+    arrived: std::sync::atomic::AtomicUsize,
+}
+
 /// In-memory `Netlink`. Every namespace path exists until `remove_netns` is called for it.
 #[derive(Debug, Default)]
 pub struct FakeNetlink {
     state: Mutex<FakeState>,
+    gates: Mutex<BTreeMap<String, std::sync::Arc<Gate>>>,
 }
 
 impl FakeNetlink {
@@ -117,6 +125,58 @@ impl FakeNetlink {
 
     fn lock(&self) -> MutexGuard<'_, FakeState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// From now on, calls of `method` wait until `open_gate(method)`.
+    pub fn close_gate(&self, method: &str) {
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                method.to_string(),
+                std::sync::Arc::new(Gate {
+                    open: tokio::sync::Semaphore::new(0),
+                    arrived: std::sync::atomic::AtomicUsize::new(0),
+                }),
+            );
+    }
+
+    /// Lets every waiting and later call of `method` through.
+    pub fn open_gate(&self, method: &str) {
+        if let Some(gate) = self
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(method)
+        {
+            gate.open.close();
+        }
+    }
+
+    /// How many calls of `method` are waiting or went through its closed gate.
+    pub fn arrived_at_gate(&self, method: &str) -> usize {
+        self.gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(method)
+            .map_or(0, |gate| {
+                gate.arrived.load(std::sync::atomic::Ordering::SeqCst)
+            })
+    }
+
+    async fn pass_gate(&self, method: &str) {
+        let gate = self
+            .gates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(method)
+            .cloned();
+        if let Some(gate) = gate {
+            gate.arrived
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Closed semaphore: the gate was opened.
+            let _ = gate.open.acquire().await;
+        }
     }
 
     /// Every call so far, e.g. "create_veth cali123 -> /run/netns/x eth0".
@@ -251,6 +311,7 @@ impl Netlink for FakeNetlink {
     }
 
     async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError> {
+        self.pass_gate("create_veth").await;
         let mut state = self.lock();
         let netns = request.pod_netns.clone();
         let line = format!(
@@ -337,6 +398,7 @@ impl Netlink for FakeNetlink {
         &self,
         config: &PodInterfaceConfig,
     ) -> Result<PodInterface, NetlinkError> {
+        self.pass_gate("configure_pod_interface").await;
         let mut state = self.lock();
         let addresses: Vec<String> = config.addresses.iter().map(IpNet::to_string).collect();
         let line = format!(
@@ -425,6 +487,7 @@ impl Netlink for FakeNetlink {
     }
 
     async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {
+        self.pass_gate("manul_routes").await;
         let mut state = self.lock();
         state.call("manul_routes", "manul_routes".to_string())?;
         Ok(state

@@ -48,6 +48,22 @@ impl Endpoints {
     /// One reconcile pass. Fails only when its inputs cannot be read (then it changes nothing);
     /// failed writes are in the report.
     pub async fn reconcile(&self) -> Result<ReconcileReport, EndpointError> {
+        let mut errors = Vec::new();
+        if let Some(grace) = self.empty_block_grace {
+            let _turn = self.ipam_writes.lock().await;
+            match self
+                .ipam()
+                .release_empty_blocks(self.node(), grace, std::time::SystemTime::now())
+                .await
+            {
+                Ok(released) => {
+                    for block in released {
+                        info!(%block, grace_seconds = grace.as_secs(), "released a block that stayed empty");
+                    }
+                }
+                Err(error) => errors.push(format!("releasing empty blocks: {error}")),
+            }
+        }
         let tables = {
             let mut routes = self.dataplane.routes.lock().await;
             routes.begin_resync();
@@ -93,6 +109,7 @@ impl Endpoints {
         let mut report = ReconcileReport {
             missing_links: plan.missing_links.clone(),
             refusals: plan.refusals.iter().map(ToString::to_string).collect(),
+            errors,
             ..Default::default()
         };
         if !plan.refusals.is_empty() {
