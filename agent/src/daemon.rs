@@ -27,6 +27,8 @@ use crate::{
 
 /// Name of the pool made on first start, as Calico names it.
 pub const DEFAULT_IPV4_POOL_NAME: &str = "default-ipv4-ippool";
+/// Name of the IPv6 pool made when `--default-ipv6-pool` is given and no IPv6 pool exists.
+pub const DEFAULT_IPV6_POOL_NAME: &str = "default-ipv6-ippool";
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -36,6 +38,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// None: create no pool.
     pub default_ipv4_pool: Option<IpNet>,
+    /// None: create no IPv6 pool.
+    pub default_ipv6_pool: Option<IpNet>,
     pub reconcile_interval: Duration,
     /// This node's blocks that stay empty this long are released (None: never).
     pub empty_block_grace: Option<Duration>,
@@ -72,6 +76,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(file_error(&config.state_dir))?;
     let store = manul_store::open_datastore(&config.datastore)?;
     ensure_default_pool(&store, config.default_ipv4_pool).await?;
+    ensure_default_ipv6_pool(&store, config.default_ipv6_pool).await?;
     ensure_node(&store, &config.node_name).await?;
     if let Some(dir) = &config.rt_protos_dir {
         register_route_protocol(dir);
@@ -189,6 +194,33 @@ pub async fn ensure_default_pool(
                 Ok(())
             }
         }
+    }
+}
+
+/// Creates the default IPv6 pool when one is asked for and the store has no IPv6 pool.
+pub async fn ensure_default_ipv6_pool(
+    store: &Arc<dyn Datastore>,
+    cidr: Option<IpNet>,
+) -> Result<(), DaemonError> {
+    let Some(cidr) = cidr else { return Ok(()) };
+    let ipam = Ipam::new(store.clone());
+    let has_ipv6 = |pools: &[IpPool]| pools.iter().any(|pool| pool.cidr.addr().is_ipv6());
+    if has_ipv6(&ipam.pools().await?) {
+        return Ok(());
+    }
+    match ipam
+        .create_pool(&IpPool::new(DEFAULT_IPV6_POOL_NAME, cidr))
+        .await
+    {
+        Ok(()) => {
+            info!(%cidr, "created the default IPv6 pool");
+            Ok(())
+        }
+        Err(error) if has_ipv6(&ipam.pools().await?) => {
+            info!(%error, "another agent created an IPv6 pool first");
+            Ok(())
+        }
+        Err(error) => Err(error.into()),
     }
 }
 

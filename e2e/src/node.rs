@@ -36,6 +36,9 @@ pub struct NodeOptions {
     pub start_timeout: Duration,
     /// `--reconcile-interval` of the agent in seconds (None: the agent's default).
     pub reconcile_interval: Option<u64>,
+    /// `--default-ipv6-pool` of the agent; also gives the uplink IPv6 addresses
+    /// (fd00:99:<index>::1 on the node, ::2 upstream) and routes the pool back to the node.
+    pub ipv6_pool: Option<String>,
 }
 
 impl NodeOptions {
@@ -47,6 +50,7 @@ impl NodeOptions {
             log_level: std::env::var("MANUL_E2E_LOG").unwrap_or_else(|_| "info".to_string()),
             start_timeout: Duration::from_secs(20),
             reconcile_interval: None,
+            ipv6_pool: None,
         }
     }
 }
@@ -127,7 +131,38 @@ impl Node {
         self.upstream
             .ip(&["route", "add", &self.opts.pool, "via", &via])?;
         self.ns.sysctl("net.ipv4.ip_forward", "1")?;
+        if let Some(pool) = &self.opts.ipv6_pool {
+            let (node_v6, upstream_v6) = (self.uplink_ipv6(), self.upstream_ipv6());
+            self.ns
+                .ip(&["addr", "add", &format!("{node_v6}/64"), "dev", "eth0", "nodad"])?;
+            self.upstream.ip(&[
+                "addr",
+                "add",
+                &format!("{upstream_v6}/64"),
+                "dev",
+                "down0",
+                "nodad",
+            ])?;
+            self.ns
+                .ip(&["-6", "route", "add", "default", "via", &upstream_v6.to_string()])?;
+            self.upstream
+                .ip(&["-6", "route", "add", pool, "via", &node_v6.to_string()])?;
+        }
         Ok(())
+    }
+
+    /// The node's IPv6 address on its uplink (with `ipv6_pool`).
+    pub fn uplink_ipv6(&self) -> std::net::Ipv6Addr {
+        format!("fd00:99:{}::1", self.index)
+            .parse()
+            .unwrap_or(std::net::Ipv6Addr::LOCALHOST)
+    }
+
+    /// The upstream's IPv6 address on the node's uplink (with `ipv6_pool`).
+    pub fn upstream_ipv6(&self) -> std::net::Ipv6Addr {
+        format!("fd00:99:{}::2", self.index)
+            .parse()
+            .unwrap_or(std::net::Ipv6Addr::LOCALHOST)
     }
 
     /// Starts `manul-agent` on this node's store, state dir and socket (again, after
@@ -161,6 +196,12 @@ impl Node {
                 self.opts
                     .reconcile_interval
                     .map(|s| format!("--reconcile-interval={s}")),
+            )
+            .args(
+                self.opts
+                    .ipv6_pool
+                    .as_ref()
+                    .map(|pool| format!("--default-ipv6-pool={pool}")),
             )
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)

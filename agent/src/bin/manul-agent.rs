@@ -36,6 +36,9 @@ struct Flags {
     /// The IPv4 pool created on first start when the datastore has none ("none" for no pool).
     #[arg(long, env = "CALICO_IPV4POOL_CIDR", default_value = "192.168.0.0/16")]
     default_ipv4_pool: String,
+    /// An IPv6 pool created on start when the datastore has no IPv6 pool ("none": no pool).
+    #[arg(long, env = "CALICO_IPV6POOL_CIDR", default_value = "none")]
+    default_ipv6_pool: String,
     /// Seconds between periodic reconciles of the kernel state.
     #[arg(long, default_value_t = 30)]
     reconcile_interval: u64,
@@ -74,12 +77,20 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--default-ipv4-pool {text:?} is not a CIDR"))?,
         ),
     };
+    let default_ipv6_pool = match flags.default_ipv6_pool.as_str() {
+        "none" | "" => None,
+        text => match text.parse::<IpNet>() {
+            Ok(cidr @ IpNet::V6(_)) => Some(cidr),
+            _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
+        },
+    };
     let config = DaemonConfig {
         node_name,
         socket: flags.socket,
         datastore: flags.datastore,
         state_dir: flags.state_dir,
         default_ipv4_pool,
+        default_ipv6_pool,
         reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
         empty_block_grace: (flags.empty_block_grace > 0)
             .then(|| Duration::from_secs(flags.empty_block_grace)),
