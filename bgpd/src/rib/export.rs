@@ -10,6 +10,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::best::{self, BestView};
+use super::checks;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{LOCAL, PeerIndex};
@@ -169,7 +170,7 @@ fn may_send(source: &Source, target_index: PeerIndex, target: &PeerState) -> boo
 }
 
 /// The attributes `target` is sent for a best path with `attrs`, or `None` when it cannot be
-/// (no next hop of the family).
+/// (no next hop of the family) or must not be (RFC 1997 well-known communities).
 fn transform(
     attrs: &PathAttributes,
     family: Family,
@@ -179,6 +180,9 @@ fn transform(
     local_asn: u32,
     cluster_id: Ipv4Addr,
 ) -> Option<PathAttributes> {
+    if !checks::communities_allow(attrs, target.ibgp) {
+        return None;
+    }
     let mut out = attrs.clone();
     out.mp_unreach = None;
     let next_hop_self = if target.ibgp {
@@ -189,7 +193,11 @@ fn transform(
         out.local_pref = Some(best::local_pref(attrs));
         target.config.next_hop_self || source.index == LOCAL
     } else {
-        out.as_path = Some(attrs.as_path.clone().unwrap_or_default().prepend(local_asn));
+        let as_path = attrs
+            .as_path
+            .as_ref()
+            .map(checks::strip_confederation_segments);
+        out.as_path = Some(as_path.unwrap_or_default().prepend(local_asn));
         out.local_pref = None;
         out.med = None;
         out.originator_id = None;

@@ -3,12 +3,14 @@
 //! replaces), then each touched prefix is re-selected once. Also locally originated routes.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tracing::warn;
 
 use super::best::{self, BestView};
+use super::checks;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{Interner, LOCAL, Path, PeerIndex};
@@ -103,11 +105,35 @@ fn changes(
         changes.push((prefix, path_id, None));
     }
     let base = import_base(attributes, peer, local, cluster_id);
-    let v4_attrs = base
-        .clone()
-        .filter(|attrs| attrs.next_hop.is_some() && !nlri.is_empty());
+    let own = [
+        Some(peer.config.local_address),
+        peer.config.local_address_v6.map(IpAddr::V6),
+        Some(IpAddr::V4(local.router_id)),
+    ];
+    let own: Vec<IpAddr> = own.into_iter().flatten().collect();
+    let usable = |next_hop: Option<IpAddr>, nlri_count: usize| {
+        let next_hop = next_hop?;
+        match checks::next_hop_problem(next_hop, &own) {
+            None => Some(()),
+            Some(problem) => {
+                warn!(
+                    peer = %peer.config.address,
+                    %next_hop,
+                    prefixes = nlri_count,
+                    "ignoring routes: {}",
+                    problem.describe()
+                );
+                None
+            }
+        }
+    };
+    let v4_attrs = base.clone().filter(|attrs| {
+        !nlri.is_empty() && usable(attrs.next_hop.map(IpAddr::V4), nlri.len()).is_some()
+    });
     let v6_attrs = match (&base, &reach) {
-        (Some(base), Some(reach)) if !reach.next_hops.is_empty() => {
+        (Some(base), Some(reach))
+            if usable(reach.next_hops.first().copied(), reach.nlri.len()).is_some() =>
+        {
             let family = Family::IPV6_UNICAST;
             let next_hops = reach.next_hops.clone();
             let mp_reach = Some(MpReach {
@@ -158,8 +184,10 @@ fn changes(
 
 /// The received attributes as stored, or `None` when the route must be dropped: our router id
 /// as ORIGINATOR_ID or our cluster id in CLUSTER_LIST (reflection loop), our ASN more than
-/// `allow_own_as` times in the AS_PATH of an eBGP route. eBGP routes lose LOCAL_PREF and the
-/// reflection attributes (they get LOCAL_PREF 100 in selection).
+/// `allow_own_as` times in the AS_PATH of an eBGP route, confederation segments in the AS_PATH
+/// of an eBGP route (RFC 7606 §7.2 and RFC 5065 §5.3: treat-as-withdraw; AS4_PATH with them is
+/// discarded by the codec, RFC 6793 §6). eBGP routes lose LOCAL_PREF and the reflection
+/// attributes (they get LOCAL_PREF 100 in selection).
 fn import_base(
     mut attrs: PathAttributes,
     peer: &PeerState,
@@ -175,6 +203,17 @@ fn import_base(
             .as_ref()
             .map_or(0, |path| path.count(local.asn));
         if own > usize::from(peer.config.allow_own_as) {
+            return None;
+        }
+        if attrs
+            .as_path
+            .as_ref()
+            .is_some_and(checks::has_confederation_segment)
+        {
+            warn!(
+                peer = %peer.config.address,
+                "treat-as-withdraw: AS_PATH from an eBGP peer has confederation segments (RFC 7606 §7.2)"
+            );
             return None;
         }
         attrs.local_pref = None;

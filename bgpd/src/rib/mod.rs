@@ -11,6 +11,7 @@
 //! originated them): when one becomes best the agent sees `BestWithdrawn`.
 
 mod best;
+mod checks;
 mod export;
 mod graceful;
 mod import;

@@ -4,6 +4,7 @@ mod best;
 mod export;
 mod graceful;
 mod import;
+mod rfc_checks;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
