@@ -11,6 +11,7 @@ use ipnet::IpNet;
 
 use super::best::{self, BestView};
 use super::checks;
+use super::graceful;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{LOCAL, PeerIndex};
@@ -306,10 +307,15 @@ pub(crate) fn build_updates(
     updates
 }
 
-/// The session came up: computes the peer's whole Adj-RIB-Out, then End-of-RIB per family.
+/// The session came up: drops stale routes the peer no longer preserves (RFC 4724 §4.2),
+/// computes the peer's whole Adj-RIB-Out, then End-of-RIB per family.
 pub(crate) fn peer_up(rib: &mut Rib, peer: PeerId, session: SessionInfo) -> Vec<RibOutput> {
-    let Some((index, state)) = rib.state.peers.by_id_mut(peer) else {
+    let Some((index, _)) = rib.state.peers.by_id(peer) else {
         return Vec::new();
+    };
+    let mut out = graceful::peer_reestablished(rib, index, &session);
+    let Some(state) = rib.state.peers.get_mut(index) else {
+        return out;
     };
     let mut families: Vec<Family> = session.families.clone();
     families.retain(|f| *f == Family::IPV4_UNICAST || *f == Family::IPV6_UNICAST);
@@ -329,11 +335,12 @@ pub(crate) fn peer_up(rib: &mut Rib, peer: PeerId, session: SessionInfo) -> Vec<
         }
     }
     let Some(state) = rib.state.peers.get_mut(index) else {
-        return Vec::new();
+        return out;
     };
     let mut updates = build_updates(std::mem::take(&mut state.pending));
     updates.extend(families.iter().map(|family| Update::end_of_rib(*family)));
-    vec![RibOutput::Send { peer, updates }]
+    out.push(RibOutput::Send { peer, updates });
+    out
 }
 
 /// Resends what the peer's Adj-RIB-Out holds for `family`.

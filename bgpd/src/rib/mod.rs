@@ -148,6 +148,9 @@ pub struct SessionInfo {
     pub families: Vec<Family>,
     /// Families in which the peer sends add-path identifiers.
     pub add_path_receive: Vec<Family>,
+    /// The peer's graceful restart capability (RFC 4724): its families, each with the
+    /// Forwarding State bit. `None`: not advertised.
+    pub graceful_restart: Option<Vec<(Family, bool)>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

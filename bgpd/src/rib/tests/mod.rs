@@ -59,6 +59,10 @@ pub(super) fn session(router_id: &str) -> SessionInfo {
         four_octet_as: true,
         families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         add_path_receive: Vec::new(),
+        graceful_restart: Some(vec![
+            (Family::IPV4_UNICAST, true),
+            (Family::IPV6_UNICAST, true),
+        ]),
     }
 }
 
