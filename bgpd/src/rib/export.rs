@@ -16,7 +16,7 @@ use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{LOCAL, PeerIndex};
 use super::{PeerId, PolicyRule, Rib, RibOutput, SessionInfo, State};
-use crate::message::{Family, MpReach, MpUnreach, Nlri, PathAttributes, Update};
+use crate::message::{ExtendedCommunity, Family, MpReach, MpUnreach, Nlri, PathAttributes, Update};
 
 /// Export results are cached per operation under the attributes' address (interned, alive
 /// until the next sweep, which only runs between operations).
@@ -96,10 +96,7 @@ impl State {
             }
             let new = match (best, source) {
                 (Some(best), Some(source)) if may_send(&source, index, target) => {
-                    let decision = target
-                        .config
-                        .export
-                        .decide(&prefix, &best.attrs.communities);
+                    let decision = target.config.export.decide(&prefix, &best.attrs);
                     let key = CacheKey {
                         attrs: Arc::as_ptr(&best.attrs) as usize,
                         source: source.index,
@@ -210,6 +207,11 @@ fn transform(
     }
     if let Some(rule) = rule {
         rule.apply(&mut out, target.ibgp);
+    }
+    if !target.ibgp {
+        // RFC 4360 §2: non-transitive extended communities stay inside the AS.
+        out.extended_communities
+            .retain(ExtendedCommunity::is_transitive);
     }
     Some(out)
 }

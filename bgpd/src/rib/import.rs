@@ -156,7 +156,7 @@ fn changes(
             return changes.push((prefix, path_id, None));
         };
         let policy = &peer.config.import;
-        let decision = policy.decide(&prefix, &attrs.communities);
+        let decision = policy.decide(&prefix, attrs);
         let v4 = family == Family::IPV4_UNICAST;
         let result = accepted.entry((v4, decision)).or_insert_with(|| {
             (decision != Decision::Reject).then(|| {

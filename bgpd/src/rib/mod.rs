@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::message::{Family, LargeCommunity, PathAttributes, Update};
+use crate::message::{ExtendedCommunity, Family, LargeCommunity, PathAttributes, Update};
 use peers::Peers;
 use table::{Interner, Paths, Table};
 
@@ -82,8 +82,11 @@ pub struct PolicyRule {
     pub prefixes: Vec<PrefixMatch>,
     /// Matches if the route has any of these; empty: any route.
     pub communities_any: Vec<u32>,
+    /// Matches if the route has any of these; empty: any route. Both lists must match.
+    pub extended_communities_any: Vec<ExtendedCommunity>,
     pub action: PolicyAction,
     pub add_communities: Vec<u32>,
+    pub add_extended_communities: Vec<ExtendedCommunity>,
     pub add_large_communities: Vec<LargeCommunity>,
     pub set_med: Option<u32>,
     /// Ignored on export to eBGP peers (LOCAL_PREF is not sent there).
@@ -96,8 +99,10 @@ impl Default for PolicyRule {
         PolicyRule {
             prefixes: Vec::new(),
             communities_any: Vec::new(),
+            extended_communities_any: Vec::new(),
             action: PolicyAction::Accept,
             add_communities: Vec::new(),
+            add_extended_communities: Vec::new(),
             add_large_communities: Vec::new(),
             set_med: None,
             set_local_pref: None,

@@ -2,6 +2,7 @@
 
 mod best;
 mod export;
+mod extended_communities;
 mod graceful;
 mod import;
 mod rfc_checks;
