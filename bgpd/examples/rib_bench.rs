@@ -53,6 +53,7 @@ fn session(router_id: [u8; 4]) -> SessionInfo {
         families: vec![Family::IPV4_UNICAST],
         add_path_receive: Vec::new(),
         graceful_restart: None,
+        extended_next_hop: false,
     }
 }
 

@@ -299,6 +299,7 @@ impl PeerTask {
                 .peer_graceful_restart
                 .as_ref()
                 .map(|restart| restart.families.clone()),
+            extended_next_hop: negotiated.extended_next_hop,
         };
         {
             let mut status = self.status.lock().unwrap();

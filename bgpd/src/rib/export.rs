@@ -204,6 +204,10 @@ fn transform(
     };
     if next_hop_self {
         set_next_hop(&mut out, family, target)?;
+    } else if family == Family::IPV4_UNICAST && out.mp_reach.is_some() && !extended_next_hop(target)
+    {
+        // An IPv6 next hop for an IPv4 route needs RFC 8950 on this session.
+        return None;
     }
     if let Some(rule) = rule {
         rule.apply(&mut out, target.ibgp);
@@ -216,32 +220,44 @@ fn transform(
     Some(out)
 }
 
-/// Sets our address on the session as next hop: NEXT_HOP for IPv4, MP_REACH for IPv6.
+/// Sets our address on the session as next hop: NEXT_HOP for IPv4 (or, on a session without
+/// an IPv4 address that negotiated RFC 8950, our IPv6 address in MP_REACH), MP_REACH for IPv6.
 fn set_next_hop(out: &mut PathAttributes, family: Family, target: &PeerState) -> Option<()> {
     let config = &target.config;
+    let ipv6 = match (config.local_address_v6, config.local_address) {
+        (Some(address), _) | (None, IpAddr::V6(address)) => Some(address),
+        (None, IpAddr::V4(_)) => None,
+    };
     if family == Family::IPV4_UNICAST {
-        let IpAddr::V4(address) = config.local_address else {
+        if let IpAddr::V4(address) = config.local_address {
+            out.next_hop = Some(address);
+            out.mp_reach = None;
+            return Some(());
+        }
+        if !extended_next_hop(target) {
             return None;
-        };
-        out.next_hop = Some(address);
-        out.mp_reach = None;
-    } else {
-        let address = match (config.local_address_v6, config.local_address) {
-            (Some(address), _) | (None, IpAddr::V6(address)) => address,
-            (None, IpAddr::V4(_)) => return None,
-        };
-        out.next_hop = None;
-        out.mp_reach = Some(MpReach {
-            family,
-            next_hops: vec![IpAddr::V6(address)],
-            nlri: Vec::new(),
-        });
+        }
     }
+    out.next_hop = None;
+    out.mp_reach = Some(MpReach {
+        family,
+        next_hops: vec![IpAddr::V6(ipv6?)],
+        nlri: Vec::new(),
+    });
     Some(())
 }
 
+/// Whether the peer's session negotiated RFC 8950 extended next hops.
+fn extended_next_hop(target: &PeerState) -> bool {
+    target
+        .session
+        .as_ref()
+        .is_some_and(|session| session.extended_next_hop)
+}
+
 /// Groups Adj-RIB-Out changes into updates: withdrawals first (IPv4 classic, then IPv6
-/// MP_UNREACH), then one update per distinct attribute set in order of first appearance.
+/// MP_UNREACH), then one update per distinct attribute set in order of first appearance
+/// (IPv4 prefixes in the classic NLRI field, or in MP_REACH with an RFC 8950 next hop).
 pub(crate) fn build_updates(
     changes: impl IntoIterator<Item = (IpNet, Option<Arc<PathAttributes>>)>,
 ) -> Vec<Update> {
@@ -292,7 +308,7 @@ pub(crate) fn build_updates(
     }
     for (attrs, v4, nlri) in groups {
         let mut attributes = PathAttributes::clone(&attrs);
-        if v4 {
+        if v4 && attributes.mp_reach.is_none() {
             updates.push(Update {
                 attributes,
                 nlri,

@@ -156,6 +156,8 @@ pub struct SessionInfo {
     /// The peer's graceful restart capability (RFC 4724): its families, each with the
     /// Forwarding State bit. `None`: not advertised.
     pub graceful_restart: Option<Vec<(Family, bool)>>,
+    /// RFC 8950 was negotiated: IPv4 NLRI may come and go with IPv6 next hops.
+    pub extended_next_hop: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -3,6 +3,7 @@
 mod best;
 mod export;
 mod extended_communities;
+mod extended_next_hop;
 mod graceful;
 mod import;
 mod rfc_checks;
@@ -64,6 +65,7 @@ pub(super) fn session(router_id: &str) -> SessionInfo {
             (Family::IPV4_UNICAST, true),
             (Family::IPV6_UNICAST, true),
         ]),
+        extended_next_hop: false,
     }
 }
 
