@@ -64,20 +64,25 @@ impl NextHopProblem {
 
 /// RFC 4271 §6.3 (NEXT_HOP) and §5.1.3, RFC 4760 §3 (MP_REACH next hop): a next hop that is
 /// not a unicast address, or is the receiving speaker's own address, cannot be used.
-pub(crate) fn next_hop_problem(next_hop: IpAddr, own: &[IpAddr]) -> Option<NextHopProblem> {
-    let martian = match next_hop {
-        IpAddr::V4(address) => {
-            address.is_unspecified()
-                || address.is_loopback()
-                || address.is_multicast()
-                || address.is_broadcast()
-                // 240.0.0.0/4, reserved (class E).
-                || address.octets()[0] >= 240
-        }
-        IpAddr::V6(address) => {
-            address.is_unspecified() || address.is_loopback() || address.is_multicast()
-        }
-    };
+/// `peer_on_loopback`: the session itself runs over loopback (two speakers on one host, as
+/// in tests), where a loopback next hop is the peer's real address and is allowed.
+pub(crate) fn next_hop_problem(
+    next_hop: IpAddr,
+    own: &[IpAddr],
+    peer_on_loopback: bool,
+) -> Option<NextHopProblem> {
+    let loopback = next_hop.is_loopback() && !peer_on_loopback;
+    let martian = loopback
+        || match next_hop {
+            IpAddr::V4(address) => {
+                address.is_unspecified()
+                    || address.is_multicast()
+                    || address.is_broadcast()
+                    // 240.0.0.0/4, reserved (class E).
+                    || address.octets()[0] >= 240
+            }
+            IpAddr::V6(address) => address.is_unspecified() || address.is_multicast(),
+        };
     if martian {
         return Some(NextHopProblem::Martian);
     }

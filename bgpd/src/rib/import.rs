@@ -106,7 +106,7 @@ fn changes(
     let own: Vec<IpAddr> = own.into_iter().flatten().collect();
     let usable = |next_hop: Option<IpAddr>, nlri_count: usize| {
         let next_hop = next_hop?;
-        match checks::next_hop_problem(next_hop, &own) {
+        match checks::next_hop_problem(next_hop, &own, peer.config.address.is_loopback()) {
             None => Some(()),
             Some(problem) => {
                 warn!(

@@ -164,6 +164,17 @@ fn martian_ipv6_next_hops_are_treat_as_withdraw() {
 }
 
 #[test]
+fn a_loopback_next_hop_is_allowed_only_on_a_loopback_session() {
+    let mut rib = new_rib();
+    up(&mut rib, 1, config("127.0.0.2", 65001));
+    rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "127.0.0.2")));
+    assert_eq!(best_hops(&rib, P), Some(vec![ip("127.0.0.2")]));
+    let v6 = announce_v6(&[P6], attrs(&[65001], "0.0.0.0"), "::1");
+    rib.receive(PeerId(1), v6);
+    assert_eq!(best_hops(&rib, P6), Some(vec![ip("::1")]));
+}
+
+#[test]
 fn our_own_address_as_next_hop_makes_the_route_unusable() {
     // The session's local address (192.0.2.100), its IPv6 one, and our router id.
     for own in ["192.0.2.100", "10.0.0.1"] {
