@@ -8,8 +8,14 @@ const P6: &str = "2001:db8:1::/48";
 
 /// Peer 1 (eBGP, restarting) announced P4, Q4 and P6; peer 2 (eBGP) listens.
 fn setup() -> Rib {
+    setup_with(session("10.1.0.1"))
+}
+
+/// `setup` with peer 1's session given.
+fn setup_with(peer_1: SessionInfo) -> Rib {
     let mut rib = new_rib();
-    up(&mut rib, 1, config("10.1.0.1", 65001));
+    rib.add_peer(PeerId(1), config("10.1.0.1", 65001));
+    rib.peer_up(PeerId(1), peer_1);
     up(&mut rib, 2, config("10.2.0.1", 65002));
     rib.receive(PeerId(1), announce(&[P4, Q4], attrs(&[65001], "10.1.0.1")));
     let v6 = announce_v6(&[P6], attrs(&[65001], "0.0.0.0"), "2001:db8::1");
@@ -135,15 +141,8 @@ fn restart_session(families: Option<Vec<(Family, bool)>>) -> SessionInfo {
 
 /// `setup`, but peer 1's capability listed only IPv4 unicast.
 fn setup_ipv4_only_restart() -> Rib {
-    let mut rib = new_rib();
-    rib.add_peer(PeerId(1), config("10.1.0.1", 65001));
     let ipv4_only = Some(vec![(Family::IPV4_UNICAST, true)]);
-    rib.peer_up(PeerId(1), restart_session(ipv4_only));
-    up(&mut rib, 2, config("10.2.0.1", 65002));
-    rib.receive(PeerId(1), announce(&[P4, Q4], attrs(&[65001], "10.1.0.1")));
-    let v6 = announce_v6(&[P6], attrs(&[65001], "0.0.0.0"), "2001:db8::1");
-    rib.receive(PeerId(1), v6);
-    rib
+    setup_with(restart_session(ipv4_only))
 }
 
 #[test]
