@@ -55,7 +55,9 @@ const SESSIONS: [Session; 4] = [
 const BIRD_CONF: &str = r#"
 router id 192.0.2.1;
 protocol device {}
-protocol static s4 { ipv4; route 10.1.0.0/16 blackhole; route 10.2.3.0/24 blackhole; }
+protocol static s4 {
+  ipv4; route 10.1.0.0/16 blackhole; route 10.2.3.0/24 blackhole; route 10.3.0.0/24 blackhole;
+}
 protocol static s6 { ipv6; route 2001:db8:1::/48 blackhole; }
 filter decorate {
   if net = 10.1.0.0/16 then {
@@ -63,6 +65,10 @@ filter decorate {
     bgp_large_community.add((4200000001,1,2));
   }
   if net = 2001:db8:1::/48 then { bgp_community.add((65001,300)); }
+  if net = 10.3.0.0/24 then {
+    bgp_ext_community.add((rt, 65001, 100)); bgp_ext_community.add((ro, 192.0.2.1, 7));
+    bgp_ext_community.add((rt, 4200000001, 5)); bgp_ext_community.add((generic, 0x40040000, 1));
+  }
   accept;
 }
 protocol bgp bird_4octet {

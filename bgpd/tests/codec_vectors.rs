@@ -303,3 +303,27 @@ fn gobgp_updates_with_add_path() {
     assert_eq!(third.attributes.mp_reach, Some(reach));
     assert_eq!(third.attributes.as_path, path(4_200_000_002));
 }
+
+/// BIRD's route 10.3.0.0/24 with (rt, 65001, 100), (ro, 192.0.2.1, 7) and (rt, 4200000001, 5);
+/// BIRD itself left out the non-transitive (generic, 0x40040000, 1) on this eBGP session.
+#[test]
+fn bird_update_with_extended_communities() {
+    let context = CodecContext::four_octet();
+    let update = update("bird_4octet_update_extended_communities", &context, true);
+    let texts: Vec<String> = update
+        .attributes
+        .extended_communities
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(texts, ["rt:65001:100", "ro:192.0.2.1:7", "rt:4200000001:5"]);
+    assert!(
+        update
+            .attributes
+            .extended_communities
+            .iter()
+            .all(|community| community.is_transitive())
+    );
+    assert_eq!(update.nlri, vec![nlri("10.3.0.0/24", None)]);
+    assert!(update.attributes.unknown.is_empty());
+}

@@ -1,7 +1,7 @@
 //! Session-level interop of manul-bgpd with real BIRD 2 daemons, each in a namespace of the
 //! test's own: TCP MD5 (right and wrong password), the hold timer against a frozen peer, and
 //! graceful restart (bgpd as helper of a BIRD killed and restarted in recovery mode, seeing
-//! the old connection close or not). Needs root, bird and birdc, nft and ss for one test
+//! the old connection close or not; or restarted normally, without the Forwarding State bit). Needs root, bird and birdc, nft and ss for one test
 //! (skips otherwise). Does I/O: processes, namespaces.
 
 mod common;
@@ -162,6 +162,61 @@ async fn graceful_restart_helper_takes_a_reconnection_while_established() -> Res
     let mut lab = Lab::new("grsilent")?;
     let result = graceful_restart(&mut lab, true).await;
     lab.finish(result)
+}
+
+/// RFC 4724 §4.2: BIRD comes back normally (not in recovery mode): its new capability lacks
+/// the Forwarding State bit, so bgpd drops its stale routes at once, before End-of-RIB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_restart_helper_flushes_stale_routes_without_the_forwarding_bit() -> Result<()> {
+    ensure!(
+        common::can_run(&["bird", "birdc"]),
+        "needs root, bird and birdc (scripts/install-deps.sh)"
+    );
+    let mut lab = Lab::new("grflush")?;
+    let result = restart_without_forwarding_state(&mut lab).await;
+    lab.finish(result)
+}
+
+async fn restart_without_forwarding_state(lab: &mut Lab) -> Result<()> {
+    let (me, peer) = (lab.node("bgpd")?, lab.node("bird")?);
+    let body = bird_static("originated", &["10.2.0.0/24", "10.2.1.0/24"])
+        + &bird_bgp(
+            "bgpd",
+            (&peer, 65002),
+            (&me, 65001),
+            "graceful restart on;",
+            ACCEPT_ALL,
+        );
+    let bird = Bird::start(lab, "bird", &peer, &body).await?;
+    let peer_config = format!("address = \"{}\"\n", peer.address);
+    let mut client = bgpd::start(lab, "bgpd", &me, &bgpd_config(&me, &[peer_config])).await?;
+    let address = peer.address.to_string();
+    let mut paths = Paths::watch(&mut client).await?;
+    bgpd::wait_peer(&mut client, &address, "Established", established).await?;
+    paths.wait_prefix("10.2.0.0/24").await?;
+    paths.wait_prefix("10.2.1.0/24").await?;
+    bird.kill(lab)?;
+    bgpd::wait_peer(&mut client, &address, "session loss", |status| {
+        !established(status) && status.established_transitions == 1
+    })
+    .await?;
+    ensure!(paths.now().withdrawn.is_empty(), "{:?}", paths.now());
+
+    // Same routes again: only an immediate flush withdraws 10.2.0.0/24 (an End-of-RIB sweep
+    // would keep it, refreshed).
+    Bird::start(lab, "bird", &peer, &body).await?;
+    let state = paths
+        .wait("stale routes flushed and 10.2.0.0/24 back", |state| {
+            state.withdrawn.iter().any(|p| p == "10.2.0.0/24")
+                && state.best.contains_key("10.2.0.0/24")
+                && state.best.contains_key("10.2.1.0/24")
+        })
+        .await?;
+    ensure!(
+        state.withdrawn.iter().any(|p| p == "10.2.1.0/24"),
+        "{state:?}"
+    );
+    Ok(())
 }
 
 /// Drops, in `node`, every packet of its established TCP connection to `peer` (the session

@@ -2,7 +2,8 @@
 //!
 //! Each malformed attribute gets its RFC 7606 approach:
 //! - treat-as-withdraw: ORIGIN, AS_PATH, NEXT_HOP, MED, LOCAL_PREF, COMMUNITIES, ORIGINATOR_ID,
-//!   CLUSTER_LIST, LARGE_COMMUNITIES (bad length, bad value, bad Optional/Transitive flags);
+//!   CLUSTER_LIST, EXTENDED_COMMUNITIES (§7.14: length not a nonzero multiple of 8),
+//!   LARGE_COMMUNITIES (bad length, bad value, bad Optional/Transitive flags);
 //!   an attribute that overruns the attribute field, or fewer bytes left than a header (§4:
 //!   the Total Path Attribute Length still locates the NLRI).
 //! - attribute discard: ATOMIC_AGGREGATE, AGGREGATOR, AS4_PATH, AS4_AGGREGATOR (RFC 6793 §6).
@@ -18,7 +19,8 @@ use std::net::Ipv4Addr;
 
 use super::{CodecContext, aspath, error::DecodeError, mp, reader::Reader};
 use crate::message::{
-    AS_TRANS, Aggregator, AsPath, LargeCommunity, Origin, PathAttributes, error_code,
+    AS_TRANS, Aggregator, AsPath, ExtendedCommunity, LargeCommunity, Origin, PathAttributes,
+    error_code,
 };
 
 pub const FLAG_OPTIONAL: u8 = 0x80;
@@ -38,6 +40,7 @@ pub const ORIGINATOR_ID: u8 = 9;
 pub const CLUSTER_LIST: u8 = 10;
 pub const MP_REACH_NLRI: u8 = 14;
 pub const MP_UNREACH_NLRI: u8 = 15;
+pub const EXTENDED_COMMUNITIES: u8 = 16;
 pub const AS4_PATH: u8 = 17;
 pub const AS4_AGGREGATOR: u8 = 18;
 pub const LARGE_COMMUNITIES: u8 = 32;
@@ -47,9 +50,8 @@ pub(super) fn expected_flags(code: u8) -> Option<u8> {
     match code {
         ORIGIN | AS_PATH | NEXT_HOP | LOCAL_PREF | ATOMIC_AGGREGATE => Some(FLAG_TRANSITIVE),
         MED | ORIGINATOR_ID | CLUSTER_LIST | MP_REACH_NLRI | MP_UNREACH_NLRI => Some(FLAG_OPTIONAL),
-        AGGREGATOR | COMMUNITIES | AS4_PATH | AS4_AGGREGATOR | LARGE_COMMUNITIES => {
-            Some(FLAG_OPTIONAL | FLAG_TRANSITIVE)
-        }
+        AGGREGATOR | COMMUNITIES | EXTENDED_COMMUNITIES | AS4_PATH | AS4_AGGREGATOR
+        | LARGE_COMMUNITIES => Some(FLAG_OPTIONAL | FLAG_TRANSITIVE),
         _ => None,
     }
 }
@@ -178,7 +180,8 @@ fn u32_value(value: &[u8]) -> Result<u32, String> {
         .map_err(|_| format!("length {}", value.len()))
 }
 
-/// A nonzero multiple of `size` bytes (COMMUNITIES, CLUSTER_LIST, LARGE_COMMUNITIES).
+/// A nonzero multiple of `size` bytes (COMMUNITIES, CLUSTER_LIST, EXTENDED_COMMUNITIES,
+/// LARGE_COMMUNITIES).
 fn list_value(value: &[u8], size: usize) -> Result<(), String> {
     if value.is_empty() || !value.len().is_multiple_of(size) {
         return Err(format!(
@@ -234,6 +237,13 @@ fn decode_one(
                 .chunks_exact(4)
                 .filter_map(|c| c.first_chunk().copied());
             attributes.communities = words.map(u32::from_be_bytes).collect();
+        }
+        EXTENDED_COMMUNITIES => {
+            list_value(value, 8)?;
+            let entries = value
+                .chunks_exact(8)
+                .filter_map(|c| c.first_chunk::<8>().copied());
+            attributes.extended_communities = entries.map(ExtendedCommunity::from_bytes).collect();
         }
         ORIGINATOR_ID => attributes.originator_id = Some(Ipv4Addr::from(u32_value(value)?)),
         CLUSTER_LIST => {

@@ -121,6 +121,7 @@ pub(super) fn encode(
         code::COMMUNITIES,
         code::ORIGINATOR_ID,
         code::CLUSTER_LIST,
+        code::EXTENDED_COMMUNITIES,
         code::AS4_PATH,
         code::AS4_AGGREGATOR,
         code::LARGE_COMMUNITIES,
@@ -213,6 +214,15 @@ pub(super) fn encode(
                         .cluster_list
                         .iter()
                         .for_each(|id| out.extend_from_slice(&id.octets()));
+                    Ok(())
+                })?;
+            }
+            code::EXTENDED_COMMUNITIES if !attributes.extended_communities.is_empty() => {
+                attribute(out, optional_transitive, type_code, |out| {
+                    attributes
+                        .extended_communities
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_bytes()));
                     Ok(())
                 })?;
             }

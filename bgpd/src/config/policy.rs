@@ -1,11 +1,12 @@
-//! Import/export policy settings (prefix lists with ge/le, communities to match and add, MED
-//! and local-pref) and the text forms of communities. Converted to `rib::Policy` by the daemon.
+//! Import/export policy settings (prefix lists with ge/le, communities, extended communities
+//! and large communities to match and add, MED and local-pref) and the text forms of
+//! communities. Converted to `rib::Policy` by the daemon.
 //! No I/O.
 
 use ipnet::IpNet;
 
 use super::{ConfigError, field_error, parse_prefix, raw::RawPolicy};
-use crate::message::LargeCommunity;
+use crate::message::{ExtendedCommunity, LargeCommunity};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicySettings {
@@ -19,8 +20,11 @@ pub struct RuleSettings {
     pub prefixes: Vec<PrefixMatchSettings>,
     /// Empty: no community condition.
     pub communities_any: Vec<u32>,
+    /// Empty: no extended community condition.
+    pub extended_communities_any: Vec<ExtendedCommunity>,
     pub accept: bool,
     pub add_communities: Vec<u32>,
+    pub add_extended_communities: Vec<ExtendedCommunity>,
     pub add_large_communities: Vec<LargeCommunity>,
     pub set_med: Option<u32>,
     pub set_local_pref: Option<u32>,
@@ -77,10 +81,18 @@ pub(super) fn validate_policy(raw: RawPolicy, path: &str) -> Result<PolicySettin
                     &rule.communities_any,
                     &format!("{path}.communities_any"),
                 )?,
+                extended_communities_any: parse_extended_communities(
+                    &rule.extended_communities_any,
+                    &format!("{path}.extended_communities_any"),
+                )?,
                 accept: parse_action(rule.action.as_deref(), &format!("{path}.action"), true)?,
                 add_communities: parse_communities(
                     &rule.add_communities,
                     &format!("{path}.add_communities"),
+                )?,
+                add_extended_communities: parse_extended_communities(
+                    &rule.add_extended_communities,
+                    &format!("{path}.add_extended_communities"),
                 )?,
                 add_large_communities: parse_large_communities(
                     &rule.add_large_communities,
@@ -200,6 +212,20 @@ pub(super) fn parse_communities(texts: &[String], field: &str) -> Result<Vec<u32
         .iter()
         .enumerate()
         .map(|(index, text)| parse_community(text, &format!("{field}[{index}]")))
+        .collect()
+}
+
+pub(super) fn parse_extended_communities(
+    texts: &[String],
+    field: &str,
+) -> Result<Vec<ExtendedCommunity>, ConfigError> {
+    texts
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            ExtendedCommunity::parse(text)
+                .map_err(|error| field_error(&format!("{field}[{index}]"), error.to_string()))
+        })
         .collect()
 }
 

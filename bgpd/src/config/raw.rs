@@ -102,10 +102,16 @@ pub struct RawRule {
     /// Matches when the route carries any of these ("65000:100", "no-export", ...).
     #[serde(default)]
     pub communities_any: Vec<String>,
+    /// Matches when the route carries any of these ("rt:65000:100", "ro:192.0.2.1:7",
+    /// "rt:4200000000:1", "raw:0002fde800000064").
+    #[serde(default)]
+    pub extended_communities_any: Vec<String>,
     /// "accept" or "reject" (default "accept").
     pub action: Option<String>,
     #[serde(default)]
     pub add_communities: Vec<String>,
+    #[serde(default)]
+    pub add_extended_communities: Vec<String>,
     /// "65000:1:2".
     #[serde(default)]
     pub add_large_communities: Vec<String>,

@@ -39,8 +39,10 @@ default = "reject"
 [[peer.import.rule]]
 prefixes = ["10.0.0.0/8 ge 24 le 28", "192.168.0.0/16 ge 24", "172.16.0.0/12"]
 communities_any = ["65002:1", "no-export"]
+extended_communities_any = ["rt:65002:100", "rt:192.0.2.1:5"]
 action = "accept"
 add_communities = ["65001:7"]
+add_extended_communities = ["ro:4200000000:1"]
 add_large_communities = ["65001:1:2"]
 set_med = 5
 set_local_pref = 200
@@ -103,6 +105,15 @@ fn full_file_parses() {
         (12, 12)
     );
     assert_eq!(rule.communities_any, vec![65002 << 16 | 1, 0xFFFF_FF01]);
+    let extended = |text| crate::message::ExtendedCommunity::parse(text).unwrap();
+    assert_eq!(
+        rule.extended_communities_any,
+        vec![extended("rt:65002:100"), extended("rt:192.0.2.1:5")]
+    );
+    assert_eq!(
+        rule.add_extended_communities,
+        vec![extended("ro:4200000000:1")]
+    );
     assert_eq!(rule.set_med, Some(5));
     assert_eq!(rule.set_local_pref, Some(200));
     assert!(tor.export.as_ref().unwrap().default_accept);
@@ -229,6 +240,14 @@ fn errors_name_their_field() {
         (
             "[[peer]]\naddress = \"10.0.0.1\"\nasn = 1\n[[peer.export.rule]]\nadd_large_communities = [\"1:2\"]\n",
             "peer[0].export.rule[0].add_large_communities[0]:",
+        ),
+        (
+            "[[peer]]\naddress = \"10.0.0.1\"\nasn = 1\n[[peer.export.rule]]\nextended_communities_any = [\"rt:1\"]\n",
+            "peer[0].export.rule[0].extended_communities_any[0]:",
+        ),
+        (
+            "[[peer]]\naddress = \"10.0.0.1\"\nasn = 1\n[[peer.export.rule]]\nadd_extended_communities = [\"rt:4200000000:70000\"]\n",
+            "peer[0].export.rule[0].add_extended_communities[0]:",
         ),
         (
             "[[peer]]\naddress = \"10.0.0.1\"\nasn = 1\n[[peer.export.rule]]\nset_med = -1\n",

@@ -115,7 +115,9 @@ fn policy_from_proto(policy: proto::Policy) -> raw::RawPolicy {
                 ),
                 prefixes: rule.prefixes,
                 communities_any: rule.communities_any,
+                extended_communities_any: rule.extended_communities_any,
                 add_communities: rule.add_communities,
+                add_extended_communities: rule.add_extended_communities,
                 add_large_communities: rule.add_large_communities,
                 set_med: rule.set_med.map(i64::from),
                 set_local_pref: rule.set_local_pref.map(i64::from),
@@ -151,6 +153,16 @@ fn policy_to_proto(policy: &PolicySettings) -> proto::Policy {
                 .add_large_communities
                 .iter()
                 .map(format_large_community)
+                .collect(),
+            extended_communities_any: rule
+                .extended_communities_any
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            add_extended_communities: rule
+                .add_extended_communities
+                .iter()
+                .map(ToString::to_string)
                 .collect(),
             set_med: rule.set_med,
             set_local_pref: rule.set_local_pref,
@@ -305,6 +317,11 @@ pub fn best_to_proto(event: &BestEvent) -> proto::BestPath {
             .large_communities
             .iter()
             .map(format_large_community)
+            .collect(),
+        extended_communities: attributes
+            .extended_communities
+            .iter()
+            .map(ToString::to_string)
             .collect(),
         origin: match attributes.origin {
             Some(Origin::Igp) | None => "IGP",

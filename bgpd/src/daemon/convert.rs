@@ -102,12 +102,14 @@ pub fn rib_policy(policy: &PolicySettings) -> Policy {
                     })
                     .collect(),
                 communities_any: rule.communities_any.clone(),
+                extended_communities_any: rule.extended_communities_any.clone(),
                 action: if rule.accept {
                     PolicyAction::Accept
                 } else {
                     PolicyAction::Reject
                 },
                 add_communities: rule.add_communities.clone(),
+                add_extended_communities: rule.add_extended_communities.clone(),
                 add_large_communities: rule.add_large_communities.clone(),
                 set_med: rule.set_med,
                 set_local_pref: rule.set_local_pref,

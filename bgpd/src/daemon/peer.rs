@@ -295,6 +295,11 @@ impl PeerTask {
             four_octet_as: negotiated.four_octet_as,
             families: negotiated.families.clone(),
             add_path_receive: negotiated.add_path_receive.clone(),
+            graceful_restart: negotiated
+                .peer_graceful_restart
+                .as_ref()
+                .map(|restart| restart.families.clone()),
+            extended_next_hop: negotiated.extended_next_hop,
         };
         {
             let mut status = self.status.lock().unwrap();

@@ -6,6 +6,12 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
 
+mod extended_community;
+
+pub use extended_community::{
+    ExtendedCommunity, ExtendedCommunityError, ROUTE_ORIGIN, ROUTE_TARGET,
+};
+
 /// An address family and subsequent address family (AFI/SAFI), unknown values kept.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Family {
@@ -286,6 +292,8 @@ pub struct PathAttributes {
     pub atomic_aggregate: bool,
     pub aggregator: Option<Aggregator>,
     pub communities: Vec<u32>,
+    /// RFC 4360 (type code 16).
+    pub extended_communities: Vec<ExtendedCommunity>,
     pub large_communities: Vec<LargeCommunity>,
     pub originator_id: Option<Ipv4Addr>,
     pub cluster_list: Vec<Ipv4Addr>,

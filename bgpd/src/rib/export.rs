@@ -10,11 +10,13 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::best::{self, BestView};
+use super::checks;
+use super::graceful;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{LOCAL, PeerIndex};
 use super::{PeerId, PolicyRule, Rib, RibOutput, SessionInfo, State};
-use crate::message::{Family, MpReach, MpUnreach, Nlri, PathAttributes, Update};
+use crate::message::{ExtendedCommunity, Family, MpReach, MpUnreach, Nlri, PathAttributes, Update};
 
 /// Export results are cached per operation under the attributes' address (interned, alive
 /// until the next sweep, which only runs between operations).
@@ -94,10 +96,7 @@ impl State {
             }
             let new = match (best, source) {
                 (Some(best), Some(source)) if may_send(&source, index, target) => {
-                    let decision = target
-                        .config
-                        .export
-                        .decide(&prefix, &best.attrs.communities);
+                    let decision = target.config.export.decide(&prefix, &best.attrs);
                     let key = CacheKey {
                         attrs: Arc::as_ptr(&best.attrs) as usize,
                         source: source.index,
@@ -169,7 +168,7 @@ fn may_send(source: &Source, target_index: PeerIndex, target: &PeerState) -> boo
 }
 
 /// The attributes `target` is sent for a best path with `attrs`, or `None` when it cannot be
-/// (no next hop of the family).
+/// (no next hop of the family) or must not be (RFC 1997 well-known communities).
 fn transform(
     attrs: &PathAttributes,
     family: Family,
@@ -179,6 +178,9 @@ fn transform(
     local_asn: u32,
     cluster_id: Ipv4Addr,
 ) -> Option<PathAttributes> {
+    if !checks::communities_allow(attrs, target.ibgp) {
+        return None;
+    }
     let mut out = attrs.clone();
     out.mp_unreach = None;
     let next_hop_self = if target.ibgp {
@@ -189,7 +191,11 @@ fn transform(
         out.local_pref = Some(best::local_pref(attrs));
         target.config.next_hop_self || source.index == LOCAL
     } else {
-        out.as_path = Some(attrs.as_path.clone().unwrap_or_default().prepend(local_asn));
+        let as_path = attrs
+            .as_path
+            .as_ref()
+            .map(checks::strip_confederation_segments);
+        out.as_path = Some(as_path.unwrap_or_default().prepend(local_asn));
         out.local_pref = None;
         out.med = None;
         out.originator_id = None;
@@ -198,39 +204,60 @@ fn transform(
     };
     if next_hop_self {
         set_next_hop(&mut out, family, target)?;
+    } else if family == Family::IPV4_UNICAST && out.mp_reach.is_some() && !extended_next_hop(target)
+    {
+        // An IPv6 next hop for an IPv4 route needs RFC 8950 on this session.
+        return None;
     }
     if let Some(rule) = rule {
         rule.apply(&mut out, target.ibgp);
     }
+    if !target.ibgp {
+        // RFC 4360 §2: non-transitive extended communities stay inside the AS.
+        out.extended_communities
+            .retain(ExtendedCommunity::is_transitive);
+    }
     Some(out)
 }
 
-/// Sets our address on the session as next hop: NEXT_HOP for IPv4, MP_REACH for IPv6.
+/// Sets our address on the session as next hop: NEXT_HOP for IPv4 (or, on a session without
+/// an IPv4 address that negotiated RFC 8950, our IPv6 address in MP_REACH), MP_REACH for IPv6.
 fn set_next_hop(out: &mut PathAttributes, family: Family, target: &PeerState) -> Option<()> {
     let config = &target.config;
+    let ipv6 = match (config.local_address_v6, config.local_address) {
+        (Some(address), _) | (None, IpAddr::V6(address)) => Some(address),
+        (None, IpAddr::V4(_)) => None,
+    };
     if family == Family::IPV4_UNICAST {
-        let IpAddr::V4(address) = config.local_address else {
+        if let IpAddr::V4(address) = config.local_address {
+            out.next_hop = Some(address);
+            out.mp_reach = None;
+            return Some(());
+        }
+        if !extended_next_hop(target) {
             return None;
-        };
-        out.next_hop = Some(address);
-        out.mp_reach = None;
-    } else {
-        let address = match (config.local_address_v6, config.local_address) {
-            (Some(address), _) | (None, IpAddr::V6(address)) => address,
-            (None, IpAddr::V4(_)) => return None,
-        };
-        out.next_hop = None;
-        out.mp_reach = Some(MpReach {
-            family,
-            next_hops: vec![IpAddr::V6(address)],
-            nlri: Vec::new(),
-        });
+        }
     }
+    out.next_hop = None;
+    out.mp_reach = Some(MpReach {
+        family,
+        next_hops: vec![IpAddr::V6(ipv6?)],
+        nlri: Vec::new(),
+    });
     Some(())
 }
 
+/// Whether the peer's session negotiated RFC 8950 extended next hops.
+fn extended_next_hop(target: &PeerState) -> bool {
+    target
+        .session
+        .as_ref()
+        .is_some_and(|session| session.extended_next_hop)
+}
+
 /// Groups Adj-RIB-Out changes into updates: withdrawals first (IPv4 classic, then IPv6
-/// MP_UNREACH), then one update per distinct attribute set in order of first appearance.
+/// MP_UNREACH), then one update per distinct attribute set in order of first appearance
+/// (IPv4 prefixes in the classic NLRI field, or in MP_REACH with an RFC 8950 next hop).
 pub(crate) fn build_updates(
     changes: impl IntoIterator<Item = (IpNet, Option<Arc<PathAttributes>>)>,
 ) -> Vec<Update> {
@@ -281,7 +308,7 @@ pub(crate) fn build_updates(
     }
     for (attrs, v4, nlri) in groups {
         let mut attributes = PathAttributes::clone(&attrs);
-        if v4 {
+        if v4 && attributes.mp_reach.is_none() {
             updates.push(Update {
                 attributes,
                 nlri,
@@ -298,10 +325,15 @@ pub(crate) fn build_updates(
     updates
 }
 
-/// The session came up: computes the peer's whole Adj-RIB-Out, then End-of-RIB per family.
+/// The session came up: drops stale routes the peer no longer preserves (RFC 4724 §4.2),
+/// computes the peer's whole Adj-RIB-Out, then End-of-RIB per family.
 pub(crate) fn peer_up(rib: &mut Rib, peer: PeerId, session: SessionInfo) -> Vec<RibOutput> {
-    let Some((index, state)) = rib.state.peers.by_id_mut(peer) else {
+    let Some((index, _)) = rib.state.peers.by_id(peer) else {
         return Vec::new();
+    };
+    let mut out = graceful::peer_reestablished(rib, index, &session);
+    let Some(state) = rib.state.peers.get_mut(index) else {
+        return out;
     };
     let mut families: Vec<Family> = session.families.clone();
     families.retain(|f| *f == Family::IPV4_UNICAST || *f == Family::IPV6_UNICAST);
@@ -321,11 +353,12 @@ pub(crate) fn peer_up(rib: &mut Rib, peer: PeerId, session: SessionInfo) -> Vec<
         }
     }
     let Some(state) = rib.state.peers.get_mut(index) else {
-        return Vec::new();
+        return out;
     };
     let mut updates = build_updates(std::mem::take(&mut state.pending));
     updates.extend(families.iter().map(|family| Update::end_of_rib(*family)));
-    vec![RibOutput::Send { peer, updates }]
+    out.push(RibOutput::Send { peer, updates });
+    out
 }
 
 /// Resends what the peer's Adj-RIB-Out holds for `family`.

@@ -1,40 +1,91 @@
 //! Removing a peer's routes, no I/O: on session loss (or, as graceful restart helper
 //! (RFC 4724), marking them stale and keeping them selectable), on the peer's End-of-RIB
-//! (its routes of that family still stale are withdrawn) and when its restart time expires.
+//! (its routes of that family still stale are withdrawn), when it comes back without the
+//! forwarding state of a family, and when its restart time expires.
 
 use super::best;
 use super::table::{Path, PeerIndex};
-use super::{PeerId, Rib, RibOutput};
+use super::{PeerId, Rib, RibOutput, SessionInfo};
 use crate::message::Family;
 
+/// RFC 4724 §4.2: routes of the families the peer's last graceful restart capability listed
+/// are kept, marked stale; those of other families are removed at once.
 pub(crate) fn peer_down(rib: &mut Rib, peer: PeerId, keep_stale: bool) -> Vec<RibOutput> {
     let Some((index, state)) = rib.state.peers.by_id_mut(peer) else {
         return Vec::new();
     };
-    state.session = None;
+    let previous = state.session.take();
     state.adj_out.clear();
     state.pending.clear();
     if !keep_stale {
         return remove_index(rib, index, None, false);
     }
+    let restart_families: Vec<Family> = match &previous {
+        Some(session) => session
+            .graceful_restart
+            .iter()
+            .flatten()
+            .map(|(family, _)| *family)
+            .collect(),
+        // Down again before coming up: what is stale stays so.
+        None => state.stale_families.clone(),
+    };
     let mut families = Vec::new();
+    let mut flush = Vec::new();
     for (prefix, paths) in rib.table.iter_family_mut(None) {
+        let family = Family::of(&prefix);
+        let kept = restart_families.contains(&family);
         for path in paths
             .as_mut_slice()
             .iter_mut()
             .filter(|path| path.peer == index)
         {
-            path.stale = true;
-            let family = Family::of(&prefix);
-            if !families.contains(&family) {
-                families.push(family);
+            let list = if kept { &mut families } else { &mut flush };
+            if !list.contains(&family) {
+                list.push(family);
             }
+            path.stale = kept;
         }
     }
     if let Some(state) = rib.state.peers.get_mut(index) {
         state.stale_families = families;
     }
-    Vec::new()
+    let mut out = Vec::new();
+    for family in flush {
+        out.extend(remove_index(rib, index, Some(family), false));
+    }
+    out
+}
+
+/// RFC 4724 §4.2, on re-establishment: stale routes of a family the new capability does not
+/// list, or lists without the Forwarding State bit, are removed at once (all of them when the
+/// capability is absent).
+pub(crate) fn peer_reestablished(
+    rib: &mut Rib,
+    index: PeerIndex,
+    session: &SessionInfo,
+) -> Vec<RibOutput> {
+    let Some(state) = rib.state.peers.get(index) else {
+        return Vec::new();
+    };
+    let forwarding = |family: &Family| {
+        session
+            .graceful_restart
+            .iter()
+            .flatten()
+            .any(|(listed, preserved)| listed == family && *preserved)
+    };
+    let flush: Vec<Family> = state
+        .stale_families
+        .iter()
+        .filter(|family| !forwarding(family))
+        .copied()
+        .collect();
+    let mut out = Vec::new();
+    for family in flush {
+        out.extend(remove_index(rib, index, Some(family), true));
+    }
+    out
 }
 
 /// Removes the routes of `peer` (of one family, or all; only stale ones, or all).

@@ -1,14 +1,18 @@
 //! Import, no I/O: a received UPDATE becomes Adj-RIB-In changes (loop checks, eBGP attribute
-//! rules, import policy, add-path keys; a rejected announcement withdraws the path it
-//! replaces), then each touched prefix is re-selected once. Also locally originated routes.
+//! rules, next hop checks, import policy, add-path keys; a rejected announcement withdraws
+//! the path it replaces), then each touched prefix is re-selected once. IPv4 routes may come
+//! in MP_REACH, with an IPv6 next hop when RFC 8950 was negotiated. Also locally originated
+//! routes. Logs (warn) the routes it ignores for a bad next hop or AS_PATH.
 
 use std::collections::{HashMap, HashSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tracing::warn;
 
 use super::best::{self, BestView};
+use super::checks;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{Interner, LOCAL, Path, PeerIndex};
@@ -65,19 +69,14 @@ fn changes(
         mut attributes,
         nlri,
     } = update;
-    let reach = attributes
-        .mp_reach
-        .take()
-        .filter(|reach| reach.family == Family::IPV6_UNICAST);
-    let unreach = attributes
-        .mp_unreach
-        .take()
-        .filter(|u| u.family == Family::IPV6_UNICAST);
-    let add_path = peer
-        .session
-        .as_ref()
+    let known = |family: Family| family == Family::IPV4_UNICAST || family == Family::IPV6_UNICAST;
+    let reach = attributes.mp_reach.take().filter(|r| known(r.family));
+    let unreach = attributes.mp_unreach.take().filter(|u| known(u.family));
+    let session = peer.session.as_ref();
+    let add_path = session
         .map(|s| s.add_path_receive.clone())
         .unwrap_or_default();
+    let extended_next_hop = session.is_some_and(|s| s.extended_next_hop);
     let key = |family: Family, nlri: &Nlri| {
         let path_id = if add_path.contains(&family) {
             nlri.path_id.unwrap_or(0)
@@ -86,80 +85,123 @@ fn changes(
         };
         (nlri.prefix.trunc(), path_id)
     };
+    let in_family = |family: Family| move |n: &&Nlri| Family::of(&n.prefix) == family;
     let mut changes: Vec<Change> = Vec::new();
-    let v4_withdrawn = withdrawn
-        .iter()
-        .filter(|n| matches!(n.prefix, IpNet::V4(_)));
-    let v6_withdrawn = unreach
-        .iter()
-        .flat_map(|u| &u.withdrawn)
-        .filter(|n| matches!(n.prefix, IpNet::V6(_)));
-    for n in v4_withdrawn {
+    for n in withdrawn.iter().filter(in_family(Family::IPV4_UNICAST)) {
         let (prefix, path_id) = key(Family::IPV4_UNICAST, n);
         changes.push((prefix, path_id, None));
     }
-    for n in v6_withdrawn {
-        let (prefix, path_id) = key(Family::IPV6_UNICAST, n);
-        changes.push((prefix, path_id, None));
+    if let Some(unreach) = &unreach {
+        for n in unreach.withdrawn.iter().filter(in_family(unreach.family)) {
+            let (prefix, path_id) = key(unreach.family, n);
+            changes.push((prefix, path_id, None));
+        }
     }
     let base = import_base(attributes, peer, local, cluster_id);
-    let v4_attrs = base
-        .clone()
-        .filter(|attrs| attrs.next_hop.is_some() && !nlri.is_empty());
-    let v6_attrs = match (&base, &reach) {
-        (Some(base), Some(reach)) if !reach.next_hops.is_empty() => {
-            let family = Family::IPV6_UNICAST;
-            let next_hops = reach.next_hops.clone();
-            let mp_reach = Some(MpReach {
-                family,
-                next_hops,
-                nlri: Vec::new(),
-            });
-            Some(PathAttributes {
-                next_hop: None,
-                mp_reach,
-                ..base.clone()
-            })
+    let own = [
+        Some(peer.config.local_address),
+        peer.config.local_address_v6.map(IpAddr::V6),
+        Some(IpAddr::V4(local.router_id)),
+    ];
+    let own: Vec<IpAddr> = own.into_iter().flatten().collect();
+    let usable = |next_hop: Option<IpAddr>, nlri_count: usize| {
+        let next_hop = next_hop?;
+        match checks::next_hop_problem(next_hop, &own, peer.config.address.is_loopback()) {
+            None => Some(()),
+            Some(problem) => {
+                warn!(
+                    peer = %peer.config.address,
+                    %next_hop,
+                    prefixes = nlri_count,
+                    "ignoring routes: {}",
+                    problem.describe()
+                );
+                None
+            }
+        }
+    };
+    let v4_attrs = base.clone().filter(|attrs| {
+        !nlri.is_empty() && usable(attrs.next_hop.map(IpAddr::V4), nlri.len()).is_some()
+    });
+    let reach_attrs = match (&base, &reach) {
+        (Some(base), Some(reach))
+            if usable(reach.next_hops.first().copied(), reach.nlri.len()).is_some() =>
+        {
+            reach_attributes(base, reach, extended_next_hop, peer)
         }
         _ => None,
     };
     let mut accepted: HashMap<(bool, Decision), Option<Arc<PathAttributes>>> = HashMap::new();
-    let mut announce = |family: Family, nlri: &Nlri, attrs: Option<&PathAttributes>| {
-        let (prefix, path_id) = key(family, nlri);
-        let Some(attrs) = attrs else {
-            return changes.push((prefix, path_id, None));
+    let mut announce =
+        |family: Family, from_reach: bool, nlri: &Nlri, attrs: Option<&PathAttributes>| {
+            let (prefix, path_id) = key(family, nlri);
+            let Some(attrs) = attrs else {
+                return changes.push((prefix, path_id, None));
+            };
+            let policy = &peer.config.import;
+            let decision = policy.decide(&prefix, attrs);
+            let result = accepted.entry((from_reach, decision)).or_insert_with(|| {
+                (decision != Decision::Reject).then(|| {
+                    let mut attrs = attrs.clone();
+                    if let Some(rule) = policy.rule(decision) {
+                        rule.apply(&mut attrs, true);
+                    }
+                    interner.intern(attrs)
+                })
+            });
+            changes.push((prefix, path_id, result.clone()));
         };
-        let policy = &peer.config.import;
-        let decision = policy.decide(&prefix, &attrs.communities);
-        let v4 = family == Family::IPV4_UNICAST;
-        let result = accepted.entry((v4, decision)).or_insert_with(|| {
-            (decision != Decision::Reject).then(|| {
-                let mut attrs = attrs.clone();
-                if let Some(rule) = policy.rule(decision) {
-                    rule.apply(&mut attrs, true);
-                }
-                interner.intern(attrs)
-            })
-        });
-        changes.push((prefix, path_id, result.clone()));
-    };
-    for n in nlri.iter().filter(|n| matches!(n.prefix, IpNet::V4(_))) {
-        announce(Family::IPV4_UNICAST, n, v4_attrs.as_ref());
+    for n in nlri.iter().filter(in_family(Family::IPV4_UNICAST)) {
+        announce(Family::IPV4_UNICAST, false, n, v4_attrs.as_ref());
     }
-    for n in reach
-        .iter()
-        .flat_map(|r| &r.nlri)
-        .filter(|n| matches!(n.prefix, IpNet::V6(_)))
-    {
-        announce(Family::IPV6_UNICAST, n, v6_attrs.as_ref());
+    if let Some(reach) = &reach {
+        for n in reach.nlri.iter().filter(in_family(reach.family)) {
+            announce(reach.family, true, n, reach_attrs.as_ref());
+        }
     }
     changes
 }
 
+/// The stored attributes of routes announced in MP_REACH: IPv6 routes keep their next hops in
+/// `mp_reach`; IPv4 routes with an IPv4 next hop get a classic NEXT_HOP, with an IPv6 one
+/// (RFC 8950, only when negotiated; else treat-as-withdraw, RFC 8950 §4) they keep `mp_reach`.
+fn reach_attributes(
+    base: &PathAttributes,
+    reach: &MpReach,
+    extended_next_hop: bool,
+    peer: &PeerState,
+) -> Option<PathAttributes> {
+    let first = reach.next_hops.first().copied()?;
+    let mp_reach = || MpReach {
+        family: reach.family,
+        next_hops: reach.next_hops.clone(),
+        nlri: Vec::new(),
+    };
+    let (next_hop, mp_reach) = match (reach.family == Family::IPV4_UNICAST, first) {
+        (true, IpAddr::V4(address)) => (Some(address), None),
+        (true, IpAddr::V6(_)) if !extended_next_hop => {
+            warn!(
+                peer = %peer.config.address,
+                next_hop = %first,
+                "ignoring IPv4 routes with an IPv6 next hop: extended next hop not negotiated"
+            );
+            return None;
+        }
+        _ => (None, Some(mp_reach())),
+    };
+    Some(PathAttributes {
+        next_hop,
+        mp_reach,
+        ..base.clone()
+    })
+}
+
 /// The received attributes as stored, or `None` when the route must be dropped: our router id
 /// as ORIGINATOR_ID or our cluster id in CLUSTER_LIST (reflection loop), our ASN more than
-/// `allow_own_as` times in the AS_PATH of an eBGP route. eBGP routes lose LOCAL_PREF and the
-/// reflection attributes (they get LOCAL_PREF 100 in selection).
+/// `allow_own_as` times in the AS_PATH of an eBGP route, confederation segments in the AS_PATH
+/// of an eBGP route (RFC 7606 §7.2 and RFC 5065 §5.3: treat-as-withdraw; AS4_PATH with them is
+/// discarded by the codec, RFC 6793 §6). eBGP routes lose LOCAL_PREF and the reflection
+/// attributes (they get LOCAL_PREF 100 in selection).
 fn import_base(
     mut attrs: PathAttributes,
     peer: &PeerState,
@@ -175,6 +217,17 @@ fn import_base(
             .as_ref()
             .map_or(0, |path| path.count(local.asn));
         if own > usize::from(peer.config.allow_own_as) {
+            return None;
+        }
+        if attrs
+            .as_path
+            .as_ref()
+            .is_some_and(checks::has_confederation_segment)
+        {
+            warn!(
+                peer = %peer.config.address,
+                "treat-as-withdraw: AS_PATH from an eBGP peer has confederation segments (RFC 7606 §7.2)"
+            );
             return None;
         }
         attrs.local_pref = None;

@@ -11,6 +11,7 @@
 //! originated them): when one becomes best the agent sees `BestWithdrawn`.
 
 mod best;
+mod checks;
 mod export;
 mod graceful;
 mod import;
@@ -26,7 +27,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use crate::message::{Family, LargeCommunity, PathAttributes, Update};
+use crate::message::{ExtendedCommunity, Family, LargeCommunity, PathAttributes, Update};
 use peers::Peers;
 use table::{Interner, Paths, Table};
 
@@ -81,8 +82,11 @@ pub struct PolicyRule {
     pub prefixes: Vec<PrefixMatch>,
     /// Matches if the route has any of these; empty: any route.
     pub communities_any: Vec<u32>,
+    /// Matches if the route has any of these; empty: any route. Both lists must match.
+    pub extended_communities_any: Vec<ExtendedCommunity>,
     pub action: PolicyAction,
     pub add_communities: Vec<u32>,
+    pub add_extended_communities: Vec<ExtendedCommunity>,
     pub add_large_communities: Vec<LargeCommunity>,
     pub set_med: Option<u32>,
     /// Ignored on export to eBGP peers (LOCAL_PREF is not sent there).
@@ -95,8 +99,10 @@ impl Default for PolicyRule {
         PolicyRule {
             prefixes: Vec::new(),
             communities_any: Vec::new(),
+            extended_communities_any: Vec::new(),
             action: PolicyAction::Accept,
             add_communities: Vec::new(),
+            add_extended_communities: Vec::new(),
             add_large_communities: Vec::new(),
             set_med: None,
             set_local_pref: None,
@@ -147,6 +153,11 @@ pub struct SessionInfo {
     pub families: Vec<Family>,
     /// Families in which the peer sends add-path identifiers.
     pub add_path_receive: Vec<Family>,
+    /// The peer's graceful restart capability (RFC 4724): its families, each with the
+    /// Forwarding State bit. `None`: not advertised.
+    pub graceful_restart: Option<Vec<(Family, bool)>>,
+    /// RFC 8950 was negotiated: IPv4 NLRI may come and go with IPv6 next hops.
+    pub extended_next_hop: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,7 +1,7 @@
-//! Import and export policy evaluation, no I/O: the first rule whose prefix list and
-//! community list match decides; with none, `default_accept` (false by default: RFC 8212,
-//! nothing is exchanged with an eBGP peer unless a rule accepts it). Accepting rules may add
-//! communities and set MED or LOCAL_PREF.
+//! Import and export policy evaluation, no I/O: the first rule whose prefix list, community
+//! list and extended community list match decides; with none, `default_accept` (false by
+//! default: RFC 8212, nothing is exchanged with an eBGP peer unless a rule accepts it).
+//! Accepting rules may add communities (plain, extended, large) and set MED or LOCAL_PREF.
 
 use ipnet::IpNet;
 
@@ -24,11 +24,20 @@ impl PrefixMatch {
 }
 
 impl PolicyRule {
-    pub fn matches(&self, prefix: &IpNet, communities: &[u32]) -> bool {
+    /// Every condition that is set must hold: prefix list, communities, extended communities.
+    pub fn matches(&self, prefix: &IpNet, attrs: &PathAttributes) -> bool {
         let prefix_ok = self.prefixes.is_empty() || self.prefixes.iter().any(|m| m.matches(prefix));
         let community_ok = self.communities_any.is_empty()
-            || self.communities_any.iter().any(|c| communities.contains(c));
-        prefix_ok && community_ok
+            || self
+                .communities_any
+                .iter()
+                .any(|c| attrs.communities.contains(c));
+        let extended_ok = self.extended_communities_any.is_empty()
+            || self
+                .extended_communities_any
+                .iter()
+                .any(|c| attrs.extended_communities.contains(c));
+        prefix_ok && community_ok && extended_ok
     }
 
     /// Applies the rule's modifications; `local_pref` false where LOCAL_PREF is not carried.
@@ -36,6 +45,11 @@ impl PolicyRule {
         for community in &self.add_communities {
             if !attrs.communities.contains(community) {
                 attrs.communities.push(*community);
+            }
+        }
+        for community in &self.add_extended_communities {
+            if !attrs.extended_communities.contains(community) {
+                attrs.extended_communities.push(*community);
             }
         }
         for community in &self.add_large_communities {
@@ -53,11 +67,11 @@ impl PolicyRule {
 }
 
 impl Policy {
-    pub(crate) fn decide(&self, prefix: &IpNet, communities: &[u32]) -> Decision {
+    pub(crate) fn decide(&self, prefix: &IpNet, attrs: &PathAttributes) -> Decision {
         let matched = self
             .rules
             .iter()
-            .position(|rule| rule.matches(prefix, communities));
+            .position(|rule| rule.matches(prefix, attrs));
         match matched {
             Some(index) => match self.rules[index].action {
                 PolicyAction::Accept => Decision::Accept(Some(index)),

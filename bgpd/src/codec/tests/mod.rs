@@ -2,6 +2,7 @@
 //! No I/O.
 
 mod errors;
+mod extended_communities;
 mod proptests;
 mod split;
 mod vectors_open;

@@ -8,9 +8,9 @@ use proptest::prelude::*;
 
 use crate::codec::{CodecContext, Decoded, decode_message, encode_message};
 use crate::message::{
-    AddPathMode, Aggregator, AsPath, AsSegment, Capability, Family, GracefulRestartFamily,
-    LargeCommunity, Message, MpReach, MpUnreach, Nlri, Notification, Open, Origin, PathAttributes,
-    RawAttribute, RouteRefresh, SegmentKind, Update,
+    AddPathMode, Aggregator, AsPath, AsSegment, Capability, ExtendedCommunity, Family,
+    GracefulRestartFamily, LargeCommunity, Message, MpReach, MpUnreach, Nlri, Notification, Open,
+    Origin, PathAttributes, RawAttribute, RouteRefresh, SegmentKind, Update,
 };
 
 fn family() -> impl Strategy<Value = Family> {
@@ -149,7 +149,7 @@ fn attributes(
         });
     let unknown = (
         prop_oneof![Just(0xe0u8), Just(0xf0)],
-        prop_oneof![11u8..=13, 16u8..=16, 19u8..=31, 33u8..=255],
+        prop_oneof![11u8..=13, 19u8..=31, 33u8..=255],
         prop::collection::vec(any::<u8>(), 0..300),
     )
         .prop_map(|(flags, type_code, value)| RawAttribute {
@@ -177,13 +177,14 @@ fn attributes(
             prop::option::of(mp_reach),
             prop::option::of(mp_unreach),
             prop::collection::btree_map(any::<u8>(), unknown, 0..3),
+            prop::collection::vec(any::<u64>(), 0..6),
         ),
     )
         .prop_map(
             move |(
                 (origin, as_path, next_hop, med, local_pref, atomic_aggregate),
                 (aggregator, communities, large, originator, clusters),
-                (mp_reach, mp_unreach, unknown),
+                (mp_reach, mp_unreach, unknown, extended),
             )| PathAttributes {
                 origin: Some(origin),
                 as_path: Some(as_path),
@@ -196,6 +197,10 @@ fn attributes(
                     address: Ipv4Addr::from(address),
                 }),
                 communities,
+                extended_communities: extended
+                    .into_iter()
+                    .map(|value| ExtendedCommunity::from_bytes(value.to_be_bytes()))
+                    .collect(),
                 large_communities: large
                     .into_iter()
                     .map(

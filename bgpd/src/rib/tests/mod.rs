@@ -2,8 +2,11 @@
 
 mod best;
 mod export;
+mod extended_communities;
+mod extended_next_hop;
 mod graceful;
 mod import;
+mod rfc_checks;
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
@@ -58,6 +61,11 @@ pub(super) fn session(router_id: &str) -> SessionInfo {
         four_octet_as: true,
         families: vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST],
         add_path_receive: Vec::new(),
+        graceful_restart: Some(vec![
+            (Family::IPV4_UNICAST, true),
+            (Family::IPV6_UNICAST, true),
+        ]),
+        extended_next_hop: false,
     }
 }
 
