@@ -15,10 +15,8 @@ use common::{
 use manul_proto::bgpd as proto;
 
 fn prerequisites() -> Result<()> {
-    ensure!(
-        common::can_run(&["bird", "birdc"]),
-        "needs root, bird and birdc (scripts/install-deps.sh)"
-    );
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     Ok(())
 }
 

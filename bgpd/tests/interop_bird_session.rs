@@ -168,10 +168,8 @@ async fn graceful_restart_helper_takes_a_reconnection_while_established() -> Res
 /// the Forwarding State bit, so bgpd drops its stale routes at once, before End-of-RIB.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_restart_helper_flushes_stale_routes_without_the_forwarding_bit() -> Result<()> {
-    ensure!(
-        common::can_run(&["bird", "birdc"]),
-        "needs root, bird and birdc (scripts/install-deps.sh)"
-    );
+    common::require_root();
+    common::require_programs(&["bird", "birdc"]);
     let mut lab = Lab::new("grflush")?;
     let result = restart_without_forwarding_state(&mut lab).await;
     lab.finish(result)

@@ -133,8 +133,14 @@ impl Node {
         self.ns.sysctl("net.ipv4.ip_forward", "1")?;
         if let Some(pool) = &self.opts.ipv6_pool {
             let (node_v6, upstream_v6) = (self.uplink_ipv6(), self.upstream_ipv6());
-            self.ns
-                .ip(&["addr", "add", &format!("{node_v6}/64"), "dev", "eth0", "nodad"])?;
+            self.ns.ip(&[
+                "addr",
+                "add",
+                &format!("{node_v6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
             self.upstream.ip(&[
                 "addr",
                 "add",
@@ -143,8 +149,14 @@ impl Node {
                 "down0",
                 "nodad",
             ])?;
-            self.ns
-                .ip(&["-6", "route", "add", "default", "via", &upstream_v6.to_string()])?;
+            self.ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &upstream_v6.to_string(),
+            ])?;
             self.upstream
                 .ip(&["-6", "route", "add", pool, "via", &node_v6.to_string()])?;
         }
@@ -168,6 +180,11 @@ impl Node {
     /// Starts `manul-agent` on this node's store, state dir and socket (again, after
     /// [`Node::stop_agent`]) and waits until it answers on its socket. The log is appended to.
     pub fn start_agent(&self) -> Result<()> {
+        self.start_agent_named(&self.opts.tag)
+    }
+
+    /// [`Node::start_agent`] with another `--node-name` (an operator's mistake, in tests).
+    pub fn start_agent_named(&self, node_name: &str) -> Result<()> {
         let mut agent = self.agent.lock().unwrap_or_else(|e| e.into_inner());
         if agent.is_some() {
             bail!("the agent of {} is already running", self.ns.name());
@@ -182,7 +199,7 @@ impl Node {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", self.ns.name()])
             .arg(crate::bin_path("manul-agent")?)
-            .args(["--node-name", &self.opts.tag, "--socket"])
+            .args(["--node-name", node_name, "--socket"])
             .arg(self.socket())
             .args(["--datastore", &store, "--state-dir"])
             .arg(&state)

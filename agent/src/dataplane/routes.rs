@@ -102,6 +102,14 @@ impl RouteApplier {
         self.recompute(key);
     }
 
+    /// Forgets what was applied at these keys (their device was just made anew, and the kernel
+    /// dropped the routes of the old one): the next apply writes them.
+    pub fn forget_applied(&mut self, keys: &[RouteKey]) {
+        for key in keys {
+            self.tracker.record_deleted(key);
+        }
+    }
+
     /// The routes `source` wants.
     pub fn source_routes(&self, source: RouteSource) -> impl Iterator<Item = Route> + '_ {
         self.sources

@@ -251,6 +251,9 @@ impl Endpoints {
                     return Err(error.into());
                 }
             }
+            // The link may be new under an old name (a new sandbox of the pod): its keys
+            // have the kernel's defaults whatever was applied to the old one.
+            sysctls.remove(&owner);
             sysctls.set(owner.clone(), host_interface_sysctls(host_name, has_ipv6));
             sysctls.apply_owner(&owner)
         };
@@ -265,6 +268,7 @@ impl Endpoints {
         let keys: Vec<RouteKey> = routes.iter().map(Route::key).collect();
         let block_known = {
             let mut applier = self.dataplane.routes.lock().await;
+            applier.forget_applied(&keys);
             for route in routes {
                 applier.upsert(RouteSource::PodRoutes, route);
             }
