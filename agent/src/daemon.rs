@@ -74,10 +74,12 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
 /// Runs the agent until a termination signal arrives.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(file_error(&config.state_dir))?;
-    let store = manul_store::open_datastore(&config.datastore)?;
+    // The agent syncs the store before it answers each request: one disk flush per request.
+    let store = manul_store::open_datastore_with(&config.datastore, true)?;
     ensure_default_pool(&store, config.default_ipv4_pool).await?;
     ensure_default_ipv6_pool(&store, config.default_ipv6_pool).await?;
     ensure_node(&store, &config.node_name).await?;
+    store.sync().await?;
     if let Some(dir) = &config.rt_protos_dir {
         register_route_protocol(dir);
     }

@@ -255,6 +255,19 @@ impl Node {
         Ok(())
     }
 
+    /// Kills the agent with SIGKILL (a crash) and reaps it.
+    pub fn kill_agent(&self) -> Result<()> {
+        let mut child = self
+            .agent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .context("the agent is not running")?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// The agent's embedded datastore file (`embedded://<this>`).
     pub fn store_path(&self) -> PathBuf {
         self.dir.path().join("store.redb")

@@ -134,3 +134,35 @@ fn an_ipv6_pod_reaches_a_host_beyond_the_node() -> Result<()> {
     ensure!(del.success(), "DEL: {}", del.stdout);
     Ok(())
 }
+
+#[test]
+fn what_an_answered_add_wrote_survives_a_kill_9_of_the_agent() -> Result<()> {
+    let node = Node::start("crash")?;
+    let pods: Vec<Pod> = (0..3)
+        .map(|index| Pod::new(&node, &format!("p{index}")))
+        .collect::<Result<_>>()?;
+    let mut addresses = Vec::new();
+    for pod in &pods {
+        addresses.push(result_ipv4(&pod.add()?).context("no IPv4")?);
+    }
+    // The agent defers its store's flushes to one per request: an answered request must be on
+    // disk all the same.
+    node.kill_agent()?;
+    node.start_agent()?;
+    let mut recorded: Vec<String> = node
+        .endpoints()?
+        .iter()
+        .flat_map(|endpoint| endpoint.addresses.clone())
+        .map(|address| address.split('/').next().unwrap_or_default().to_string())
+        .collect();
+    recorded.sort();
+    addresses.sort();
+    ensure!(
+        recorded == addresses,
+        "recorded {recorded:?}, added {addresses:?}"
+    );
+    for pod in &pods {
+        pod.del()?;
+    }
+    Ok(())
+}

@@ -199,4 +199,13 @@ pub trait Datastore: Send + Sync + 'static {
         name_prefix: &str,
         after: &Revision,
     ) -> Result<WatchStream, StoreError>;
+
+    /// Makes every write made through this handle so far durable. Writes are always ordered
+    /// and atomic; a backend may defer their durability (the embedded one can, to pay for one
+    /// disk flush per CNI request instead of one per write), and a crash then loses a suffix of
+    /// the writes, never a write from the middle. Callers sync before they answer a request.
+    /// Backends whose writes are durable when they return do nothing.
+    async fn sync(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

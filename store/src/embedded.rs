@@ -10,7 +10,9 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use tokio::sync::{mpsc, watch};
 
 use crate::datastore::{
@@ -31,6 +33,8 @@ pub struct EmbeddedStore {
     database: Arc<Database>,
     committed: watch::Sender<u64>,
     events_kept: u64,
+    /// Writes commit without a disk flush; `sync` flushes them all (see `Datastore::sync`).
+    deferred_durability: bool,
 }
 
 fn backend<E: std::fmt::Display>(error: E) -> StoreError {
@@ -144,7 +148,16 @@ impl EmbeddedStore {
             database: Arc::new(database),
             committed,
             events_kept: events_kept.max(1),
+            deferred_durability: false,
         })
+    }
+
+    /// Writes commit without flushing to disk until `sync` (redb's non-durable commits: a crash
+    /// keeps the state of the last synced commit, and every commit before it). The agent syncs
+    /// once before it answers a request instead of flushing after each of its writes.
+    pub fn with_deferred_durability(mut self) -> EmbeddedStore {
+        self.deferred_durability = true;
+        self
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -166,9 +179,13 @@ impl EmbeddedStore {
         value: Option<&[u8]>,
         expectation: Expectation<'_>,
         events_kept: u64,
+        deferred_durability: bool,
     ) -> Result<u64, StoreError> {
         let key = object_key(kind, name);
-        let write = database.begin_write().map_err(backend)?;
+        let mut write = database.begin_write().map_err(backend)?;
+        if deferred_durability {
+            write.set_durability(Durability::None).map_err(backend)?;
+        }
         let revision = {
             let mut objects = write.open_table(OBJECTS).map_err(backend)?;
             let current = objects
@@ -346,7 +363,7 @@ impl Datastore for EmbeddedStore {
 
     async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
         let name = name.to_string();
-        let events_kept = self.events_kept;
+        let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
             .blocking(move |database| {
                 Self::write(
@@ -356,6 +373,7 @@ impl Datastore for EmbeddedStore {
                     Some(&value),
                     Expectation::Absent,
                     events_kept,
+                    deferred,
                 )
             })
             .await?;
@@ -372,7 +390,7 @@ impl Datastore for EmbeddedStore {
     ) -> Result<Revision, StoreError> {
         let name = name.to_string();
         let expected = expected.clone();
-        let events_kept = self.events_kept;
+        let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
             .blocking(move |database| {
                 Self::write(
@@ -382,6 +400,7 @@ impl Datastore for EmbeddedStore {
                     Some(&value),
                     Expectation::Revision(&expected),
                     events_kept,
+                    deferred,
                 )
             })
             .await?;
@@ -392,7 +411,7 @@ impl Datastore for EmbeddedStore {
     async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
         let name = name.to_string();
         let expected = expected.clone();
-        let events_kept = self.events_kept;
+        let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
             .blocking(move |database| {
                 Self::write(
@@ -402,11 +421,24 @@ impl Datastore for EmbeddedStore {
                     None,
                     Expectation::Revision(&expected),
                     events_kept,
+                    deferred,
                 )
             })
             .await?;
         self.committed.send_replace(revision);
         Ok(())
+    }
+
+    async fn sync(&self) -> Result<(), StoreError> {
+        if !self.deferred_durability {
+            return Ok(());
+        }
+        self.blocking(|database| {
+            // An empty durable commit flushes every non-durable commit before it.
+            let write = database.begin_write().map_err(backend)?;
+            write.commit().map_err(backend)
+        })
+        .await
     }
 
     async fn watch(

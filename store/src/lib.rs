@@ -17,6 +17,16 @@ use std::sync::Arc;
 /// Opens the datastore named by a URL. `embedded:///path/to/store.redb` is the only backend
 /// today; etcd and Kubernetes backends implement the same trait.
 pub fn open_datastore(url: &str) -> Result<Arc<dyn Datastore>, StoreError> {
+    open_datastore_with(url, false)
+}
+
+/// `open_datastore`, with the embedded backend's durability deferred to `Datastore::sync` when
+/// `deferred_durability` (the agent, which syncs before it answers; other backends are durable
+/// on every write anyway).
+pub fn open_datastore_with(
+    url: &str,
+    deferred_durability: bool,
+) -> Result<Arc<dyn Datastore>, StoreError> {
     if let Some(path) = url.strip_prefix("embedded://") {
         if path.is_empty() {
             return Err(StoreError::BadUrl {
@@ -24,9 +34,12 @@ pub fn open_datastore(url: &str) -> Result<Arc<dyn Datastore>, StoreError> {
                 reason: "the embedded backend needs a file path, e.g. embedded:///var/lib/manul/store.redb".into(),
             });
         }
-        return Ok(Arc::new(embedded::EmbeddedStore::open(
-            std::path::Path::new(path),
-        )?));
+        let store = embedded::EmbeddedStore::open(std::path::Path::new(path))?;
+        return Ok(Arc::new(if deferred_durability {
+            store.with_deferred_durability()
+        } else {
+            store
+        }));
     }
     Err(StoreError::BadUrl {
         url: url.to_string(),

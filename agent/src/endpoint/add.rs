@@ -72,7 +72,7 @@ impl Endpoints {
             return Ok(existing);
         }
         let mut undo = Vec::new();
-        match self
+        let result = match self
             .wire(request, &netns, ipv4_pools, ipv6_pools, &mut undo)
             .await
         {
@@ -82,7 +82,10 @@ impl Endpoints {
                 self.roll_back(undo).await;
                 Err(error)
             }
-        }
+        };
+        // The store's writes of this ADD (or of its rollback) are durable before the answer.
+        self.store.sync().await?;
+        result
     }
 
     /// ADD of a container that is already wired returns the same result (the runtime may

@@ -169,6 +169,9 @@ impl Endpoints {
                 Err(error) => errors.push(error.into()),
             }
         }
+        if let Err(error) = self.store.sync().await {
+            errors.push(error.into());
+        }
         info!(released = released.len(), "garbage collection done");
         if errors.is_empty() {
             Ok(released)

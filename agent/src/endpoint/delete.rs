@@ -86,6 +86,9 @@ impl Endpoints {
         {
             errors.push(error);
         }
+        if let Err(error) = self.store.sync().await {
+            errors.push(error.into());
+        }
         info!(
             container = %request.container_id,
             ?released,

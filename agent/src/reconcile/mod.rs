@@ -63,6 +63,9 @@ impl Endpoints {
                 }
                 Err(error) => errors.push(format!("releasing empty blocks: {error}")),
             }
+            if let Err(error) = self.store.sync().await {
+                errors.push(format!("syncing the datastore: {error}"));
+            }
         }
         let tables = {
             let mut routes = self.dataplane.routes.lock().await;
