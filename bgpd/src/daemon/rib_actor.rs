@@ -323,6 +323,8 @@ impl Actor {
                 .flat_map(|prefix| self.rib.withdraw_originated(prefix))
                 .collect(),
             RibCommand::Counters(ids, reply) => {
+                // A barrier: whatever came before is in the peers' queues when this answers.
+                self.flush_sends();
                 let _ = reply.send(ids.into_iter().map(|id| self.rib.counters(id)).collect());
                 Vec::new()
             }
