@@ -68,6 +68,9 @@ fn parse_address(text: &str, field: &str) -> Result<IpAddr, Status> {
     })
 }
 
+/// Paths per streamed `BestPathBatch`.
+const STREAM_BATCH: usize = 8192;
+
 type BatchStream = Pin<Box<dyn Stream<Item = Result<proto::BestPathBatch, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -181,8 +184,8 @@ impl Bgpd for BgpdService {
     }
 }
 
-/// Streams the watcher's chunks, one `BestPathBatch` each (up to `rib_actor::WATCH_CHUNK`
-/// paths). The RIB resolves a chunk only when this task asks for it, and it asks for the next
+/// Streams the watcher's chunks (up to `rib_actor::WATCH_CHUNK` paths) in `BestPathBatch`es
+/// of up to `STREAM_BATCH` paths. The RIB resolves a chunk only when this task asks for it, and it asks for the next
 /// one while the current message waits for the client (HTTP/2 flow control): a slow client
 /// leaves its changes coalesced per prefix in the RIB (see `watch`), not queued here. Ends
 /// when the client leaves; dropping the `WatchHandle` unregisters the watcher.
@@ -190,26 +193,35 @@ async fn forward_best_paths(
     watch: WatchHandle,
     tx: mpsc::Sender<Result<proto::BestPathBatch, Status>>,
 ) {
-    let mut next = Box::pin(watch.next());
+    let mut next = watch.request();
     loop {
         let chunk = tokio::select! {
             chunk = &mut next => chunk,
             () = tx.closed() => return,
         };
-        let Some(chunk) = chunk else {
+        let Ok(chunk) = chunk else {
             return;
         };
-        // Converted one chunk at a time, right before it is queued: the protobuf form is
+        // Converted one message at a time, right before it is queued: the protobuf form is
         // several times larger than the RIB's.
-        let batch = proto::BestPathBatch {
-            paths: chunk.events.iter().map(best_to_proto).collect(),
-            snapshot_done: chunk.snapshot_done,
-        };
-        next = Box::pin(watch.next());
-        let Ok(permit) = tx.reserve().await else {
-            return;
-        };
-        permit.send(Ok(batch));
+        next = watch.request();
+        let messages = chunk.events.chunks(STREAM_BATCH).count().max(1);
+        let mut events = chunk.events.chunks(STREAM_BATCH);
+        for index in 0..messages {
+            let batch = proto::BestPathBatch {
+                paths: events
+                    .next()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(best_to_proto)
+                    .collect(),
+                snapshot_done: chunk.snapshot_done && index + 1 == messages,
+            };
+            let Ok(permit) = tx.reserve().await else {
+                return;
+            };
+            permit.send(Ok(batch));
+        }
     }
 }
 

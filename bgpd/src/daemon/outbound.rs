@@ -18,6 +18,7 @@ use std::{
 
 use tokio::sync::Notify;
 
+use super::prefix_hash::PrefixHashBuilder;
 use crate::message::{Family, MpUnreach, Nlri, PathAttributes, Update};
 
 /// The pending state of one NLRI.
@@ -30,7 +31,7 @@ enum Change {
 
 #[derive(Debug, Default)]
 struct Pending {
-    changes: HashMap<Nlri, Change>,
+    changes: HashMap<Nlri, Change, PrefixHashBuilder>,
     end_of_rib: Vec<Update>,
 }
 
@@ -137,7 +138,7 @@ impl Outbound {
         let mut withdrawn_v4 = Vec::new();
         let mut withdrawn_mp: Vec<(Family, Vec<Nlri>)> = Vec::new();
         let mut groups: Vec<(Arc<PathAttributes>, Vec<Nlri>)> = Vec::new();
-        let mut group_of: HashMap<usize, usize> = HashMap::new();
+        let mut group_of: HashMap<usize, usize, PrefixHashBuilder> = HashMap::default();
         for (nlri, change) in self.changes.by_ref().take(limit) {
             match change {
                 Change::Withdraw => match Family::of(&nlri.prefix) {

@@ -39,8 +39,10 @@ use crate::{
 
 /// Batches of received updates allowed in flight to the RIB, over all peers.
 const RECEIVE_PERMITS: usize = 64;
-/// Best-path changes per chunk handed to a watcher (one stream message).
-pub const WATCH_CHUNK: usize = 8192;
+/// Best-path changes per chunk handed to a watcher (the stream splits it into messages): a
+/// request waits behind the received updates queued before it, so one answer must carry a
+/// lot to keep a stream up with a full-table transfer.
+pub const WATCH_CHUNK: usize = 16384;
 /// Commands handled before the peers' queues are filled and waiting watchers served.
 const COMMANDS_PER_ROUND: usize = 64;
 
@@ -177,14 +179,18 @@ pub struct WatchHandle {
 }
 
 impl WatchHandle {
+    /// Asks for the next chunk now; the answer comes when there is one (an error once the
+    /// RIB stopped).
+    pub fn request(&self) -> oneshot::Receiver<WatchChunk> {
+        let (reply, answer) = oneshot::channel();
+        // When the RIB is gone the command, and with it `reply`, is dropped: `answer` fails.
+        let _ = self.rib.tx.send(RibCommand::WatchNext(self.id, reply));
+        answer
+    }
+
     /// The next chunk, when there is one; `None` once the RIB stopped.
     pub async fn next(&self) -> Option<WatchChunk> {
-        let (reply, answer) = oneshot::channel();
-        self.rib
-            .tx
-            .send(RibCommand::WatchNext(self.id, reply))
-            .ok()?;
-        answer.await.ok()
+        self.request().await.ok()
     }
 
     /// How many prefixes wait to be handed out (for tests and the benchmark).
@@ -338,8 +344,19 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::WatchNext(id, reply) => {
+                // Answered at once when there is something (the request waited its turn
+                // behind received updates already); otherwise when changes come.
                 if let Some(entry) = self.watchers.get_mut(&id) {
-                    entry.waiting = Some(reply);
+                    let rib = &self.rib;
+                    match entry
+                        .watcher
+                        .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
+                    {
+                        Some(chunk) => {
+                            let _ = reply.send(chunk);
+                        }
+                        None => entry.waiting = Some(reply),
+                    }
                 }
                 Vec::new()
             }

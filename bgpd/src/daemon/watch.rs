@@ -18,6 +18,7 @@ use std::{
 
 use ipnet::IpNet;
 
+use super::prefix_hash::PrefixHashBuilder;
 use crate::message::PathAttributes;
 
 /// A best path as the RIB reports it: ECMP next hops and the attributes.
@@ -42,7 +43,7 @@ pub struct WatchChunk {
 #[derive(Debug, Default)]
 pub struct Watcher {
     dirty: VecDeque<IpNet>,
-    queued: HashSet<IpNet>,
+    queued: HashSet<IpNet, PrefixHashBuilder>,
     /// How many entries at the front of `dirty` belong to the snapshot.
     snapshot_left: usize,
     snapshot_sent: bool,
@@ -120,7 +121,7 @@ impl Watcher {
             self.dirty = VecDeque::new();
         }
         if self.queued.capacity() > KEEP {
-            self.queued = HashSet::new();
+            self.queued = HashSet::default();
         }
     }
 }
