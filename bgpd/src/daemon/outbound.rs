@@ -2,9 +2,12 @@
 //! bounded by the prefixes sent to the peer, not by how often they change while its TCP does
 //! not drain. No I/O (a mutex shared by the RIB thread and the writer task, and a `Notify`).
 //!
-//! The RIB actor pushes its grouped `Update`s; they are split into one pending change per
-//! NLRI (latest wins: an announcement then a withdrawal leaves the withdrawal, two
-//! announcements leave the latest) plus End-of-RIB markers. The writer takes everything
+//! The RIB actor pushes its grouped `Update`s. When nothing else is pending (the writer keeps
+//! up) they wait as they are; as soon as a second push finds them still there, everything is
+//! split into one pending change per NLRI (latest wins: an announcement then a withdrawal
+//! leaves the withdrawal, two announcements leave the latest) plus End-of-RIB markers. So at
+//! most one push is held unsplit, and a full table sent to a peer that keeps up costs no
+//! per-prefix map. The writer takes everything
 //! pending when it is ready to write and regroups it into `Update`s a chunk at a time:
 //! withdrawals first, then one `Update` per attribute set. Changes pushed while the writer
 //! sends a taken batch go out after it, so the peer ends with the latest state of each prefix,
@@ -31,6 +34,8 @@ enum Change {
 
 #[derive(Debug, Default)]
 struct Pending {
+    /// One push, kept as the RIB grouped it, while nothing else is pending.
+    batch: Vec<Update>,
     changes: HashMap<Nlri, Change, PrefixHashBuilder>,
     end_of_rib: Vec<Update>,
 }
@@ -58,8 +63,15 @@ impl OutboundQueue {
         }
         {
             let mut pending = self.lock();
-            for update in updates {
-                pending.add(update);
+            if pending.is_empty() {
+                pending.batch = updates;
+            } else {
+                for update in std::mem::take(&mut pending.batch)
+                    .into_iter()
+                    .chain(updates)
+                {
+                    pending.add(update);
+                }
             }
         }
         self.ready.notify_one();
@@ -69,17 +81,19 @@ impl OutboundQueue {
     #[cfg(test)]
     pub fn pending(&self) -> usize {
         let pending = self.lock();
-        pending.changes.len() + pending.end_of_rib.len()
+        let batch: usize = pending.batch.iter().map(nlri_count).sum();
+        batch + pending.changes.len() + pending.end_of_rib.len()
     }
 
     /// Everything pending, or `None` when nothing is.
     pub fn take(&self) -> Option<Outbound> {
         let mut pending = self.lock();
-        if pending.changes.is_empty() && pending.end_of_rib.is_empty() {
+        if pending.is_empty() {
             return None;
         }
         let taken = std::mem::take(&mut *pending);
         Some(Outbound {
+            batch: taken.batch.into_iter(),
             changes: taken.changes.into_iter(),
             end_of_rib: taken.end_of_rib,
         })
@@ -91,7 +105,25 @@ impl OutboundQueue {
     }
 }
 
+/// NLRIs of an update (an End-of-RIB counts one).
+fn nlri_count(update: &Update) -> usize {
+    let attributes = &update.attributes;
+    let reach = attributes
+        .mp_reach
+        .as_ref()
+        .map_or(0, |reach| reach.nlri.len());
+    let unreach = attributes
+        .mp_unreach
+        .as_ref()
+        .map_or(0, |u| u.withdrawn.len());
+    (update.nlri.len() + update.withdrawn.len() + reach + unreach).max(1)
+}
+
 impl Pending {
+    fn is_empty(&self) -> bool {
+        self.batch.is_empty() && self.changes.is_empty() && self.end_of_rib.is_empty()
+    }
+
     fn add(&mut self, update: Update) {
         if update.end_of_rib_family().is_some() {
             self.end_of_rib.push(update);
@@ -127,14 +159,27 @@ impl Pending {
 /// A batch taken from the queue, handed out as `Update`s a chunk at a time.
 #[derive(Debug)]
 pub struct Outbound {
+    batch: std::vec::IntoIter<Update>,
     changes: hash_map::IntoIter<Nlri, Change>,
     end_of_rib: Vec<Update>,
 }
 
 impl Outbound {
-    /// Up to `limit` NLRIs grouped into updates; once those are out, the End-of-RIB markers;
-    /// then nothing (an empty vector).
+    /// An unsplit push first (whole updates, about `limit` NLRIs at a time), then up to
+    /// `limit` NLRIs grouped into updates; once those are out, the End-of-RIB markers; then
+    /// nothing (an empty vector).
     pub fn next_updates(&mut self, limit: usize) -> Vec<Update> {
+        let mut batch = Vec::new();
+        let mut count = 0;
+        while count < limit
+            && let Some(update) = self.batch.next()
+        {
+            count += nlri_count(&update);
+            batch.push(update);
+        }
+        if !batch.is_empty() {
+            return batch;
+        }
         let mut withdrawn_v4 = Vec::new();
         let mut withdrawn_mp: Vec<(Family, Vec<Nlri>)> = Vec::new();
         let mut groups: Vec<(Arc<PathAttributes>, Vec<Nlri>)> = Vec::new();
@@ -325,6 +370,24 @@ mod tests {
             .map(|prefix| (*prefix, 999))
             .collect();
         assert_eq!(peer, expected);
+    }
+
+    #[test]
+    fn a_push_that_finds_nothing_pending_goes_out_unchanged() {
+        let queue = OutboundQueue::new();
+        let mut pushed = announce(&[v4(1), v4(2), v6(1)], 7);
+        pushed.push(Update::end_of_rib(Family::IPV4_UNICAST));
+        queue.push(pushed.clone());
+        let mut taken = queue.take().unwrap();
+        let mut sent = Vec::new();
+        loop {
+            let updates = taken.next_updates(1);
+            if updates.is_empty() {
+                break;
+            }
+            sent.extend(updates);
+        }
+        assert_eq!(sent, pushed);
     }
 
     #[test]

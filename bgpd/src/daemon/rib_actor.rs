@@ -212,10 +212,10 @@ impl Drop for WatchHandle {
 
 struct Peer {
     config: PeerConfig,
-    /// The queue of the established session (`None`: down).
+    /// The queue of the established session (`None`: down). Each RIB output goes there as
+    /// it comes: one output holds each prefix at most once, so the queue keeps the first
+    /// unsplit and coalesces from the second on (see `outbound`).
     outbound: Option<Arc<OutboundQueue>>,
-    /// Updates of the current batch of commands, pushed to `outbound` once per batch.
-    pending: Vec<Update>,
 }
 
 struct WatchEntry {
@@ -249,7 +249,6 @@ fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
                 Err(_) => break,
             }
         }
-        actor.flush_sends();
         actor.serve_watchers();
     }
     debug!("RIB actor stopped");
@@ -265,7 +264,6 @@ impl Actor {
                     Peer {
                         config,
                         outbound: None,
-                        pending: Vec::new(),
                     },
                 );
                 Vec::new()
@@ -284,7 +282,6 @@ impl Actor {
                     return;
                 };
                 peer.outbound = Some(outbound);
-                peer.pending.clear();
                 if peer.config.local_address != local_address {
                     peer.config.local_address = local_address;
                     self.rib.add_peer(id, peer.config.clone());
@@ -294,7 +291,6 @@ impl Actor {
             RibCommand::PeerDown { id, keep_stale } => {
                 if let Some(peer) = self.peers.get_mut(&id) {
                     peer.outbound = None;
-                    peer.pending.clear();
                 }
                 self.rib.peer_down(id, keep_stale)
             }
@@ -329,8 +325,6 @@ impl Actor {
                 .flat_map(|prefix| self.rib.withdraw_originated(prefix))
                 .collect(),
             RibCommand::Counters(ids, reply) => {
-                // A barrier: whatever came before is in the peers' queues when this answers.
-                self.flush_sends();
                 let _ = reply.send(ids.into_iter().map(|id| self.rib.counters(id)).collect());
                 Vec::new()
             }
@@ -379,11 +373,11 @@ impl Actor {
         for output in outputs {
             match output {
                 RibOutput::Send { peer, updates } => {
-                    let Some(state) = self.peers.get_mut(&peer) else {
+                    let Some(state) = self.peers.get(&peer) else {
                         continue;
                     };
-                    if state.outbound.is_some() {
-                        state.pending.extend(updates);
+                    if let Some(outbound) = &state.outbound {
+                        outbound.push(updates);
                     }
                 }
                 RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } => {
@@ -396,19 +390,6 @@ impl Actor {
     fn mark(&mut self, prefix: IpNet) {
         for entry in self.watchers.values_mut() {
             entry.watcher.mark(prefix);
-        }
-    }
-
-    /// Hands each established peer's writer what accumulated for it.
-    fn flush_sends(&mut self) {
-        for peer in self.peers.values_mut() {
-            if peer.pending.is_empty() {
-                continue;
-            }
-            let updates = std::mem::take(&mut peer.pending);
-            if let Some(outbound) = &peer.outbound {
-                outbound.push(updates);
-            }
         }
     }
 
