@@ -15,13 +15,10 @@ use super::{
         best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefixes_from_proto,
         report_to_proto,
     },
-    rib_actor::WatchItem,
+    rib_actor::WatchHandle,
     speaker::{Speaker, SpeakerError},
 };
 use crate::config::{ConfigError, parse_prefix};
-
-/// Paths per streamed `BestPathBatch`.
-const STREAM_BATCH: usize = 8192;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -70,6 +67,9 @@ fn parse_address(text: &str, field: &str) -> Result<IpAddr, Status> {
         })
     })
 }
+
+/// Paths per streamed `BestPathBatch`.
+const STREAM_BATCH: usize = 8192;
 
 type BatchStream = Pin<Box<dyn Stream<Item = Result<proto::BestPathBatch, Status>> + Send>>;
 
@@ -177,51 +177,50 @@ impl Bgpd for BgpdService {
         &self,
         _request: Request<proto::WatchBestPathsRequest>,
     ) -> Result<Response<BatchStream>, Status> {
-        let items = self.speaker.watch_best_paths().await.map_err(status)?;
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(forward_best_paths(items, tx));
+        let watch = self.speaker.watch_best_paths().await.map_err(status)?;
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(forward_best_paths(watch, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 
-/// Coalesces the RIB's change batches into stream messages of up to `STREAM_BATCH` paths. The
-/// gRPC send waits for the client (HTTP/2 flow control); meanwhile changes queue up in the
-/// unbounded channel and go out in the next, larger, messages. Ends when the client leaves
-/// (the RIB drops its end of the channel at its next change).
+/// Streams the watcher's chunks (up to `rib_actor::WATCH_CHUNK` paths) in `BestPathBatch`es
+/// of up to `STREAM_BATCH` paths. The RIB resolves a chunk only when this task asks for it, and it asks for the next
+/// one while the current message waits for the client (HTTP/2 flow control): a slow client
+/// leaves its changes coalesced per prefix in the RIB (see `watch`), not queued here. Ends
+/// when the client leaves; dropping the `WatchHandle` unregisters the watcher.
 async fn forward_best_paths(
-    mut items: mpsc::UnboundedReceiver<WatchItem>,
+    watch: WatchHandle,
     tx: mpsc::Sender<Result<proto::BestPathBatch, Status>>,
 ) {
-    // Events are converted to their (much larger) protobuf form one message at a time, right
-    // before the message is queued: converting a whole backlog first held hundreds of
-    // thousands of converted paths in memory while a slow client caught up.
-    let mut batch = proto::BestPathBatch::default();
-    while let Some(item) = items.recv().await {
-        let mut next = Some(item);
-        while let Some(item) = next.take() {
-            match item {
-                WatchItem::Paths(events) => {
-                    for event in events.iter() {
-                        batch.paths.push(best_to_proto(event));
-                        if batch.paths.len() == STREAM_BATCH
-                            && tx.send(Ok(std::mem::take(&mut batch))).await.is_err()
-                        {
-                            return;
-                        }
-                    }
-                }
-                WatchItem::SnapshotDone => {
-                    // The snapshot ends with the message that carries this flag.
-                    batch.snapshot_done = true;
-                    if tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
-                        return;
-                    }
-                }
-            }
-            next = items.try_recv().ok();
-        }
-        if !batch.paths.is_empty() && tx.send(Ok(std::mem::take(&mut batch))).await.is_err() {
+    let mut next = watch.request();
+    loop {
+        let chunk = tokio::select! {
+            chunk = &mut next => chunk,
+            () = tx.closed() => return,
+        };
+        let Ok(chunk) = chunk else {
             return;
+        };
+        // Converted one message at a time, right before it is queued: the protobuf form is
+        // several times larger than the RIB's.
+        next = watch.request();
+        let messages = chunk.events.chunks(STREAM_BATCH).count().max(1);
+        let mut events = chunk.events.chunks(STREAM_BATCH);
+        for index in 0..messages {
+            let batch = proto::BestPathBatch {
+                paths: events
+                    .next()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(best_to_proto)
+                    .collect(),
+                snapshot_done: chunk.snapshot_done && index + 1 == messages,
+            };
+            let Ok(permit) = tx.reserve().await else {
+                return;
+            };
+            permit.send(Ok(batch));
         }
     }
 }

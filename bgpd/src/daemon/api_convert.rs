@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 
 use manul_proto::bgpd as proto;
 
-use super::{rib_actor::BestEvent, speaker::PeerReport};
+use super::{speaker::PeerReport, watch::BestEvent};
 use crate::{
     config::{
         self, ConfigError, GlobalSettings, PeerSettings, PolicySettings, PrefixSettings,

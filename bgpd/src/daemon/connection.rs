@@ -3,11 +3,15 @@
 //! writer task that encodes messages and RIB updates into large buffers, writes them, and
 //! reports `SendProgress`. Does I/O (the socket).
 //!
+//! The writer takes RIB updates from the session's `OutboundQueue` only when it is about to
+//! write, a chunk at a time: while the peer's TCP does not drain, changes wait there coalesced
+//! per prefix instead of piling up as encoded buffers or update batches.
+//!
 //! The reader decodes with the codec context of the session; that context only matters for
 //! UPDATEs, which cannot come before the OPEN exchange ends, so after decoding an OPEN the
 //! reader waits for the peer task to send it the negotiated context.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -15,19 +19,24 @@ use tokio::{
         TcpStream,
         tcp::{OwnedReadHalf, OwnedWriteHalf},
     },
-    sync::mpsc,
+    sync::mpsc::{self, error::TryRecvError},
 };
 use tracing::{trace, warn};
 
-use super::AbortOnDrop;
+use super::{
+    AbortOnDrop,
+    outbound::{Outbound, OutboundQueue},
+};
 use crate::{
     codec::{self, CodecContext, Decoded},
     fsm::Event,
-    message::{Message, Update},
+    message::Message,
 };
 
 /// Writes are flushed at this size (a full-table transfer writes ~1 MB at a time).
 const WRITE_BATCH: usize = 1 << 20;
+/// NLRIs taken from the outbound queue per encoding step.
+const UPDATE_CHUNK: usize = 4096;
 /// Read buffer growth step.
 const READ_CHUNK: usize = 256 * 1024;
 /// A NOTIFICATION before a close gets this long to go out (RFC 9687 §4.3: best effort).
@@ -48,7 +57,8 @@ pub type Tagged = (u64, ConnEvent);
 
 pub enum WriterCommand {
     Message(Box<Message>),
-    Updates(Vec<Update>),
+    /// The session is established: send what the RIB queues here.
+    Outbound(Arc<OutboundQueue>),
     /// The negotiated context (after the OPEN exchange).
     Context(CodecContext),
     /// Flush (with a short grace) and close.
@@ -178,6 +188,74 @@ async fn read_loop(
     let _ = events.send((id, ConnEvent::Closed(reason))).await;
 }
 
+/// What the writer holds between writes.
+struct Writer {
+    peer: String,
+    context: CodecContext,
+    buffer: Vec<u8>,
+    queue: Option<Arc<OutboundQueue>>,
+    /// A batch taken from the queue, not all encoded yet.
+    sending: Option<Outbound>,
+    closing: bool,
+}
+
+impl Writer {
+    fn apply(&mut self, command: WriterCommand) {
+        match command {
+            WriterCommand::Message(message) => {
+                trace!(peer = %self.peer, ?message, "sending");
+                if let Err(error) =
+                    codec::encode_message_into(message.as_ref(), &self.context, &mut self.buffer)
+                {
+                    warn!(peer = %self.peer, %error, "cannot encode a message");
+                }
+            }
+            WriterCommand::Outbound(queue) => {
+                self.queue = Some(queue);
+                self.sending = None;
+            }
+            WriterCommand::Context(negotiated) => self.context = negotiated,
+            WriterCommand::Close => self.closing = true,
+        }
+    }
+
+    /// Encodes queued RIB updates until the buffer holds a write's worth or none are left.
+    fn fill_updates(&mut self) {
+        while self.buffer.len() < WRITE_BATCH {
+            if self.sending.is_none() {
+                self.sending = self.queue.as_ref().and_then(|queue| queue.take());
+            }
+            let Some(sending) = &mut self.sending else {
+                return;
+            };
+            let updates = sending.next_updates(UPDATE_CHUNK);
+            if updates.is_empty() {
+                self.sending = None;
+                continue;
+            }
+            for update in &updates {
+                trace!(peer = %self.peer, ?update, "sending");
+                match codec::encode_update_split(update, &self.context) {
+                    Ok(messages) => messages
+                        .iter()
+                        .for_each(|message| self.buffer.extend_from_slice(message)),
+                    Err(error) => {
+                        warn!(peer = %self.peer, %error, "cannot encode an UPDATE; skipped")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Completes when the RIB queued something (never without a queue).
+async fn queue_ready(queue: Option<&OutboundQueue>) {
+    match queue {
+        Some(queue) => queue.ready().await,
+        None => std::future::pending().await,
+    }
+}
+
 async fn write_loop(
     id: u64,
     mut socket: OwnedWriteHalf,
@@ -185,55 +263,47 @@ async fn write_loop(
     mut commands: mpsc::UnboundedReceiver<WriterCommand>,
     events: mpsc::UnboundedSender<Tagged>,
 ) {
-    let mut context = CodecContext::default();
-    let mut buffer = Vec::with_capacity(64 * 1024);
-    while let Some(command) = commands.recv().await {
-        let mut closing = false;
-        let mut next = Some(command);
-        while let Some(command) = next.take() {
-            match command {
-                WriterCommand::Message(message) => {
-                    trace!(%peer, ?message, "sending");
-                    if let Err(error) =
-                        codec::encode_message_into(message.as_ref(), &context, &mut buffer)
-                    {
-                        warn!(%peer, %error, "cannot encode a message");
-                    }
-                }
-                WriterCommand::Updates(updates) => {
-                    for update in &updates {
-                        trace!(%peer, ?update, "sending");
-                        match codec::encode_update_split(update, &context) {
-                            Ok(messages) => {
-                                messages.iter().for_each(|m| buffer.extend_from_slice(m))
-                            }
-                            Err(error) => warn!(%peer, %error, "cannot encode an UPDATE; skipped"),
-                        }
-                    }
-                }
-                WriterCommand::Context(negotiated) => context = negotiated,
-                WriterCommand::Close => closing = true,
-            }
-            if !closing && buffer.len() < WRITE_BATCH {
-                next = commands.try_recv().ok();
+    let mut writer = Writer {
+        peer,
+        context: CodecContext::default(),
+        buffer: Vec::with_capacity(64 * 1024),
+        queue: None,
+        sending: None,
+        closing: false,
+    };
+    loop {
+        // Messages (KEEPALIVE, NOTIFICATION, ...) go ahead of queued updates.
+        while !writer.closing && writer.buffer.len() < WRITE_BATCH {
+            match commands.try_recv() {
+                Ok(command) => writer.apply(command),
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => return,
             }
         }
-        if closing {
+        if writer.closing {
             let _ = tokio::time::timeout(CLOSE_GRACE, async {
-                let _ = socket.write_all(&buffer).await;
+                let _ = socket.write_all(&writer.buffer).await;
                 let _ = socket.shutdown().await;
             })
             .await;
             return;
         }
-        if buffer.is_empty() {
+        writer.fill_updates();
+        if !writer.buffer.is_empty() {
+            if let Err(error) = socket.write_all(&writer.buffer).await {
+                let _ = events.send((id, ConnEvent::Closed(format!("write: {error}"))));
+                return;
+            }
+            writer.buffer.clear();
+            let _ = events.send((id, ConnEvent::SendProgress));
             continue;
         }
-        if let Err(error) = socket.write_all(&buffer).await {
-            let _ = events.send((id, ConnEvent::Closed(format!("write: {error}"))));
-            return;
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => writer.apply(command),
+                None => return,
+            },
+            () = queue_ready(writer.queue.as_deref()) => {}
         }
-        buffer.clear();
-        let _ = events.send((id, ConnEvent::SendProgress));
     }
 }

@@ -16,42 +16,50 @@
 //!   listener (1x per    peer task (1x per    ┌──────────────────────┐
 //!   listen address)     peer): Session(s),   │ RIB actor (OS thread)│
 //!   accept ──Accepted──▶ timers, GR timer ───│ owns rib::Rib        │
-//!   (unknown: close)     │ ▲    Receive(batch│), PeerUp/Down,       │
-//!                        │ │    StaleTimeout,│ RouteRefresh         │
-//!                        │ │                 │                      │
-//!                        │ └──Outbound(gen,──│ RibOutput::Send      │
-//!                        │     updates)      │                      │
-//!                        │                   │ BestChanged/Withdrawn│──▶ watchers
-//!            ┌───────────┴───────────┐       └──────────────────────┘    (WatchBestPaths
-//!            ▼                       ▼                                    streams, 1x each)
-//!   reader (1x per conn):    writer (1x per conn):
-//!   bytes → codec → Events   Message/Updates → codec → 1 MB writes
+//!   (unknown: close)     │      Receive(batch│), PeerUp/Down,       │
+//!                        │      StaleTimeout,│ RouteRefresh         │
+//!                        │                   │                      │
+//!                        │   OutboundQueue ◀─│ RibOutput::Send      │
+//!                        │   (per session,   │                      │
+//!                        │   per prefix)     │ BestChanged/Withdrawn│──▶ Watcher (dirty
+//!            ┌───────────┴───────────┐  │    └──────────────────────┘    prefixes) ◀─ next
+//!            ▼                       ▼  ▼                                  chunk ─ WatchBest-
+//!   reader (1x per conn):    writer (1x per conn):                         Paths stream (1x)
+//!   bytes → codec → Events   Messages, then queued updates → codec → 1 MB writes
 //!   (bounded: back-pressure)  → SendProgress
 //!   connect attempt (0/1x per peer) ──TcpStream──▶ peer task
 //! ```
 //!
 //! Flow control: the reader's channel to its peer task is bounded (16 reads), and received
-//! UPDATEs go to the RIB in batches that each hold one of 64 permits; the RIB's outputs to the
-//! peers and watchers are unbounded (the RIB never waits on a peer, so there is no cycle).
+//! UPDATEs go to the RIB in batches that each hold one of 64 permits. The RIB never waits on a
+//! consumer (so there is no cycle), and no consumer can make it hold more than the table: a
+//! session's pending Adj-RIB-Out changes are coalesced per prefix in its `OutboundQueue`
+//! (drained by the writer when the socket takes more), and a watcher has a set of dirty
+//! prefixes resolved against the RIB when it asks for its next chunk (`watch`).
 
 pub mod api;
 mod api_convert;
 #[cfg(test)]
 mod api_tests;
-mod batching;
 mod connection;
 pub mod convert;
+mod outbound;
 mod peer;
 mod peer_events;
+mod prefix_hash;
 mod rib_actor;
+#[cfg(test)]
+mod rib_actor_tests;
 mod speaker;
 pub mod transport;
+mod watch;
 
 use tokio::task::JoinHandle;
 
 pub use peer::PeerStatus;
-pub use rib_actor::{BestEvent, RibActor, RibHandle, WatchItem};
+pub use rib_actor::{RibActor, RibHandle, WatchHandle};
 pub use speaker::{PeerReport, Speaker, SpeakerError};
+pub use watch::{BestEvent, WatchChunk};
 
 /// A task aborted when this is dropped (pattern 6 of STYLE.md).
 pub struct AbortOnDrop(Option<JoinHandle<()>>);

@@ -22,7 +22,8 @@ use tracing::{debug, info};
 
 use super::{
     AbortOnDrop,
-    connection::{Connection, Tagged},
+    connection::{Connection, Tagged, WriterCommand},
+    outbound::OutboundQueue,
     rib_actor::{RibCommand, RibHandle},
     transport,
 };
@@ -40,11 +41,6 @@ const STALE_AFTER_RESTART: Duration = Duration::from_secs(300);
 
 pub(crate) enum PeerCommand {
     Accepted(TcpStream),
-    /// Updates from the RIB for the session of this generation.
-    Outbound {
-        generation: u64,
-        updates: Vec<Update>,
-    },
     /// Stop the session (Cease) and end the task.
     Shutdown,
 }
@@ -113,8 +109,6 @@ pub(super) struct PeerTask {
     pub connect_tx: mpsc::UnboundedSender<(u64, Result<TcpStream, String>)>,
     pub rib: RibHandle,
     pub status: Arc<Mutex<PeerStatus>>,
-    /// Session generation: RIB output of an older session is dropped.
-    pub generation: u64,
     pub established: bool,
     pub gr_deadline: Option<Instant>,
     pub peer_restart_time: Option<u16>,
@@ -152,7 +146,6 @@ pub fn spawn(
         connect_tx,
         rib,
         status: status.clone(),
-        generation: 0,
         established: false,
         gr_deadline: None,
         peer_restart_time: None,
@@ -183,9 +176,6 @@ impl PeerTask {
                 command = commands.recv() => match command {
                     None | Some(PeerCommand::Shutdown) => break,
                     Some(PeerCommand::Accepted(stream)) => self.on_accepted(stream),
-                    Some(PeerCommand::Outbound { generation, updates }) => {
-                        self.on_outbound(generation, updates);
-                    }
                 },
                 () = sleep_until(deadline), if deadline.is_some() => self.on_timers(),
                 Some((attempt, result)) = connects.recv() => self.on_connect_result(attempt, result),
@@ -256,17 +246,7 @@ impl PeerTask {
         self.check_collision();
     }
 
-    fn on_outbound(&mut self, generation: u64, updates: Vec<Update>) {
-        if generation != self.generation || !self.established {
-            return;
-        }
-        if let Some(conn) = &self.primary.conn {
-            conn.send(super::connection::WriterCommand::Updates(updates));
-        }
-    }
-
     pub(super) fn on_established(&mut self, negotiated: Negotiated) {
-        self.generation += 1;
         self.established = true;
         info!(
             peer = %self.name(),
@@ -307,9 +287,14 @@ impl PeerTask {
             status.established_transitions += 1;
             status.negotiated = Some(negotiated);
         }
+        // A queue per session: the RIB fills it, this session's writer drains it.
+        let outbound = OutboundQueue::new();
+        if let Some(conn) = &self.primary.conn {
+            conn.send(WriterCommand::Outbound(Arc::clone(&outbound)));
+        }
         self.rib.send(RibCommand::PeerUp {
             id: self.id,
-            generation: self.generation,
+            outbound,
             info,
             local_address,
         });

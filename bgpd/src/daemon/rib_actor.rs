@@ -1,55 +1,62 @@
 //! The RIB actor: one OS thread owning the `rib::Rib`, fed by `RibHandle`s over an unbounded
-//! channel, sending each peer its updates and each best-path watcher its changes. Does I/O
-//! only in the sense of threads and channels.
+//! channel, handing each session's writer its Adj-RIB-Out changes (through its
+//! `OutboundQueue`) and each best-path watcher its changes (through its `Watcher`, on
+//! request). Does I/O only in the sense of threads and channels.
 //!
 //! A thread, not a tokio task: `peer_up` of a peer with a million prefixes computes for about
 //! a second, and that must not stall the two runtime workers that move the bytes. Received
 //! UPDATEs come in batches, and a semaphore bounds the batches in flight (a peer task waits for
 //! a permit, which is its back-pressure towards TCP), so the channel can stay unbounded and the
 //! owner's `Drop` can always deliver `Stop`.
+//!
+//! Consumers never get a queue of copies: a slow peer's pending changes are coalesced per
+//! prefix in its `OutboundQueue`, and a watcher only has a set of dirty prefixes, resolved
+//! against the current best paths when it asks for its next chunk (see `watch`). Memory
+//! towards a consumer that does not read is bounded by the table, not by the churn.
 
-use std::{collections::HashMap, net::IpAddr, sync::Arc};
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
 
 use ipnet::IpNet;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tracing::{debug, trace, warn};
 
-use super::peer::PeerCommand;
+use super::{
+    outbound::OutboundQueue,
+    watch::{WatchChunk, Watcher},
+};
 use crate::{
     config::PrefixSettings,
-    message::{Family, PathAttributes, Update},
+    message::{Family, Update},
     rib::{LocalConfig, PeerConfig, PeerCounters, PeerId, Rib, RibOutput, SessionInfo},
 };
 
 /// Batches of received updates allowed in flight to the RIB, over all peers.
 const RECEIVE_PERMITS: usize = 64;
-/// Best-path changes per `WatchItem::Paths` of a snapshot.
-const SNAPSHOT_CHUNK: usize = 8192;
-
-/// One best-path change: `None` is a withdrawal.
-#[derive(Clone, Debug)]
-pub struct BestEvent {
-    pub prefix: IpNet,
-    pub best: Option<(Vec<IpAddr>, Arc<PathAttributes>)>,
-}
-
-#[derive(Clone, Debug)]
-pub enum WatchItem {
-    Paths(Arc<Vec<BestEvent>>),
-    SnapshotDone,
-}
+/// Best-path changes per chunk handed to a watcher (the stream splits it into messages): a
+/// request waits behind the received updates queued before it, so one answer must carry a
+/// lot to keep a stream up with a full-table transfer.
+pub const WATCH_CHUNK: usize = 16384;
+/// Commands handled before the peers' queues are filled and waiting watchers served.
+const COMMANDS_PER_ROUND: usize = 64;
 
 pub(crate) enum RibCommand {
     AddPeer {
         id: PeerId,
         config: PeerConfig,
-        outbound: mpsc::UnboundedSender<PeerCommand>,
     },
     RemovePeer(PeerId),
-    /// The session came up: `local_address` is our end of it (the next hop we advertise).
+    /// The session came up: `local_address` is our end of it (the next hop we advertise);
+    /// its writer sends what the RIB puts in `outbound`.
     PeerUp {
         id: PeerId,
-        generation: u64,
+        outbound: Arc<OutboundQueue>,
         info: SessionInfo,
         local_address: IpAddr,
     },
@@ -67,7 +74,13 @@ pub(crate) enum RibCommand {
     Originate(Vec<PrefixSettings>),
     Withdraw(Vec<IpNet>),
     Counters(Vec<PeerId>, oneshot::Sender<Vec<PeerCounters>>),
-    Watch(mpsc::UnboundedSender<WatchItem>),
+    /// A new watcher: its snapshot is every current best path.
+    Watch(u64),
+    /// The watcher's next chunk, sent as soon as it has one.
+    WatchNext(u64, oneshot::Sender<WatchChunk>),
+    /// Prefixes the watcher has not been handed yet.
+    WatchPending(u64, oneshot::Sender<usize>),
+    Unwatch(u64),
     Stop,
 }
 
@@ -76,6 +89,7 @@ pub(crate) enum RibCommand {
 pub struct RibHandle {
     tx: mpsc::UnboundedSender<RibCommand>,
     permits: Arc<Semaphore>,
+    next_watch: Arc<AtomicU64>,
 }
 
 /// The owner: stops the actor when dropped (after the command it is running).
@@ -97,6 +111,7 @@ impl RibActor {
             handle: RibHandle {
                 tx,
                 permits: Arc::new(Semaphore::new(RECEIVE_PERMITS)),
+                next_watch: Arc::new(AtomicU64::new(1)),
             },
         }
     }
@@ -137,11 +152,15 @@ impl RibHandle {
         answer.await.ok()
     }
 
-    /// A stream of best-path changes: the snapshot, `SnapshotDone`, then changes.
-    pub fn watch(&self) -> mpsc::UnboundedReceiver<WatchItem> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.send(RibCommand::Watch(tx));
-        rx
+    /// A new best-path watcher: its chunks are the snapshot (the last one flagged
+    /// `snapshot_done`), then changes.
+    pub fn watch(&self) -> WatchHandle {
+        let id = self.next_watch.fetch_add(1, Ordering::Relaxed);
+        self.send(RibCommand::Watch(id));
+        WatchHandle {
+            id,
+            rib: self.clone(),
+        }
     }
 
     pub fn originate(&self, prefixes: Vec<PrefixSettings>) {
@@ -153,63 +172,98 @@ impl RibHandle {
     }
 }
 
+/// A registered watcher: the RIB reads its next chunk only when asked (see `watch`).
+pub struct WatchHandle {
+    id: u64,
+    rib: RibHandle,
+}
+
+impl WatchHandle {
+    /// Asks for the next chunk now; the answer comes when there is one (an error once the
+    /// RIB stopped).
+    pub fn request(&self) -> oneshot::Receiver<WatchChunk> {
+        let (reply, answer) = oneshot::channel();
+        // When the RIB is gone the command, and with it `reply`, is dropped: `answer` fails.
+        let _ = self.rib.tx.send(RibCommand::WatchNext(self.id, reply));
+        answer
+    }
+
+    /// The next chunk, when there is one; `None` once the RIB stopped.
+    pub async fn next(&self) -> Option<WatchChunk> {
+        self.request().await.ok()
+    }
+
+    /// How many prefixes wait to be handed out (for tests and the benchmark).
+    pub async fn pending(&self) -> Option<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.rib
+            .tx
+            .send(RibCommand::WatchPending(self.id, reply))
+            .ok()?;
+        answer.await.ok()
+    }
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        self.rib.send(RibCommand::Unwatch(self.id));
+    }
+}
+
 struct Peer {
     config: PeerConfig,
-    outbound: mpsc::UnboundedSender<PeerCommand>,
-    /// The session generation the RIB's `Send`s belong to (0: down).
-    generation: u64,
-    /// Updates of this generation not yet sent (flushed once per batch of commands).
-    pending: Vec<Update>,
+    /// The queue of the established session (`None`: down). Each RIB output goes there as
+    /// it comes: one output holds each prefix at most once, so the queue keeps the first
+    /// unsplit and coalesces from the second on (see `outbound`).
+    outbound: Option<Arc<OutboundQueue>>,
+}
+
+struct WatchEntry {
+    watcher: Watcher,
+    /// A request waiting for the watcher's next chunk.
+    waiting: Option<oneshot::Sender<WatchChunk>>,
 }
 
 struct Actor {
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
-    watchers: Vec<mpsc::UnboundedSender<WatchItem>>,
+    watchers: HashMap<u64, WatchEntry>,
 }
 
 fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
     let mut actor = Actor {
         rib,
         peers: HashMap::new(),
-        watchers: Vec::new(),
+        watchers: HashMap::new(),
     };
     while let Some(command) = rx.blocking_recv() {
         if matches!(command, RibCommand::Stop) {
             break;
         }
-        let mut best = Vec::new();
-        actor.handle(command, &mut best);
-        // Coalesce whatever else is already queued, so watchers get large batches.
-        while best.len() < SNAPSHOT_CHUNK {
+        actor.handle(command);
+        // Take whatever else is queued, so peers and watchers get large batches.
+        for _ in 1..COMMANDS_PER_ROUND {
             match rx.try_recv() {
                 Ok(RibCommand::Stop) => return,
-                Ok(command) => actor.handle(command, &mut best),
+                Ok(command) => actor.handle(command),
                 Err(_) => break,
             }
         }
-        actor.flush_sends();
-        actor.publish(best);
+        actor.serve_watchers();
     }
     debug!("RIB actor stopped");
 }
 
 impl Actor {
-    fn handle(&mut self, command: RibCommand, best: &mut Vec<BestEvent>) {
+    fn handle(&mut self, command: RibCommand) {
         let outputs = match command {
-            RibCommand::AddPeer {
-                id,
-                config,
-                outbound,
-            } => {
+            RibCommand::AddPeer { id, config } => {
                 self.rib.add_peer(id, config.clone());
                 self.peers.insert(
                     id,
                     Peer {
                         config,
-                        outbound,
-                        generation: 0,
-                        pending: Vec::new(),
+                        outbound: None,
                     },
                 );
                 Vec::new()
@@ -220,15 +274,14 @@ impl Actor {
             }
             RibCommand::PeerUp {
                 id,
-                generation,
+                outbound,
                 info,
                 local_address,
             } => {
                 let Some(peer) = self.peers.get_mut(&id) else {
                     return;
                 };
-                peer.generation = generation;
-                peer.pending.clear();
+                peer.outbound = Some(outbound);
                 if peer.config.local_address != local_address {
                     peer.config.local_address = local_address;
                     self.rib.add_peer(id, peer.config.clone());
@@ -237,8 +290,7 @@ impl Actor {
             }
             RibCommand::PeerDown { id, keep_stale } => {
                 if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.generation = 0;
-                    peer.pending.clear();
+                    peer.outbound = None;
                 }
                 self.rib.peer_down(id, keep_stale)
             }
@@ -276,94 +328,92 @@ impl Actor {
                 let _ = reply.send(ids.into_iter().map(|id| self.rib.counters(id)).collect());
                 Vec::new()
             }
-            RibCommand::Watch(watcher) => {
-                // Changes computed before the snapshot go out first, to the other watchers.
-                self.publish(std::mem::take(best));
-                self.snapshot(watcher);
+            RibCommand::Watch(id) => {
+                let snapshot = self.rib.best_paths().map(|(prefix, _, _)| prefix);
+                let entry = WatchEntry {
+                    watcher: Watcher::with_snapshot(snapshot),
+                    waiting: None,
+                };
+                self.watchers.insert(id, entry);
+                Vec::new()
+            }
+            RibCommand::WatchNext(id, reply) => {
+                // Answered at once when there is something (the request waited its turn
+                // behind received updates already); otherwise when changes come.
+                if let Some(entry) = self.watchers.get_mut(&id) {
+                    let rib = &self.rib;
+                    match entry
+                        .watcher
+                        .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
+                    {
+                        Some(chunk) => {
+                            let _ = reply.send(chunk);
+                        }
+                        None => entry.waiting = Some(reply),
+                    }
+                }
+                Vec::new()
+            }
+            RibCommand::WatchPending(id, reply) => {
+                if let Some(entry) = self.watchers.get(&id) {
+                    let _ = reply.send(entry.watcher.pending());
+                }
+                Vec::new()
+            }
+            RibCommand::Unwatch(id) => {
+                self.watchers.remove(&id);
                 Vec::new()
             }
             RibCommand::Stop => Vec::new(),
         };
-        self.dispatch(outputs, best);
+        self.dispatch(outputs);
     }
 
-    fn dispatch(&mut self, outputs: Vec<RibOutput>, best: &mut Vec<BestEvent>) {
+    fn dispatch(&mut self, outputs: Vec<RibOutput>) {
         for output in outputs {
             match output {
                 RibOutput::Send { peer, updates } => {
                     let Some(state) = self.peers.get(&peer) else {
                         continue;
                     };
-                    if state.generation == 0 || updates.is_empty() {
-                        continue;
-                    }
-                    let Some(state) = self.peers.get_mut(&peer) else {
-                        continue;
-                    };
-                    for update in updates {
-                        super::batching::push_merged(&mut state.pending, update);
+                    if let Some(outbound) = &state.outbound {
+                        outbound.push(updates);
                     }
                 }
-                RibOutput::BestChanged {
-                    prefix,
-                    next_hops,
-                    attributes,
-                } => {
-                    best.push(BestEvent {
-                        prefix,
-                        best: Some((next_hops, attributes)),
-                    });
+                RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } => {
+                    self.mark(prefix)
                 }
-                RibOutput::BestWithdrawn { prefix } => best.push(BestEvent { prefix, best: None }),
             }
         }
     }
 
-    /// Sends each peer what accumulated for it (merged, see `batching`).
-    fn flush_sends(&mut self) {
-        for peer in self.peers.values_mut() {
-            if peer.pending.is_empty() {
-                continue;
-            }
-            let updates = std::mem::take(&mut peer.pending);
-            if peer.generation != 0 {
-                let command = PeerCommand::Outbound {
-                    generation: peer.generation,
-                    updates,
-                };
-                let _ = peer.outbound.send(command);
-            }
+    fn mark(&mut self, prefix: IpNet) {
+        for entry in self.watchers.values_mut() {
+            entry.watcher.mark(prefix);
         }
     }
 
-    fn publish(&mut self, best: Vec<BestEvent>) {
-        if best.is_empty() || self.watchers.is_empty() {
-            return;
-        }
-        let batch = Arc::new(best);
-        self.watchers
-            .retain(|watcher| watcher.send(WatchItem::Paths(batch.clone())).is_ok());
-    }
-
-    /// The snapshot goes into the watcher's channel before any later change can: the actor is
-    /// single-threaded, so the stream has no gap and no duplicate.
-    fn snapshot(&mut self, watcher: mpsc::UnboundedSender<WatchItem>) {
-        let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK);
-        for (prefix, next_hops, attributes) in self.rib.best_paths() {
-            chunk.push(BestEvent {
-                prefix,
-                best: Some((next_hops, attributes)),
-            });
-            if chunk.len() == SNAPSHOT_CHUNK {
-                let full = std::mem::replace(&mut chunk, Vec::with_capacity(SNAPSHOT_CHUNK));
-                let _ = watcher.send(WatchItem::Paths(Arc::new(full)));
+    /// Answers the watchers that asked for a chunk and have one; forgets those whose client
+    /// left (the `WatchHandle`'s `Unwatch` also does, this is for a request dropped midway).
+    fn serve_watchers(&mut self) {
+        let rib = &self.rib;
+        self.watchers.retain(|_, entry| {
+            let Some(reply) = entry.waiting.take() else {
+                return true;
+            };
+            if reply.is_closed() {
+                return false;
             }
-        }
-        if !chunk.is_empty() {
-            let _ = watcher.send(WatchItem::Paths(Arc::new(chunk)));
-        }
-        if watcher.send(WatchItem::SnapshotDone).is_ok() {
-            self.watchers.push(watcher);
-        }
+            match entry
+                .watcher
+                .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
+            {
+                Some(chunk) => reply.send(chunk).is_ok(),
+                None => {
+                    entry.waiting = Some(reply);
+                    true
+                }
+            }
+        });
     }
 }

@@ -20,7 +20,7 @@ use super::{
     AbortOnDrop,
     convert::{rib_peer_config, session_config},
     peer::{self, PeerCommand, PeerHandle, PeerStatus},
-    rib_actor::{RibActor, RibCommand, WatchItem},
+    rib_actor::{RibActor, RibCommand, WatchHandle},
     transport::{self, TransportError},
 };
 use crate::{
@@ -260,10 +260,8 @@ impl Speaker {
             .collect())
     }
 
-    /// The best paths: snapshot, `SnapshotDone`, then changes (see `rib_actor`).
-    pub async fn watch_best_paths(
-        &self,
-    ) -> Result<mpsc::UnboundedReceiver<WatchItem>, SpeakerError> {
+    /// The best paths: snapshot, `snapshot_done`, then changes (see `rib_actor`).
+    pub async fn watch_best_paths(&self) -> Result<WatchHandle, SpeakerError> {
         let state = self.state.lock().await;
         Ok(state
             .rib
@@ -299,7 +297,6 @@ impl Speaker {
         rib.handle().send(RibCommand::AddPeer {
             id: entry.id,
             config,
-            outbound: commands.clone(),
         });
         let handle = peer::spawn(
             entry.id,

@@ -91,7 +91,10 @@ impl State {
             export_cache,
         } = self;
         for (index, target) in peers.iter_mut() {
-            if only.is_some_and(|only| only != index) || !target.sends(family) {
+            if only.is_some_and(|only| only != index)
+                || !target.sends(family)
+                || target.exports_nothing()
+            {
                 continue;
             }
             let new = match (best, source) {

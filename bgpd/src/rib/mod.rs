@@ -307,6 +307,13 @@ impl Rib {
         })
     }
 
+    /// The learned Loc-RIB best path of `prefix` (as `BestChanged` reports it), if any.
+    pub fn best_path(&self, prefix: &IpNet) -> Option<(Vec<IpAddr>, Arc<PathAttributes>)> {
+        let paths = self.table.get(&prefix.trunc())?;
+        let best = best::select(paths.as_slice(), &self.state.peers)?;
+        (!best.is_local()).then_some((best.next_hops, best.attrs))
+    }
+
     /// Whether a path of `peer` for `prefix` is stale.
     pub fn is_stale(&self, peer: PeerId, prefix: &IpNet) -> bool {
         let (Some((index, _)), Some(paths)) = (

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::table::{LOCAL, PeerIndex, Table};
-use super::{PeerConfig, PeerId, RibError, SessionInfo};
+use super::{PeerConfig, PeerId, PolicyAction, RibError, SessionInfo};
 use crate::message::{Family, PathAttributes};
 
 #[derive(Debug)]
@@ -33,6 +33,19 @@ pub(crate) struct PeerState {
 }
 
 impl PeerState {
+    /// Whether exporting a prefix cannot change what this peer is sent: its export policy
+    /// rejects every route and its Adj-RIB-Out is empty (a passive receiver of many peers
+    /// then costs nothing per received prefix).
+    pub fn exports_nothing(&self) -> bool {
+        let export = &self.config.export;
+        self.adj_out.len() == 0
+            && !export.default_accept
+            && export
+                .rules
+                .iter()
+                .all(|rule| rule.action == PolicyAction::Reject)
+    }
+
     /// Whether the session is up and carries `family`.
     pub fn sends(&self, family: Family) -> bool {
         self.session
@@ -116,5 +129,52 @@ impl Peers {
                 .filter(|index| *index != LOCAL)?;
             Some((index, slot.as_mut()?))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rib::{Policy, PolicyRule};
+
+    /// Peers holding one peer (id 1) with `export`.
+    fn state(export: Policy) -> Peers {
+        let mut config = crate::rib::tests::config("192.0.2.2", 65002);
+        config.export = export;
+        let mut peers = Peers::default();
+        peers.add(PeerId(1), config, false).unwrap();
+        peers
+    }
+
+    fn exports_nothing(peers: &Peers) -> bool {
+        peers.by_id(PeerId(1)).unwrap().1.exports_nothing()
+    }
+
+    #[test]
+    fn exports_nothing_only_with_a_reject_all_policy_and_an_empty_adj_rib_out() {
+        let reject = PolicyRule {
+            action: PolicyAction::Reject,
+            ..PolicyRule::default()
+        };
+        let reject_all = Policy {
+            default_accept: false,
+            rules: vec![reject.clone()],
+        };
+        assert!(exports_nothing(&state(Policy::default())));
+        assert!(exports_nothing(&state(reject_all.clone())));
+        assert!(!exports_nothing(&state(Policy::accept_all())));
+        let one_accept = Policy {
+            default_accept: false,
+            rules: vec![reject, PolicyRule::default()],
+        };
+        assert!(!exports_nothing(&state(one_accept)));
+        // Routes sent under an earlier policy must still be withdrawable.
+        let mut sent = state(reject_all);
+        let (_, peer) = sent.by_id_mut(PeerId(1)).unwrap();
+        peer.adj_out.insert(
+            "10.0.0.0/24".parse().unwrap(),
+            Arc::new(PathAttributes::default()),
+        );
+        assert!(!exports_nothing(&sent));
     }
 }

@@ -5,6 +5,7 @@
 //! ratios manul/BIRD; in the 1M scenario manul-bgpd also feeds a WatchBestPaths subscriber
 //! (stream.rs). Needs root. Ctrl-C removes the namespaces. Does I/O.
 
+mod churn;
 mod lab;
 mod probe;
 mod report;
@@ -51,6 +52,10 @@ struct Flags {
     /// No WatchBestPaths subscriber on manul-bgpd in the 1M scenario.
     #[arg(long)]
     no_watch: bool,
+    /// Instead of the scenarios: churn 1M prefixes (times --scale) for this many seconds
+    /// with a subscriber that does not read, and without one (churn.rs).
+    #[arg(long)]
+    churn: Option<u64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -345,6 +350,17 @@ async fn run(flags: &Flags) -> Result<()> {
         bird: PathBuf::from(&flags.bird),
         scratch: &scratch.0,
     };
+    if let Some(seconds) = flags.churn {
+        let count = ((1_000_000.0 * flags.scale).round() as usize).max(1);
+        for rep in 0..flags.reps {
+            for watcher in [true, false] {
+                let sample = churn::measure(&env, count, seconds, watcher).await;
+                let line = sample.map_or_else(|e| format!("FAILED: {e:#}"), |s| s.describe());
+                println!("rep {} churn of {count} prefixes: {line}", rep + 1);
+            }
+        }
+        return Ok(());
+    }
     let chosen: Vec<Scenario> = scenarios(flags.scale)
         .into_iter()
         .filter(|s| flags.only.iter().any(|key| key == s.key))
