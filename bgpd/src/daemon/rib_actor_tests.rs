@@ -45,6 +45,8 @@ fn session(router_id: [u8; 4]) -> SessionInfo {
         four_octet_as: true,
         families: vec![Family::IPV4_UNICAST],
         add_path_receive: Vec::new(),
+        graceful_restart: None,
+        extended_next_hop: false,
     }
 }
 
