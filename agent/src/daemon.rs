@@ -92,12 +92,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     // A routed node forwards: pods reach each other and the world through it (IPv6 too when
     // an IPv6 pool exists; the reconciler keeps this current).
-    let ipv6_in_use = endpoints
-        .ipam()
-        .pools()
-        .await?
-        .iter()
-        .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled);
+    let ipv6_in_use = endpoints.ipv6_in_use().await?;
     {
         let mut sysctls = endpoints.dataplane().sysctls();
         sysctls.set(SysctlOwner::Node, node_sysctls(ipv6_in_use));

@@ -157,6 +157,16 @@ impl Endpoints {
         self.kernel_epoch.clone()
     }
 
+    /// Whether an enabled IPv6 pool exists (the node then forwards IPv6).
+    pub async fn ipv6_in_use(&self) -> Result<bool, IpamError> {
+        Ok(self
+            .ipam
+            .pools()
+            .await?
+            .iter()
+            .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled))
+    }
+
     /// The MTU pods get when the request names none: the default-route interface's, cached.
     pub(crate) async fn pod_mtu(&self) -> Result<u32, EndpointError> {
         let cached = *self

@@ -88,12 +88,7 @@ impl Endpoints {
             .map(|versioned| versioned.value)
             .collect();
         let affine_blocks = self.ipam().affine_blocks(self.node()).await?;
-        let ipv6_in_use = self
-            .ipam()
-            .pools()
-            .await?
-            .iter()
-            .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled);
+        let ipv6_in_use = self.ipv6_in_use().await?;
         let mut inputs = Inputs {
             endpoints,
             affine_blocks,

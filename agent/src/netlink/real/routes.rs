@@ -339,15 +339,17 @@ pub(crate) fn route_address(address: &RouteAddress) -> Option<IpAddr> {
 
 /// The route's gateway (`RTA_GATEWAY`, or `RTA_VIA` for an IPv4 route via IPv6).
 pub(crate) fn gateway(message: &RouteMessage) -> Option<IpAddr> {
-    message
-        .attributes
-        .iter()
-        .find_map(|attribute| match attribute {
-            RouteAttribute::Gateway(address) => route_address(address),
-            RouteAttribute::Via(RouteVia::Inet(v4)) => Some(IpAddr::V4(*v4)),
-            RouteAttribute::Via(RouteVia::Inet6(v6)) => Some(IpAddr::V6(*v6)),
-            _ => None,
-        })
+    gateway_of(&message.attributes)
+}
+
+/// The gateway among a route's or a next hop's attributes.
+fn gateway_of(attributes: &[RouteAttribute]) -> Option<IpAddr> {
+    attributes.iter().find_map(|attribute| match attribute {
+        RouteAttribute::Gateway(address) => route_address(address),
+        RouteAttribute::Via(RouteVia::Inet(v4)) => Some(IpAddr::V4(*v4)),
+        RouteAttribute::Via(RouteVia::Inet6(v6)) => Some(IpAddr::V6(*v6)),
+        _ => None,
+    })
 }
 
 /// The route's destination; absent means the default route of its family.
@@ -384,15 +386,7 @@ fn parse_route(message: &RouteMessage, names: &HashMap<u32, String>) -> Option<R
             if let Some(hops) = multipath {
                 let mut next_hops = Vec::new();
                 for hop in hops {
-                    let gateway = hop
-                        .attributes
-                        .iter()
-                        .find_map(|attribute| match attribute {
-                            RouteAttribute::Gateway(address) => route_address(address),
-                            RouteAttribute::Via(RouteVia::Inet(v4)) => Some(IpAddr::V4(*v4)),
-                            RouteAttribute::Via(RouteVia::Inet6(v6)) => Some(IpAddr::V6(*v6)),
-                            _ => None,
-                        })?;
+                    let gateway = gateway_of(&hop.attributes)?;
                     next_hops.push(NextHop {
                         gateway,
                         device: names.get(&hop.interface_index)?.clone(),
