@@ -239,3 +239,85 @@ async fn an_ipv6_pod_turns_ipv6_forwarding_on() {
         "IPv6 pods must be routable off the node"
     );
 }
+
+#[tokio::test]
+async fn the_reconciler_releases_a_block_that_stayed_empty_and_withdraws_its_blackhole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Datastore> = Arc::new(
+        manul_store::embedded::EmbeddedStore::open(&dir.path().join("store.redb")).unwrap(),
+    );
+    // Blocks of 4 addresses: the fifth pod opens a second block.
+    Ipam::new(store.clone())
+        .create_pool(&IpPool {
+            block_size: 30,
+            ..IpPool::new("small-blocks", "10.35.0.0/24".parse().unwrap())
+        })
+        .await
+        .unwrap();
+    let netlink = Arc::new(crate::netlink::fake::FakeNetlink::new());
+    let endpoints = Endpoints::new(
+        "node1".into(),
+        store,
+        netlink.clone(),
+        Arc::new(crate::sysctl::FakeSysctl::new()),
+    )
+    .with_empty_block_grace(Some(Duration::ZERO));
+    let request = |index: usize| {
+        let netns = dir.path().join(format!("netns-{index}"));
+        std::fs::write(&netns, b"").unwrap();
+        EndpointRequest {
+            container_id: format!("c{index}"),
+            netns: Some(netns),
+            ifname: "eth0".into(),
+            pod_namespace: "default".into(),
+            pod_name: format!("pod-{index}"),
+            assign_ipv4: true,
+            ..Default::default()
+        }
+    };
+    let mut added = Vec::new();
+    for index in 0..6 {
+        added.push(endpoints.add(&request(index)).await.unwrap());
+    }
+    let blackholes = || {
+        netlink
+            .routes()
+            .into_iter()
+            .filter(|route| route.target == RouteTarget::Blackhole)
+            .map(|route| route.destination)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(blackholes().len(), 2, "{:?}", netlink.routes());
+    // Empty the second block; the first keeps room (a node keeps one block with room).
+    for index in 3..6 {
+        endpoints.delete(&request(index)).await.unwrap();
+    }
+    let second_block: ipnet::IpNet = format!("{}/30", added[4].addresses[0].addr())
+        .parse::<ipnet::IpNet>()
+        .unwrap()
+        .trunc();
+    // The first pass marks the block empty, the next one (grace zero) releases it.
+    endpoints.reconcile().await.unwrap();
+    endpoints.reconcile().await.unwrap();
+    assert_eq!(
+        endpoints.ipam().affine_blocks("node1").await.unwrap().len(),
+        1,
+        "the empty block must be released"
+    );
+    assert!(
+        !blackholes().contains(&second_block),
+        "its blackhole must go: {:?}",
+        blackholes()
+    );
+    // The node's last block stays, however long it is empty.
+    for index in 0..3 {
+        endpoints.delete(&request(index)).await.unwrap();
+    }
+    endpoints.reconcile().await.unwrap();
+    endpoints.reconcile().await.unwrap();
+    assert_eq!(
+        endpoints.ipam().affine_blocks("node1").await.unwrap().len(),
+        1
+    );
+    assert_eq!(blackholes().len(), 1);
+}
