@@ -38,6 +38,14 @@ impl ContainerLocks {
         }
     }
 
+    /// Whether an operation on this container runs (or waits to run) now.
+    pub fn is_locked(&self, container_id: &str) -> bool {
+        self.locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .contains_key(container_id)
+    }
+
     pub fn held(&self) -> usize {
         self.locks
             .lock()

@@ -20,6 +20,15 @@ pub fn host_interface_name(pod_namespace: &str, pod_name: &str, container_id: &s
     format!("{HOST_INTERFACE_PREFIX}{}", &hex[..11])
 }
 
+/// The MAC of a pod's interface: locally administered, unicast (0a:58, as Kubernetes' own
+/// plugins use), then 4 bytes of sha1("<container id>/<ifname>"). Chosen by the agent, not the
+/// kernel, so the endpoint record can be written before the interface exists; stable across a
+/// retried ADD. Every pod has an L2 segment of its own (its veth), so a collision is harmless.
+pub fn pod_mac(container_id: &str, ifname: &str) -> [u8; 6] {
+    let digest = Sha1::digest(format!("{container_id}/{ifname}").as_bytes());
+    [0x0a, 0x58, digest[0], digest[1], digest[2], digest[3]]
+}
+
 /// The IPAM handle of an attachment: Calico's "k8s-pod-network.<container-id>" for eth0, with
 /// the interface name appended for any other interface of the same container.
 pub fn ipam_handle(container_id: &str, ifname: &str) -> String {
@@ -45,6 +54,15 @@ pub fn attachment_of_handle(handle: &str) -> Option<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_macs_are_local_unicast_and_stable() {
+        let mac = pod_mac("c1", "eth0");
+        assert_eq!(mac, pod_mac("c1", "eth0"));
+        assert_ne!(mac, pod_mac("c2", "eth0"));
+        assert_eq!(mac[0] & 0x01, 0, "unicast");
+        assert_eq!(mac[0] & 0x02, 0x02, "locally administered");
+    }
 
     #[test]
     fn host_interface_name_matches_calico() {

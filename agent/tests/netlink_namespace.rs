@@ -134,6 +134,7 @@ fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
         host_name: host_name.to_string(),
         owner: format!("container-of-{host_name}"),
         host_mac: HOST_SIDE_MAC,
+        pod_mac: [0x0a, 0x58, 0x0a, 0x0b, 0x0c, 0x0d],
         pod_netns: pod.path(),
         pod_ifname: "eth0".to_string(),
         mtu,
@@ -182,6 +183,10 @@ fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
     assert_eq!(host_link["mtu"], 1400);
     let pod_link = &pod.ip_json(&["link", "show", "eth0"])?[0];
     assert_eq!(pod_link["mtu"], 1400);
+    assert_eq!(
+        pod_link["address"], "0a:58:0a:0b:0c:0d",
+        "the pod end has the MAC the request chose"
+    );
     assert!(
         other.ip_json(&["link", "show"])?.len() == 1,
         "other ns untouched"

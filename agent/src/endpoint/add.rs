@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, path::Path, time::Instant};
 use ipnet::IpNet;
 use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError};
 use manul_store::{DatastoreExt, WorkloadEndpoint};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
 use crate::{
@@ -46,6 +46,7 @@ enum Undo {
 
 impl Endpoints {
     pub async fn add(&self, request: &EndpointRequest) -> Result<AddedEndpoint, EndpointError> {
+        let received = Instant::now();
         validate_common(request)?;
         let netns = request
             .netns
@@ -76,15 +77,21 @@ impl Endpoints {
             .wire(request, &netns, ipv4_pools, ipv6_pools, &mut undo)
             .await
         {
+            // `wire` made its writes durable.
             Ok(added) => Ok(added),
             Err(error) => {
                 warn!(container = %request.container_id, %error, "ADD failed; rolling back");
                 self.roll_back(undo).await;
+                // The rollback's writes are durable before the answer too.
+                self.store.sync().await?;
                 Err(error)
             }
         };
-        // The store's writes of this ADD (or of its rollback) are durable before the answer.
-        self.store.sync().await?;
+        debug!(
+            container = %request.container_id,
+            total_ms = received.elapsed().as_secs_f64() * 1e3,
+            "ADD answered"
+        );
         result
     }
 
@@ -151,13 +158,16 @@ impl Endpoints {
         }
 
         // The allocation (datastore round trips) and the veth (netlink) do not depend on each
-        // other: they run at once.
+        // other: they run at once. The pod end's MAC is chosen here, so that the endpoint
+        // record does not wait for the kernel.
+        let pod_mac = naming::pod_mac(&request.container_id, &request.ifname);
         let veth = VethRequest {
             host_name: host_name.clone(),
             owner: request.container_id.clone(),
             host_mac: HOST_SIDE_MAC,
             pod_netns: netns.to_path_buf(),
             pod_ifname: request.ifname.clone(),
+            pod_mac,
             mtu,
         };
         let (allocation, created) = tokio::join!(
@@ -175,15 +185,6 @@ impl Endpoints {
         let host = created?;
         let allocated = started.elapsed();
 
-        let pod = self
-            .netlink
-            .configure_pod_interface(&PodInterfaceConfig {
-                netns: netns.to_path_buf(),
-                ifname: request.ifname.clone(),
-                addresses: addresses.clone(),
-            })
-            .await?;
-
         let endpoint = WorkloadEndpoint {
             name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
             node: self.node.clone(),
@@ -197,30 +198,49 @@ impl Endpoints {
             container_id: request.container_id.clone(),
             endpoint: request.ifname.clone(),
             interface_name: host_name.clone(),
-            mac: format_mac(&pod.mac),
+            mac: format_mac(&pod_mac),
             ip_networks: addresses.clone(),
             ipam_handle: handle,
             netns: netns.to_string_lossy().into_owned(),
             network: request.network_name.clone(),
         };
-        let wired = started.elapsed();
-        // The record and the host side (sysctls, routes) are independent too.
-        let (recorded, host_side) = tokio::join!(
-            self.record(&endpoint),
-            self.wire_host_side(&host_name, &addresses, undo)
-        );
-        if recorded.is_ok() {
+        // The record, made durable with the allocation (one disk flush), and the kernel side
+        // (the pod's interface, then the host's sysctls and routes) run at once: the flush
+        // costs as much as the wiring. A crash in between leaves a record whose interface is
+        // missing, which the next ADD, DEL or GC cleans up.
+        let persisted = async {
+            self.record(&endpoint).await?;
+            let recorded = started.elapsed();
+            self.store.sync().await?;
+            Ok::<_, EndpointError>(recorded)
+        };
+        let wired = async {
+            let pod = self
+                .netlink
+                .configure_pod_interface(&PodInterfaceConfig {
+                    netns: netns.to_path_buf(),
+                    ifname: request.ifname.clone(),
+                    addresses: addresses.clone(),
+                })
+                .await?;
+            let pod_done = started.elapsed();
+            self.wire_host_side(&host_name, &addresses, undo).await?;
+            Ok::<_, EndpointError>((pod, pod_done))
+        };
+        let (persisted, wired) = tokio::join!(persisted, wired);
+        if persisted.is_ok() {
             undo.push(Undo::Forget(endpoint.name.clone()));
         }
-        recorded?;
-        host_side?;
+        let recorded = persisted?;
+        let (pod, pod_done) = wired?;
         info!(
             container = %request.container_id,
             interface = %host_name,
             ?addresses,
             ipam_and_veth_ms = allocated.as_secs_f64() * 1e3,
-            pod_ms = (wired - allocated).as_secs_f64() * 1e3,
-            host_and_record_ms = (started.elapsed() - wired).as_secs_f64() * 1e3,
+            record_ms = (recorded - allocated).as_secs_f64() * 1e3,
+            pod_ms = (pod_done - allocated).as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
             "endpoint added"
         );
         Ok(AddedEndpoint {

@@ -112,6 +112,11 @@ impl Endpoints {
             if valid.contains(&attachment) || (!network.is_empty() && endpoint.network != network) {
                 continue;
             }
+            // An ADD of this container is running: the runtime's list predates it (ADD writes
+            // the record before it wires the pod).
+            if self.locks.is_locked(&endpoint.container_id) {
+                continue;
+            }
             let request = EndpointRequest {
                 container_id: endpoint.container_id.clone(),
                 ifname: endpoint.endpoint.clone(),

@@ -354,7 +354,7 @@ impl Netlink for FakeNetlink {
         };
         let interface = PodInterface {
             index: pod_index,
-            mac: [0x0a, 0x58, 0, 0, (pod_index >> 8) as u8, pod_index as u8],
+            mac: request.pod_mac,
             mtu: request.mtu,
             addresses: Vec::new(),
             has_default_routes: false,
@@ -535,6 +535,7 @@ mod tests {
             host_name: host.to_string(),
             owner: "c1".to_string(),
             host_mac: HOST_SIDE_MAC,
+            pod_mac: [0x0a, 0x58, 0, 0, 0, 1],
             pod_netns: PathBuf::from(netns),
             pod_ifname: "eth0".to_string(),
             mtu: 1450,

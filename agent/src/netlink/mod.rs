@@ -62,6 +62,8 @@ pub struct VethRequest {
     pub host_mac: [u8; 6],
     pub pod_netns: PathBuf,
     pub pod_ifname: String,
+    /// The pod end's MAC (see `naming::pod_mac`).
+    pub pod_mac: [u8; 6],
     pub mtu: u32,
 }
 

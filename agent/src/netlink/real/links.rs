@@ -173,6 +173,7 @@ pub(crate) async fn create_veth(
         open_netns(&request.pod_netns).map_err(|error| error.into_error(&request.pod_netns))?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
         .name(request.pod_ifname.clone())
+        .address(request.pod_mac.to_vec())
         .mtu(request.mtu)
         .setns_by_fd(netns.as_raw_fd())
         // No `up()` here: the kernel opens the peer before pairing it (ENOTCONN). The pod end
