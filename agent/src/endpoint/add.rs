@@ -205,8 +205,8 @@ impl Endpoints {
             network: request.network_name.clone(),
         };
         // The record, made durable with the allocation (one disk flush), and the kernel side
-        // (the pod's interface, then the host's sysctls and routes) run at once: the flush
-        // costs as much as the wiring. A crash in between leaves a record whose interface is
+        // (the pod's interface; the host's sysctls and routes) run at once: the flush costs as
+        // much as the wiring. A crash in between leaves a record whose interface is
         // missing, which the next ADD, DEL or GC cleans up.
         let persisted = async {
             self.record(&endpoint).await?;
@@ -214,7 +214,9 @@ impl Endpoints {
             self.store.sync().await?;
             Ok::<_, EndpointError>(recorded)
         };
-        let wired = async {
+        // The pod side and the host side do not depend on each other either: the host end
+        // exists, and a route to an address the pod does not hold yet is harmless.
+        let pod_side = async {
             let pod = self
                 .netlink
                 .configure_pod_interface(&PodInterfaceConfig {
@@ -223,16 +225,16 @@ impl Endpoints {
                     addresses: addresses.clone(),
                 })
                 .await?;
-            let pod_done = started.elapsed();
-            self.wire_host_side(&host_name, &addresses, undo).await?;
-            Ok::<_, EndpointError>((pod, pod_done))
+            Ok::<_, EndpointError>((pod, started.elapsed()))
         };
-        let (persisted, wired) = tokio::join!(persisted, wired);
+        let host_side = self.wire_host_side(&host_name, &addresses, undo);
+        let (persisted, pod_side, host_side) = tokio::join!(persisted, pod_side, host_side);
         if persisted.is_ok() {
             undo.push(Undo::Forget(endpoint.name.clone()));
         }
         let recorded = persisted?;
-        let (pod, pod_done) = wired?;
+        let (pod, pod_done) = pod_side?;
+        host_side?;
         info!(
             container = %request.container_id,
             interface = %host_name,
