@@ -73,10 +73,10 @@ async fn a_late_del_of_the_old_sandbox_leaves_the_new_sandbox_of_the_same_pod_wo
 }
 
 #[tokio::test]
-async fn gc_waits_for_a_running_add_and_does_not_free_its_address() {
+async fn gc_leaves_a_running_add_and_does_not_free_its_address() {
     let fixture = fixture("10.31.0.0/16").await;
     let request = fixture.request("busy");
-    // Hold the ADD after its allocation, before its record.
+    // Hold the ADD after its allocation and record, before its pod side.
     fixture.netlink.close_gate("configure_pod_interface");
     let add = {
         let endpoints = fixture.endpoints.clone();
@@ -87,22 +87,35 @@ async fn gc_waits_for_a_running_add_and_does_not_free_its_address() {
         fixture.netlink.arrived_at_gate("configure_pod_interface") > 0
     })
     .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while fixture
+        .endpoints
+        .find("busy", "eth0")
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "the ADD never wrote its record");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     assert_eq!(fixture.handle_addresses("busy").await.len(), 1);
     // The runtime's list of valid attachments predates the ADD.
-    let gc = {
-        let endpoints = fixture.endpoints.clone();
-        tokio::spawn(async move { endpoints.garbage_collect("manul", &[]).await })
-    };
-    tokio::task::yield_now().await;
+    let released = tokio::time::timeout(
+        Duration::from_secs(10),
+        fixture.endpoints.garbage_collect("manul", &[]),
+    )
+    .await
+    .expect("GC must not wait for the ADD")
+    .unwrap();
+    assert!(released.is_empty(), "GC released {released:?}");
     fixture.netlink.open_gate("configure_pod_interface");
     let added = add.await.unwrap().unwrap();
-    let released = gc.await.unwrap().unwrap();
-    assert!(released.is_empty(), "GC released {released:?}");
     assert_eq!(
         fixture.handle_addresses("busy").await,
         vec![added.addresses[0].addr()],
         "the pod's address must stay allocated"
     );
+    fixture.endpoints.check(&request).await.unwrap();
 }
 
 fn cni_request(request: &EndpointRequest) -> CniRequest {
