@@ -1,17 +1,26 @@
-//! The prefix table of the RIB, no I/O: a map from prefix to `V`, one hash map per address
-//! family (keyed by the compact `Ipv4Net`/`Ipv6Net`, hashed with the crate's seeded prefix
-//! hasher), with ordered walks sorted on demand.
+//! The prefix table of the RIB, no I/O: a map from prefix to `V`, per address family a slab
+//! of `(prefix, value)` entries and a hash table of 4-byte slab indices (hashed with the
+//! crate's seeded prefix hasher), with ordered walks sorted on demand.
 //!
-//! Why a hash map and not a B-tree: a full table arrives as a million inserts of new prefixes
-//! in the sender's order, and a B-tree spent about 60% of the RIB thread searching and shifting
-//! nodes for them; a hash map insert is one probe. Ordered walks (a session coming up, a route
-//! refresh, a watcher's snapshot, a session going down) are rare and walk the whole table
-//! anyway: they collect the keys and sort them, which costs a temporary vector of 8 bytes
-//! (IPv4) or 24 bytes (IPv6) per prefix for the walk. Point operations never pay for order.
+//! Why not a B-tree: a full table arrives as a million inserts of new prefixes in the
+//! sender's order, and a B-tree spent about 60% of the RIB thread searching and shifting nodes
+//! for them; here an insert is one probe and a push. Why indices and not a plain hash map: an
+//! IPv4 entry is 24 bytes (5-byte key, padding, 16-byte `Paths`); a `HashMap` keeps those in
+//! its buckets, at most 7/8 full and half full right after it grows, and holds the old and the
+//! new bucket array at once while it grows. The slab is a vector (no empty buckets, grown by
+//! `realloc`) and the hash table only holds 5 bytes per bucket: about 35 bytes per IPv4
+//! prefix at 1M where the B-tree needed about 46. A removal moves the last slab entry into the
+//! hole and fixes its index. A family holds at most `u32::MAX` prefixes (memory runs out long
+//! before).
+//!
+//! Ordered walks (a session coming up, a route refresh, a watcher's snapshot, a session going
+//! down) are rare and walk the whole table anyway: they sort the keys first, a temporary
+//! vector of 8 bytes (IPv4) or 24 bytes (IPv6) per prefix. Point operations never pay for
+//! order.
 
-use std::collections::HashMap;
-
+use hashbrown::{HashTable, hash_table::Entry};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use std::hash::{BuildHasher, Hash};
 
 use crate::message::Family;
 use crate::prefix_hash::PrefixHashBuilder;
@@ -19,22 +28,22 @@ use crate::prefix_hash::PrefixHashBuilder;
 /// A map from prefix to `V`; walks come in prefix order, IPv4 first.
 #[derive(Debug)]
 pub(crate) struct Table<V> {
-    v4: HashMap<Ipv4Net, V, PrefixHashBuilder>,
-    v6: HashMap<Ipv6Net, V, PrefixHashBuilder>,
+    v4: Slab<Ipv4Net, V>,
+    v6: Slab<Ipv6Net, V>,
 }
 
 impl<V> Default for Table<V> {
     fn default() -> Self {
         Table {
-            v4: HashMap::default(),
-            v6: HashMap::default(),
+            v4: Slab::default(),
+            v6: Slab::default(),
         }
     }
 }
 
 impl<V> Table<V> {
     pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
+        self.v4.entries.len() + self.v6.entries.len()
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&V> {
@@ -59,12 +68,10 @@ impl<V> Table<V> {
     }
 
     pub fn remove(&mut self, prefix: &IpNet) -> Option<V> {
-        let removed = match prefix {
+        match prefix {
             IpNet::V4(net) => self.v4.remove(net),
             IpNet::V6(net) => self.v6.remove(net),
-        };
-        self.shrink_if_sparse();
-        removed
+        }
     }
 
     pub fn get_or_default(&mut self, prefix: IpNet) -> &mut V
@@ -72,32 +79,19 @@ impl<V> Table<V> {
         V: Default,
     {
         match prefix {
-            IpNet::V4(net) => self.v4.entry(net).or_default(),
-            IpNet::V6(net) => self.v6.entry(net).or_default(),
+            IpNet::V4(net) => self.v4.get_or_insert_with(net, V::default),
+            IpNet::V6(net) => self.v6.get_or_insert_with(net, V::default),
         }
     }
 
     pub fn clear(&mut self) {
-        self.v4 = HashMap::default();
-        self.v6 = HashMap::default();
+        self.v4 = Slab::default();
+        self.v6 = Slab::default();
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        self.v4.retain(|_, value| keep(value));
-        self.v6.retain(|_, value| keep(value));
-        self.shrink_if_sparse();
-    }
-
-    /// Gives memory back once a family holds under a quarter of what its map has room for
-    /// (a table that was full and was withdrawn must not keep its peak).
-    fn shrink_if_sparse(&mut self) {
-        const KEEP: usize = 1024;
-        if self.v4.capacity() > KEEP && self.v4.len() < self.v4.capacity() / 4 {
-            self.v4.shrink_to(self.v4.len() * 2);
-        }
-        if self.v6.capacity() > KEEP && self.v6.len() < self.v6.capacity() / 4 {
-            self.v6.shrink_to(self.v6.len() * 2);
-        }
+        self.v4.retain(&mut keep);
+        self.v6.retain(&mut keep);
     }
 
     /// All entries, IPv4 first, each family in prefix order.
@@ -108,23 +102,8 @@ impl<V> Table<V> {
     /// The entries of one family (`None`: all), in prefix order.
     pub fn iter_family(&self, family: Option<Family>) -> impl Iterator<Item = (IpNet, &V)> + '_ {
         let (v4, v6) = family_filter(family);
-        let v4 = if v4 {
-            sorted_keys(&self.v4)
-        } else {
-            Vec::new()
-        };
-        let v6 = if v6 {
-            sorted_keys(&self.v6)
-        } else {
-            Vec::new()
-        };
-        let v4 = v4
-            .into_iter()
-            .filter_map(|net| Some((IpNet::V4(net), self.v4.get(&net)?)));
-        v4.chain(
-            v6.into_iter()
-                .filter_map(|net| Some((IpNet::V6(net), self.v6.get(&net)?))),
-        )
+        let v4 = self.v4.sorted(v4).map(|(net, v)| (IpNet::V4(net), v));
+        v4.chain(self.v6.sorted(v6).map(|(net, v)| (IpNet::V6(net), v)))
     }
 
     /// Mutable entries of one family (`None`: all), in prefix order.
@@ -133,27 +112,160 @@ impl<V> Table<V> {
         family: Option<Family>,
     ) -> impl Iterator<Item = (IpNet, &mut V)> + '_ {
         let (v4, v6) = family_filter(family);
-        let mut v4: Vec<(Ipv4Net, &mut V)> = if v4 {
-            self.v4.iter_mut().map(|(net, v)| (*net, v)).collect()
-        } else {
-            Vec::new()
-        };
-        let mut v6: Vec<(Ipv6Net, &mut V)> = if v6 {
-            self.v6.iter_mut().map(|(net, v)| (*net, v)).collect()
-        } else {
-            Vec::new()
-        };
-        v4.sort_unstable_by_key(|(net, _)| *net);
-        v6.sort_unstable_by_key(|(net, _)| *net);
-        let v4 = v4.into_iter().map(|(net, v)| (IpNet::V4(net), v));
-        v4.chain(v6.into_iter().map(|(net, v)| (IpNet::V6(net), v)))
+        let v4 = self.v4.sorted_mut(v4).map(|(net, v)| (IpNet::V4(net), v));
+        v4.chain(self.v6.sorted_mut(v6).map(|(net, v)| (IpNet::V6(net), v)))
     }
 }
 
-fn sorted_keys<K: Copy + Ord, V>(map: &HashMap<K, V, PrefixHashBuilder>) -> Vec<K> {
-    let mut keys: Vec<K> = map.keys().copied().collect();
-    keys.sort_unstable();
-    keys
+/// The entries of one family and the hash table of their indices.
+#[derive(Debug)]
+struct Slab<K, V> {
+    entries: Vec<(K, V)>,
+    index: HashTable<u32>,
+    hasher: PrefixHashBuilder,
+}
+
+impl<K, V> Default for Slab<K, V> {
+    fn default() -> Self {
+        Slab {
+            entries: Vec::new(),
+            index: HashTable::new(),
+            hasher: PrefixHashBuilder::default(),
+        }
+    }
+}
+
+impl<K: Copy + Ord + Hash, V> Slab<K, V> {
+    fn find(&self, key: &K) -> Option<usize> {
+        let entries = &self.entries;
+        let hash = self.hasher.hash_one(key);
+        let found = self.index.find(hash, |&i| entries[i as usize].0 == *key)?;
+        Some(*found as usize)
+    }
+
+    fn get(&self, key: &K) -> Option<&V> {
+        self.find(key).map(|i| &self.entries[i].1)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut V> {
+        self.find(key).map(|i| &mut self.entries[i].1)
+    }
+
+    fn insert(&mut self, key: K, value: V) -> Option<V> {
+        let mut value = Some(value);
+        let slot = self.get_or_insert_with(key, || value.take().expect("taken once"));
+        value.map(|value| std::mem::replace(slot, value))
+    }
+
+    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+        let Slab {
+            entries,
+            index,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(key);
+        let position = match index.entry(
+            hash,
+            |&i| entries[i as usize].0 == key,
+            |&i| hasher.hash_one(entries[i as usize].0),
+        ) {
+            Entry::Occupied(occupied) => *occupied.get() as usize,
+            Entry::Vacant(vacant) => {
+                let position = entries.len();
+                vacant.insert(position as u32);
+                entries.push((key, make()));
+                position
+            }
+        };
+        &mut entries[position].1
+    }
+
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let hash = self.hasher.hash_one(key);
+        let entries = &self.entries;
+        let found = self
+            .index
+            .find_entry(hash, |&i| entries[i as usize].0 == *key)
+            .ok()?;
+        let (position, _) = found.remove();
+        let position = position as usize;
+        let last = self.entries.len() - 1;
+        let (_, value) = self.entries.swap_remove(position);
+        if position != last {
+            // The last entry moved into the hole: point its index there.
+            let moved = self.hasher.hash_one(self.entries[position].0);
+            if let Some(slot) = self.index.find_mut(moved, |&i| i as usize == last) {
+                *slot = position as u32;
+            }
+        }
+        self.shrink_if_sparse();
+        Some(value)
+    }
+
+    fn retain(&mut self, keep: &mut impl FnMut(&V) -> bool) {
+        let before = self.entries.len();
+        self.entries.retain(|(_, value)| keep(value));
+        if self.entries.len() != before {
+            self.reindex();
+            self.shrink_if_sparse();
+        }
+    }
+
+    fn reindex(&mut self) {
+        let Slab {
+            entries,
+            index,
+            hasher,
+        } = self;
+        index.clear();
+        for (position, (key, _)) in entries.iter().enumerate() {
+            index.insert_unique(hasher.hash_one(key), position as u32, |&i| {
+                hasher.hash_one(entries[i as usize].0)
+            });
+        }
+    }
+
+    /// Gives memory back once the family holds under a quarter of what it has room for (a
+    /// table that was full and was withdrawn must not keep its peak).
+    fn shrink_if_sparse(&mut self) {
+        const KEEP: usize = 1024;
+        let len = self.entries.len();
+        if self.entries.capacity() > KEEP && len < self.entries.capacity() / 4 {
+            self.entries.shrink_to(len * 2);
+        }
+        if self.index.capacity() > KEEP && len < self.index.capacity() / 4 {
+            let Slab {
+                entries,
+                index,
+                hasher,
+            } = self;
+            index.shrink_to(len * 2, |&i| hasher.hash_one(entries[i as usize].0));
+        }
+    }
+
+    /// The entries in key order (none if `!wanted`).
+    fn sorted(&self, wanted: bool) -> impl Iterator<Item = (K, &V)> + '_ {
+        let mut order: Vec<(K, u32)> = Vec::new();
+        if wanted {
+            order = (self.entries.iter().enumerate())
+                .map(|(position, (key, _))| (*key, position as u32))
+                .collect();
+            order.sort_unstable_by_key(|(key, _)| *key);
+        }
+        order
+            .into_iter()
+            .map(|(key, position)| (key, &self.entries[position as usize].1))
+    }
+
+    /// The entries in key order, mutable (none if `!wanted`).
+    fn sorted_mut(&mut self, wanted: bool) -> impl Iterator<Item = (K, &mut V)> + '_ {
+        let mut order: Vec<(K, &mut V)> = Vec::new();
+        if wanted {
+            order = self.entries.iter_mut().map(|(key, v)| (*key, v)).collect();
+            order.sort_unstable_by_key(|(key, _)| *key);
+        }
+        order.into_iter()
+    }
 }
 
 /// Which of the two maps a family selects.
@@ -303,15 +415,18 @@ mod tests {
         for (index, prefix) in prefixes.iter().enumerate() {
             table.insert(*prefix, index as u64);
         }
-        let full = table.v4.capacity();
+        let full = (table.v4.entries.capacity(), table.v4.index.capacity());
         for prefix in &prefixes[10..] {
             table.remove(prefix);
         }
         assert_eq!(table.len(), 10);
+        let now = (table.v4.entries.capacity(), table.v4.index.capacity());
         assert!(
-            table.v4.capacity() < full / 16,
-            "{} of {full}",
-            table.v4.capacity()
+            now.0 < full.0 / 16 && now.1 < full.1 / 16,
+            "{now:?} of {full:?}"
         );
+        for (index, prefix) in prefixes[..10].iter().enumerate() {
+            assert_eq!(table.get(prefix), Some(&(index as u64)));
+        }
     }
 }
