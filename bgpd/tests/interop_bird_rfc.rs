@@ -146,7 +146,9 @@ async fn communities(lab: &mut Lab) -> Result<()> {
 /// Gives `node` an IPv6 address on the lab segment: fd00:<lab>::<n>/64.
 fn add_ipv6(lab: &Lab, node: &Node) -> Result<String> {
     let [_, _, lab_index, host] = node.address.octets();
-    let address = format!("fd00:{lab_index}::{host}");
+    // Canonical text ("fd00::2" for lab 0), as the daemon's API writes next hops.
+    let address: std::net::Ipv6Addr = format!("fd00:{lab_index}::{host}").parse()?;
+    let address = address.to_string();
     let cidr = format!("{address}/64");
     lab.exec(
         node,

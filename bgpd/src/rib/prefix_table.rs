@@ -8,7 +8,7 @@
 //! IPv4 entry is 24 bytes (5-byte key, padding, 16-byte `Paths`); a `HashMap` keeps those in
 //! its buckets, at most 7/8 full and half full right after it grows, and holds the old and the
 //! new bucket array at once while it grows. The slab is a vector (no empty buckets, grown by
-//! `realloc`) and the hash table only holds 5 bytes per bucket: about 35 bytes per IPv4
+//! `realloc`) and the hash table only holds 5 bytes per bucket: about 36 bytes per IPv4
 //! prefix at 1M where the B-tree needed about 46. A removal moves the last slab entry into the
 //! hole and fixes its index. A family holds at most `u32::MAX` prefixes (memory runs out long
 //! before).
