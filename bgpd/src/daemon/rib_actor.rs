@@ -46,9 +46,9 @@ use crate::{
 
 /// Batches of received updates allowed in flight to the RIB, over all peers.
 const RECEIVE_PERMITS: usize = 64;
-/// Best-path changes per chunk handed to a watcher (the stream splits it into messages): a
-/// request waits behind the received updates queued before it, so one answer must carry a
-/// lot to keep a stream up with a full-table transfer.
+/// Best-path changes per chunk handed to a watcher (the stream splits it into messages). A
+/// request is served between two received batches (it has a channel of its own), and the
+/// stream asks for the next chunk while it converts the current one.
 pub const WATCH_CHUNK: usize = 16384;
 /// Commands handled before the peers' queues are filled and waiting watchers served.
 const COMMANDS_PER_ROUND: usize = 64;
