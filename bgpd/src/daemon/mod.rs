@@ -46,7 +46,6 @@ pub mod convert;
 mod outbound;
 mod peer;
 mod peer_events;
-mod prefix_hash;
 mod rib_actor;
 #[cfg(test)]
 mod rib_actor_tests;

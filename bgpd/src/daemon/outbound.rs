@@ -21,8 +21,8 @@ use std::{
 
 use tokio::sync::Notify;
 
-use super::prefix_hash::PrefixHashBuilder;
 use crate::message::{Family, MpUnreach, Nlri, PathAttributes, Update};
+use crate::prefix_hash::PrefixHashBuilder;
 
 /// The pending state of one NLRI.
 #[derive(Clone, Debug)]

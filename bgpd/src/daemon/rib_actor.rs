@@ -9,6 +9,13 @@
 //! a permit, which is its back-pressure towards TCP), so the channel can stay unbounded and the
 //! owner's `Drop` can always deliver `Stop`.
 //!
+//! Watchers have a channel of their own, which the actor reads before every command of the
+//! main one: a watcher's request for its next chunk does not wait behind the received updates
+//! queued before it (up to `RECEIVE_PERMITS` batches, about a second of work during a full
+//! table transfer), so the stream keeps up with the transfer instead of trailing it by
+//! seconds. Its registration goes the same way (the snapshot is taken whenever it is handled;
+//! the changes after it are marked in order either way).
+//!
 //! Consumers never get a queue of copies: a slow peer's pending changes are coalesced per
 //! prefix in its `OutboundQueue`, and a watcher only has a set of dirty prefixes, resolved
 //! against the current best paths when it asks for its next chunk (see `watch`). Memory
@@ -39,9 +46,9 @@ use crate::{
 
 /// Batches of received updates allowed in flight to the RIB, over all peers.
 const RECEIVE_PERMITS: usize = 64;
-/// Best-path changes per chunk handed to a watcher (the stream splits it into messages): a
-/// request waits behind the received updates queued before it, so one answer must carry a
-/// lot to keep a stream up with a full-table transfer.
+/// Best-path changes per chunk handed to a watcher (the stream splits it into messages). A
+/// request is served between two received batches (it has a channel of its own), and the
+/// stream asks for the next chunk while it converts the current one.
 pub const WATCH_CHUNK: usize = 16384;
 /// Commands handled before the peers' queues are filled and waiting watchers served.
 const COMMANDS_PER_ROUND: usize = 64;
@@ -81,6 +88,8 @@ pub(crate) enum RibCommand {
     /// Prefixes the watcher has not been handed yet.
     WatchPending(u64, oneshot::Sender<usize>),
     Unwatch(u64),
+    /// Nothing: wakes the actor for a command on the watcher channel.
+    Wake,
     Stop,
 }
 
@@ -88,6 +97,9 @@ pub(crate) enum RibCommand {
 #[derive(Clone)]
 pub struct RibHandle {
     tx: mpsc::UnboundedSender<RibCommand>,
+    /// Watcher commands, read before each command of `tx`; each is followed by a `Wake` on
+    /// `tx` so that an idle actor sees it.
+    watch_tx: mpsc::UnboundedSender<RibCommand>,
     permits: Arc<Semaphore>,
     next_watch: Arc<AtomicU64>,
 }
@@ -100,9 +112,10 @@ pub struct RibActor {
 impl RibActor {
     pub fn spawn(local: LocalConfig) -> RibActor {
         let (tx, rx) = mpsc::unbounded_channel();
+        let (watch_tx, watch_rx) = mpsc::unbounded_channel();
         let spawned = std::thread::Builder::new()
             .name("bgpd-rib".into())
-            .spawn(move || run(Rib::new(local), rx));
+            .spawn(move || run(Rib::new(local), rx, watch_rx));
         if let Err(error) = spawned {
             // Without a thread the handle's sends fail and every caller sees "RIB stopped".
             warn!(%error, "cannot start the RIB thread");
@@ -110,6 +123,7 @@ impl RibActor {
         RibActor {
             handle: RibHandle {
                 tx,
+                watch_tx,
                 permits: Arc::new(Semaphore::new(RECEIVE_PERMITS)),
                 next_watch: Arc::new(AtomicU64::new(1)),
             },
@@ -134,6 +148,12 @@ impl RibHandle {
         }
     }
 
+    /// Sends a watcher command on the watcher channel, ahead of queued updates.
+    fn send_watch(&self, command: RibCommand) -> Result<(), ()> {
+        self.watch_tx.send(command).map_err(|_| ())?;
+        self.tx.send(RibCommand::Wake).map_err(|_| ())
+    }
+
     /// Hands a batch of received updates to the RIB, waiting while too many are in flight.
     pub async fn receive(&self, id: PeerId, updates: Vec<Update>) {
         let Ok(permit) = self.permits.clone().acquire_owned().await else {
@@ -156,7 +176,9 @@ impl RibHandle {
     /// `snapshot_done`), then changes.
     pub fn watch(&self) -> WatchHandle {
         let id = self.next_watch.fetch_add(1, Ordering::Relaxed);
-        self.send(RibCommand::Watch(id));
+        if self.send_watch(RibCommand::Watch(id)).is_err() {
+            debug!("RIB stopped; watch dropped");
+        }
         WatchHandle {
             id,
             rib: self.clone(),
@@ -184,7 +206,7 @@ impl WatchHandle {
     pub fn request(&self) -> oneshot::Receiver<WatchChunk> {
         let (reply, answer) = oneshot::channel();
         // When the RIB is gone the command, and with it `reply`, is dropped: `answer` fails.
-        let _ = self.rib.tx.send(RibCommand::WatchNext(self.id, reply));
+        let _ = self.rib.send_watch(RibCommand::WatchNext(self.id, reply));
         answer
     }
 
@@ -206,7 +228,7 @@ impl WatchHandle {
 
 impl Drop for WatchHandle {
     fn drop(&mut self) {
-        self.rib.send(RibCommand::Unwatch(self.id));
+        let _ = self.rib.send_watch(RibCommand::Unwatch(self.id));
     }
 }
 
@@ -230,7 +252,11 @@ struct Actor {
     watchers: HashMap<u64, WatchEntry>,
 }
 
-fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
+fn run(
+    rib: Rib,
+    mut rx: mpsc::UnboundedReceiver<RibCommand>,
+    mut watch_rx: mpsc::UnboundedReceiver<RibCommand>,
+) {
     let mut actor = Actor {
         rib,
         peers: HashMap::new(),
@@ -240,9 +266,11 @@ fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
         if matches!(command, RibCommand::Stop) {
             break;
         }
+        actor.handle_watch_commands(&mut watch_rx);
         actor.handle(command);
         // Take whatever else is queued, so peers and watchers get large batches.
         for _ in 1..COMMANDS_PER_ROUND {
+            actor.handle_watch_commands(&mut watch_rx);
             match rx.try_recv() {
                 Ok(RibCommand::Stop) => return,
                 Ok(command) => actor.handle(command),
@@ -255,6 +283,12 @@ fn run(rib: Rib, mut rx: mpsc::UnboundedReceiver<RibCommand>) {
 }
 
 impl Actor {
+    fn handle_watch_commands(&mut self, watch_rx: &mut mpsc::UnboundedReceiver<RibCommand>) {
+        while let Ok(command) = watch_rx.try_recv() {
+            self.handle(command);
+        }
+    }
+
     fn handle(&mut self, command: RibCommand) {
         let outputs = match command {
             RibCommand::AddPeer { id, config } => {
@@ -364,7 +398,7 @@ impl Actor {
                 self.watchers.remove(&id);
                 Vec::new()
             }
-            RibCommand::Stop => Vec::new(),
+            RibCommand::Wake | RibCommand::Stop => Vec::new(),
         };
         self.dispatch(outputs);
     }

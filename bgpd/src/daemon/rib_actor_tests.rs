@@ -196,3 +196,59 @@ async fn a_peer_that_does_not_drain_holds_at_most_one_change_per_prefix() {
         .collect();
     assert_eq!(advertised, expected);
 }
+
+/// `count` prefixes from 11.0.0.0 up, in updates of 500 from peer 2.
+fn many_announcements(count: u32) -> Vec<Update> {
+    let template = announce(1);
+    (0..count)
+        .step_by(500)
+        .map(|first| Update {
+            nlri: (first..(first + 500).min(count))
+                .map(|index| Nlri {
+                    prefix: IpNet::new(
+                        IpAddr::from(((11u32 << 24) + (index << 8)).to_be_bytes()),
+                        24,
+                    )
+                    .unwrap(),
+                    path_id: None,
+                })
+                .collect(),
+            ..template.clone()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_watcher_is_served_ahead_of_the_updates_queued_before_it() {
+    const COUNT: u32 = 1_000_000;
+    let actor = spawn();
+    let rib = actor.handle();
+    let _peer = bring_up(&rib, 2);
+    // About a second of RIB work, queued at once (no permits), then a watcher.
+    for update in many_announcements(COUNT) {
+        rib.send(RibCommand::Receive {
+            id: PeerId(2),
+            updates: vec![update],
+            _permit: None,
+        });
+    }
+    let watch = rib.watch();
+    let mut seen: std::collections::HashSet<IpNet> = std::collections::HashSet::new();
+    let mut snapshot = None;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    while seen.len() < COUNT as usize {
+        let chunk = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {} prefixes after 120 s", seen.len()))
+            .unwrap();
+        seen.extend(chunk.events.iter().map(|event| event.prefix));
+        if chunk.snapshot_done {
+            snapshot = Some(seen.len());
+        }
+    }
+    // Registered (and its snapshot taken) before the queued updates were all applied; every
+    // prefix still arrives, as a change after the snapshot.
+    let snapshot = snapshot.unwrap();
+    assert!(snapshot < COUNT as usize, "snapshot of {snapshot} prefixes");
+    assert_eq!(seen.len(), COUNT as usize);
+}

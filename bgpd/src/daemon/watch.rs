@@ -18,8 +18,8 @@ use std::{
 
 use ipnet::IpNet;
 
-use super::prefix_hash::PrefixHashBuilder;
 use crate::message::PathAttributes;
+use crate::prefix_hash::PrefixHashBuilder;
 
 /// A best path as the RIB reports it: ECMP next hops and the attributes.
 pub type Best = (Vec<IpAddr>, Arc<PathAttributes>);

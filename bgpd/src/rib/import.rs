@@ -18,6 +18,7 @@ use super::policy::Decision;
 use super::table::{Interner, LOCAL, Path, PeerIndex};
 use super::{LocalConfig, PeerId, Rib, RibOutput, graceful};
 use crate::message::{AsPath, Family, MpReach, Nlri, Origin, PathAttributes, Update};
+use crate::prefix_hash::PrefixHashBuilder;
 
 /// One Adj-RIB-In change: `None` withdraws.
 type Change = (IpNet, u32, Option<Arc<PathAttributes>>);
@@ -241,7 +242,8 @@ fn import_base(
 fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput> {
     let Rib { table, state } = rib;
     let mut touched: Vec<(IpNet, Option<BestView>)> = Vec::new();
-    let mut seen: HashSet<IpNet> = HashSet::with_capacity(changes.len());
+    let mut seen: HashSet<IpNet, PrefixHashBuilder> =
+        HashSet::with_capacity_and_hasher(changes.len(), PrefixHashBuilder::default());
     let (mut added, mut removed) = (0u64, 0u64);
     for (prefix, path_id, attrs) in changes {
         let first = seen.insert(prefix);

@@ -17,6 +17,7 @@ mod graceful;
 mod import;
 mod peers;
 mod policy;
+mod prefix_table;
 mod table;
 #[cfg(test)]
 mod tests;

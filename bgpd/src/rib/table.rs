@@ -1,15 +1,13 @@
-//! RIB storage, no I/O: prefix tables (one B-tree per address family, keyed by the compact
-//! `Ipv4Net`/`Ipv6Net` rather than the 18-byte `IpNet`), the per-prefix path list (one path
-//! inline, several on the heap) and the interner that makes every distinct set of path
-//! attributes one shared `Arc`. A path is 16 bytes and a prefix with one path costs its key, the
-//! 16-byte `Paths` and the B-tree's slack: about 40-60 bytes.
+//! RIB storage, no I/O: the per-prefix path list (one path inline, several on the heap) and
+//! the interner that makes every distinct set of path attributes one shared `Arc`; the prefix
+//! table itself is `prefix_table`. A path is 16 bytes, and an IPv4 prefix with one path is a
+//! 24-byte hash map slot (key, padding, `Paths`) plus a control byte, at a load of 44-88%.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
-use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-
-use crate::message::{Family, PathAttributes};
+pub(crate) use super::prefix_table::Table;
+use crate::message::PathAttributes;
 
 /// Dense internal index of a peer; `LOCAL` (0) stands for routes we originate.
 pub(crate) type PeerIndex = u16;
@@ -99,128 +97,6 @@ impl Paths {
                 removed
             }
         }
-    }
-}
-
-/// A map from prefix to `V`, one ordered tree per address family.
-#[derive(Debug)]
-pub(crate) struct Table<V> {
-    v4: BTreeMap<Ipv4Net, V>,
-    v6: BTreeMap<Ipv6Net, V>,
-}
-
-impl<V> Default for Table<V> {
-    fn default() -> Self {
-        Table {
-            v4: BTreeMap::new(),
-            v6: BTreeMap::new(),
-        }
-    }
-}
-
-impl<V> Table<V> {
-    pub fn len(&self) -> usize {
-        self.v4.len() + self.v6.len()
-    }
-
-    pub fn get(&self, prefix: &IpNet) -> Option<&V> {
-        match prefix {
-            IpNet::V4(net) => self.v4.get(net),
-            IpNet::V6(net) => self.v6.get(net),
-        }
-    }
-
-    pub fn get_mut(&mut self, prefix: &IpNet) -> Option<&mut V> {
-        match prefix {
-            IpNet::V4(net) => self.v4.get_mut(net),
-            IpNet::V6(net) => self.v6.get_mut(net),
-        }
-    }
-
-    pub fn insert(&mut self, prefix: IpNet, value: V) -> Option<V> {
-        match prefix {
-            IpNet::V4(net) => self.v4.insert(net, value),
-            IpNet::V6(net) => self.v6.insert(net, value),
-        }
-    }
-
-    pub fn remove(&mut self, prefix: &IpNet) -> Option<V> {
-        match prefix {
-            IpNet::V4(net) => self.v4.remove(net),
-            IpNet::V6(net) => self.v6.remove(net),
-        }
-    }
-
-    pub fn get_or_default(&mut self, prefix: IpNet) -> &mut V
-    where
-        V: Default,
-    {
-        match prefix {
-            IpNet::V4(net) => self.v4.entry(net).or_default(),
-            IpNet::V6(net) => self.v6.entry(net).or_default(),
-        }
-    }
-
-    pub fn clear(&mut self) {
-        self.v4.clear();
-        self.v6.clear();
-    }
-
-    pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        self.v4.retain(|_, value| keep(value));
-        self.v6.retain(|_, value| keep(value));
-    }
-
-    /// All entries, IPv4 first, each family in prefix order.
-    pub fn iter(&self) -> impl Iterator<Item = (IpNet, &V)> + '_ {
-        let v4 = self.v4.iter().map(|(net, value)| (IpNet::V4(*net), value));
-        v4.chain(self.v6.iter().map(|(net, value)| (IpNet::V6(*net), value)))
-    }
-
-    /// The entries of one family (`None`: all), in prefix order.
-    pub fn iter_family(&self, family: Option<Family>) -> impl Iterator<Item = (IpNet, &V)> + '_ {
-        let (v4, v6) = family_filter(family);
-        let v4 = self
-            .v4
-            .iter()
-            .take_while(move |_| v4)
-            .map(|(net, v)| (IpNet::V4(*net), v));
-        v4.chain(
-            self.v6
-                .iter()
-                .take_while(move |_| v6)
-                .map(|(net, v)| (IpNet::V6(*net), v)),
-        )
-    }
-
-    /// Mutable entries of one family (`None`: all), in prefix order.
-    pub fn iter_family_mut(
-        &mut self,
-        family: Option<Family>,
-    ) -> impl Iterator<Item = (IpNet, &mut V)> + '_ {
-        let (v4, v6) = family_filter(family);
-        let v4 = self
-            .v4
-            .iter_mut()
-            .take_while(move |_| v4)
-            .map(|(net, v)| (IpNet::V4(*net), v));
-        v4.chain(
-            self.v6
-                .iter_mut()
-                .take_while(move |_| v6)
-                .map(|(net, v)| (IpNet::V6(*net), v)),
-        )
-    }
-}
-
-/// Which of the two trees a family selects.
-fn family_filter(family: Option<Family>) -> (bool, bool) {
-    match family {
-        None => (true, true),
-        Some(family) => (
-            family == Family::IPV4_UNICAST,
-            family == Family::IPV6_UNICAST,
-        ),
     }
 }
 
