@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use manul_agent::{
     netlink::{
         HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig, Route,
-        RouteTarget, VethRequest, real::RealNetlink,
+        RouteLookup, RouteTarget, VethRequest, real::RealNetlink,
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
@@ -368,6 +368,46 @@ fn missing_namespaces_and_links_read_as_none() -> Result<()> {
             ensure!(Instant::now() < deadline, "host end outlived the namespace");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        Ok(())
+    })
+}
+
+#[test]
+fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()> {
+    require_root();
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    host.ip(&[
+        "route",
+        "add",
+        "10.50.0.0/16",
+        "via",
+        "10.99.0.2",
+        "dev",
+        "up0",
+    ])?;
+    host.ip(&["route", "add", "blackhole", "10.60.0.0/16"])?;
+    host.run(|| async {
+        let netlink = RealNetlink::new()?;
+        let via = netlink.route_lookup("10.50.1.2".parse()?).await?;
+        ensure!(
+            via == Some(RouteLookup {
+                gateway: Some("10.99.0.2".parse()?),
+                device: "up0".into(),
+                source: Some("10.99.0.1".parse()?),
+            }),
+            "{via:?}"
+        );
+        let connected = netlink.route_lookup("10.99.0.7".parse()?).await?;
+        ensure!(
+            connected
+                .as_ref()
+                .map(|lookup| (lookup.gateway, lookup.device.as_str()))
+                == Some((None, "up0")),
+            "{connected:?}"
+        );
+        ensure!(netlink.route_lookup("10.60.0.1".parse()?).await?.is_none());
+        ensure!(netlink.route_lookup("172.31.0.1".parse()?).await?.is_none());
         Ok(())
     })
 }

@@ -216,6 +216,7 @@ mod tests {
             nat_outgoing: false,
             vxlan_mode: Default::default(),
             ipip_mode: Default::default(),
+            disable_bgp_export: false,
         }
     }
 

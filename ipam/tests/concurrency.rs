@@ -25,6 +25,7 @@ async fn eight_tasks_never_share_an_address() -> Result<()> {
         nat_outgoing: true,
         vxlan_mode: Default::default(),
         ipip_mode: Default::default(),
+        disable_bgp_export: false,
     })
     .await?;
 

@@ -36,6 +36,7 @@ fn pool(name: &str, cidr: &str, block_size: u8) -> IpPool {
         nat_outgoing: false,
         vxlan_mode: Default::default(),
         ipip_mode: Default::default(),
+        disable_bgp_export: false,
     }
 }
 

@@ -22,11 +22,13 @@ pub enum Kind {
     WorkloadEndpoint,
     /// manul's own: the names and CIDRs of all pools in one object (see `IpPoolIndex`).
     IPPoolIndex,
+    BGPPeer,
+    BGPConfiguration,
 }
 
 impl Kind {
     /// Every kind; new kinds go at the end (the embedded store records a kind by its position).
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::IPPool,
         Kind::IPAMBlock,
         Kind::BlockAffinity,
@@ -35,6 +37,8 @@ impl Kind {
         Kind::Node,
         Kind::WorkloadEndpoint,
         Kind::IPPoolIndex,
+        Kind::BGPPeer,
+        Kind::BGPConfiguration,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +51,8 @@ impl Kind {
             Kind::Node => "Node",
             Kind::WorkloadEndpoint => "WorkloadEndpoint",
             Kind::IPPoolIndex => "IPPoolIndex",
+            Kind::BGPPeer => "BGPPeer",
+            Kind::BGPConfiguration => "BGPConfiguration",
         }
     }
 

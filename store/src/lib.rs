@@ -1,11 +1,16 @@
 //! manul-store: the resource model (Calico v3 shaped) and the `Datastore` trait that every
 //! backend implements. This module does no I/O; backends live in their own modules.
 
+pub mod bgp_resources;
 pub mod datastore;
 pub mod embedded;
 pub mod resources;
 pub mod typed;
 
+pub use bgp_resources::{
+    BgpConfiguration, BgpPassword, BgpPeer, Community, DEFAULT_AS_NUMBER, NextHopMode,
+    PrefixAdvertisement, SecretKeyRef, ServiceCidr, SourceAddress,
+};
 pub use datastore::{
     Datastore, KeyValue, Kind, Listing, Revision, StoreError, WatchEvent, WatchStream,
 };

@@ -36,6 +36,9 @@ pub struct IpPool {
     pub vxlan_mode: EncapsulationMode,
     #[serde(default)]
     pub ipip_mode: EncapsulationMode,
+    /// Calico's disableBGPExport: the pool's blocks are not advertised over BGP.
+    #[serde(default, rename = "disableBGPExport")]
+    pub disable_bgp_export: bool,
 }
 
 impl IpPool {
@@ -50,6 +53,7 @@ impl IpPool {
             nat_outgoing: false,
             vxlan_mode: EncapsulationMode::Never,
             ipip_mode: EncapsulationMode::Never,
+            disable_bgp_export: false,
         }
     }
 
@@ -247,6 +251,14 @@ pub struct NodeBgpSpec {
     pub ipv6_address: Option<IpNet>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_number: Option<u32>,
+    /// A node with a cluster ID is a route reflector: it leaves the full mesh and reflects
+    /// routes for the other nodes (Calico's routeReflectorClusterID).
+    #[serde(
+        default,
+        rename = "routeReflectorClusterID",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub route_reflector_cluster_id: Option<std::net::Ipv4Addr>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -261,6 +273,27 @@ pub struct Node {
     pub ipv4_vxlan_tunnel_addr: Option<std::net::Ipv4Addr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vxlan_tunnel_mac_addr: Option<String>,
+}
+
+impl Node {
+    /// The node's IPv4 address for BGP (without its prefix length).
+    pub fn ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        match self.bgp.as_ref()?.ipv4_address? {
+            IpNet::V4(net) => Some(net.addr()),
+            IpNet::V6(_) => None,
+        }
+    }
+
+    pub fn ipv6(&self) -> Option<std::net::Ipv6Addr> {
+        match self.bgp.as_ref()?.ipv6_address? {
+            IpNet::V6(net) => Some(net.addr()),
+            IpNet::V4(_) => None,
+        }
+    }
+
+    pub fn route_reflector_cluster_id(&self) -> Option<std::net::Ipv4Addr> {
+        self.bgp.as_ref()?.route_reflector_cluster_id
+    }
 }
 
 impl Resource for Node {

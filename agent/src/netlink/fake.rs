@@ -5,6 +5,7 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::{Mutex, MutexGuard, PoisonError},
 };
@@ -13,7 +14,7 @@ use ipnet::IpNet;
 
 use super::{
     LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
-    RouteKey, VethRequest,
+    RouteKey, RouteLookup, VethRequest,
 };
 
 #[derive(Debug)]
@@ -42,6 +43,8 @@ struct FakeState {
     /// Every route by key, with the protocol that wrote it ("manul" for manul's).
     routes: BTreeMap<RouteKey, (Route, String)>,
     default_route_mtu: Option<u32>,
+    /// What `route_lookup` answers, by the longest matching prefix.
+    lookups: BTreeMap<IpNet, RouteLookup>,
 }
 
 impl FakeState {
@@ -256,6 +259,16 @@ impl FakeNetlink {
     /// earlier run of the agent).
     pub fn preload_route(&self, route: &Route) {
         self.add_foreign_route(route, "manul");
+    }
+
+    /// Makes `route_lookup` of an address inside `prefix` answer `answer` (the longest matching
+    /// prefix wins, as in the kernel).
+    pub fn set_route_lookup(&self, prefix: IpNet, answer: Option<RouteLookup>) {
+        let mut state = self.lock();
+        match answer {
+            Some(answer) => state.lookups.insert(prefix, answer),
+            None => state.lookups.remove(&prefix),
+        };
     }
 
     pub fn set_default_route_mtu(&self, mtu: Option<u32>) {
@@ -505,6 +518,17 @@ impl Netlink for FakeNetlink {
         let mut state = self.lock();
         state.call("default_route_mtu", "default_route_mtu".to_string())?;
         Ok(state.default_route_mtu)
+    }
+
+    async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("route_lookup", format!("route_lookup {destination}"))?;
+        Ok(state
+            .lookups
+            .iter()
+            .filter(|(prefix, _)| prefix.contains(&destination))
+            .max_by_key(|(prefix, _)| prefix.prefix_len())
+            .map(|(_, answer)| answer.clone()))
     }
 }
 

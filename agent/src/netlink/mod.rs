@@ -294,6 +294,21 @@ pub trait Netlink: Send + Sync + 'static {
 
     /// MTU of the interface the default IPv4 route goes out of, if there is one.
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError>;
+
+    /// How the kernel would send a packet to `destination` (`ip route get`): through which
+    /// gateway, if any, out of which device, from which source address. None when there is no
+    /// route (or it is a blackhole or unreachable route). Nothing is sent.
+    async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError>;
+}
+
+/// The kernel's answer to `ip route get <destination>`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteLookup {
+    /// None: the destination is on a directly connected network.
+    pub gateway: Option<IpAddr>,
+    pub device: String,
+    /// The preferred source address the kernel would use.
+    pub source: Option<IpAddr>,
 }
 
 /// Formats a MAC as aa:bb:cc:dd:ee:ff.

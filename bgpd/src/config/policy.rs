@@ -22,6 +22,8 @@ pub struct RuleSettings {
     pub communities_any: Vec<u32>,
     /// Empty: no extended community condition.
     pub extended_communities_any: Vec<ExtendedCommunity>,
+    /// Matches only routes the speaker originates itself.
+    pub originated: bool,
     pub accept: bool,
     pub add_communities: Vec<u32>,
     pub add_extended_communities: Vec<ExtendedCommunity>,
@@ -85,6 +87,7 @@ pub(super) fn validate_policy(raw: RawPolicy, path: &str) -> Result<PolicySettin
                     &rule.extended_communities_any,
                     &format!("{path}.extended_communities_any"),
                 )?,
+                originated: rule.originated,
                 accept: parse_action(rule.action.as_deref(), &format!("{path}.action"), true)?,
                 add_communities: parse_communities(
                     &rule.add_communities,

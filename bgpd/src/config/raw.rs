@@ -106,6 +106,9 @@ pub struct RawRule {
     /// "rt:4200000000:1", "raw:0002fde800000064").
     #[serde(default)]
     pub extended_communities_any: Vec<String>,
+    /// true: matches only routes this speaker originates (not learned from a peer).
+    #[serde(default)]
+    pub originated: bool,
     /// "accept" or "reject" (default "accept").
     pub action: Option<String>,
     #[serde(default)]

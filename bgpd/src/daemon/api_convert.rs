@@ -116,6 +116,7 @@ fn policy_from_proto(policy: proto::Policy) -> raw::RawPolicy {
                 prefixes: rule.prefixes,
                 communities_any: rule.communities_any,
                 extended_communities_any: rule.extended_communities_any,
+                originated: rule.originated,
                 add_communities: rule.add_communities,
                 add_extended_communities: rule.add_extended_communities,
                 add_large_communities: rule.add_large_communities,
@@ -166,6 +167,7 @@ fn policy_to_proto(policy: &PolicySettings) -> proto::Policy {
                 .collect(),
             set_med: rule.set_med,
             set_local_pref: rule.set_local_pref,
+            originated: rule.originated,
         }
     });
     proto::Policy {

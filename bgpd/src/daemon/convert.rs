@@ -103,6 +103,7 @@ pub fn rib_policy(policy: &PolicySettings) -> Policy {
                     .collect(),
                 communities_any: rule.communities_any.clone(),
                 extended_communities_any: rule.extended_communities_any.clone(),
+                originated: rule.originated,
                 action: if rule.accept {
                     PolicyAction::Accept
                 } else {

@@ -99,7 +99,11 @@ impl State {
             }
             let new = match (best, source) {
                 (Some(best), Some(source)) if may_send(&source, index, target) => {
-                    let decision = target.config.export.decide(&prefix, &best.attrs);
+                    let decision =
+                        target
+                            .config
+                            .export
+                            .decide(&prefix, &best.attrs, source.index == LOCAL);
                     let key = CacheKey {
                         attrs: Arc::as_ptr(&best.attrs) as usize,
                         source: source.index,

@@ -140,7 +140,7 @@ fn changes(
                 return changes.push((prefix, path_id, None));
             };
             let policy = &peer.config.import;
-            let decision = policy.decide(&prefix, attrs);
+            let decision = policy.decide(&prefix, attrs, false);
             let result = accepted.entry((from_reach, decision)).or_insert_with(|| {
                 (decision != Decision::Reject).then(|| {
                     let mut attrs = attrs.clone();

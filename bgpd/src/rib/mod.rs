@@ -85,6 +85,8 @@ pub struct PolicyRule {
     pub communities_any: Vec<u32>,
     /// Matches if the route has any of these; empty: any route. Both lists must match.
     pub extended_communities_any: Vec<ExtendedCommunity>,
+    /// Matches only routes this speaker originates (not learned from a peer).
+    pub originated: bool,
     pub action: PolicyAction,
     pub add_communities: Vec<u32>,
     pub add_extended_communities: Vec<ExtendedCommunity>,
@@ -101,6 +103,7 @@ impl Default for PolicyRule {
             prefixes: Vec::new(),
             communities_any: Vec::new(),
             extended_communities_any: Vec::new(),
+            originated: false,
             action: PolicyAction::Accept,
             add_communities: Vec::new(),
             add_extended_communities: Vec::new(),

@@ -24,8 +24,12 @@ impl PrefixMatch {
 }
 
 impl PolicyRule {
-    /// Every condition that is set must hold: prefix list, communities, extended communities.
-    pub fn matches(&self, prefix: &IpNet, attrs: &PathAttributes) -> bool {
+    /// Every condition that is set must hold: prefix list, communities, extended communities,
+    /// and for an `originated` rule, that the route is the speaker's own (`originated`).
+    pub fn matches(&self, prefix: &IpNet, attrs: &PathAttributes, originated: bool) -> bool {
+        if self.originated && !originated {
+            return false;
+        }
         let prefix_ok = self.prefixes.is_empty() || self.prefixes.iter().any(|m| m.matches(prefix));
         let community_ok = self.communities_any.is_empty()
             || self
@@ -67,11 +71,17 @@ impl PolicyRule {
 }
 
 impl Policy {
-    pub(crate) fn decide(&self, prefix: &IpNet, attrs: &PathAttributes) -> Decision {
+    /// `originated`: the route is the speaker's own (always false on import).
+    pub(crate) fn decide(
+        &self,
+        prefix: &IpNet,
+        attrs: &PathAttributes,
+        originated: bool,
+    ) -> Decision {
         let matched = self
             .rules
             .iter()
-            .position(|rule| rule.matches(prefix, attrs));
+            .position(|rule| rule.matches(prefix, attrs, originated));
         match matched {
             Some(index) => match self.rules[index].action {
                 PolicyAction::Accept => Decision::Accept(Some(index)),

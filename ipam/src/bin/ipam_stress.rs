@@ -23,6 +23,7 @@ fn pool(name: &str, cidr: &str, block_size: u8) -> Result<IpPool> {
         nat_outgoing: false,
         vxlan_mode: Default::default(),
         ipip_mode: Default::default(),
+        disable_bgp_export: false,
     })
 }
 

@@ -9,14 +9,14 @@ mod namespace;
 mod pod;
 mod routes;
 
-use std::{path::Path, sync::Arc};
+use std::{net::IpAddr, path::Path, sync::Arc};
 
 use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use super::{
     LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
-    VethRequest,
+    RouteLookup, VethRequest,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -146,5 +146,9 @@ impl Netlink for RealNetlink {
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
         let _dump = self.dumps.lock().await;
         routes::default_route_mtu(&self.handle, &self.dump_handle).await
+    }
+
+    async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError> {
+        routes::route_lookup(&self.handle, destination).await
     }
 }

@@ -21,7 +21,7 @@ use rtnetlink::{
 };
 
 use super::links::{self, EEXIST, ENODEV, ESRCH, errno};
-use crate::netlink::{NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteTarget};
+use crate::netlink::{NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget};
 
 fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     NetlinkError::Route {
@@ -179,6 +179,9 @@ pub(crate) async fn manul_routes(
 /// route. The lookup sends nothing.
 const UNROUTED_PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const ENETUNREACH: i32 = 101;
+const EHOSTUNREACH: i32 = 113;
+const EINVAL: i32 = 22;
+const EACCES: i32 = 13;
 
 /// MTU of the interface of the IPv4 default route: one FIB lookup (`ip route get fibmatch`),
 /// not a dump, so a node with a million routes answers as fast as an empty one. Falls back to
@@ -209,6 +212,63 @@ pub(crate) async fn default_route_mtu(
         Err(_) => {}
     }
     default_route_mtu_by_dump(handle, dump_handle).await
+}
+
+/// `ip route get <destination>`: the kernel's choice of gateway, device and source.
+pub(crate) async fn route_lookup(
+    handle: &Handle,
+    destination: IpAddr,
+) -> Result<Option<RouteLookup>, NetlinkError> {
+    let request = match destination {
+        IpAddr::V4(address) => RouteMessageBuilder::<Ipv4Addr>::new()
+            .destination_prefix(address, 32)
+            .build(),
+        IpAddr::V6(address) => RouteMessageBuilder::<Ipv6Addr>::new()
+            .destination_prefix(address, 128)
+            .build(),
+    };
+    let mut answer = handle.route().get(request).execute();
+    let message = match answer.try_next().await {
+        Ok(Some(message)) => message,
+        Ok(None) => return Ok(None),
+        Err(error)
+            if matches!(
+                errno(&error),
+                Some(ENETUNREACH | EHOSTUNREACH | EINVAL | EACCES)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(error) => return Err(route_error(&IpNet::from(destination), error)),
+    };
+    if message.header.kind != RouteType::Unicast && message.header.kind != RouteType::Local {
+        return Ok(None);
+    }
+    let Some(index) = output_interface(&message) else {
+        return Ok(None);
+    };
+    let Some(link) = links::link_by_index(handle, index).await? else {
+        return Ok(None);
+    };
+    let mut lookup = RouteLookup {
+        gateway: None,
+        device: link.name,
+        source: None,
+    };
+    for attribute in &message.attributes {
+        match attribute {
+            RouteAttribute::Gateway(address) => lookup.gateway = route_address(address),
+            RouteAttribute::Via(RouteVia::Inet(address)) => {
+                lookup.gateway = Some(IpAddr::V4(*address));
+            }
+            RouteAttribute::Via(RouteVia::Inet6(address)) => {
+                lookup.gateway = Some(IpAddr::V6(*address));
+            }
+            RouteAttribute::PrefSource(address) => lookup.source = route_address(address),
+            _ => {}
+        }
+    }
+    Ok(Some(lookup))
 }
 
 async fn default_route_mtu_by_dump(

@@ -324,3 +324,31 @@ fn originated_routes_are_exported_with_our_next_hop() {
     let out = rib.withdraw_originated(net("10.9.0.0/16"));
     assert_eq!(withdrawn(&out, 1), vec![net("10.9.0.0/16")]);
 }
+
+#[test]
+fn an_originated_rule_exports_the_speakers_own_routes_and_nothing_learned() {
+    let mut rib = new_rib();
+    let export = Policy {
+        default_accept: false,
+        rules: vec![PolicyRule {
+            originated: true,
+            ..PolicyRule::default()
+        }],
+    };
+    up(
+        &mut rib,
+        2,
+        PeerConfig {
+            export,
+            ..config("10.2.0.1", 65002)
+        },
+    );
+    up(&mut rib, 3, config("10.3.0.1", LOCAL_ASN));
+    let learned = rib.receive(PeerId(3), announce(&[P], attrs(&[], "10.3.0.1")));
+    assert!(
+        announced(&learned, 2).is_empty(),
+        "a route learned over iBGP is not the speaker's own: {learned:?}"
+    );
+    let out = rib.originate(net("10.9.0.0/16"), vec![], vec![]);
+    assert_eq!(announced(&out, 2).len(), 1, "{out:?}");
+}
