@@ -13,8 +13,7 @@ use tonic::{Request, Response, Status};
 use super::{
     api_convert::{
         best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto,
-        prefixes_from_proto,
-        report_to_proto,
+        prefixes_from_proto, report_to_proto,
     },
     rib_actor::WatchHandle,
     speaker::{Speaker, SpeakerError},
