@@ -26,7 +26,10 @@ async fn a_watch_resumes_after_its_member_is_killed_and_restarted_without_loss_o
     let mut etcd = EtcdCluster::start_one().unwrap_or_else(|error| panic!("{error}"));
     let store = EtcdStore::new(&etcd.config("/resume", Duration::from_secs(30))).unwrap();
     let listing = store.list(Kind::Node, "").await.unwrap();
-    let mut watch = store.watch(Kind::Node, "", &listing.revision).await.unwrap();
+    let mut watch = store
+        .watch(Kind::Node, "", &listing.revision)
+        .await
+        .unwrap();
     for i in 0..3 {
         store
             .create(Kind::Node, &format!("before-{i}"), vec![i])
@@ -38,9 +41,7 @@ async fn a_watch_resumes_after_its_member_is_killed_and_restarted_without_loss_o
     }
 
     etcd.kill(0);
-    let restarted = tokio::task::spawn_blocking(move || {
-        etcd.restart(0).map(|()| etcd)
-    });
+    let restarted = tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd));
     // Written while the member comes back: the store retries until it answers.
     for i in 0..3 {
         store
@@ -48,7 +49,10 @@ async fn a_watch_resumes_after_its_member_is_killed_and_restarted_without_loss_o
             .await
             .unwrap();
     }
-    let _etcd = restarted.await.unwrap().unwrap_or_else(|error| panic!("{error}"));
+    let _etcd = restarted
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| panic!("{error}"));
     for i in 0..3 {
         assert_eq!(
             next_put(&mut watch).await,
@@ -72,8 +76,14 @@ async fn an_unreachable_cluster_is_a_backend_error_naming_the_members_tried() {
     let error = store.get(Kind::Node, "n").await.unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, StoreError::Backend(_)), "{message}");
-    assert!(message.contains(&format!("http://127.0.0.1:{port}")), "{message}");
-    assert!(message.contains("check that the etcd members run"), "{message}");
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("check that the etcd members run"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

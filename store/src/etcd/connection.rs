@@ -150,7 +150,11 @@ impl Retry<'_> {
     }
 
     /// `failed` for a failure already known to be transient (`message` says what it was).
-    pub(super) async fn transient(&mut self, index: usize, message: &str) -> Result<(), StoreError> {
+    pub(super) async fn transient(
+        &mut self,
+        index: usize,
+        message: &str,
+    ) -> Result<(), StoreError> {
         self.attempts += 1;
         if Instant::now() + self.backoff >= self.deadline {
             return Err(self.connection.unreachable(self.attempts, message));

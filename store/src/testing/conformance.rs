@@ -59,8 +59,18 @@ pub async fn get_and_list_by_kind_and_prefix_in_name_order(store: Arc<dyn Datast
     assert!(all.items.iter().all(|kv| kv.kind == Kind::IPPool));
     let prefixed = store.list(Kind::IPPool, "a").await.unwrap();
     assert_eq!(names(&prefixed.items), ["a", "a/x", "ab"]);
-    assert_eq!(names(&store.list(Kind::Node, "").await.unwrap().items), ["a"]);
-    assert!(store.list(Kind::BGPPeer, "").await.unwrap().items.is_empty());
+    assert_eq!(
+        names(&store.list(Kind::Node, "").await.unwrap().items),
+        ["a"]
+    );
+    assert!(
+        store
+            .list(Kind::BGPPeer, "")
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 /// A second create of a name is AlreadyExists and leaves the first value.
@@ -78,7 +88,10 @@ pub async fn create_of_an_existing_name_is_already_exists(store: Arc<dyn Datasto
         "{error}"
     );
     let stored = store.get(Kind::Node, "n1").await.unwrap().unwrap();
-    assert_eq!((stored.value.as_slice(), &stored.revision), (&b"first"[..], &first));
+    assert_eq!(
+        (stored.value.as_slice(), &stored.revision),
+        (&b"first"[..], &first)
+    );
 }
 
 /// update and delete with a stale revision are Conflict and change nothing; update and delete
@@ -100,7 +113,10 @@ pub async fn stale_writes_conflict_and_writes_of_missing_names_are_not_found(
     let error = store.delete(Kind::Node, "n", &first).await.unwrap_err();
     assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
     let stored = store.get(Kind::Node, "n").await.unwrap().unwrap();
-    assert_eq!((stored.value.as_slice(), &stored.revision), (&b"2"[..], &second));
+    assert_eq!(
+        (stored.value.as_slice(), &stored.revision),
+        (&b"2"[..], &second)
+    );
 
     store.delete(Kind::Node, "n", &second).await.unwrap();
     assert!(store.get(Kind::Node, "n").await.unwrap().is_none());
@@ -125,9 +141,18 @@ pub async fn stale_writes_conflict_and_writes_of_missing_names_are_not_found(
 pub async fn watch_from_a_listing_yields_exactly_the_later_changes_in_order(
     store: Arc<dyn Datastore>,
 ) {
-    let a1 = store.create(Kind::IPPool, "a1", b"1".to_vec()).await.unwrap();
-    let a2 = store.create(Kind::IPPool, "a2", b"2".to_vec()).await.unwrap();
-    store.create(Kind::IPPool, "b1", b"x".to_vec()).await.unwrap();
+    let a1 = store
+        .create(Kind::IPPool, "a1", b"1".to_vec())
+        .await
+        .unwrap();
+    let a2 = store
+        .create(Kind::IPPool, "a2", b"2".to_vec())
+        .await
+        .unwrap();
+    store
+        .create(Kind::IPPool, "b1", b"x".to_vec())
+        .await
+        .unwrap();
     let listing = store.list(Kind::IPPool, "a").await.unwrap();
     assert_eq!(names(&listing.items), ["a1", "a2"]);
     let mut watch = store
@@ -139,14 +164,20 @@ pub async fn watch_from_a_listing_yields_exactly_the_later_changes_in_order(
         .update(Kind::IPPool, "a1", b"1b".to_vec(), &a1)
         .await
         .unwrap();
-    store.create(Kind::IPPool, "b2", b"x".to_vec()).await.unwrap();
+    store
+        .create(Kind::IPPool, "b2", b"x".to_vec())
+        .await
+        .unwrap();
     store.create(Kind::Node, "a9", b"x".to_vec()).await.unwrap();
     // Same name prefix in a kind whose name starts like this one's.
     store
         .create(Kind::IPPoolIndex, "a9", b"x".to_vec())
         .await
         .unwrap();
-    let a3 = store.create(Kind::IPPool, "a3", b"3".to_vec()).await.unwrap();
+    let a3 = store
+        .create(Kind::IPPool, "a3", b"3".to_vec())
+        .await
+        .unwrap();
     store.delete(Kind::IPPool, "a2", &a2).await.unwrap();
     let a2_deleted = store.get(Kind::IPPool, "a2").await.unwrap();
     assert!(a2_deleted.is_none());
@@ -257,7 +288,11 @@ pub async fn concurrent_compare_and_swap_increments_lose_nothing(store: Arc<dyn 
     for task in tasks {
         conflicts += task.await.unwrap();
     }
-    let stored = store.get(Kind::IPAMHandle, "counter").await.unwrap().unwrap();
+    let stored = store
+        .get(Kind::IPAMHandle, "counter")
+        .await
+        .unwrap()
+        .unwrap();
     let count: usize = std::str::from_utf8(&stored.value).unwrap().parse().unwrap();
     assert_eq!(
         count,

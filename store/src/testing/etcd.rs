@@ -17,7 +17,9 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 
 #[derive(Debug, thiserror::Error)]
 pub enum EtcdFixtureError {
-    #[error("etcd is not on PATH: install etcd-server (apt-get install -y etcd-server etcd-client)")]
+    #[error(
+        "etcd is not on PATH: install etcd-server (apt-get install -y etcd-server etcd-client)"
+    )]
     NotInstalled,
     #[error("cannot {what}: {source}")]
     Io {
