@@ -35,6 +35,9 @@ pub struct DaemonConfig {
     pub node_name: String,
     pub socket: PathBuf,
     pub datastore: String,
+    /// TLS files and key prefix for an etcd datastore (the agent always defers the embedded
+    /// store's durability to its per-request sync, whatever this says).
+    pub datastore_options: manul_store::DatastoreOptions,
     pub state_dir: PathBuf,
     /// None: create no pool.
     pub default_ipv4_pool: Option<IpNet>,
@@ -77,7 +80,11 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(file_error(&config.state_dir))?;
     // The agent syncs the store before it answers each request: one disk flush per request.
-    let store = manul_store::open_datastore_with(&config.datastore, true)?;
+    let options = manul_store::DatastoreOptions {
+        deferred_durability: true,
+        ..config.datastore_options.clone()
+    };
+    let store = manul_store::open_datastore_with_options(&config.datastore, &options)?;
     ensure_default_pool(&store, config.default_ipv4_pool).await?;
     ensure_default_ipv6_pool(&store, config.default_ipv6_pool).await?;
     ensure_node(&store, &config.node_name).await?;

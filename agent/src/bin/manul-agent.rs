@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
 use manul_agent::daemon::{DaemonConfig, run};
+use manul_store::DatastoreOptions;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,13 +24,25 @@ struct Flags {
         default_value = "/var/run/manul/agent.sock"
     )]
     socket: PathBuf,
-    /// Datastore URL: embedded:///path/store.redb
+    /// Datastore URL: embedded:///path/store.redb or etcd://host:port[,host:port...]
     #[arg(
         long,
         env = "MANUL_DATASTORE",
         default_value = "embedded:///var/lib/manul/store.redb"
     )]
     datastore: String,
+    /// etcd: the CA certificate of the members (any etcd TLS file switches to https).
+    #[arg(long, env = "ETCD_CA_CERT_FILE")]
+    etcd_ca_file: Option<PathBuf>,
+    /// etcd: the client certificate, for members that require one (with --etcd-key-file).
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// etcd: the client certificate's key.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    etcd_key_file: Option<PathBuf>,
+    /// etcd: the key prefix, so several clusters can share one etcd.
+    #[arg(long, env = "MANUL_ETCD_PREFIX", default_value = "/manul/v1")]
+    etcd_prefix: String,
     /// Directory for the agent's own state.
     #[arg(long, env = "MANUL_STATE_DIR", default_value = "/var/lib/manul")]
     state_dir: PathBuf,
@@ -92,6 +105,13 @@ async fn main() -> anyhow::Result<()> {
         node_name,
         socket: flags.socket,
         datastore: flags.datastore,
+        datastore_options: DatastoreOptions {
+            deferred_durability: true,
+            etcd_ca_file: flags.etcd_ca_file,
+            etcd_cert_file: flags.etcd_cert_file,
+            etcd_key_file: flags.etcd_key_file,
+            etcd_prefix: Some(flags.etcd_prefix),
+        },
         state_dir: flags.state_dir,
         default_ipv4_pool,
         default_ipv6_pool,
