@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
-use manul_agent::daemon::{DaemonConfig, run};
+use manul_agent::{
+    daemon::{DaemonConfig, run},
+    node::NodeFlags,
+};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -49,6 +52,11 @@ struct Flags {
     /// Where `ip` looks up route protocol names ("" to skip registering).
     #[arg(long, default_value = "/etc/iproute2/rt_protos.d")]
     rt_protos_dir: String,
+    #[command(flatten)]
+    node: NodeFlags,
+    /// Address of the /livez, /readyz and /metrics HTTP server ("none": no server).
+    #[arg(long, env = "MANUL_HEALTH_LISTEN", default_value = "127.0.0.1:9099")]
+    health_listen: String,
     /// Log filter, e.g. info, debug, manul_agent=trace.
     #[arg(long, env = "MANUL_LOG", default_value = "info")]
     log_level: String,
@@ -84,7 +92,16 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
         },
     };
+    let health_listen = match flags.health_listen.as_str() {
+        "none" | "" => None,
+        text => Some(
+            text.parse()
+                .with_context(|| format!("--health-listen {text:?} is not ADDRESS:PORT"))?,
+        ),
+    };
     let config = DaemonConfig {
+        node: flags.node.parse()?,
+        health_listen,
         node_name,
         socket: flags.socket,
         datastore: flags.datastore,
