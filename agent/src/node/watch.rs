@@ -1,6 +1,7 @@
 //! The Node deletion watcher every agent runs: it lists the Nodes, watches them from the list's
-//! revision, and for a Node deleted (seen as a watch event, or missing from a re-list after the
-//! watch broke) releases that node's IPAM blocks and affinities (`Ipam::release_node`, safe
+//! revision, and for a Node deleted (seen as a watch event, missing from a re-list after the
+//! watch broke, or deleted while no agent ran: block affinities naming a node that has no Node
+//! at a list) releases that node's IPAM blocks and affinities (`Ipam::release_node`, safe
 //! when every agent does it at once). When the deleted Node is this agent's own, it returns
 //! `NodeError::OwnNodeDeleted`: an operator removed the node, and the agent exits rather than
 //! re-register it (as calico/node does). It sets the datastore readiness condition while the
@@ -10,7 +11,7 @@ use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
 use futures::StreamExt;
 use manul_ipam::Ipam;
-use manul_store::{Datastore, DatastoreExt, Kind, Node, WatchEvent};
+use manul_store::{BlockAffinity, Datastore, DatastoreExt, Kind, Node, WatchEvent};
 use tracing::{error, info, warn};
 
 use super::NodeError;
@@ -57,12 +58,23 @@ impl NodeWatcher {
 
     /// One list and the watch that follows it, until the watch fails or ends.
     async fn list_and_watch(&self, known: &mut Option<BTreeSet<String>>) -> Result<(), NodeError> {
+        // Affinities first: a node has its Node before it claims a block, so an affinity read
+        // before the Node list whose node is not in the list belongs to a deleted node.
+        let affinity_nodes: BTreeSet<String> = self
+            .store
+            .list_resources::<BlockAffinity>("")
+            .await?
+            .into_iter()
+            .map(|affinity| affinity.value.node)
+            .collect();
         let listing = self.store.list(Kind::Node, "").await?;
         let names: BTreeSet<String> = listing.items.iter().map(|kv| kv.name.clone()).collect();
+        let mut gone: BTreeSet<&String> = affinity_nodes.difference(&names).collect();
         if let Some(before) = known.as_ref() {
-            for gone in before.difference(&names) {
-                self.deleted(gone).await?;
-            }
+            gone.extend(before.difference(&names));
+        }
+        for name in gone {
+            self.deleted(name).await?;
         }
         if !names.contains(&self.own) {
             // Registered before the watcher started: gone since.
