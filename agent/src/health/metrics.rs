@@ -27,6 +27,16 @@ pub struct StateLabel {
     pub state: String,
 }
 
+/// The BGP session states (RFC 4271), lower case, as `state` of manul_bgp_peers.
+pub const BGP_STATES: [&str; 6] = [
+    "idle",
+    "connect",
+    "active",
+    "opensent",
+    "openconfirm",
+    "established",
+];
+
 /// `direction` of manul_bgp_prefixes: advertised, received.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DirectionLabel {
@@ -115,6 +125,21 @@ impl Metrics {
             "Deletions the reconciler refused because nothing justified them",
             refused_deletions.clone(),
         );
+        // Zero series, so that the families are exported before the BGP module sets them.
+        for state in BGP_STATES {
+            bgp_peers
+                .get_or_create(&StateLabel {
+                    state: state.into(),
+                })
+                .set(0);
+        }
+        for direction in ["advertised", "received"] {
+            bgp_prefixes
+                .get_or_create(&DirectionLabel {
+                    direction: direction.into(),
+                })
+                .set(0);
+        }
         Metrics {
             registry,
             endpoints,
