@@ -42,6 +42,9 @@ fn up(opts: LabOptions) -> Result<Lab> {
 /// Polls the matrix until every cell is ok; fails with the report otherwise.
 fn converge(lab: &Lab) -> Result<Vec<status::Cell>> {
     let deadline = Instant::now() + CONVERGE;
+    while !status::bgp_converged(lab) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     loop {
         let cells = status::matrix(lab);
         if cells.iter().all(status::Cell::ok) {
@@ -139,7 +142,7 @@ fn a_deleted_pod_is_gone_everywhere_and_restarts_lose_no_ping() -> Result<()> {
         .find(|pod| pod.name == "n1-p0")
         .expect("pod")
         .address;
-    let mut ping = from.ns.spawn(
+    let ping = from.ns.spawn(
         std::process::Command::new("ping")
             .args(["-i", "0.05", "-W", "1", &to.to_string()])
             .stdout(std::process::Stdio::piped()),

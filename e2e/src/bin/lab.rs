@@ -100,6 +100,9 @@ fn run(options: Options, keep: bool) -> Result<bool> {
     status::start_probes(&lab)?;
     progress.set_message("waiting for BGP to carry every route");
     let deadline = Instant::now() + CONVERGE;
+    while !status::bgp_converged(&lab) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let cells = loop {
         let cells = status::matrix(&lab);
         let ok = cells.iter().filter(|cell| cell.ok()).count();

@@ -418,7 +418,7 @@ fn start_agent(node: &mut LabNode, url: &str, reflector: bool, log_level: &str) 
         .args(["--log-level", log_level, "--reconcile-interval", "10"])
         .args(
             reflector
-                .then(|| ["--route-reflector-cluster-id", CLUSTER_ID])
+                .then_some(["--route-reflector-cluster-id", CLUSTER_ID])
                 .into_iter()
                 .flatten(),
         )

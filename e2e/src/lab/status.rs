@@ -88,6 +88,27 @@ pub fn sessions(lab: &Lab) -> Result<Vec<Session>> {
     Ok(sessions)
 }
 
+/// Every BGP session of the lab is Established (the nodes' and the ToR's), and every node has
+/// a learned route to each other node's pods: BGP has converged.
+pub fn bgp_converged(lab: &Lab) -> bool {
+    let established = |state: &str| state == "Established";
+    let nodes_up = sessions(lab).is_ok_and(|sessions| {
+        !sessions.is_empty() && sessions.iter().all(|session| established(&session.state))
+    });
+    let tor_up = tor_sessions(lab).is_ok_and(|sessions| {
+        sessions.len() == if lab.opts.tor { lab.nodes.len() } else { 0 }
+            && sessions.iter().all(|(_, state)| established(state))
+    });
+    let routes_in = lab.nodes.iter().all(|node| {
+        routes_by_kind(node).is_ok_and(|kinds| {
+            let learned = kinds.get("learned block").map_or(0, Vec::len)
+                + kinds.get("learned /32").map_or(0, Vec::len);
+            learned + 1 >= lab.nodes.len()
+        })
+    });
+    nodes_up && tor_up && routes_in
+}
+
 /// The ToR's sessions ("n0 Established"), from `birdc show protocols`.
 pub fn tor_sessions(lab: &Lab) -> Result<Vec<(String, String)>> {
     if !lab.opts.tor {
@@ -274,20 +295,20 @@ pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
     writeln!(out, "\nBGP sessions")?;
     writeln!(
         out,
-        "  {:<6} {:<13} {:<10} {:<12} {:>8}",
+        "  {:<6} {:<13} {:<12} {:<12} {:>8}",
         "NODE", "PEER", "NAME", "STATE", "PREFIXES"
     )?;
     for session in sessions(lab)? {
         writeln!(
             out,
-            "  {:<6} {:<13} {:<10} {:<12} {:>8}",
+            "  {:<6} {:<13} {:<12} {:<12} {:>8}",
             session.node, session.peer, session.name, session.state, session.accepted
         )?;
     }
     for (name, state) in tor_sessions(lab)? {
         writeln!(
             out,
-            "  {:<6} {:<13} {:<10} {:<12}",
+            "  {:<6} {:<13} {:<12} {:<12}",
             "tor", name, "bird", state
         )?;
     }
