@@ -41,6 +41,7 @@ pub mod api;
 mod api_convert;
 #[cfg(test)]
 mod api_tests;
+mod best_wire;
 mod connection;
 pub mod convert;
 mod outbound;

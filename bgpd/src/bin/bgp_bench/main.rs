@@ -10,6 +10,7 @@ mod lab;
 mod probe;
 mod report;
 mod stream;
+mod watch_wire;
 
 use std::{
     path::{Path, PathBuf},
