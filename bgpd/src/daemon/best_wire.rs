@@ -116,7 +116,7 @@ mod tests {
         let v4: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap()];
         let ecmp: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap(), "192.0.2.9".parse().unwrap()];
         let v6: Vec<IpAddr> = vec![IpAddr::V6(Ipv6Addr::LOCALHOST)];
-        let events = vec![
+        let events = [
             event("10.0.0.0/24", Some((v4.clone(), a.clone()))),
             event("10.0.1.0/28", Some((v4.clone(), a.clone()))),
             event("10.0.2.0/24", Some((ecmp.clone(), a.clone()))),

@@ -17,7 +17,7 @@
 //! the changes after it are marked in order either way).
 //!
 //! Consumers never get a queue of copies: a slow peer's pending changes are coalesced per
-//! prefix in its `OutboundQueue`, and a watcher only has a set of dirty prefixes, resolved
+//! prefix in its `OutboundQueue`, and a watcher only has a queue of dirty prefixes (each once), resolved
 //! against the current best paths when it asks for its next chunk (see `watch`). Memory
 //! towards a consumer that does not read is bounded by the table, not by the churn.
 
@@ -36,7 +36,7 @@ use tracing::{debug, trace, warn};
 
 use super::{
     outbound::OutboundQueue,
-    watch::{WatchChunk, Watcher},
+    watch::{Best, WatchChunk, WatchedRib, Watcher},
 };
 use crate::{
     config::PrefixSettings,
@@ -250,6 +250,30 @@ struct Actor {
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
     watchers: HashMap<u64, WatchEntry>,
+    /// Mark bits of the prefix table no watcher holds.
+    free_bits: u8,
+}
+
+impl WatchedRib for Rib {
+    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+        self.set_watch_mark(prefix, bit)
+    }
+
+    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> bool {
+        self.clear_watch_mark(prefix, bit)
+    }
+
+    fn best(&self, prefix: &IpNet) -> Option<Best> {
+        self.best_path(prefix)
+    }
+}
+
+/// Gives a gone watcher's mark bit back, cleared everywhere.
+fn release(watcher: &Watcher, rib: &mut Rib, free_bits: &mut u8) {
+    if let Some(bit) = watcher.bit() {
+        rib.clear_watch_mark_everywhere(bit);
+        *free_bits |= bit;
+    }
 }
 
 fn run(
@@ -261,6 +285,7 @@ fn run(
         rib,
         peers: HashMap::new(),
         watchers: HashMap::new(),
+        free_bits: u8::MAX,
     };
     while let Some(command) = rx.blocking_recv() {
         if matches!(command, RibCommand::Stop) {
@@ -363,9 +388,13 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::Watch(id) => {
-                let snapshot = self.rib.best_paths().map(|(prefix, _, _)| prefix);
+                // The lowest free bit; none left: the watcher keeps a set of its own.
+                let bit = (self.free_bits != 0).then(|| 1 << self.free_bits.trailing_zeros());
+                self.free_bits &= !bit.unwrap_or(0);
+                let snapshot: Vec<IpNet> =
+                    self.rib.best_paths().map(|(prefix, _, _)| prefix).collect();
                 let entry = WatchEntry {
-                    watcher: Watcher::with_snapshot(snapshot),
+                    watcher: Watcher::with_snapshot(bit, snapshot, &mut self.rib),
                     waiting: None,
                 };
                 self.watchers.insert(id, entry);
@@ -375,11 +404,7 @@ impl Actor {
                 // Answered at once when there is something (the request waited its turn
                 // behind received updates already); otherwise when changes come.
                 if let Some(entry) = self.watchers.get_mut(&id) {
-                    let rib = &self.rib;
-                    match entry
-                        .watcher
-                        .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
-                    {
+                    match entry.watcher.take(WATCH_CHUNK, &mut self.rib) {
                         Some(chunk) => {
                             let _ = reply.send(chunk);
                         }
@@ -395,7 +420,9 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::Unwatch(id) => {
-                self.watchers.remove(&id);
+                if let Some(entry) = self.watchers.remove(&id) {
+                    release(&entry.watcher, &mut self.rib, &mut self.free_bits);
+                }
                 Vec::new()
             }
             RibCommand::Wake | RibCommand::Stop => Vec::new(),
@@ -404,6 +431,12 @@ impl Actor {
     }
 
     fn dispatch(&mut self, outputs: Vec<RibOutput>) {
+        // Entries removed while queued for a watcher: before any new mark.
+        for (prefix, marks) in self.rib.take_evicted_watch_marks() {
+            for entry in self.watchers.values_mut() {
+                entry.watcher.evicted(prefix, marks);
+            }
+        }
         for output in outputs {
             match output {
                 RibOutput::Send { peer, updates } => {
@@ -423,31 +456,35 @@ impl Actor {
 
     fn mark(&mut self, prefix: IpNet) {
         for entry in self.watchers.values_mut() {
-            entry.watcher.mark(prefix);
+            entry.watcher.mark(prefix, &mut self.rib);
         }
     }
 
     /// Answers the watchers that asked for a chunk and have one; forgets those whose client
     /// left (the `WatchHandle`'s `Unwatch` also does, this is for a request dropped midway).
     fn serve_watchers(&mut self) {
-        let rib = &self.rib;
-        self.watchers.retain(|_, entry| {
+        let Actor {
+            rib,
+            watchers,
+            free_bits,
+            ..
+        } = self;
+        watchers.retain(|_, entry| {
             let Some(reply) = entry.waiting.take() else {
                 return true;
             };
-            if reply.is_closed() {
-                return false;
+            let keep = !reply.is_closed()
+                && match entry.watcher.take(WATCH_CHUNK, rib) {
+                    Some(chunk) => reply.send(chunk).is_ok(),
+                    None => {
+                        entry.waiting = Some(reply);
+                        true
+                    }
+                };
+            if !keep {
+                release(&entry.watcher, rib, free_bits);
             }
-            match entry
-                .watcher
-                .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
-            {
-                Some(chunk) => reply.send(chunk).is_ok(),
-                None => {
-                    entry.waiting = Some(reply);
-                    true
-                }
-            }
+            keep
         });
     }
 }

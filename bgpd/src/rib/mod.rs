@@ -318,6 +318,27 @@ impl Rib {
         (!best.is_local()).then_some((best.next_hops, best.attrs))
     }
 
+    /// Sets best-path watcher mark `bit` on `prefix`'s table entry (see `prefix_table`):
+    /// whether it was set; `None`: the table has no entry for it.
+    pub fn set_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+        self.table.set_mark(prefix, bit)
+    }
+
+    /// Clears watcher mark `bit` on `prefix`'s entry: whether it was set.
+    pub fn clear_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> bool {
+        self.table.clear_mark(prefix, bit)
+    }
+
+    /// Clears watcher mark `bit` on every entry (its watcher went away).
+    pub fn clear_watch_mark_everywhere(&mut self, bit: u8) {
+        self.table.clear_mark_everywhere(bit)
+    }
+
+    /// Prefixes whose entry was removed with watcher marks set, since the last call.
+    pub fn take_evicted_watch_marks(&mut self) -> Vec<(IpNet, u8)> {
+        self.table.take_evicted()
+    }
+
     /// Whether a path of `peer` for `prefix` is stale.
     pub fn is_stale(&self, peer: PeerId, prefix: &IpNet) -> bool {
         let (Some((index, _)), Some(paths)) = (
