@@ -14,7 +14,9 @@
 //! queued before it (up to `RECEIVE_PERMITS` batches, about a second of work during a full
 //! table transfer), so the stream keeps up with the transfer instead of trailing it by
 //! seconds. Its registration goes the same way (the snapshot is taken whenever it is handled;
-//! the changes after it are marked in order either way).
+//! the changes after it are marked in order either way). Requests are answered at the end of
+//! a round of commands; while received updates are still queued, at most every
+//! `WATCH_SERVE_INTERVAL`, so that the stream yields to the receive path but never starves.
 //!
 //! Consumers never get a queue of copies: a slow peer's pending changes are coalesced per
 //! prefix in its `OutboundQueue`, and a watcher only has a queue of dirty prefixes (each once), resolved
@@ -28,6 +30,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -52,6 +55,11 @@ const RECEIVE_PERMITS: usize = 64;
 pub const WATCH_CHUNK: usize = 16384;
 /// Commands handled before the peers' queues are filled and waiting watchers served.
 const COMMANDS_PER_ROUND: usize = 64;
+/// While received updates are queued, waiting watchers are served at most this often (once
+/// per round when nothing is queued): their chunks cost the RIB thread and, downstream, the
+/// API task and the client CPU that the receive path needs during a table transfer. This
+/// bounds how far a watcher that keeps asking trails the RIB while it is busy.
+const WATCH_SERVE_INTERVAL: Duration = Duration::from_millis(50);
 
 pub(crate) enum RibCommand {
     AddPeer {
@@ -259,7 +267,7 @@ impl WatchedRib for Rib {
         self.set_watch_mark(prefix, bit)
     }
 
-    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> bool {
+    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<Best>) {
         self.clear_watch_mark(prefix, bit)
     }
 
@@ -287,6 +295,7 @@ fn run(
         watchers: HashMap::new(),
         free_bits: u8::MAX,
     };
+    let mut served_at = Instant::now();
     while let Some(command) = rx.blocking_recv() {
         if matches!(command, RibCommand::Stop) {
             break;
@@ -302,7 +311,10 @@ fn run(
                 Err(_) => break,
             }
         }
-        actor.serve_watchers();
+        if rx.is_empty() || served_at.elapsed() >= WATCH_SERVE_INTERVAL {
+            actor.serve_watchers();
+            served_at = Instant::now();
+        }
     }
     debug!("RIB actor stopped");
 }
@@ -401,15 +413,10 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::WatchNext(id, reply) => {
-                // Answered at once when there is something (the request waited its turn
-                // behind received updates already); otherwise when changes come.
+                // Answered by `serve_watchers` at the end of the round (or a later one while
+                // updates are queued, see `WATCH_SERVE_INTERVAL`), once there is something.
                 if let Some(entry) = self.watchers.get_mut(&id) {
-                    match entry.watcher.take(WATCH_CHUNK, &mut self.rib) {
-                        Some(chunk) => {
-                            let _ = reply.send(chunk);
-                        }
-                        None => entry.waiting = Some(reply),
-                    }
+                    entry.waiting = Some(reply);
                 }
                 Vec::new()
             }

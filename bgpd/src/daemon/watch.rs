@@ -50,8 +50,8 @@ pub struct WatchChunk {
 pub trait WatchedRib {
     /// Sets `bit` on `prefix`'s entry: whether it was set; `None`: no entry.
     fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool>;
-    /// Clears `bit` on `prefix`'s entry: whether it was set.
-    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> bool;
+    /// Clears `bit` on `prefix`'s entry: whether it was set, and `best(prefix)`.
+    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<Best>);
     /// The current best path of `prefix`.
     fn best(&self, prefix: &IpNet) -> Option<Best>;
 }
@@ -152,13 +152,14 @@ impl Watcher {
         !self.snapshot_sent || !self.dirty.is_empty()
     }
 
-    /// Takes `prefix` out of the queued ones: whether it was queued.
-    fn unqueue(&mut self, prefix: &IpNet, rib: &mut impl WatchedRib) -> bool {
+    /// Takes `prefix` out of the queued ones: whether it was queued, and its best path.
+    fn unqueue(&mut self, prefix: &IpNet, rib: &mut impl WatchedRib) -> (bool, Option<Best>) {
         match &mut self.membership {
-            Membership::Set(set) => set.remove(prefix),
+            Membership::Set(set) => (set.remove(prefix), rib.best(prefix)),
             Membership::Bit { bit, gone } => {
                 let was_gone = !gone.is_empty() && gone.remove(prefix);
-                rib.clear_mark(prefix, *bit) || was_gone
+                let (was_marked, best) = rib.clear_mark(prefix, *bit);
+                (was_marked || was_gone, best)
             }
         }
     }
@@ -176,11 +177,11 @@ impl Watcher {
             };
             let in_snapshot = self.snapshot_left > 0;
             self.snapshot_left = self.snapshot_left.saturating_sub(1);
-            if !self.unqueue(&prefix, rib) {
+            let (queued, best) = self.unqueue(&prefix, rib);
+            if !queued {
                 // Never happens: each queued prefix is in the queue once.
                 continue;
             }
-            let best = rib.best(&prefix);
             if in_snapshot && best.is_none() {
                 continue;
             }
@@ -263,12 +264,13 @@ mod tests {
             Some(was)
         }
 
-        fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> bool {
-            self.entries.get_mut(prefix).is_some_and(|(_, marks)| {
+        fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<Best>) {
+            let was = self.entries.get_mut(prefix).is_some_and(|(_, marks)| {
                 let was = *marks & bit != 0;
                 *marks &= !bit;
                 was
-            })
+            });
+            (was, self.best(prefix))
         }
 
         fn best(&self, prefix: &IpNet) -> Option<Best> {

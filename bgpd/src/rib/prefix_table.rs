@@ -97,17 +97,21 @@ impl<V> Table<V> {
         Some(was)
     }
 
-    /// Clears `bit` of the marks of `prefix`: whether it was set (false without an entry).
-    pub fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> bool {
-        let marks = match prefix {
-            IpNet::V4(net) => self.v4.marks_mut(net),
-            IpNet::V6(net) => self.v6.marks_mut(net),
+    /// Clears `bit` of the marks of `prefix`: whether it was set (false without an entry),
+    /// and the value.
+    pub fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<&V>) {
+        let found = match prefix {
+            IpNet::V4(net) => self.v4.marks_and_value(net),
+            IpNet::V6(net) => self.v6.marks_and_value(net),
         };
-        marks.is_some_and(|marks| {
-            let was = *marks & bit != 0;
-            *marks &= !bit;
-            was
-        })
+        match found {
+            Some((marks, value)) => {
+                let was = *marks & bit != 0;
+                *marks &= !bit;
+                (was, Some(value))
+            }
+            None => (false, None),
+        }
     }
 
     /// Clears `bit` everywhere (a watcher went away), remembered evictions included.
@@ -209,6 +213,12 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
 
     fn marks_mut(&mut self, key: &K) -> Option<&mut u8> {
         self.find(key).map(|i| &mut self.entries[i].2)
+    }
+
+    fn marks_and_value(&mut self, key: &K) -> Option<(&mut u8, &V)> {
+        let position = self.find(key)?;
+        let (_, value, marks) = &mut self.entries[position];
+        Some((marks, value))
     }
 
     fn insert(&mut self, key: K, value: V) -> Option<V> {
@@ -496,8 +506,9 @@ mod tests {
         // Removing 0 moves the last entry (5) into its slot: its mark goes with it.
         table.remove(&prefixes[0]);
         assert!(table.take_evicted().is_empty());
-        assert!(table.clear_mark(&prefixes[5], 2));
-        assert!(!table.clear_mark(&prefixes[5], 2));
+        assert_eq!(table.clear_mark(&prefixes[5], 2), (true, Some(&5)));
+        assert_eq!(table.clear_mark(&prefixes[5], 2), (false, Some(&5)));
+        assert_eq!(table.clear_mark(&v6, 2), (false, None));
         table.remove(&prefixes[1]);
         table.retain(|value| *value != 2);
         assert_eq!(
