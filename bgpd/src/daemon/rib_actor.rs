@@ -59,7 +59,7 @@ const COMMANDS_PER_ROUND: usize = 64;
 /// per round when nothing is queued): their chunks cost the RIB thread and, downstream, the
 /// API task and the client CPU that the receive path needs during a table transfer. This
 /// bounds how far a watcher that keeps asking trails the RIB while it is busy.
-const WATCH_SERVE_INTERVAL: Duration = Duration::from_millis(50);
+const WATCH_SERVE_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(crate) enum RibCommand {
     AddPeer {
