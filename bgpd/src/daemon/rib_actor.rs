@@ -373,10 +373,14 @@ impl Actor {
                 let mut outputs = Vec::new();
                 let count = updates.len();
                 for update in updates {
-                    outputs.extend(self.rib.receive(id, update));
+                    let changes = self.rib.receive(id, update);
+                    // Watchers are marked per UPDATE, while the entries it touched are still
+                    // in the cache; peers get the whole batch's changes at once.
+                    self.mark_watchers(&changes);
+                    outputs.extend(changes);
                 }
                 trace!(?id, count, outputs = outputs.len(), "received updates");
-                outputs
+                return self.send_to_peers(outputs);
             }
             RibCommand::StaleTimeout(id) => self.rib.stale_timeout(id),
             RibCommand::RouteRefresh(id, family) => self.rib.route_refresh(id, family),
@@ -438,12 +442,33 @@ impl Actor {
     }
 
     fn dispatch(&mut self, outputs: Vec<RibOutput>) {
+        self.mark_watchers(&outputs);
+        self.send_to_peers(outputs);
+    }
+
+    /// Marks the prefixes whose best path changed in every watcher.
+    fn mark_watchers(&mut self, outputs: &[RibOutput]) {
         // Entries removed while queued for a watcher: before any new mark.
         for (prefix, marks) in self.rib.take_evicted_watch_marks() {
             for entry in self.watchers.values_mut() {
                 entry.watcher.evicted(prefix, marks);
             }
         }
+        if self.watchers.is_empty() {
+            return;
+        }
+        for output in outputs {
+            if let RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } =
+                output
+            {
+                for entry in self.watchers.values_mut() {
+                    entry.watcher.mark(*prefix, &mut self.rib);
+                }
+            }
+        }
+    }
+
+    fn send_to_peers(&mut self, outputs: Vec<RibOutput>) {
         for output in outputs {
             match output {
                 RibOutput::Send { peer, updates } => {
@@ -454,16 +479,8 @@ impl Actor {
                         outbound.push(updates);
                     }
                 }
-                RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } => {
-                    self.mark(prefix)
-                }
+                RibOutput::BestChanged { .. } | RibOutput::BestWithdrawn { .. } => {}
             }
-        }
-    }
-
-    fn mark(&mut self, prefix: IpNet) {
-        for entry in self.watchers.values_mut() {
-            entry.watcher.mark(prefix, &mut self.rib);
         }
     }
 
