@@ -1,14 +1,17 @@
 //! manul-agent: the per-node daemon (CNI requests, IPAM, kernel reconciliation) and the pieces
 //! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
 
+pub mod bgp;
 pub mod client;
 pub mod cni;
 pub mod daemon;
 pub mod dataplane;
 pub mod endpoint;
+pub mod health;
 pub mod locks;
 pub mod naming;
 pub mod netlink;
+pub mod node;
 pub mod reconcile;
 pub mod server;
 pub mod sysctl;

@@ -1,10 +1,14 @@
 //! manul-store: the resource model (Calico v3 shaped) and the `Datastore` trait that every
-//! backend implements. This module does no I/O; backends live in their own modules.
+//! backend implements, and `open_datastore` that picks a backend by URL. No I/O here;
+//! backends live in their own modules (embedded: a redb file; etcd: an etcd cluster).
 
 pub mod bgp_resources;
 pub mod datastore;
 pub mod embedded;
+pub mod etcd;
 pub mod resources;
+#[cfg(feature = "test-support")]
+pub mod testing;
 pub mod typed;
 
 pub use bgp_resources::{
@@ -17,21 +21,60 @@ pub use datastore::{
 pub use resources::*;
 pub use typed::{DatastoreExt, Resource, Versioned};
 
-use std::sync::Arc;
+use std::{path::PathBuf, sync::Arc};
 
-/// Opens the datastore named by a URL. `embedded:///path/to/store.redb` is the only backend
-/// today; etcd and Kubernetes backends implement the same trait.
+/// How to open a datastore, beyond its URL.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DatastoreOptions {
+    /// Embedded backend: defer durability to `Datastore::sync` (the agent, which syncs before
+    /// it answers). Other backends are durable on every write anyway.
+    pub deferred_durability: bool,
+    /// etcd: the CA that signed the members' certificates (TLS when any etcd file is set).
+    pub etcd_ca_file: Option<PathBuf>,
+    /// etcd: the client certificate, with `etcd_key_file`, for members that require one.
+    pub etcd_cert_file: Option<PathBuf>,
+    pub etcd_key_file: Option<PathBuf>,
+    /// etcd: the key prefix (default `/manul/v1`), so several clusters can share one etcd.
+    pub etcd_prefix: Option<String>,
+}
+
+/// Opens the datastore named by a URL: `embedded:///path/to/store.redb` or
+/// `etcd://host:port[,host:port...]`.
 pub fn open_datastore(url: &str) -> Result<Arc<dyn Datastore>, StoreError> {
-    open_datastore_with(url, false)
+    open_datastore_with_options(url, &DatastoreOptions::default())
 }
 
 /// `open_datastore`, with the embedded backend's durability deferred to `Datastore::sync` when
-/// `deferred_durability` (the agent, which syncs before it answers; other backends are durable
-/// on every write anyway).
+/// `deferred_durability`.
 pub fn open_datastore_with(
     url: &str,
     deferred_durability: bool,
 ) -> Result<Arc<dyn Datastore>, StoreError> {
+    open_datastore_with_options(
+        url,
+        &DatastoreOptions {
+            deferred_durability,
+            ..Default::default()
+        },
+    )
+}
+
+/// Opens the datastore named by `url` with `options`. Opening etcd does no network I/O (the
+/// store connects on its first request) but reads the TLS files.
+pub fn open_datastore_with_options(
+    url: &str,
+    options: &DatastoreOptions,
+) -> Result<Arc<dyn Datastore>, StoreError> {
+    if url.starts_with("etcd://") {
+        let config = etcd::EtcdConfig::from_url(url)?
+            .with_prefix(options.etcd_prefix.as_deref().unwrap_or_default())
+            .with_tls(etcd::EtcdTls {
+                ca_file: options.etcd_ca_file.clone(),
+                cert_file: options.etcd_cert_file.clone(),
+                key_file: options.etcd_key_file.clone(),
+            });
+        return Ok(Arc::new(etcd::EtcdStore::new(&config)?));
+    }
     if let Some(path) = url.strip_prefix("embedded://") {
         if path.is_empty() {
             return Err(StoreError::BadUrl {
@@ -40,7 +83,7 @@ pub fn open_datastore_with(
             });
         }
         let store = embedded::EmbeddedStore::open(std::path::Path::new(path))?;
-        return Ok(Arc::new(if deferred_durability {
+        return Ok(Arc::new(if options.deferred_durability {
             store.with_deferred_durability()
         } else {
             store
@@ -48,6 +91,7 @@ pub fn open_datastore_with(
     }
     Err(StoreError::BadUrl {
         url: url.to_string(),
-        reason: "unknown scheme; supported: embedded:///<path>".into(),
+        reason: "unknown scheme; supported: embedded:///<path>, etcd://host:port[,host:port...]"
+            .into(),
     })
 }

@@ -5,7 +5,11 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
-use manul_agent::daemon::{DaemonConfig, run};
+use manul_agent::{
+    daemon::{DaemonConfig, run},
+    node::NodeFlags,
+};
+use manul_store::DatastoreOptions;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -23,13 +27,25 @@ struct Flags {
         default_value = "/var/run/manul/agent.sock"
     )]
     socket: PathBuf,
-    /// Datastore URL: embedded:///path/store.redb
+    /// Datastore URL: embedded:///path/store.redb or etcd://host:port[,host:port...]
     #[arg(
         long,
         env = "MANUL_DATASTORE",
         default_value = "embedded:///var/lib/manul/store.redb"
     )]
     datastore: String,
+    /// etcd: the CA certificate of the members (any etcd TLS file switches to https).
+    #[arg(long, env = "ETCD_CA_CERT_FILE")]
+    etcd_ca_file: Option<PathBuf>,
+    /// etcd: the client certificate, for members that require one (with --etcd-key-file).
+    #[arg(long, env = "ETCD_CERT_FILE")]
+    etcd_cert_file: Option<PathBuf>,
+    /// etcd: the client certificate's key.
+    #[arg(long, env = "ETCD_KEY_FILE")]
+    etcd_key_file: Option<PathBuf>,
+    /// etcd: the key prefix, so several clusters can share one etcd.
+    #[arg(long, env = "MANUL_ETCD_PREFIX", default_value = "/manul/v1")]
+    etcd_prefix: String,
     /// Directory for the agent's own state.
     #[arg(long, env = "MANUL_STATE_DIR", default_value = "/var/lib/manul")]
     state_dir: PathBuf,
@@ -49,6 +65,15 @@ struct Flags {
     /// Where `ip` looks up route protocol names ("" to skip registering).
     #[arg(long, default_value = "/etc/iproute2/rt_protos.d")]
     rt_protos_dir: String,
+    /// manul-bgpd's gRPC socket: the agent configures bgpd from the BGP resources and programs
+    /// the routes it learns ("none": BGP off, as Calico's CALICO_NETWORKING_BACKEND=none).
+    #[arg(long, env = "MANUL_BGPD_SOCKET", default_value = "none")]
+    bgpd_socket: String,
+    #[command(flatten)]
+    node: NodeFlags,
+    /// Address of the /livez, /readyz and /metrics HTTP server ("none": no server).
+    #[arg(long, env = "MANUL_HEALTH_LISTEN", default_value = "127.0.0.1:9099")]
+    health_listen: String,
     /// Log filter, e.g. info, debug, manul_agent=trace.
     #[arg(long, env = "MANUL_LOG", default_value = "info")]
     log_level: String,
@@ -84,10 +109,26 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
         },
     };
+    let health_listen = match flags.health_listen.as_str() {
+        "none" | "" => None,
+        text => Some(
+            text.parse()
+                .with_context(|| format!("--health-listen {text:?} is not ADDRESS:PORT"))?,
+        ),
+    };
     let config = DaemonConfig {
+        node: flags.node.parse()?,
+        health_listen,
         node_name,
         socket: flags.socket,
         datastore: flags.datastore,
+        datastore_options: DatastoreOptions {
+            deferred_durability: true,
+            etcd_ca_file: flags.etcd_ca_file,
+            etcd_cert_file: flags.etcd_cert_file,
+            etcd_key_file: flags.etcd_key_file,
+            etcd_prefix: Some(flags.etcd_prefix),
+        },
         state_dir: flags.state_dir,
         default_ipv4_pool,
         default_ipv6_pool,
@@ -96,6 +137,10 @@ async fn main() -> anyhow::Result<()> {
             .then(|| Duration::from_secs(flags.empty_block_grace)),
         rt_protos_dir: (!flags.rt_protos_dir.is_empty())
             .then(|| PathBuf::from(flags.rt_protos_dir)),
+        bgpd_socket: match flags.bgpd_socket.as_str() {
+            "none" | "" => None,
+            path => Some(PathBuf::from(path)),
+        },
     };
     run(config).await.context("manul-agent failed")
 }

@@ -1,0 +1,110 @@
+//! What only the etcd backend has: a watch that survives its member's death, an error that
+//! says which members were tried, key prefixes that keep clusters apart, and the etcd URL in
+//! `open_datastore_with_options`. Real etcd members on 127.0.0.1, killed when a test ends.
+
+use std::{sync::Arc, time::Duration};
+
+use futures::StreamExt;
+use manul_store::{
+    Datastore, DatastoreOptions, Kind, StoreError, WatchEvent, WatchStream,
+    etcd::{EtcdConfig, EtcdStore},
+    open_datastore_with_options,
+    testing::etcd::EtcdCluster,
+};
+
+const EVENT_WITHIN: Duration = Duration::from_secs(30);
+
+async fn next_put(watch: &mut WatchStream) -> (String, Vec<u8>) {
+    match tokio::time::timeout(EVENT_WITHIN, watch.next()).await {
+        Ok(Some(Ok(WatchEvent::Put(kv)))) => (kv.name, kv.value),
+        other => panic!("expected a put, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumes_after_its_member_is_killed_and_restarted_without_loss_or_repeat() {
+    let mut etcd = EtcdCluster::start_one().unwrap_or_else(|error| panic!("{error}"));
+    let store = EtcdStore::new(&etcd.config("/resume", Duration::from_secs(30))).unwrap();
+    let listing = store.list(Kind::Node, "").await.unwrap();
+    let mut watch = store
+        .watch(Kind::Node, "", &listing.revision)
+        .await
+        .unwrap();
+    for i in 0..3 {
+        store
+            .create(Kind::Node, &format!("before-{i}"), vec![i])
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        assert_eq!(next_put(&mut watch).await, (format!("before-{i}"), vec![i]));
+    }
+
+    etcd.kill(0);
+    let restarted = tokio::task::spawn_blocking(move || etcd.restart(0).map(|()| etcd));
+    // Written while the member comes back: the store retries until it answers.
+    for i in 0..3 {
+        store
+            .create(Kind::Node, &format!("after-{i}"), vec![10 + i])
+            .await
+            .unwrap();
+    }
+    let _etcd = restarted
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| panic!("{error}"));
+    for i in 0..3 {
+        assert_eq!(
+            next_put(&mut watch).await,
+            (format!("after-{i}"), vec![10 + i])
+        );
+    }
+    store.create(Kind::Node, "last", vec![99]).await.unwrap();
+    assert_eq!(next_put(&mut watch).await, ("last".to_string(), vec![99]));
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_a_backend_error_naming_the_members_tried() {
+    // Ports that were free a moment ago: nothing listens there.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let config = EtcdConfig::from_url(&format!("etcd://127.0.0.1:{port}"))
+        .unwrap()
+        .with_retry_for(Duration::from_secs(1));
+    let store = EtcdStore::new(&config).unwrap();
+    let error = store.get(Kind::Node, "n").await.unwrap_err();
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Backend(_)), "{message}");
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}")),
+        "{message}"
+    );
+    assert!(
+        message.contains("check that the etcd members run"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn open_datastore_reads_etcd_urls_and_prefixes_keep_stores_apart() {
+    let etcd = EtcdCluster::start_one().unwrap_or_else(|error| panic!("{error}"));
+    let open = |prefix: &str| {
+        open_datastore_with_options(
+            &etcd.url(),
+            &DatastoreOptions {
+                etcd_prefix: Some(prefix.to_string()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    let (a, a_again, b): (Arc<dyn Datastore>, _, _) = (open("/a"), open("/a/"), open("/b"));
+    a.create(Kind::Node, "n", b"in a".to_vec()).await.unwrap();
+    let seen = a_again.get(Kind::Node, "n").await.unwrap().unwrap();
+    assert_eq!(seen.value, b"in a");
+    assert!(b.get(Kind::Node, "n").await.unwrap().is_none());
+    assert!(b.list(Kind::Node, "").await.unwrap().items.is_empty());
+    b.create(Kind::Node, "n", b"in b".to_vec()).await.unwrap();
+    assert_eq!(a.list(Kind::Node, "").await.unwrap().items.len(), 1);
+}
