@@ -12,12 +12,8 @@ use tonic::{Request, Response, Status};
 
 use super::{
     api_convert::{
-<<<<<<< HEAD
-        global_from_proto, global_to_proto, peer_from_proto, prefixes_from_proto, report_to_proto,
-=======
-        best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto,
-        prefixes_from_proto, report_to_proto,
->>>>>>> main
+        global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto, prefixes_from_proto,
+        report_to_proto,
     },
     best_wire::BestPathEncoder,
     rib_actor::WatchHandle,
