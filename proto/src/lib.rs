@@ -8,4 +8,8 @@ pub mod agent {
 
 pub mod bgpd {
     tonic::include_proto!("manul.bgpd.v1");
+
+    pub use crate::best_path_batch::{BestPathBatch, encode_path_field};
 }
+
+mod best_path_batch;

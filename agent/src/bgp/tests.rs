@@ -383,6 +383,7 @@ fn batch(paths: &[(&str, &str)], snapshot_done: bool) -> proto::BestPathBatch {
             })
             .collect(),
         snapshot_done,
+        ..Default::default()
     }
 }
 

@@ -12,9 +12,10 @@ use tonic::{Request, Response, Status};
 
 use super::{
     api_convert::{
-        best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto,
-        prefixes_from_proto, report_to_proto,
+        global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto, prefixes_from_proto,
+        report_to_proto,
     },
+    best_wire::BestPathEncoder,
     rib_actor::WatchHandle,
     speaker::{Speaker, SpeakerError},
 };
@@ -199,14 +200,16 @@ impl Bgpd for BgpdService {
 }
 
 /// Streams the watcher's chunks (up to `rib_actor::WATCH_CHUNK` paths) in `BestPathBatch`es
-/// of up to `STREAM_BATCH` paths. The RIB resolves a chunk only when this task asks for it, and it asks for the next
-/// one while the current message waits for the client (HTTP/2 flow control): a slow client
-/// leaves its changes coalesced per prefix in the RIB (see `watch`), not queued here. Ends
-/// when the client leaves; dropping the `WatchHandle` unregisters the watcher.
+/// of up to `STREAM_BATCH` paths, encoded straight from the chunk (`best_wire`). The RIB
+/// resolves a chunk only when this task asks for it, and it asks for the next one while the
+/// current message waits for the client (HTTP/2 flow control): a slow client leaves its
+/// changes coalesced per prefix in the RIB (see `watch`), not queued here. Ends when the
+/// client leaves; dropping the `WatchHandle` unregisters the watcher.
 async fn forward_best_paths(
     watch: WatchHandle,
     tx: mpsc::Sender<Result<proto::BestPathBatch, Status>>,
 ) {
+    let mut encoder = BestPathEncoder::default();
     let mut next = watch.request();
     loop {
         let chunk = tokio::select! {
@@ -216,26 +219,26 @@ async fn forward_best_paths(
         let Ok(chunk) = chunk else {
             return;
         };
-        // Converted one message at a time, right before it is queued: the protobuf form is
-        // several times larger than the RIB's.
+        // Encoded one message at a time, right before it is queued.
         next = watch.request();
         let messages = chunk.events.chunks(STREAM_BATCH).count().max(1);
         let mut events = chunk.events.chunks(STREAM_BATCH);
         for index in 0..messages {
+            let events = events.next().unwrap_or_default();
+            // About 40 bytes a path for IPv4 routes with a short AS path.
+            let mut wire = Vec::with_capacity(events.len() * 48);
+            encoder.encode(events, &mut wire);
             let batch = proto::BestPathBatch {
-                paths: events
-                    .next()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(best_to_proto)
-                    .collect(),
+                encoded_paths: wire.into(),
                 snapshot_done: chunk.snapshot_done && index + 1 == messages,
+                ..Default::default()
             };
             let Ok(permit) = tx.reserve().await else {
                 return;
             };
             permit.send(Ok(batch));
         }
+        encoder.forget();
     }
 }
 
@@ -267,6 +270,15 @@ pub async fn serve(
 pub async fn connect(
     socket: &Path,
 ) -> Result<proto::bgpd_client::BgpdClient<tonic::transport::Channel>, tonic::transport::Error> {
+    Ok(proto::bgpd_client::BgpdClient::new(
+        connect_channel(socket).await?,
+    ))
+}
+
+/// A channel to the API on `socket`, for clients with a codec of their own. Connects eagerly.
+pub async fn connect_channel(
+    socket: &Path,
+) -> Result<tonic::transport::Channel, tonic::transport::Error> {
     // tonic wants a URI; the connector ignores it.
     let endpoint = tonic::transport::Endpoint::from_static("http://[::]:50051");
     let path = socket.to_path_buf();
@@ -277,6 +289,5 @@ pub async fn connect(
             Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(stream))
         }
     });
-    let channel = endpoint.connect_with_connector(connector).await?;
-    Ok(proto::bgpd_client::BgpdClient::new(channel))
+    endpoint.connect_with_connector(connector).await
 }

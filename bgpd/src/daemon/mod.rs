@@ -34,13 +34,15 @@
 //! UPDATEs go to the RIB in batches that each hold one of 64 permits. The RIB never waits on a
 //! consumer (so there is no cycle), and no consumer can make it hold more than the table: a
 //! session's pending Adj-RIB-Out changes are coalesced per prefix in its `OutboundQueue`
-//! (drained by the writer when the socket takes more), and a watcher has a set of dirty
-//! prefixes resolved against the RIB when it asks for its next chunk (`watch`).
+//! (drained by the writer when the socket takes more), and a watcher has a queue of dirty
+//! prefixes (a mark bit in the RIB's table entry) resolved against the RIB when it asks for its
+//! next chunk (`watch`).
 
 pub mod api;
 mod api_convert;
 #[cfg(test)]
 mod api_tests;
+mod best_wire;
 mod connection;
 pub mod convert;
 mod outbound;

@@ -14,10 +14,12 @@
 //! queued before it (up to `RECEIVE_PERMITS` batches, about a second of work during a full
 //! table transfer), so the stream keeps up with the transfer instead of trailing it by
 //! seconds. Its registration goes the same way (the snapshot is taken whenever it is handled;
-//! the changes after it are marked in order either way).
+//! the changes after it are marked in order either way). Requests are answered at the end of
+//! a round of commands; while received updates are still queued, at most every
+//! `WATCH_SERVE_INTERVAL`, so that the stream yields to the receive path but never starves.
 //!
 //! Consumers never get a queue of copies: a slow peer's pending changes are coalesced per
-//! prefix in its `OutboundQueue`, and a watcher only has a set of dirty prefixes, resolved
+//! prefix in its `OutboundQueue`, and a watcher only has a queue of dirty prefixes (each once), resolved
 //! against the current best paths when it asks for its next chunk (see `watch`). Memory
 //! towards a consumer that does not read is bounded by the table, not by the churn.
 
@@ -28,6 +30,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
+    time::{Duration, Instant},
 };
 
 use ipnet::IpNet;
@@ -36,7 +39,7 @@ use tracing::{debug, trace, warn};
 
 use super::{
     outbound::OutboundQueue,
-    watch::{WatchChunk, Watcher},
+    watch::{Best, WatchChunk, WatchedRib, Watcher},
 };
 use crate::{
     config::PrefixSettings,
@@ -52,6 +55,11 @@ const RECEIVE_PERMITS: usize = 64;
 pub const WATCH_CHUNK: usize = 16384;
 /// Commands handled before the peers' queues are filled and waiting watchers served.
 const COMMANDS_PER_ROUND: usize = 64;
+/// While received updates are queued, waiting watchers are served at most this often (once
+/// per round when nothing is queued): their chunks cost the RIB thread and, downstream, the
+/// API task and the client CPU that the receive path needs during a table transfer. This
+/// bounds how far a watcher that keeps asking trails the RIB while it is busy.
+const WATCH_SERVE_INTERVAL: Duration = Duration::from_millis(200);
 
 pub(crate) enum RibCommand {
     AddPeer {
@@ -250,6 +258,30 @@ struct Actor {
     rib: Rib,
     peers: HashMap<PeerId, Peer>,
     watchers: HashMap<u64, WatchEntry>,
+    /// Mark bits of the prefix table no watcher holds.
+    free_bits: u8,
+}
+
+impl WatchedRib for Rib {
+    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+        self.set_watch_mark(prefix, bit)
+    }
+
+    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<Best>) {
+        self.clear_watch_mark(prefix, bit)
+    }
+
+    fn best(&self, prefix: &IpNet) -> Option<Best> {
+        self.best_path(prefix)
+    }
+}
+
+/// Gives a gone watcher's mark bit back, cleared everywhere.
+fn release(watcher: &Watcher, rib: &mut Rib, free_bits: &mut u8) {
+    if let Some(bit) = watcher.bit() {
+        rib.clear_watch_mark_everywhere(bit);
+        *free_bits |= bit;
+    }
 }
 
 fn run(
@@ -261,7 +293,9 @@ fn run(
         rib,
         peers: HashMap::new(),
         watchers: HashMap::new(),
+        free_bits: u8::MAX,
     };
+    let mut served_at = Instant::now();
     while let Some(command) = rx.blocking_recv() {
         if matches!(command, RibCommand::Stop) {
             break;
@@ -277,7 +311,10 @@ fn run(
                 Err(_) => break,
             }
         }
-        actor.serve_watchers();
+        if rx.is_empty() || served_at.elapsed() >= WATCH_SERVE_INTERVAL {
+            actor.serve_watchers();
+            served_at = Instant::now();
+        }
     }
     debug!("RIB actor stopped");
 }
@@ -336,10 +373,14 @@ impl Actor {
                 let mut outputs = Vec::new();
                 let count = updates.len();
                 for update in updates {
-                    outputs.extend(self.rib.receive(id, update));
+                    let changes = self.rib.receive(id, update);
+                    // Watchers are marked per UPDATE, while the entries it touched are still
+                    // in the cache; peers get the whole batch's changes at once.
+                    self.mark_watchers(&changes);
+                    outputs.extend(changes);
                 }
                 trace!(?id, count, outputs = outputs.len(), "received updates");
-                outputs
+                return self.send_to_peers(outputs);
             }
             RibCommand::StaleTimeout(id) => self.rib.stale_timeout(id),
             RibCommand::RouteRefresh(id, family) => self.rib.route_refresh(id, family),
@@ -363,28 +404,23 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::Watch(id) => {
-                let snapshot = self.rib.best_paths().map(|(prefix, _, _)| prefix);
+                // The lowest free bit; none left: the watcher keeps a set of its own.
+                let bit = (self.free_bits != 0).then(|| 1 << self.free_bits.trailing_zeros());
+                self.free_bits &= !bit.unwrap_or(0);
+                let snapshot: Vec<IpNet> =
+                    self.rib.best_paths().map(|(prefix, _, _)| prefix).collect();
                 let entry = WatchEntry {
-                    watcher: Watcher::with_snapshot(snapshot),
+                    watcher: Watcher::with_snapshot(bit, snapshot, &mut self.rib),
                     waiting: None,
                 };
                 self.watchers.insert(id, entry);
                 Vec::new()
             }
             RibCommand::WatchNext(id, reply) => {
-                // Answered at once when there is something (the request waited its turn
-                // behind received updates already); otherwise when changes come.
+                // Answered by `serve_watchers` at the end of the round (or a later one while
+                // updates are queued, see `WATCH_SERVE_INTERVAL`), once there is something.
                 if let Some(entry) = self.watchers.get_mut(&id) {
-                    let rib = &self.rib;
-                    match entry
-                        .watcher
-                        .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
-                    {
-                        Some(chunk) => {
-                            let _ = reply.send(chunk);
-                        }
-                        None => entry.waiting = Some(reply),
-                    }
+                    entry.waiting = Some(reply);
                 }
                 Vec::new()
             }
@@ -395,7 +431,9 @@ impl Actor {
                 Vec::new()
             }
             RibCommand::Unwatch(id) => {
-                self.watchers.remove(&id);
+                if let Some(entry) = self.watchers.remove(&id) {
+                    release(&entry.watcher, &mut self.rib, &mut self.free_bits);
+                }
                 Vec::new()
             }
             RibCommand::Wake | RibCommand::Stop => Vec::new(),
@@ -404,6 +442,33 @@ impl Actor {
     }
 
     fn dispatch(&mut self, outputs: Vec<RibOutput>) {
+        self.mark_watchers(&outputs);
+        self.send_to_peers(outputs);
+    }
+
+    /// Marks the prefixes whose best path changed in every watcher.
+    fn mark_watchers(&mut self, outputs: &[RibOutput]) {
+        // Entries removed while queued for a watcher: before any new mark.
+        for (prefix, marks) in self.rib.take_evicted_watch_marks() {
+            for entry in self.watchers.values_mut() {
+                entry.watcher.evicted(prefix, marks);
+            }
+        }
+        if self.watchers.is_empty() {
+            return;
+        }
+        for output in outputs {
+            if let RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } =
+                output
+            {
+                for entry in self.watchers.values_mut() {
+                    entry.watcher.mark(*prefix, &mut self.rib);
+                }
+            }
+        }
+    }
+
+    fn send_to_peers(&mut self, outputs: Vec<RibOutput>) {
         for output in outputs {
             match output {
                 RibOutput::Send { peer, updates } => {
@@ -414,40 +479,36 @@ impl Actor {
                         outbound.push(updates);
                     }
                 }
-                RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } => {
-                    self.mark(prefix)
-                }
+                RibOutput::BestChanged { .. } | RibOutput::BestWithdrawn { .. } => {}
             }
-        }
-    }
-
-    fn mark(&mut self, prefix: IpNet) {
-        for entry in self.watchers.values_mut() {
-            entry.watcher.mark(prefix);
         }
     }
 
     /// Answers the watchers that asked for a chunk and have one; forgets those whose client
     /// left (the `WatchHandle`'s `Unwatch` also does, this is for a request dropped midway).
     fn serve_watchers(&mut self) {
-        let rib = &self.rib;
-        self.watchers.retain(|_, entry| {
+        let Actor {
+            rib,
+            watchers,
+            free_bits,
+            ..
+        } = self;
+        watchers.retain(|_, entry| {
             let Some(reply) = entry.waiting.take() else {
                 return true;
             };
-            if reply.is_closed() {
-                return false;
+            let keep = !reply.is_closed()
+                && match entry.watcher.take(WATCH_CHUNK, rib) {
+                    Some(chunk) => reply.send(chunk).is_ok(),
+                    None => {
+                        entry.waiting = Some(reply);
+                        true
+                    }
+                };
+            if !keep {
+                release(&entry.watcher, rib, free_bits);
             }
-            match entry
-                .watcher
-                .take(WATCH_CHUNK, |prefix| rib.best_path(prefix))
-            {
-                Some(chunk) => reply.send(chunk).is_ok(),
-                None => {
-                    entry.waiting = Some(reply);
-                    true
-                }
-            }
+            keep
         });
     }
 }

@@ -35,6 +35,9 @@ use table::{Interner, Paths, Table};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u32);
 
+/// A learned best path as `RibOutput::BestChanged` reports it: ECMP next hops, attributes.
+pub type LearnedBest = (Vec<IpAddr>, Arc<PathAttributes>);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalConfig {
     pub asn: u32,
@@ -312,10 +315,37 @@ impl Rib {
     }
 
     /// The learned Loc-RIB best path of `prefix` (as `BestChanged` reports it), if any.
-    pub fn best_path(&self, prefix: &IpNet) -> Option<(Vec<IpAddr>, Arc<PathAttributes>)> {
+    pub fn best_path(&self, prefix: &IpNet) -> Option<LearnedBest> {
         let paths = self.table.get(&prefix.trunc())?;
         let best = best::select(paths.as_slice(), &self.state.peers)?;
         (!best.is_local()).then_some((best.next_hops, best.attrs))
+    }
+
+    /// Sets best-path watcher mark `bit` on `prefix`'s table entry (see `prefix_table`):
+    /// whether it was set; `None`: the table has no entry for it.
+    pub fn set_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+        self.table.set_mark(prefix, bit)
+    }
+
+    /// Clears watcher mark `bit` on `prefix`'s entry: whether it was set, and the learned
+    /// best path (as `best_path`), in one lookup.
+    pub fn clear_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<LearnedBest>) {
+        let (was_set, paths) = self.table.clear_mark(prefix, bit);
+        let best = paths
+            .and_then(|paths| best::select(paths.as_slice(), &self.state.peers))
+            .filter(|best| !best.is_local())
+            .map(|best| (best.next_hops, best.attrs));
+        (was_set, best)
+    }
+
+    /// Clears watcher mark `bit` on every entry (its watcher went away).
+    pub fn clear_watch_mark_everywhere(&mut self, bit: u8) {
+        self.table.clear_mark_everywhere(bit)
+    }
+
+    /// Prefixes whose entry was removed with watcher marks set, since the last call.
+    pub fn take_evicted_watch_marks(&mut self) -> Vec<(IpNet, u8)> {
+        self.table.take_evicted()
     }
 
     /// Whether a path of `peer` for `prefix` is stale.

@@ -26,10 +26,17 @@ use crate::message::Family;
 use crate::prefix_hash::PrefixHashBuilder;
 
 /// A map from prefix to `V`; walks come in prefix order, IPv4 first.
+///
+/// Every entry also has a byte of marks, one bit per best-path watcher: "this prefix is in
+/// that watcher's queue" (see `daemon::watch`). The byte lives in the entry's padding (an IPv4
+/// entry stays 24 bytes), so marking a prefix the RIB just touched costs no probe of a set of
+/// its own. An entry removed with marks set is remembered in `evicted` until taken, so that
+/// its watchers keep knowing it is queued.
 #[derive(Debug)]
 pub(crate) struct Table<V> {
     v4: Slab<Ipv4Net, V>,
     v6: Slab<Ipv6Net, V>,
+    evicted: Vec<(IpNet, u8)>,
 }
 
 impl<V> Default for Table<V> {
@@ -37,6 +44,7 @@ impl<V> Default for Table<V> {
         Table {
             v4: Slab::default(),
             v6: Slab::default(),
+            evicted: Vec::new(),
         }
     }
 }
@@ -68,10 +76,57 @@ impl<V> Table<V> {
     }
 
     pub fn remove(&mut self, prefix: &IpNet) -> Option<V> {
-        match prefix {
-            IpNet::V4(net) => self.v4.remove(net),
-            IpNet::V6(net) => self.v6.remove(net),
+        let (value, marks) = match prefix {
+            IpNet::V4(net) => self.v4.remove(net)?,
+            IpNet::V6(net) => self.v6.remove(net)?,
+        };
+        if marks != 0 {
+            self.evicted.push((*prefix, marks));
         }
+        Some(value)
+    }
+
+    /// Sets `bit` of the marks of `prefix`: whether it was set, `None` without an entry.
+    pub fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+        let marks = match prefix {
+            IpNet::V4(net) => self.v4.marks_mut(net)?,
+            IpNet::V6(net) => self.v6.marks_mut(net)?,
+        };
+        let was = *marks & bit != 0;
+        *marks |= bit;
+        Some(was)
+    }
+
+    /// Clears `bit` of the marks of `prefix`: whether it was set (false without an entry),
+    /// and the value.
+    pub fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<&V>) {
+        let found = match prefix {
+            IpNet::V4(net) => self.v4.marks_and_value(net),
+            IpNet::V6(net) => self.v6.marks_and_value(net),
+        };
+        match found {
+            Some((marks, value)) => {
+                let was = *marks & bit != 0;
+                *marks &= !bit;
+                (was, Some(value))
+            }
+            None => (false, None),
+        }
+    }
+
+    /// Clears `bit` everywhere (a watcher went away), remembered evictions included.
+    pub fn clear_mark_everywhere(&mut self, bit: u8) {
+        self.v4.entries.iter_mut().for_each(|entry| entry.2 &= !bit);
+        self.v6.entries.iter_mut().for_each(|entry| entry.2 &= !bit);
+        self.evicted.retain_mut(|(_, marks)| {
+            *marks &= !bit;
+            *marks != 0
+        });
+    }
+
+    /// The prefixes removed with marks set since the last call, and their marks.
+    pub fn take_evicted(&mut self) -> Vec<(IpNet, u8)> {
+        std::mem::take(&mut self.evicted)
     }
 
     pub fn get_or_default(&mut self, prefix: IpNet) -> &mut V
@@ -85,13 +140,17 @@ impl<V> Table<V> {
     }
 
     pub fn clear(&mut self) {
-        self.v4 = Slab::default();
-        self.v6 = Slab::default();
+        self.retain(|_| false);
     }
 
     pub fn retain(&mut self, mut keep: impl FnMut(&V) -> bool) {
-        self.v4.retain(&mut keep);
-        self.v6.retain(&mut keep);
+        let evicted = &mut self.evicted;
+        self.v4.retain(&mut keep, |net, marks| {
+            evicted.push((IpNet::V4(net), marks))
+        });
+        self.v6.retain(&mut keep, |net, marks| {
+            evicted.push((IpNet::V6(net), marks))
+        });
     }
 
     /// All entries, IPv4 first, each family in prefix order.
@@ -120,7 +179,8 @@ impl<V> Table<V> {
 /// The entries of one family and the hash table of their indices.
 #[derive(Debug)]
 struct Slab<K, V> {
-    entries: Vec<(K, V)>,
+    /// Key, value, marks.
+    entries: Vec<(K, V, u8)>,
     index: HashTable<u32>,
     hasher: PrefixHashBuilder,
 }
@@ -151,6 +211,16 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
         self.find(key).map(|i| &mut self.entries[i].1)
     }
 
+    fn marks_mut(&mut self, key: &K) -> Option<&mut u8> {
+        self.find(key).map(|i| &mut self.entries[i].2)
+    }
+
+    fn marks_and_value(&mut self, key: &K) -> Option<(&mut u8, &V)> {
+        let position = self.find(key)?;
+        let (_, value, marks) = &mut self.entries[position];
+        Some((marks, value))
+    }
+
     fn insert(&mut self, key: K, value: V) -> Option<V> {
         let mut value = Some(value);
         let slot = self.get_or_insert_with(key, || value.take().expect("taken once"));
@@ -173,14 +243,15 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
             Entry::Vacant(vacant) => {
                 let position = entries.len();
                 vacant.insert(position as u32);
-                entries.push((key, make()));
+                entries.push((key, make(), 0));
                 position
             }
         };
         &mut entries[position].1
     }
 
-    fn remove(&mut self, key: &K) -> Option<V> {
+    /// The value and its marks.
+    fn remove(&mut self, key: &K) -> Option<(V, u8)> {
         let hash = self.hasher.hash_one(key);
         let entries = &self.entries;
         let found = self
@@ -190,7 +261,7 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
         let (position, _) = found.remove();
         let position = position as usize;
         let last = self.entries.len() - 1;
-        let (_, value) = self.entries.swap_remove(position);
+        let (_, value, marks) = self.entries.swap_remove(position);
         if position != last {
             // The last entry moved into the hole: point its index there.
             let moved = self.hasher.hash_one(self.entries[position].0);
@@ -199,12 +270,19 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
             }
         }
         self.shrink_if_sparse();
-        Some(value)
+        Some((value, marks))
     }
 
-    fn retain(&mut self, keep: &mut impl FnMut(&V) -> bool) {
+    /// Keeps the values `keep` accepts; `evicted` gets the keys of removed marked entries.
+    fn retain(&mut self, keep: &mut impl FnMut(&V) -> bool, mut evicted: impl FnMut(K, u8)) {
         let before = self.entries.len();
-        self.entries.retain(|(_, value)| keep(value));
+        self.entries.retain(|(key, value, marks)| {
+            let kept = keep(value);
+            if !kept && *marks != 0 {
+                evicted(*key, *marks);
+            }
+            kept
+        });
         if self.entries.len() != before {
             self.reindex();
             self.shrink_if_sparse();
@@ -218,7 +296,7 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
             hasher,
         } = self;
         index.clear();
-        for (position, (key, _)) in entries.iter().enumerate() {
+        for (position, (key, _, _)) in entries.iter().enumerate() {
             index.insert_unique(hasher.hash_one(key), position as u32, |&i| {
                 hasher.hash_one(entries[i as usize].0)
             });
@@ -248,7 +326,7 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
         let mut order: Vec<(K, u32)> = Vec::new();
         if wanted {
             order = (self.entries.iter().enumerate())
-                .map(|(position, (key, _))| (*key, position as u32))
+                .map(|(position, (key, _, _))| (*key, position as u32))
                 .collect();
             order.sort_unstable_by_key(|(key, _)| *key);
         }
@@ -261,7 +339,11 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
     fn sorted_mut(&mut self, wanted: bool) -> impl Iterator<Item = (K, &mut V)> + '_ {
         let mut order: Vec<(K, &mut V)> = Vec::new();
         if wanted {
-            order = self.entries.iter_mut().map(|(key, v)| (*key, v)).collect();
+            order = self
+                .entries
+                .iter_mut()
+                .map(|(key, v, _)| (*key, v))
+                .collect();
             order.sort_unstable_by_key(|(key, _)| *key);
         }
         order.into_iter()
@@ -404,6 +486,44 @@ mod tests {
             let all: Vec<_> = table.iter().map(|(p, v)| (p, *v)).collect();
             prop_assert_eq!(all, model_walk(&model, None));
         }
+    }
+
+    #[test]
+    fn marks_follow_their_entry_and_removed_marked_entries_are_reported() {
+        let prefixes: Vec<IpNet> = (0u32..6)
+            .map(|i| IpNet::V4(Ipv4Net::new((0x0a00_0000 | (i << 8)).into(), 24).unwrap()))
+            .collect();
+        let mut table: Table<u32> = Table::default();
+        for (index, prefix) in prefixes.iter().enumerate() {
+            table.insert(*prefix, index as u32);
+        }
+        assert_eq!(table.set_mark(&prefixes[5], 2), Some(false));
+        assert_eq!(table.set_mark(&prefixes[5], 2), Some(true));
+        assert_eq!(table.set_mark(&prefixes[1], 1), Some(false));
+        assert_eq!(table.set_mark(&prefixes[2], 4), Some(false));
+        let v6: IpNet = "2001:db8::/48".parse().unwrap();
+        assert_eq!(table.set_mark(&v6, 1), None);
+        // Removing 0 moves the last entry (5) into its slot: its mark goes with it.
+        table.remove(&prefixes[0]);
+        assert!(table.take_evicted().is_empty());
+        assert_eq!(table.clear_mark(&prefixes[5], 2), (true, Some(&5)));
+        assert_eq!(table.clear_mark(&prefixes[5], 2), (false, Some(&5)));
+        assert_eq!(table.clear_mark(&v6, 2), (false, None));
+        table.remove(&prefixes[1]);
+        table.retain(|value| *value != 2);
+        assert_eq!(
+            table.take_evicted(),
+            vec![(prefixes[1], 1), (prefixes[2], 4)]
+        );
+        table.set_mark(&prefixes[3], 1 | 4);
+        table.clear_mark_everywhere(1);
+        assert_eq!(table.set_mark(&prefixes[3], 1), Some(false));
+        assert_eq!(table.set_mark(&prefixes[3], 4), Some(true));
+        // The marks byte fits in the padding of an IPv4 entry of the RIB.
+        assert_eq!(
+            std::mem::size_of::<(Ipv4Net, super::super::table::Paths, u8)>(),
+            24
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod lab;
 mod probe;
 mod report;
 mod stream;
+mod watch_wire;
 
 use std::{
     path::{Path, PathBuf},
@@ -52,6 +53,10 @@ struct Flags {
     /// No WatchBestPaths subscriber on manul-bgpd in the 1M scenario.
     #[arg(long)]
     no_watch: bool,
+    /// "X → BIRD": manul-bgpd reads its prefixes from `originate = [...]` in its config file
+    /// instead of getting them through AddPrefixes after it starts.
+    #[arg(long)]
+    originate_in_config: bool,
     /// Instead of the scenarios: churn 1M prefixes (times --scale) for this many seconds
     /// with a subscriber that does not read, and without one (churn.rs).
     #[arg(long)]
@@ -252,10 +257,14 @@ async fn measure_in(
             pid
         }
         Side::Manul => {
-            let config = lab::manul_sender(scenario.per_peer);
-            start_manul(env, lab, Ns::Sender, "sender", &config, deadline)
-                .await?
-                .0
+            let in_config = env.flags.originate_in_config;
+            let config = lab::manul_sender(if in_config { scenario.per_peer } else { 0 });
+            let (pid, mut client) =
+                start_manul(env, lab, Ns::Sender, "sender", &config, deadline).await?;
+            if !in_config {
+                probe::originate(&mut client, scenario.per_peer).await?;
+            }
+            pid
         }
     };
     // The receiver: active towards a passive sender in reverse, passive otherwise (then the

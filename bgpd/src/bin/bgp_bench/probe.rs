@@ -121,6 +121,26 @@ impl BirdCtl {
 
 pub type Client = proto::bgpd_client::BgpdClient<tonic::transport::Channel>;
 
+/// Originates prefixes `0..count` (as `lab::prefix` numbers them) through AddPrefixes, in
+/// calls of 10,000: how the agent feeds manul-bgpd.
+pub async fn originate(client: &mut Client, count: usize) -> Result<()> {
+    let indices: Vec<usize> = (0..count).collect();
+    for batch in indices.chunks(10_000) {
+        let prefixes = batch
+            .iter()
+            .map(|index| proto::OriginatedPrefix {
+                prefix: crate::lab::prefix(*index),
+                ..Default::default()
+            })
+            .collect();
+        client
+            .add_prefixes(proto::AddPrefixesRequest { prefixes })
+            .await
+            .context("AddPrefixes")?;
+    }
+    Ok(())
+}
+
 /// A client of manul-bgpd's API once its socket answers (the daemon serves it only after
 /// applying its configuration, originated prefixes included).
 pub async fn manul_client(socket: &Path, deadline: Instant) -> Result<Client> {

@@ -3,10 +3,10 @@
 //! notes when that count reaches 99% of the target and the target. The bench's polls of
 //! ListPeers feed it the accepted count, giving the stream's backlog and its lag at 99% (the
 //! last few prefixes of a BIRD sender can come seconds after the rest, so "all delivered"
-//! mostly times the sender). Does I/O (the API socket).
+//! mostly times the sender). It reads the stream with `watch_wire`'s counting decoder. Does
+//! I/O (the API socket).
 
 use std::{
-    collections::HashSet,
     path::Path,
     sync::{
         Arc,
@@ -16,11 +16,13 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use manul_bgpd::daemon::api::connect;
-use manul_proto::bgpd as proto;
 use tokio::task::JoinHandle;
 
-use crate::{probe::unix_now, report::StreamSample};
+use crate::{
+    probe::unix_now,
+    report::StreamSample,
+    watch_wire::{self, LivePrefixes},
+};
 
 /// What the watcher saw by the time it had every prefix (or the stream ended).
 #[derive(Clone, Copy, Debug)]
@@ -56,17 +58,12 @@ impl Watcher {
     /// Subscribes (the call returns once the daemon has registered the watch) and reads the
     /// stream in a task until `target` prefixes have a best path.
     pub async fn start(socket: &Path, target: u64) -> Result<Watcher> {
-        let mut client = connect(socket).await?;
-        let mut stream = client
-            .watch_best_paths(proto::WatchBestPathsRequest {})
-            .await
-            .context("WatchBestPaths")?
-            .into_inner();
+        let mut stream = watch_wire::subscribe(socket).await?;
         let live = Arc::new(AtomicU64::new(0));
         let counter = live.clone();
         let mark = target - target / 100;
         let task = tokio::spawn(async move {
-            let mut prefixes = HashSet::new();
+            let mut prefixes = LivePrefixes::default();
             let mut snapshot = true;
             let mut watched = Watched {
                 complete_at: None,
@@ -76,17 +73,11 @@ impl Watcher {
                 paths: 0,
                 largest_batch: 0,
             };
-            while let Some(batch) = stream.message().await? {
+            while let Some(message) = stream.message().await? {
+                let batch = prefixes.apply(&message)?;
                 watched.batches += 1;
-                watched.paths += batch.paths.len() as u64;
-                watched.largest_batch = watched.largest_batch.max(batch.paths.len());
-                for path in batch.paths {
-                    if path.withdrawn {
-                        prefixes.remove(&path.prefix);
-                    } else {
-                        prefixes.insert(path.prefix);
-                    }
-                }
+                watched.paths += batch.paths as u64;
+                watched.largest_batch = watched.largest_batch.max(batch.paths);
                 if snapshot {
                     watched.snapshot_paths = prefixes.len() as u64;
                     snapshot = !batch.snapshot_done;
