@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use manul_store::{
     Datastore, DatastoreOptions, Kind, StoreError, WatchEvent, WatchStream,
-    etcd::{EtcdConfig, EtcdStore},
+    etcd::{EtcdConfig, EtcdStore, EtcdTls},
     open_datastore_with_options,
     testing::etcd::EtcdCluster,
 };
@@ -107,4 +107,46 @@ async fn open_datastore_reads_etcd_urls_and_prefixes_keep_stores_apart() {
     assert!(b.list(Kind::Node, "").await.unwrap().items.is_empty());
     b.create(Kind::Node, "n", b"in b".to_vec()).await.unwrap();
     assert_eq!(a.list(Kind::Node, "").await.unwrap().items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_reached_with_its_ca_and_a_client_certificate_only() {
+    let etcd = EtcdCluster::start_tls(1).unwrap_or_else(|error| panic!("{error}"));
+    let tls = etcd.client_tls().unwrap().clone();
+    let store = open_datastore_with_options(
+        &etcd.url(),
+        &DatastoreOptions {
+            etcd_ca_file: tls.ca_file.clone(),
+            etcd_cert_file: tls.cert_file.clone(),
+            etcd_key_file: tls.key_file.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let revision = store
+        .create(Kind::Node, "n", b"tls".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(Kind::Node, "n").await.unwrap().unwrap().revision,
+        revision
+    );
+
+    let short = Duration::from_secs(1);
+    let without_certificate = etcd.config("/manul/v1", short).with_tls(EtcdTls {
+        ca_file: tls.ca_file.clone(),
+        ..Default::default()
+    });
+    let without_tls = EtcdConfig::from_url(&etcd.url())
+        .unwrap()
+        .with_retry_for(short);
+    for config in [without_certificate, without_tls] {
+        let error = EtcdStore::new(&config)
+            .unwrap()
+            .get(Kind::Node, "n")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error}");
+        assert!(error.to_string().contains("TLS files"), "{error}");
+    }
 }
