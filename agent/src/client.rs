@@ -1,4 +1,5 @@
-//! gRPC client for manul-agent's Unix socket, shared by the `manul` CNI plugin and manulctl.
+//! gRPC client for manul-agent's Unix socket, shared by the `manul` CNI plugin and manulctl,
+//! and the Unix-socket channel the agent also uses to reach manul-bgpd.
 //! Does I/O (connects a Unix socket).
 
 use std::{
@@ -78,6 +79,12 @@ pub async fn connect_with(
     socket: &Path,
     timeouts: Timeouts,
 ) -> Result<AgentClient<Channel>, ClientError> {
+    Ok(AgentClient::new(unix_channel(socket, timeouts).await?))
+}
+
+/// A gRPC channel to the server on the Unix socket `socket` (the agent's, or manul-bgpd's),
+/// connected eagerly.
+pub async fn unix_channel(socket: &Path, timeouts: Timeouts) -> Result<Channel, ClientError> {
     // The URI is required by tonic but unused: the connector below ignores it.
     let endpoint = Endpoint::from_static("http://[::]:50051")
         .connect_timeout(timeouts.connect)
@@ -90,7 +97,7 @@ pub async fn connect_with(
     let connecting = endpoint.connect_with_connector(connector);
     // connect_timeout covers the socket connect; this also bounds the HTTP/2 handshake.
     match tokio::time::timeout(timeouts.connect, connecting).await {
-        Ok(Ok(channel)) => Ok(AgentClient::new(channel)),
+        Ok(Ok(channel)) => Ok(channel),
         Ok(Err(source)) => Err(ClientError::Connect {
             socket: socket.to_path_buf(),
             cause: innermost(&source),

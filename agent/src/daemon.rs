@@ -48,6 +48,8 @@ pub struct DaemonConfig {
     pub empty_block_grace: Option<Duration>,
     /// Where the route protocol's name is registered (None: skip).
     pub rt_protos_dir: Option<PathBuf>,
+    /// manul-bgpd's socket: the agent drives it and programs what it learns (None: no BGP).
+    pub bgpd_socket: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,9 +95,18 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
     let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
     let endpoints = Arc::new(
-        Endpoints::new(config.node_name.clone(), store, netlink, sysctl)
+        Endpoints::new(config.node_name.clone(), store, netlink.clone(), sysctl)
             .with_empty_block_grace(config.empty_block_grace),
     );
+
+    let bgp = match &config.bgpd_socket {
+        Some(socket) => {
+            info!(socket = %socket.display(), "driving manul-bgpd");
+            let bgpd = Arc::new(crate::bgp::bgpd_api::RealBgpd::new(socket));
+            Some(crate::bgp::start(endpoints.clone(), netlink.clone(), bgpd).await)
+        }
+        None => None,
+    };
 
     // A routed node forwards: pods reach each other and the world through it (IPv6 too when
     // an IPv6 pool exists; the reconciler keeps this current).
@@ -123,6 +134,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
         .await;
     reconciler.abort();
+    drop(bgp);
     let _ = std::fs::remove_file(&config.socket);
     info!("manul-agent stopped");
     Ok(served?)

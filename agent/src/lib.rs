@@ -1,6 +1,7 @@
 //! manul-agent: the per-node daemon (CNI requests, IPAM, kernel reconciliation) and the pieces
 //! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
 
+pub mod bgp;
 pub mod client;
 pub mod cni;
 pub mod daemon;

@@ -62,6 +62,10 @@ struct Flags {
     /// Where `ip` looks up route protocol names ("" to skip registering).
     #[arg(long, default_value = "/etc/iproute2/rt_protos.d")]
     rt_protos_dir: String,
+    /// manul-bgpd's gRPC socket: the agent configures bgpd from the BGP resources and programs
+    /// the routes it learns ("none": BGP off, as Calico's CALICO_NETWORKING_BACKEND=none).
+    #[arg(long, env = "MANUL_BGPD_SOCKET", default_value = "none")]
+    bgpd_socket: String,
     /// Log filter, e.g. info, debug, manul_agent=trace.
     #[arg(long, env = "MANUL_LOG", default_value = "info")]
     log_level: String,
@@ -116,6 +120,10 @@ async fn main() -> anyhow::Result<()> {
             .then(|| Duration::from_secs(flags.empty_block_grace)),
         rt_protos_dir: (!flags.rt_protos_dir.is_empty())
             .then(|| PathBuf::from(flags.rt_protos_dir)),
+        bgpd_socket: match flags.bgpd_socket.as_str() {
+            "none" | "" => None,
+            path => Some(PathBuf::from(path)),
+        },
     };
     run(config).await.context("manul-agent failed")
 }

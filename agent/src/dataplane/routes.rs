@@ -32,6 +32,9 @@ pub enum RouteSource {
     Kept,
     /// `blackhole <block>` for each block this node has affinity to.
     BlockBlackholes,
+    /// Routes through the next hops of what manul-bgpd learned: other nodes' blocks and
+    /// borrowed addresses, and routes from top-of-rack routers.
+    Bgp,
 }
 
 /// What one apply pushed, and what failed.
@@ -49,6 +52,10 @@ pub struct RouteApplier {
     tables: Vec<u32>,
     sources: BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>,
     tracker: DeltaTracker<RouteKey, RouteTarget>,
+    /// While set, gateway routes in the kernel that no source wants are kept: after a restart
+    /// the BGP routes of the previous run stay until bgpd's view is known again (graceful
+    /// restart), instead of being removed by the first reconcile and added back seconds later.
+    hold_gateway_routes: bool,
 }
 
 enum Write {
@@ -64,7 +71,14 @@ impl RouteApplier {
             tables: Vec::new(),
             sources: BTreeMap::new(),
             tracker: DeltaTracker::default(),
+            hold_gateway_routes: false,
         }
+    }
+
+    /// See `hold_gateway_routes`: set at start when BGP is on, cleared once bgpd's routes are
+    /// known (or its restart time ran out).
+    pub fn set_hold_gateway_routes(&mut self, hold: bool) {
+        self.hold_gateway_routes = hold;
     }
 
     pub fn tables(&self) -> &[u32] {
@@ -117,6 +131,11 @@ impl RouteApplier {
             .into_iter()
             .flatten()
             .map(|(key, target)| route(key, target))
+    }
+
+    /// How many routes `source` wants.
+    pub fn source_len(&self, source: RouteSource) -> usize {
+        self.sources.get(&source).map_or(0, BTreeMap::len)
     }
 
     /// Whether `source` wants this key.
@@ -178,7 +197,10 @@ impl RouteApplier {
     /// additions and replacements. Keeps going past failures; a failed write stays pending.
     pub async fn apply(&mut self) -> RouteApplyReport {
         let updates = self.tracker.pending_updates();
-        let deletes = self.tracker.pending_deletes();
+        let mut deletes = self.tracker.pending_deletes();
+        if self.hold_gateway_routes {
+            deletes.retain(|(_, target)| !matches!(target, RouteTarget::Via(_)));
+        }
         self.push(updates, deletes).await
     }
 
@@ -305,7 +327,7 @@ fn route(key: &RouteKey, target: &RouteTarget) -> Route {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::netlink::fake::FakeNetlink;
+    use crate::netlink::{NextHop, fake::FakeNetlink};
 
     fn blackhole(destination: &str) -> Route {
         Route::main(destination.parse().unwrap(), RouteTarget::Blackhole)
@@ -370,6 +392,35 @@ mod tests {
         assert_eq!(applier.desired(), vec![device("10.0.0.1/32", "cali1")]);
         applier.remove(RouteSource::PodRoutes, device("10.0.0.1/32", "cali1").key());
         assert_eq!(applier.desired(), vec![blackhole("10.0.0.1/32")]);
+    }
+
+    #[tokio::test]
+    async fn held_gateway_routes_survive_until_the_hold_is_released() {
+        let fake = Arc::new(FakeNetlink::new());
+        fake.add_link("eth0", 1500);
+        let via = Route::main(
+            "10.1.0.0/26".parse().unwrap(),
+            RouteTarget::via(vec![NextHop {
+                gateway: "192.0.2.2".parse().unwrap(),
+                device: "eth0".into(),
+                onlink: false,
+            }]),
+        );
+        fake.preload_route(&via);
+        fake.preload_route(&blackhole("10.0.0.0/26"));
+        let mut applier = RouteApplier::new(fake.clone());
+        applier.set_hold_gateway_routes(true);
+        applier.begin_resync();
+        applier.finish_resync(fake.routes());
+        let report = applier.apply().await;
+        assert_eq!(
+            report.deleted, 1,
+            "the stray blackhole goes, the gateway route stays"
+        );
+        assert_eq!(fake.routes(), vec![via.clone()]);
+        applier.set_hold_gateway_routes(false);
+        assert_eq!(applier.apply().await.deleted, 1);
+        assert!(fake.routes().is_empty());
     }
 
     #[tokio::test]

@@ -189,16 +189,32 @@ pub(crate) async fn apply_plan(
     merge(report, routes_report, sysctls_report);
 }
 
-/// Logs what the pass is about to change, at info: an operator reading the log sees why.
+/// Logs what the pass is about to change, at info: an operator reading the log sees why (the
+/// first `LOGGED_CHANGES` of each kind, then a count: a node may hold a million BGP routes).
 fn log_pending(desired: &[Route], applied: &[Route]) {
-    for route in desired.iter().filter(|route| !applied.contains(route)) {
+    const LOGGED_CHANGES: usize = 20;
+    let applied_set: std::collections::HashSet<&Route> = applied.iter().collect();
+    let desired_keys: std::collections::HashSet<_> = desired.iter().map(Route::key).collect();
+    let installing: Vec<&Route> = desired
+        .iter()
+        .filter(|route| !applied_set.contains(route))
+        .collect();
+    let removing: Vec<&Route> = applied
+        .iter()
+        .filter(|route| !desired_keys.contains(&route.key()))
+        .collect();
+    for route in installing.iter().take(LOGGED_CHANGES) {
         info!(%route, "installing a manul route");
     }
-    for route in applied
-        .iter()
-        .filter(|route| !desired.iter().any(|wanted| wanted.key() == route.key()))
-    {
+    for route in removing.iter().take(LOGGED_CHANGES) {
         info!(%route, "removing a manul route that nothing wants");
+    }
+    if installing.len() > LOGGED_CHANGES || removing.len() > LOGGED_CHANGES {
+        info!(
+            installing = installing.len(),
+            removing = removing.len(),
+            "more route changes than logged one by one"
+        );
     }
 }
 

@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 
 use super::{
     api_convert::{
-        best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefixes_from_proto,
-        report_to_proto,
+        best_to_proto, global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto,
+        prefixes_from_proto, report_to_proto,
     },
     rib_actor::WatchHandle,
     speaker::{Speaker, SpeakerError},
@@ -169,6 +169,20 @@ impl Bgpd for BgpdService {
             .await
             .map_err(status)?;
         Ok(Response::new(proto::DeletePrefixesResponse {}))
+    }
+
+    async fn list_prefixes(
+        &self,
+        _request: Request<proto::ListPrefixesRequest>,
+    ) -> Result<Response<proto::ListPrefixesResponse>, Status> {
+        let prefixes = self
+            .speaker
+            .prefixes()
+            .await
+            .iter()
+            .map(prefix_to_proto)
+            .collect();
+        Ok(Response::new(proto::ListPrefixesResponse { prefixes }))
     }
 
     type WatchBestPathsStream = BatchStream;

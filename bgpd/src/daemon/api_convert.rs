@@ -233,6 +233,22 @@ pub fn prefixes_from_proto(
         .collect()
 }
 
+pub fn prefix_to_proto(prefix: &PrefixSettings) -> proto::OriginatedPrefix {
+    proto::OriginatedPrefix {
+        prefix: prefix.prefix.to_string(),
+        communities: prefix
+            .communities
+            .iter()
+            .map(|c| format_community(*c))
+            .collect(),
+        large_communities: prefix
+            .large_communities
+            .iter()
+            .map(format_large_community)
+            .collect(),
+    }
+}
+
 pub fn state_name(state: State) -> &'static str {
     match state {
         State::Idle => "Idle",

@@ -192,6 +192,21 @@ async fn peers_prefixes_and_watch() {
         prefixes: vec!["10.0.0.0/24".into()],
     };
     service.delete_prefixes(Request::new(delete)).await.unwrap();
+    let listed = service
+        .list_prefixes(Request::new(proto::ListPrefixesRequest {}))
+        .await
+        .unwrap()
+        .into_inner()
+        .prefixes;
+    assert_eq!(listed.len(), 999);
+    assert_eq!(
+        listed[0],
+        proto::OriginatedPrefix {
+            prefix: "10.0.1.0/24".into(),
+            communities: vec!["65001:1".into()],
+            large_communities: vec!["65001:2:3".into()],
+        }
+    );
 
     // Originated routes are not reported as learned best paths: the snapshot is empty.
     let mut stream = service

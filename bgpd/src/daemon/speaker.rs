@@ -213,6 +213,12 @@ impl Speaker {
         Ok(())
     }
 
+    /// Every originated prefix, in prefix order (the map's).
+    pub async fn prefixes(&self) -> Vec<PrefixSettings> {
+        let state = self.state.lock().await;
+        state.prefixes.values().cloned().collect()
+    }
+
     /// Prefixes that were not originated are ignored.
     pub async fn delete_prefixes(&self, prefixes: Vec<IpNet>) -> Result<(), SpeakerError> {
         let mut state = self.state.lock().await;

@@ -1,0 +1,347 @@
+//! The learned-routes task: follows manul-bgpd's WatchBestPaths stream and keeps the route
+//! applier's `RouteSource::Bgp` equal to the routes for bgpd's best paths. Does I/O (the
+//! stream, next-hop lookups, the applier).
+//!
+//! Restarts lose no route:
+//! - The agent restarts, bgpd keeps running: the kernel keeps the routes, the applier holds
+//!   them (`set_hold_gateway_routes`) until the stream's snapshot is in and bgpd's peers are
+//!   settled; the snapshot then replaces the set at once, so unchanged routes are not touched.
+//! - bgpd restarts (or the stream breaks): the routes of the old stream become stale and stay;
+//!   the new stream's paths replace them as they come; what is still stale when every peer has
+//!   been Established for `SETTLE` (or the graceful-restart time ran out) is removed.
+//!
+//! ```text
+//!   bgpd WatchBestPaths ──batches──> best paths ─┐
+//!   speaker task ──(originated, pools)──────────┼─> remote_routes() ─> RouteApplier (Bgp)
+//!   kernel next-hop lookups (every RESOLVE) ─────┘
+//! ```
+
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use ipnet::IpNet;
+use manul_proto::bgpd as proto;
+use manul_store::IpPool;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::{
+    bgpd_api::BgpdApi,
+    remote_routes::{
+        BestPaths, LEARNED_METRIC, NextHopLookups, next_hops_of, remote_route, remote_routes,
+    },
+    status::BgpStatus,
+};
+use crate::{
+    dataplane::RouteSource,
+    endpoint::Endpoints,
+    netlink::{MAIN_TABLE, Netlink, Route, RouteKey, RouteTarget},
+};
+
+/// How long every peer must have been Established before stale routes go.
+const SETTLE: Duration = Duration::from_secs(5);
+/// How often next hops are looked up again (the path to another subnet may change).
+const RESOLVE: Duration = Duration::from_secs(10);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// What the speaker task tells this one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RouteContext {
+    pub originated: BTreeSet<IpNet>,
+    pub pools: Vec<IpPool>,
+    /// How long stale routes may stay without a bgpd (the graceful-restart time).
+    pub restart_time: Duration,
+}
+
+pub struct LearnedRoutes {
+    pub bgpd: Arc<dyn BgpdApi>,
+    pub netlink: Arc<dyn Netlink>,
+    /// Owns the route applier.
+    pub endpoints: Arc<Endpoints>,
+    pub context: watch::Receiver<RouteContext>,
+    pub status: Arc<BgpStatus>,
+}
+
+struct State {
+    /// Best paths of the current stream (complete once its snapshot is done).
+    best: BestPaths,
+    /// Paths of an earlier stream not seen again yet; installed until purged.
+    stale: BestPaths,
+    /// When stale routes go at the latest.
+    stale_deadline: Option<Instant>,
+    /// Kernel routes of an earlier agent run are still held.
+    holding: bool,
+    lookups: NextHopLookups,
+}
+
+impl LearnedRoutes {
+    /// Runs until aborted. The caller has set the route applier to hold gateway routes.
+    pub async fn run(mut self) {
+        let started = Instant::now();
+        let mut state = State {
+            best: BestPaths::new(),
+            stale: BestPaths::new(),
+            stale_deadline: None,
+            holding: true,
+            lookups: NextHopLookups::new(),
+        };
+        loop {
+            match self.bgpd.watch_best_paths().await {
+                Ok(stream) => {
+                    self.follow(stream, &mut state).await;
+                    self.status.set_stream_up(false);
+                }
+                Err(error) => {
+                    self.status.set_stream_up(false);
+                    warn!(%error, "cannot follow manul-bgpd's best paths; retrying");
+                }
+            }
+            // The paths of the stream that ended stay, stale, for the restart time.
+            let restart_time = self.context.borrow().restart_time;
+            let current = std::mem::take(&mut state.best);
+            state.stale.extend(current);
+            if state.stale_deadline.is_none() {
+                state.stale_deadline = Some(Instant::now() + restart_time);
+            }
+            if state.holding && started.elapsed() > restart_time {
+                self.release_hold(&mut state).await;
+            }
+            if state
+                .stale_deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                info!(
+                    routes = state.stale.len(),
+                    "manul-bgpd stayed away longer than the restart time: removing its routes"
+                );
+                state.stale.clear();
+                state.stale_deadline = None;
+                self.install_all(&mut state).await;
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
+    async fn follow(&mut self, mut stream: super::bgpd_api::BestPathStream, state: &mut State) {
+        let mut snapshot = Some(BestPaths::new());
+        let mut resolve = tokio::time::interval(RESOLVE);
+        let mut settle_check = tokio::time::interval(RETRY);
+        loop {
+            tokio::select! {
+                item = stream.next() => {
+                    let Some(Ok(batch)) = item else {
+                        if let Some(Err(error)) = item {
+                            warn!(%error, "manul-bgpd's best-path stream broke");
+                        }
+                        return;
+                    };
+                    match snapshot.as_mut() {
+                        Some(collecting) => {
+                            apply_batch(collecting, &batch.paths);
+                            if batch.snapshot_done {
+                                state.best = snapshot.take().unwrap_or_default();
+                                self.status.set_stream_up(true);
+                                info!(paths = state.best.len(), "manul-bgpd's best paths are in");
+                                self.install_all(state).await;
+                            }
+                        }
+                        None => self.apply_changes(state, &batch.paths).await,
+                    }
+                }
+                changed = self.context.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    if snapshot.is_none() {
+                        self.install_all(state).await;
+                    }
+                }
+                _ = resolve.tick() => {
+                    if snapshot.is_none() && self.refresh_lookups(state).await {
+                        self.install_all(state).await;
+                    }
+                }
+                _ = settle_check.tick() => {
+                    if snapshot.is_none()
+                        && (state.holding || !state.stale.is_empty())
+                        && self.settled().await
+                    {
+                        state.stale.clear();
+                        state.stale_deadline = None;
+                        if state.holding {
+                            self.release_hold(state).await;
+                        }
+                        self.install_all(state).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every peer bgpd has has been Established for `SETTLE`, and there is at least one.
+    async fn settled(&self) -> bool {
+        match self.bgpd.list_peers().await {
+            Ok(peers) => {
+                !peers.is_empty()
+                    && peers.iter().all(|peer| {
+                        peer.state == "Established" && peer.uptime_seconds >= SETTLE.as_secs()
+                    })
+            }
+            Err(_) => false,
+        }
+    }
+
+    async fn release_hold(&self, state: &mut State) {
+        state.holding = false;
+        info!("BGP routes of the previous run that bgpd no longer has are removed now");
+        let mut routes = self.endpoints.dataplane().routes.lock().await;
+        routes.set_hold_gateway_routes(false);
+        let report = routes.apply().await;
+        for error in &report.errors {
+            warn!(%error, "removing a stale BGP route failed; the reconciler retries");
+        }
+    }
+
+    /// Looks up every next hop again; true when an answer changed.
+    async fn refresh_lookups(&self, state: &mut State) -> bool {
+        let mut changed = false;
+        let next_hops: BTreeSet<IpAddr> = next_hops_of(&state.best)
+            .into_iter()
+            .chain(next_hops_of(&state.stale))
+            .collect();
+        state
+            .lookups
+            .retain(|address, _| next_hops.contains(address));
+        for next_hop in next_hops {
+            let answer = match self.netlink.route_lookup(next_hop).await {
+                Ok(answer) => answer,
+                Err(error) => {
+                    warn!(%next_hop, %error, "cannot look up a BGP next hop");
+                    continue;
+                }
+            };
+            if state.lookups.get(&next_hop) != Some(&answer) {
+                state.lookups.insert(next_hop, answer);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    /// Looks up the next hops not looked up yet.
+    async fn lookup_new(&self, state: &mut State, next_hops: impl IntoIterator<Item = IpAddr>) {
+        for next_hop in next_hops {
+            if state.lookups.contains_key(&next_hop) {
+                continue;
+            }
+            match self.netlink.route_lookup(next_hop).await {
+                Ok(answer) => {
+                    state.lookups.insert(next_hop, answer);
+                }
+                Err(error) => warn!(%next_hop, %error, "cannot look up a BGP next hop"),
+            }
+        }
+    }
+
+    /// Recomputes every route (best paths over stale ones) and replaces the applier's set.
+    async fn install_all(&self, state: &mut State) {
+        let mut effective = state.stale.clone();
+        effective.extend(state.best.iter().map(|(k, v)| (*k, v.clone())));
+        self.lookup_new(state, next_hops_of(&effective)).await;
+        let context = self.context.borrow().clone();
+        let (routes, problems) = remote_routes(
+            &effective,
+            &context.originated,
+            &context.pools,
+            &state.lookups,
+        );
+        for problem in problems.iter().take(10) {
+            warn!(%problem, "a learned route cannot be installed");
+        }
+        self.status.set_routes(routes.len());
+        let mut applier = self.endpoints.dataplane().routes.lock().await;
+        applier.set_source(RouteSource::Bgp, routes);
+        let report = applier.apply().await;
+        for error in report.errors.iter().take(10) {
+            warn!(%error, "installing a learned route failed; retried on the next change or reconcile");
+        }
+    }
+
+    /// Applies one batch of changes after the snapshot: only the prefixes it names.
+    async fn apply_changes(&self, state: &mut State, paths: &[proto::BestPath]) {
+        let mut touched = Vec::with_capacity(paths.len());
+        apply_batch(&mut state.best, paths);
+        let new_hops: BTreeSet<IpAddr> = paths
+            .iter()
+            .flat_map(|path| path.next_hops.iter().filter_map(|hop| hop.parse().ok()))
+            .collect();
+        self.lookup_new(state, new_hops).await;
+        let context = self.context.borrow().clone();
+        let mut applier = self.endpoints.dataplane().routes.lock().await;
+        for path in paths {
+            let Ok(prefix) = path.prefix.parse::<IpNet>() else {
+                continue;
+            };
+            state.stale.remove(&prefix);
+            // Whatever the applier had at this prefix goes (the metric may change the key).
+            for metric in [
+                Route::main(prefix, RouteTarget::Blackhole).metric,
+                LEARNED_METRIC,
+            ] {
+                let old = RouteKey {
+                    table: MAIN_TABLE,
+                    destination: prefix.trunc(),
+                    metric,
+                };
+                applier.remove(RouteSource::Bgp, old);
+                touched.push(old);
+            }
+            let Some(next_hops) = state.best.get(&prefix) else {
+                continue;
+            };
+            match remote_route(
+                prefix,
+                next_hops,
+                &context.originated,
+                &context.pools,
+                &state.lookups,
+            ) {
+                Ok(Some(route)) => {
+                    touched.push(route.key());
+                    applier.upsert(RouteSource::Bgp, route);
+                }
+                Ok(None) => {}
+                Err(problem) => warn!(%problem, "a learned route cannot be installed"),
+            }
+        }
+        self.status.set_routes(applier.source_len(RouteSource::Bgp));
+        let report = applier.apply_keys(&touched).await;
+        for error in report.errors.iter().take(10) {
+            warn!(%error, "installing a learned route failed; retried on the next change or reconcile");
+        }
+    }
+}
+
+/// Folds a batch of best-path changes into `best`.
+fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath]) {
+    for path in paths {
+        let Ok(prefix) = path.prefix.parse::<IpNet>() else {
+            continue;
+        };
+        if path.withdrawn {
+            best.remove(&prefix);
+        } else {
+            let next_hops = path
+                .next_hops
+                .iter()
+                .filter_map(|hop| hop.parse().ok())
+                .collect();
+            best.insert(prefix, next_hops);
+        }
+    }
+}

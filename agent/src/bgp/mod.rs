@@ -1,0 +1,324 @@
+//! The agent's BGP side: it drives this node's manul-bgpd over bgpd's gRPC socket (bgpd speaks
+//! BGP and nothing else; the agent is the only writer of the kernel) and programs what bgpd
+//! learns. Two tasks, aborted when the `BgpDriver` is dropped:
+//!
+//! ```text
+//!   datastore watches (Node, BGPPeer, BGPConfiguration, IPPool, BlockAffinity, endpoints)
+//!        │ (any change, or every RESYNC)
+//!        v
+//!   speaker task: read inputs ─> speaker_config() (pure) ─> SpeakerSync ─gRPC─> manul-bgpd
+//!        │ RouteContext (originated prefixes, pools)                              │
+//!        v                                                                        │
+//!   learned-routes task <──────────── WatchBestPaths stream ──────────────────────┘
+//!        └─> remote_routes() (pure) ─> RouteApplier, source Bgp ─> kernel
+//! ```
+//!
+//! If bgpd restarts, the speaker task's calls fail, it forgets what bgpd ran and applies
+//! everything again; the learned routes stay (stale) until the new stream has them. If the
+//! agent restarts, it reads back what bgpd runs and changes only what differs.
+
+pub mod bgpd_api;
+pub mod learned;
+pub mod remote_routes;
+pub mod speaker_config;
+pub mod status;
+pub mod sync;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod tests;
+
+use std::{path::PathBuf, sync::Arc, time::Duration};
+
+use manul_store::{
+    BgpConfiguration, BgpPassword, BgpPeer, Datastore, Kind, Node, Resource, StoreError,
+    WorkloadEndpoint,
+};
+use tokio::{sync::Notify, task::JoinHandle};
+use tracing::{info, warn};
+
+use self::{
+    bgpd_api::BgpdApi,
+    learned::{LearnedRoutes, RouteContext},
+    speaker_config::{SpeakerConfig, SpeakerInputs, speaker_config},
+    status::{BgpStatus, Session},
+    sync::{SpeakerSync, display_name},
+};
+use crate::{endpoint::Endpoints, netlink::Netlink};
+
+/// How often the speaker task recomputes and syncs even without a datastore change (and polls
+/// bgpd's sessions for readiness and metrics).
+const RESYNC: Duration = Duration::from_secs(10);
+/// Wait after a change before reading the inputs, so a burst of changes is one sync.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+const RETRY: Duration = Duration::from_secs(1);
+
+/// The running BGP tasks; dropping it stops them.
+pub struct BgpDriver {
+    tasks: Vec<JoinHandle<()>>,
+    pub status: Arc<BgpStatus>,
+}
+
+impl Drop for BgpDriver {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the speaker and learned-routes tasks for `endpoints`' node. Call it before the first
+/// reconcile: from here on, gateway routes in the kernel (BGP routes of an earlier run) are
+/// kept until bgpd's view is known.
+pub async fn start(
+    endpoints: Arc<Endpoints>,
+    netlink: Arc<dyn Netlink>,
+    bgpd: Arc<dyn BgpdApi>,
+) -> BgpDriver {
+    endpoints
+        .dataplane()
+        .routes
+        .lock()
+        .await
+        .set_hold_gateway_routes(true);
+    let status = Arc::new(BgpStatus::default());
+    let changed = Arc::new(Notify::new());
+    let (context_sender, context) = tokio::sync::watch::channel(RouteContext {
+        restart_time: Duration::from_secs(u64::from(speaker_config::DEFAULT_RESTART_SECONDS)),
+        ..Default::default()
+    });
+    let mut tasks = Vec::new();
+    let store = endpoints.store();
+    let node_prefix = WorkloadEndpoint::node_prefix(endpoints.node());
+    for (kind, prefix) in [
+        (Kind::Node, String::new()),
+        (Kind::BGPPeer, String::new()),
+        (Kind::BGPConfiguration, String::new()),
+        (Kind::IPPool, String::new()),
+        (Kind::BlockAffinity, String::new()),
+        (Kind::WorkloadEndpoint, node_prefix),
+    ] {
+        tasks.push(tokio::spawn(watch_kind(
+            store.clone(),
+            kind,
+            prefix,
+            changed.clone(),
+        )));
+    }
+    let speaker = SpeakerTask {
+        endpoints: endpoints.clone(),
+        bgpd: bgpd.clone(),
+        changed,
+        context: context_sender,
+        status: status.clone(),
+    };
+    tasks.push(tokio::spawn(speaker.run()));
+    let learned = LearnedRoutes {
+        bgpd,
+        netlink,
+        endpoints: endpoints.clone(),
+        context,
+        status: status.clone(),
+    };
+    tasks.push(tokio::spawn(learned.run()));
+    BgpDriver { tasks, status }
+}
+
+/// Pokes `changed` on every event of `kind`; relists after an error or a compaction.
+async fn watch_kind(store: Arc<dyn Datastore>, kind: Kind, prefix: String, changed: Arc<Notify>) {
+    use futures::StreamExt;
+    loop {
+        let listing = match store.list(kind, &prefix).await {
+            Ok(listing) => listing,
+            Err(error) => {
+                warn!(%kind, %error, "cannot list for the BGP watch; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        changed.notify_one();
+        match store.watch(kind, &prefix, &listing.revision).await {
+            Ok(mut events) => {
+                while let Some(event) = events.next().await {
+                    if let Err(error) = event {
+                        warn!(%kind, %error, "the BGP watch broke; listing again");
+                        break;
+                    }
+                    changed.notify_one();
+                }
+            }
+            Err(error) => warn!(%kind, %error, "cannot watch for BGP; retrying"),
+        }
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+struct SpeakerTask {
+    endpoints: Arc<Endpoints>,
+    bgpd: Arc<dyn BgpdApi>,
+    changed: Arc<Notify>,
+    context: tokio::sync::watch::Sender<RouteContext>,
+    status: Arc<BgpStatus>,
+}
+
+impl SpeakerTask {
+    async fn run(self) {
+        let mut sync = SpeakerSync::default();
+        let mut last_problems = Vec::new();
+        let mut ticker = tokio::time::interval(RESYNC);
+        loop {
+            tokio::select! {
+                _ = self.changed.notified() => tokio::time::sleep(DEBOUNCE).await,
+                _ = ticker.tick() => {}
+            }
+            let desired = match self.desired().await {
+                Ok(desired) => desired,
+                Err(error) => {
+                    warn!(%error, "cannot read the BGP resources; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    self.changed.notify_one();
+                    continue;
+                }
+            };
+            if desired.problems != last_problems {
+                for problem in &desired.problems {
+                    warn!(%problem, "BGP configuration problem");
+                }
+                last_problems = desired.problems.clone();
+            }
+            match sync.sync(self.bgpd.as_ref(), &desired).await {
+                Ok(report) => {
+                    self.status.set_bgpd_up(true);
+                    if report.changed() {
+                        info!(?report, "manul-bgpd updated");
+                    }
+                }
+                Err(error) => {
+                    self.status.set_bgpd_up(false);
+                    warn!(%error, "cannot bring manul-bgpd up to date; retrying");
+                    tokio::time::sleep(RETRY).await;
+                    self.changed.notify_one();
+                    continue;
+                }
+            }
+            self.poll_sessions().await;
+        }
+    }
+
+    async fn desired(&self) -> Result<SpeakerConfig, StoreError> {
+        let store = self.endpoints.store();
+        let node = self.endpoints.node();
+        let mut problems = Vec::new();
+        let nodes: Vec<Node> = decode_all(store.as_ref(), &mut problems).await?;
+        let peers: Vec<BgpPeer> = decode_all(store.as_ref(), &mut problems).await?;
+        let configurations: Vec<BgpConfiguration> =
+            decode_all(store.as_ref(), &mut problems).await?;
+        let ipam = self.endpoints.ipam();
+        let pools = ipam
+            .pools()
+            .await
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        let affine_blocks = ipam
+            .affine_blocks(node)
+            .await
+            .map_err(|error| StoreError::Backend(error.to_string()))?;
+        let endpoint_addresses: Vec<_> = self
+            .endpoints
+            .list()
+            .await
+            .map_err(|error| StoreError::Backend(error.to_string()))?
+            .into_iter()
+            .flat_map(|endpoint| endpoint.value.ip_networks)
+            .map(|network| ipnet::IpNet::from(network.addr()))
+            .collect();
+        let mut config = speaker_config(&SpeakerInputs {
+            node,
+            nodes: &nodes,
+            peers: &peers,
+            configurations: &configurations,
+            pools: &pools,
+            affine_blocks: &affine_blocks,
+            endpoint_addresses: &endpoint_addresses,
+            password: &read_password,
+        });
+        config.problems.extend(problems);
+        let restart_time = config
+            .peers
+            .values()
+            .filter_map(|peer| peer.graceful_restart.as_ref())
+            .map(|graceful| graceful.restart_time)
+            .max()
+            .unwrap_or(speaker_config::DEFAULT_RESTART_SECONDS);
+        self.context.send_if_modified(|context| {
+            let new = RouteContext {
+                originated: config.originated(),
+                pools: pools.clone(),
+                restart_time: Duration::from_secs(u64::from(restart_time)),
+            };
+            let changed = *context != new;
+            *context = new;
+            changed
+        });
+        Ok(config)
+    }
+
+    async fn poll_sessions(&self) {
+        match self.bgpd.list_peers().await {
+            Ok(peers) => {
+                let sessions = peers
+                    .into_iter()
+                    .filter_map(|status| {
+                        let peer = status.peer?;
+                        Some(Session {
+                            address: peer.address,
+                            name: display_name(&peer.name).to_string(),
+                            state: status.state,
+                            prefixes_accepted: status.prefixes_accepted,
+                            prefixes_advertised: status.prefixes_advertised,
+                        })
+                    })
+                    .collect();
+                self.status.set_sessions(sessions);
+            }
+            Err(error) => {
+                self.status.set_bgpd_up(false);
+                warn!(%error, "cannot list manul-bgpd's sessions");
+            }
+        }
+    }
+}
+
+/// Every stored object of a kind that decodes; the others are reported, not fatal.
+async fn decode_all<T: Resource>(
+    store: &dyn Datastore,
+    problems: &mut Vec<String>,
+) -> Result<Vec<T>, StoreError> {
+    let listing = store.list(T::KIND, "").await?;
+    let mut values = Vec::with_capacity(listing.items.len());
+    for item in listing.items {
+        match serde_json::from_slice::<T>(&item.value) {
+            Ok(value) => values.push(value),
+            Err(error) => problems.push(format!(
+                "{} {:?} cannot be read, ignored: {error}",
+                T::KIND,
+                item.name
+            )),
+        }
+    }
+    Ok(values)
+}
+
+/// A BGP password from a file on the node; secrets need the Kubernetes datastore.
+fn read_password(password: &BgpPassword) -> Result<String, String> {
+    if let Some(path) = &password.file {
+        let path = PathBuf::from(path);
+        return std::fs::read_to_string(&path)
+            .map(|text| text.trim_end_matches(['\n', '\r']).to_string())
+            .map_err(|error| format!("cannot read {}: {error}", path.display()));
+    }
+    Err(
+        "secretKeyRef needs the Kubernetes datastore, which this agent does not use: give password.file instead"
+            .into(),
+    )
+}

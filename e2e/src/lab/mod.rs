@@ -1,0 +1,460 @@
+//! The lab: a small manul cluster on this machine, in network namespaces made for it. Does I/O.
+//!
+//! ```text
+//!                      outside host 10.80.9.1 (default via the ToR)
+//!                            │ out0
+//!   ToR namespace: BIRD 2 (AS 65000, eBGP to every node), etcd on :2379, routes between
+//!     br-a 10.80.1.254/24                 br-b 10.80.2.254/24
+//!      │            │                      │            │
+//!    n0 .10       n1 .11                 n2 .12       n3 .13      (AS 64512, mesh or RR)
+//!    manul-agent + manul-bgpd per node; pods through the real CNI plugin
+//! ```
+//!
+//! Without the ToR (`tor: false`) every node is on subnet a, the router still forwards to the
+//! outside host but runs no BGP, and nothing outside the cluster learns the pod routes.
+//! Everything is removed when the `Lab` is dropped (processes killed, namespaces deleted).
+
+pub mod status;
+mod tor;
+
+use std::{
+    fs::File,
+    net::Ipv4Addr,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use tempfile::TempDir;
+
+use crate::{CniCall, Netns, cni::container_id, netns::stop_child, poll_until};
+
+/// The pool every node's agent creates if none exists.
+pub const POOL: &str = "10.244.0.0/16";
+/// The cluster's AS number (Calico's default) and the ToR's.
+pub const NODE_ASN: u32 = 64512;
+pub const TOR_ASN: u32 = 65000;
+pub const OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 80, 9, 1);
+pub const TOR_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 80, 9, 254);
+/// The route reflectors' cluster ID (route-reflector mode: node n0 reflects).
+pub const CLUSTER_ID: &str = "224.0.0.1";
+
+#[derive(Clone, Debug)]
+pub struct LabOptions {
+    pub nodes: usize,
+    pub pods_per_node: usize,
+    /// Node n0 is a route reflector; the other nodes peer only with it.
+    pub route_reflector: bool,
+    /// The ToR runs BIRD and peers with every node; nodes sit on two subnets.
+    pub tor: bool,
+    pub log_level: String,
+}
+
+impl Default for LabOptions {
+    fn default() -> LabOptions {
+        LabOptions {
+            nodes: 4,
+            pods_per_node: 2,
+            route_reflector: false,
+            tor: true,
+            log_level: std::env::var("MANUL_LAB_LOG").unwrap_or_else(|_| "info".into()),
+        }
+    }
+}
+
+pub struct LabNode {
+    pub name: String,
+    pub ns: Netns,
+    pub address: Ipv4Addr,
+    /// 'a' or 'b'.
+    pub subnet: char,
+    pub dir: PathBuf,
+    agent: Option<Child>,
+    bgpd: Option<Child>,
+}
+
+impl LabNode {
+    pub fn gateway(&self) -> Ipv4Addr {
+        subnet_gateway(self.subnet)
+    }
+
+    pub fn agent_socket(&self) -> PathBuf {
+        self.dir.join("agent.sock")
+    }
+
+    pub fn bgpd_socket(&self) -> PathBuf {
+        self.dir.join("bgpd.sock")
+    }
+
+    pub fn log(&self, process: &str) -> String {
+        std::fs::read_to_string(self.dir.join(format!("{process}.log"))).unwrap_or_default()
+    }
+}
+
+pub struct LabPod {
+    pub name: String,
+    pub node: usize,
+    pub ns: Netns,
+    pub container_id: String,
+    pub address: Ipv4Addr,
+}
+
+pub struct Lab {
+    pub opts: LabOptions,
+    pub tor: Netns,
+    pub outside: Netns,
+    pub nodes: Vec<LabNode>,
+    pub pods: Vec<LabPod>,
+    dir: TempDir,
+    services: Vec<Child>,
+}
+
+fn subnet_gateway(subnet: char) -> Ipv4Addr {
+    if subnet == 'a' {
+        Ipv4Addr::new(10, 80, 1, 254)
+    } else {
+        Ipv4Addr::new(10, 80, 2, 254)
+    }
+}
+
+impl Lab {
+    /// Builds the lab; `step` is told what happens (for a progress line).
+    pub fn up(opts: LabOptions, step: &mut dyn FnMut(&str)) -> Result<Lab> {
+        crate::require_root()?;
+        if opts.nodes == 0 || opts.nodes > 200 {
+            bail!("--nodes must be between 1 and 200");
+        }
+        step("namespaces and links");
+        let dir = tempfile::Builder::new().prefix("manul-lab-").tempdir()?;
+        let tor = Netns::new("tor")?;
+        let outside = Netns::new("outside")?;
+        let mut lab = Lab {
+            opts,
+            tor,
+            outside,
+            nodes: Vec::new(),
+            pods: Vec::new(),
+            dir,
+            services: Vec::new(),
+        };
+        lab.wire_router()?;
+        for index in 0..lab.opts.nodes {
+            let node = lab.wire_node(index)?;
+            lab.nodes.push(node);
+        }
+        step("etcd");
+        lab.start_etcd()?;
+        if lab.opts.tor {
+            step("BIRD on the ToR");
+            let child = tor::start_bird(&lab)?;
+            lab.services.push(child);
+        }
+        for index in 0..lab.nodes.len() {
+            step(&format!("node {} of {}", index + 1, lab.nodes.len()));
+            lab.start_node(index)?;
+        }
+        if lab.opts.tor {
+            step("BGP peers toward the ToR");
+            tor::create_peers(&lab)?;
+        }
+        for node in 0..lab.nodes.len() {
+            for number in 0..lab.opts.pods_per_node {
+                step(&format!("pod {}-p{number}", lab.nodes[node].name));
+                let pod = lab.add_pod(node, number)?;
+                lab.pods.push(pod);
+            }
+        }
+        Ok(lab)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The datastore URL as seen from a node of `subnet`.
+    pub fn datastore_url(&self, subnet: char) -> String {
+        format!("etcd://{}:2379", subnet_gateway(subnet))
+    }
+
+    fn wire_router(&self) -> Result<()> {
+        let tor = &self.tor;
+        tor.sysctl("net.ipv4.ip_forward", "1")?;
+        for (bridge, subnet) in [("br-a", 'a'), ("br-b", 'b')] {
+            tor.ip(&["link", "add", bridge, "type", "bridge"])?;
+            tor.ip(&[
+                "addr",
+                "add",
+                &format!("{}/24", subnet_gateway(subnet)),
+                "dev",
+                bridge,
+            ])?;
+            tor.ip(&["link", "set", bridge, "up"])?;
+        }
+        tor.ip(&[
+            "link", "add", "out0", "type", "veth", "peer", "name", "eth0",
+        ])?;
+        tor.ip(&["link", "set", "eth0", "netns", self.outside.name()])?;
+        tor.ip(&["addr", "add", &format!("{TOR_OUTSIDE}/24"), "dev", "out0"])?;
+        tor.ip(&["link", "set", "out0", "up"])?;
+        let outside = &self.outside;
+        outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"])?;
+        outside.ip(&["link", "set", "eth0", "up"])?;
+        outside.ip(&["route", "add", "default", "via", &TOR_OUTSIDE.to_string()])?;
+        Ok(())
+    }
+
+    fn wire_node(&self, index: usize) -> Result<LabNode> {
+        let name = format!("n{index}");
+        let subnet = if self.opts.tor && index >= self.opts.nodes.div_ceil(2) {
+            'b'
+        } else {
+            'a'
+        };
+        let third = if subnet == 'a' { 1 } else { 2 };
+        let address = Ipv4Addr::new(10, 80, third, 10 + index as u8);
+        let ns = Netns::new(&name)?;
+        let port = format!("p-{name}");
+        self.tor
+            .ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0"])?;
+        self.tor.ip(&["link", "set", "eth0", "netns", ns.name()])?;
+        self.tor
+            .ip(&["link", "set", &port, "master", &format!("br-{subnet}")])?;
+        self.tor.ip(&["link", "set", &port, "up"])?;
+        ns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+        ns.ip(&["link", "set", "eth0", "up"])?;
+        ns.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            &subnet_gateway(subnet).to_string(),
+        ])?;
+        ns.sysctl("net.ipv4.ip_forward", "1")?;
+        let dir = self.dir.path().join(&name);
+        std::fs::create_dir_all(dir.join("state"))?;
+        Ok(LabNode {
+            name,
+            ns,
+            address,
+            subnet,
+            dir,
+            agent: None,
+            bgpd: None,
+        })
+    }
+
+    fn start_etcd(&mut self) -> Result<()> {
+        let data = self.dir.path().join("etcd");
+        let log = File::create(self.dir.path().join("etcd.log"))?;
+        let mut command = Command::new("etcd");
+        command
+            .args(["--name", "lab", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen-client-urls",
+                "http://0.0.0.0:2379",
+                "--advertise-client-urls",
+                "http://10.80.1.254:2379",
+                "--listen-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-advertise-peer-urls",
+                "http://127.0.0.1:2380",
+                "--initial-cluster",
+                "lab=http://127.0.0.1:2380",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        let child = self
+            .tor
+            .spawn(&mut command)
+            .context("starting etcd (apt-get install etcd-server)")?;
+        self.services.push(child);
+        poll_until(Duration::from_secs(20), "etcd to answer", || {
+            let output = self.tor.exec(&[
+                "etcdctl",
+                "--endpoints",
+                "http://127.0.0.1:2379",
+                "endpoint",
+                "health",
+            ])?;
+            Ok(output.status.success().then_some(()))
+        })
+    }
+
+    fn start_node(&mut self, index: usize) -> Result<()> {
+        let url = self.datastore_url(self.nodes[index].subnet);
+        let reflector = self.opts.route_reflector && index == 0;
+        let log_level = self.opts.log_level.clone();
+        let node = &mut self.nodes[index];
+        let bgpd_log = File::create(node.dir.join("bgpd.log"))?;
+        let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
+        bgpd.arg("--socket")
+            .arg(node.bgpd_socket())
+            .args(["--log-level", &log_level])
+            .stdin(Stdio::null())
+            .stdout(bgpd_log.try_clone()?)
+            .stderr(bgpd_log);
+        node.bgpd = Some(node.ns.spawn(&mut bgpd)?);
+        start_agent(node, &url, reflector, &log_level)?;
+        Ok(())
+    }
+
+    /// Restarts one node's agent (SIGTERM, then the same command line).
+    pub fn restart_agent(&mut self, index: usize) -> Result<()> {
+        let url = self.datastore_url(self.nodes[index].subnet);
+        let reflector = self.opts.route_reflector && index == 0;
+        let log_level = self.opts.log_level.clone();
+        let node = &mut self.nodes[index];
+        if let Some(agent) = node.agent.take() {
+            stop_child(agent, Duration::from_secs(5));
+        }
+        start_agent(node, &url, reflector, &log_level)
+    }
+
+    /// Restarts one node's bgpd (SIGTERM, then the same command line).
+    pub fn restart_bgpd(&mut self, index: usize) -> Result<()> {
+        let log_level = self.opts.log_level.clone();
+        let node = &mut self.nodes[index];
+        if let Some(bgpd) = node.bgpd.take() {
+            stop_child(bgpd, Duration::from_secs(5));
+        }
+        let log = File::options()
+            .append(true)
+            .create(true)
+            .open(node.dir.join("bgpd.log"))?;
+        let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
+        bgpd.arg("--socket")
+            .arg(node.bgpd_socket())
+            .args(["--log-level", &log_level])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        node.bgpd = Some(node.ns.spawn(&mut bgpd)?);
+        Ok(())
+    }
+
+    fn add_pod(&self, node: usize, number: usize) -> Result<LabPod> {
+        let lab_node = &self.nodes[node];
+        let name = format!("{}-p{number}", lab_node.name);
+        let ns = Netns::new(&name)?;
+        let container_id = container_id();
+        let outcome = self.pod_call(lab_node, &ns, &container_id, &name, "ADD")?;
+        let result = outcome.result().with_context(|| {
+            format!(
+                "CNI ADD of {name}\n--- agent log ---\n{}",
+                lab_node.log("agent")
+            )
+        })?;
+        let address = crate::cni::result_ipv4(&result)
+            .context("the CNI result has no IPv4 address")?
+            .parse()?;
+        Ok(LabPod {
+            name,
+            node,
+            ns,
+            container_id,
+            address,
+        })
+    }
+
+    fn pod_call(
+        &self,
+        node: &LabNode,
+        ns: &Netns,
+        container_id: &str,
+        name: &str,
+        command: &str,
+    ) -> Result<crate::CniOutcome> {
+        let conf = json!({
+            "cniVersion": "1.0.0",
+            "name": "lab",
+            "type": "manul",
+            "agent_socket": node.agent_socket(),
+            "mtu": 0,
+            "ipam": {"assign_ipv4": true},
+        });
+        CniCall {
+            container_id: container_id.to_string(),
+            netns: ns.path().display().to_string(),
+            ifname: "eth0".into(),
+            args: format!("IgnoreUnknown=1;K8S_POD_NAMESPACE=lab;K8S_POD_NAME={name}"),
+            ..CniCall::new(crate::bin_path("manul")?, command, conf)
+        }
+        .run_in(&node.ns)
+    }
+
+    /// Deletes a pod through the CNI plugin (DEL) and forgets it.
+    pub fn delete_pod(&mut self, name: &str) -> Result<LabPod> {
+        let position = self
+            .pods
+            .iter()
+            .position(|pod| pod.name == name)
+            .with_context(|| format!("no pod {name}"))?;
+        let pod = self.pods.remove(position);
+        let node = &self.nodes[pod.node];
+        self.pod_call(node, &pod.ns, &pod.container_id, &pod.name, "DEL")?
+            .result()?;
+        Ok(pod)
+    }
+}
+
+fn start_agent(node: &mut LabNode, url: &str, reflector: bool, log_level: &str) -> Result<()> {
+    let log = File::options()
+        .append(true)
+        .create(true)
+        .open(node.dir.join("agent.log"))?;
+    let mut agent = Command::new(crate::bin_path("manul-agent")?);
+    agent
+        .args(["--node-name", &node.name, "--socket"])
+        .arg(node.agent_socket())
+        .args(["--datastore", url, "--state-dir"])
+        .arg(node.dir.join("state"))
+        .args(["--default-ipv4-pool", POOL, "--bgpd-socket"])
+        .arg(node.bgpd_socket())
+        .args(["--node-ip", &format!("{}/24", node.address)])
+        .args(["--log-level", log_level, "--reconcile-interval", "10"])
+        .args(
+            reflector
+                .then(|| ["--route-reflector-cluster-id", CLUSTER_ID])
+                .into_iter()
+                .flatten(),
+        )
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let socket = node.agent_socket();
+    let child = node.ns.spawn(&mut agent)?;
+    let child = node.agent.insert(child);
+    let waited = poll_until(Duration::from_secs(30), "manul-agent's socket", || {
+        if let Some(status) = child.try_wait()? {
+            bail!("manul-agent exited with {status}");
+        }
+        Ok(std::os::unix::net::UnixStream::connect(&socket)
+            .ok()
+            .map(|_| ()))
+    });
+    let name = node.name.clone();
+    waited.with_context(|| format!("node {name}\n--- agent log ---\n{}", node.log("agent")))
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for pod in self.pods.drain(..) {
+            drop(pod.ns);
+        }
+        for node in &mut self.nodes {
+            if let Some(agent) = node.agent.take() {
+                stop_child(agent, Duration::from_secs(5));
+            }
+            if let Some(bgpd) = node.bgpd.take() {
+                stop_child(bgpd, Duration::from_secs(5));
+            }
+        }
+        for service in self.services.drain(..) {
+            stop_child(service, Duration::from_secs(5));
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! What the lab shows: its nodes, every BGP session (each node's bgpd and the ToR's BIRD), each
+//! node's manul routes by kind, and the connectivity matrix (ping and a TCP connect for every
+//! pod pair and from each pod to the outside host) with the path each pair took. Does I/O.
+
+use std::{
+    collections::BTreeMap,
+    fmt::Write as _,
+    io::Read,
+    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use manul_proto::bgpd::{ListPeersRequest, bgpd_client::BgpdClient};
+use serde_json::Value;
+
+use super::{Lab, LabNode, OUTSIDE, tor::birdc};
+use crate::Netns;
+
+/// The TCP port every pod and the outside host listen on.
+pub const PROBE_PORT: u16 = 7070;
+
+/// One BGP session as a node's bgpd reports it.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub node: String,
+    pub peer: String,
+    pub name: String,
+    pub state: String,
+    pub accepted: u64,
+}
+
+/// One cell of the matrix.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub from: String,
+    pub to: String,
+    pub ping: bool,
+    pub tcp: bool,
+    pub path: String,
+}
+
+impl Cell {
+    pub fn ok(&self) -> bool {
+        self.ping && self.tcp
+    }
+}
+
+/// Every session of every node's bgpd.
+pub fn sessions(lab: &Lab) -> Result<Vec<Session>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut sessions = Vec::new();
+    for node in &lab.nodes {
+        let socket = node.bgpd_socket();
+        let peers = runtime.block_on(async {
+            let channel = manul_agent::client::unix_channel(&socket, Default::default()).await?;
+            let response = BgpdClient::new(channel)
+                .list_peers(ListPeersRequest::default())
+                .await?;
+            anyhow::Ok(response.into_inner().peers)
+        });
+        let peers = match peers {
+            Ok(peers) => peers,
+            Err(error) => {
+                sessions.push(Session {
+                    node: node.name.clone(),
+                    peer: "-".into(),
+                    name: "manul-bgpd".into(),
+                    state: format!("unreachable: {error:#}"),
+                    accepted: 0,
+                });
+                continue;
+            }
+        };
+        for status in peers {
+            let Some(peer) = status.peer else { continue };
+            sessions.push(Session {
+                node: node.name.clone(),
+                peer: peer.address,
+                name: peer.name.split('~').next().unwrap_or_default().to_string(),
+                state: status.state,
+                accepted: status.prefixes_accepted,
+            });
+        }
+    }
+    Ok(sessions)
+}
+
+/// The ToR's sessions ("n0 Established"), from `birdc show protocols`.
+pub fn tor_sessions(lab: &Lab) -> Result<Vec<(String, String)>> {
+    if !lab.opts.tor {
+        return Ok(Vec::new());
+    }
+    let text = birdc(lab, &["show", "protocols"])?;
+    Ok(text
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields.len() >= 6 && fields[1] == "BGP")
+                .then(|| (fields[0].to_string(), fields[5].to_string()))
+        })
+        .collect())
+}
+
+/// A node's manul routes by kind: "pod", "own block", "learned block", "learned /32",
+/// "learned other".
+pub fn routes_by_kind(node: &LabNode) -> Result<BTreeMap<String, Vec<String>>> {
+    let output = node.ns.ip(&["-j", "route", "show", "proto", "manul"])?;
+    let routes: Vec<Value> = serde_json::from_str(&output).unwrap_or_default();
+    let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for route in routes {
+        let destination = route["dst"].as_str().unwrap_or_default().to_string();
+        let kind = if route["type"] == "blackhole" {
+            "own block"
+        } else if route["dev"]
+            .as_str()
+            .is_some_and(|dev| dev.starts_with("cali"))
+        {
+            "pod"
+        } else if !destination.starts_with("10.244.") {
+            "learned other"
+        } else if destination.contains('/') {
+            "learned block"
+        } else {
+            "learned /32"
+        };
+        let via = route["gateway"]
+            .as_str()
+            .map(|gateway| format!(" via {gateway}"))
+            .or_else(|| {
+                route["nexthops"].as_array().map(|hops| {
+                    let gateways: Vec<&str> = hops
+                        .iter()
+                        .filter_map(|hop| hop["gateway"].as_str())
+                        .collect();
+                    format!(" via {}", gateways.join(" & "))
+                })
+            })
+            .unwrap_or_default();
+        kinds
+            .entry(kind.to_string())
+            .or_default()
+            .push(format!("{destination}{via}"));
+    }
+    Ok(kinds)
+}
+
+/// Listens on `PROBE_PORT` inside `ns` and answers every connection with "ok".
+fn serve_probe(ns: &Netns) -> Result<()> {
+    let listener = ns
+        .run_in(|| TcpListener::bind(("0.0.0.0", PROBE_PORT)))?
+        .with_context(|| format!("listening on {PROBE_PORT} in {}", ns.name()))?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = std::io::Write::write_all(&mut stream, b"ok");
+        }
+    });
+    Ok(())
+}
+
+/// Starts the probe listeners of every pod and the outside host (once per lab).
+pub fn start_probes(lab: &Lab) -> Result<()> {
+    for pod in &lab.pods {
+        serve_probe(&pod.ns)?;
+    }
+    serve_probe(&lab.outside)
+}
+
+fn ping(ns: &Netns, address: Ipv4Addr) -> bool {
+    ns.exec(&["ping", "-c", "1", "-W", "1", &address.to_string()])
+        .is_ok_and(|output| output.status.success())
+}
+
+fn tcp(ns: &Netns, address: Ipv4Addr) -> bool {
+    ns.run_in(|| -> std::io::Result<bool> {
+        let target = SocketAddr::from((address, PROBE_PORT));
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
+        stream.set_read_timeout(Some(Duration::from_secs(1)))?;
+        let mut answer = [0u8; 2];
+        stream.read_exact(&mut answer)?;
+        Ok(&answer == b"ok")
+    })
+    .is_ok_and(|answer| answer.unwrap_or(false))
+}
+
+/// The hops a packet from a pod of node `from` to `address` takes, from the nodes' routes.
+fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> String {
+    let source = &lab.nodes[from];
+    if to_node == Some(from) {
+        return format!("{} (same node)", source.name);
+    }
+    let gateway = source
+        .ns
+        .ip(&["-j", "route", "get", &address.to_string()])
+        .ok()
+        .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+        .and_then(|routes| routes[0]["gateway"].as_str().map(str::to_string));
+    let Some(gateway) = gateway else {
+        return format!("{} → ? (no route)", source.name);
+    };
+    let target = to_node.map_or("outside".to_string(), |node| lab.nodes[node].name.clone());
+    match lab
+        .nodes
+        .iter()
+        .find(|node| node.address.to_string() == gateway)
+    {
+        Some(next) if Some(next.name.clone()) == to_node.map(|n| lab.nodes[n].name.clone()) => {
+            format!("{} → {target}", source.name)
+        }
+        Some(next) => format!("{} → {} → {target}", source.name, next.name),
+        None if gateway == source.gateway().to_string() => {
+            format!("{} → tor → {target}", source.name)
+        }
+        None => format!("{} → {gateway} → {target}", source.name),
+    }
+}
+
+/// Pings and connects every pair (and each pod to the outside host).
+pub fn matrix(lab: &Lab) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    for from in &lab.pods {
+        for to in &lab.pods {
+            if from.name == to.name {
+                continue;
+            }
+            cells.push(Cell {
+                from: from.name.clone(),
+                to: to.name.clone(),
+                ping: ping(&from.ns, to.address),
+                tcp: tcp(&from.ns, to.address),
+                path: path(lab, from.node, Some(to.node), to.address),
+            });
+        }
+        if lab.opts.tor {
+            cells.push(Cell {
+                from: from.name.clone(),
+                to: "outside".into(),
+                ping: ping(&from.ns, OUTSIDE),
+                tcp: tcp(&from.ns, OUTSIDE),
+                path: path(lab, from.node, None, OUTSIDE),
+            });
+        }
+    }
+    cells
+}
+
+/// The status report as text.
+pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
+    let mut out = String::new();
+    writeln!(out, "Nodes")?;
+    writeln!(
+        out,
+        "  {:<6} {:<13} {:<7} {:<9}",
+        "NAME", "ADDRESS", "SUBNET", "ROLE"
+    )?;
+    for (index, node) in lab.nodes.iter().enumerate() {
+        let role = if lab.opts.route_reflector && index == 0 {
+            "reflector"
+        } else {
+            "node"
+        };
+        writeln!(
+            out,
+            "  {:<6} {:<13} {:<7} {:<9}",
+            node.name,
+            node.address.to_string(),
+            node.subnet,
+            role
+        )?;
+    }
+    writeln!(out, "\nBGP sessions")?;
+    writeln!(
+        out,
+        "  {:<6} {:<13} {:<10} {:<12} {:>8}",
+        "NODE", "PEER", "NAME", "STATE", "PREFIXES"
+    )?;
+    for session in sessions(lab)? {
+        writeln!(
+            out,
+            "  {:<6} {:<13} {:<10} {:<12} {:>8}",
+            session.node, session.peer, session.name, session.state, session.accepted
+        )?;
+    }
+    for (name, state) in tor_sessions(lab)? {
+        writeln!(
+            out,
+            "  {:<6} {:<13} {:<10} {:<12}",
+            "tor", name, "bird", state
+        )?;
+    }
+    writeln!(out, "\nRoutes (proto manul)")?;
+    for node in &lab.nodes {
+        for (kind, routes) in routes_by_kind(node)? {
+            writeln!(out, "  {:<6} {:<14} {}", node.name, kind, routes.join(", "))?;
+        }
+    }
+    writeln!(out, "\nConnectivity (ping, tcp/{PROBE_PORT})")?;
+    writeln!(
+        out,
+        "  {:<8} {:<8} {:<5} {:<5} PATH",
+        "FROM", "TO", "PING", "TCP"
+    )?;
+    let mark = |ok: bool| if ok { "✓" } else { "✗" };
+    for cell in cells {
+        writeln!(
+            out,
+            "  {:<8} {:<8} {:<5} {:<5} {}",
+            cell.from,
+            cell.to,
+            mark(cell.ping),
+            mark(cell.tcp),
+            cell.path
+        )?;
+    }
+    let failed = cells.iter().filter(|cell| !cell.ok()).count();
+    writeln!(
+        out,
+        "\n{} of {} paths ok{}",
+        cells.len() - failed,
+        cells.len(),
+        if failed > 0 {
+            format!(", {failed} failed")
+        } else {
+            String::new()
+        }
+    )?;
+    Ok(out)
+}
