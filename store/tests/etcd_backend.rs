@@ -150,3 +150,45 @@ async fn a_tls_cluster_is_reached_with_its_ca_and_a_client_certificate_only() {
         assert!(error.to_string().contains("TLS files"), "{error}");
     }
 }
+
+#[tokio::test]
+async fn a_list_longer_than_a_page_reads_every_page_at_one_revision() {
+    let etcd = EtcdCluster::start_one().unwrap_or_else(|error| panic!("{error}"));
+    let config = etcd
+        .config("/paged", Duration::from_secs(10))
+        .with_list_page(2);
+    let store = EtcdStore::new(&config).unwrap();
+    let names: Vec<String> = (0..7).map(|i| format!("a{i}")).collect();
+    for name in names.iter().rev() {
+        store
+            .create(Kind::IPAMBlock, name, name.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    store
+        .create(Kind::IPAMBlock, "b", b"b".to_vec())
+        .await
+        .unwrap();
+    store
+        .create(Kind::IPAMHandle, "a9", b"other kind".to_vec())
+        .await
+        .unwrap();
+    let listing = store.list(Kind::IPAMBlock, "a").await.unwrap();
+    let listed: Vec<&str> = listing.items.iter().map(|kv| kv.name.as_str()).collect();
+    assert_eq!(listed, names);
+    assert_eq!(
+        store.list(Kind::IPAMBlock, "").await.unwrap().items.len(),
+        8
+    );
+    // The listing's revision is the store's at the first page: a watch from it sees the next
+    // write and nothing before it.
+    let mut watch = store
+        .watch(Kind::IPAMBlock, "", &listing.revision)
+        .await
+        .unwrap();
+    store
+        .create(Kind::IPAMBlock, "c", b"c".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_put(&mut watch).await, ("c".to_string(), b"c".to_vec()));
+}
