@@ -10,6 +10,7 @@
 
 mod config;
 mod connection;
+mod history;
 mod watch;
 mod writes;
 
