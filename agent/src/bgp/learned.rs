@@ -93,7 +93,7 @@ impl LearnedRoutes {
         loop {
             match self.bgpd.watch_best_paths().await {
                 Ok(stream) => {
-                    self.follow(stream, &mut state).await;
+                    self.follow(stream, &mut state, started).await;
                     self.status.set_stream_up(false);
                 }
                 Err(error) => {
@@ -127,7 +127,12 @@ impl LearnedRoutes {
         }
     }
 
-    async fn follow(&mut self, mut stream: super::bgpd_api::BestPathStream, state: &mut State) {
+    async fn follow(
+        &mut self,
+        mut stream: super::bgpd_api::BestPathStream,
+        state: &mut State,
+        started: Instant,
+    ) {
         let mut snapshot = Some(BestPaths::new());
         let mut resolve = tokio::time::interval(RESOLVE);
         let mut settle_check = tokio::time::interval(RETRY);
@@ -167,9 +172,15 @@ impl LearnedRoutes {
                     }
                 }
                 _ = settle_check.tick() => {
+                    let restart_time = self.context.borrow().restart_time;
+                    let expired = state
+                        .stale_deadline
+                        .map_or(started.elapsed() > restart_time, |deadline| {
+                            Instant::now() >= deadline
+                        });
                     if snapshot.is_none()
                         && (state.holding || !state.stale.is_empty())
-                        && self.settled().await
+                        && (expired || self.settled().await)
                     {
                         state.stale.clear();
                         state.stale_deadline = None;
