@@ -1,8 +1,11 @@
-//! The agent daemon: opens the datastore, makes sure a pool and this node's record exist,
-//! registers the route protocol name, reconciles the kernel at start and periodically, and
-//! serves gRPC on a Unix socket (mode 0600) until SIGTERM/SIGINT. Does I/O.
+//! The agent daemon: opens the datastore, makes sure a pool exists, registers this node (its
+//! addresses autodetected, `crate::node`), registers the route protocol name, reconciles the
+//! kernel at start and periodically, watches Node deletions, serves health and metrics over
+//! HTTP (`crate::health`) and gRPC on a Unix socket (mode 0600) until SIGTERM/SIGINT, or until
+//! this node's Node is deleted (then it fails). Does I/O.
 
 use std::{
+    net::SocketAddr,
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     sync::Arc,
@@ -12,7 +15,7 @@ use std::{
 use ipnet::IpNet;
 use manul_ipam::{Ipam, IpamError};
 use manul_proto::agent::agent_server::AgentServer;
-use manul_store::{Datastore, DatastoreExt, IpPool, Node, StoreError};
+use manul_store::{Datastore, IpPool, StoreError};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
@@ -20,7 +23,12 @@ use tracing::{info, warn};
 use crate::{
     dataplane::SysctlOwner,
     endpoint::Endpoints,
+    health::{
+        HealthError, HealthState, Liveness, Metrics, MetricsSource, Readiness,
+        metrics::observe_applies, serve,
+    },
     netlink::{Netlink, ROUTE_PROTOCOL, ROUTE_PROTOCOL_NAME, real::RealNetlink},
+    node::{NodeError, NodeSettings, NodeWatcher, register_node},
     server::AgentService,
     sysctl::{ProcSysctl, Sysctl, node_sysctls},
 };
@@ -50,6 +58,10 @@ pub struct DaemonConfig {
     pub rt_protos_dir: Option<PathBuf>,
     /// manul-bgpd's socket: the agent drives it and programs what it learns (None: no BGP).
     pub bgpd_socket: Option<PathBuf>,
+    /// What goes into this node's Node (addresses to detect, AS, labels).
+    pub node: NodeSettings,
+    /// Address of the health and metrics HTTP server (None: no server).
+    pub health_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +79,10 @@ pub enum DaemonError {
     },
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
+    #[error("node: {0}")]
+    Node(#[from] NodeError),
+    #[error(transparent)]
+    Health(#[from] HealthError),
 }
 
 fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
@@ -87,23 +103,66 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let store = manul_store::open_datastore_with_options(&config.datastore, &options)?;
     ensure_default_pool(&store, config.default_ipv4_pool).await?;
     ensure_default_ipv6_pool(&store, config.default_ipv6_pool).await?;
-    ensure_node(&store, &config.node_name).await?;
+    let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
+    register_node(&store, netlink.as_ref(), &config.node_name, &config.node).await?;
     store.sync().await?;
     if let Some(dir) = &config.rt_protos_dir {
         register_route_protocol(dir);
     }
     let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
-    let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
     let endpoints = Arc::new(
-        Endpoints::new(config.node_name.clone(), store, netlink.clone(), sysctl)
-            .with_empty_block_grace(config.empty_block_grace),
+        Endpoints::new(
+            config.node_name.clone(),
+            store.clone(),
+            netlink.clone(),
+            sysctl,
+        )
+        .with_empty_block_grace(config.empty_block_grace),
     );
+    let (readiness, liveness, metrics) =
+        (Readiness::new(), Liveness::new(), Arc::new(Metrics::new()));
+    observe_applies(&endpoints, &metrics).await;
+    let node_watcher = NodeWatcher::new(store, &config.node_name, readiness.clone());
+    let (node_lost_tx, node_lost) = tokio::sync::oneshot::channel();
+    let node_watch = tokio::spawn(async move {
+        let _ = node_lost_tx.send(node_watcher.run().await);
+    });
+    liveness.watch("node-watch", node_watch.abort_handle());
+    let (bgp_readiness, bgp_metrics) = (readiness.clone(), metrics.clone());
+    let health = match config.health_listen {
+        Some(address) => {
+            let listener = crate::health::server::bind(address).await?;
+            info!(%address, "serving /livez, /readyz and /metrics");
+            let state = HealthState {
+                readiness,
+                liveness: liveness.clone(),
+                metrics,
+                source: Some(endpoints.clone() as Arc<dyn MetricsSource>),
+            };
+            Some(tokio::spawn(serve_health(listener, state)))
+        }
+        None => None,
+    };
 
     let bgp = match &config.bgpd_socket {
         Some(socket) => {
             info!(socket = %socket.display(), "driving manul-bgpd");
             let bgpd = Arc::new(crate::bgp::bgpd_api::RealBgpd::new(socket));
-            Some(crate::bgp::start(endpoints.clone(), netlink.clone(), bgpd).await)
+            let driver = crate::bgp::start(endpoints.clone(), netlink.clone(), bgpd).await;
+            bgp_readiness.require("bgp", "manul-bgpd has not answered yet");
+            let (status, readiness, metrics) = (
+                driver.status.clone(),
+                bgp_readiness.clone(),
+                bgp_metrics.clone(),
+            );
+            let publisher = tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    ticker.tick().await;
+                    status.publish(&readiness, &metrics);
+                }
+            });
+            Some((driver, publisher))
         }
         None => None,
     };
@@ -126,18 +185,51 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         endpoints.clone(),
         config.reconcile_interval,
     ));
+    liveness.watch("reconciler", reconciler.abort_handle());
+    let lost = Arc::new(std::sync::Mutex::new(None));
+    let shutdown = {
+        let lost = lost.clone();
+        async move {
+            tokio::select! {
+                () = shutdown_signal() => {}
+                Ok(error) = node_lost => {
+                    *lost.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
+                }
+            }
+        }
+    };
 
     let listener = bind_socket(&config.socket)?;
     info!(socket = %config.socket.display(), node = %config.node_name, "manul-agent serving");
     let served = tonic::transport::Server::builder()
         .add_service(AgentServer::new(AgentService::new(endpoints)))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown_signal())
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     reconciler.abort();
-    drop(bgp);
+    if let Some((driver, publisher)) = bgp {
+        publisher.abort();
+        drop(driver);
+    }
+    node_watch.abort();
+    if let Some(health) = health {
+        health.abort();
+    }
     let _ = std::fs::remove_file(&config.socket);
     info!("manul-agent stopped");
-    Ok(served?)
+    let lost = lost
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    match lost {
+        Some(error) => Err(error.into()),
+        None => Ok(served?),
+    }
+}
+
+async fn serve_health(listener: tokio::net::TcpListener, state: HealthState) {
+    if let Err(error) = serve(listener, state).await {
+        warn!(%error, "the health server stopped");
+    }
 }
 
 async fn reconcile_periodically(endpoints: Arc<Endpoints>, interval: Duration) {
@@ -236,23 +328,6 @@ pub async fn ensure_default_ipv6_pool(
             info!(%error, "another agent created an IPv6 pool first");
             Ok(())
         }
-        Err(error) => Err(error.into()),
-    }
-}
-
-async fn ensure_node(store: &Arc<dyn Datastore>, name: &str) -> Result<(), DaemonError> {
-    if store.get_resource::<Node>(name).await?.is_some() {
-        return Ok(());
-    }
-    match store
-        .create_resource(&Node {
-            name: name.into(),
-            ..Default::default()
-        })
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(error) if error.is_conflict() => Ok(()),
         Err(error) => Err(error.into()),
     }
 }

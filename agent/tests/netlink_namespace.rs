@@ -413,6 +413,50 @@ fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()
 }
 
 #[test]
+fn interface_addresses_lists_every_interface_with_its_addresses_and_state() -> Result<()> {
+    require_root();
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    host.ip(&["addr", "add", "fd00:99::1/64", "dev", "up0", "nodad"])?;
+    host.ip(&["addr", "add", "10.99.1.1/16", "dev", "up0"])?;
+    host.ip(&[
+        "link", "add", "down0", "type", "veth", "peer", "name", "down1",
+    ])?;
+    host.ip(&["addr", "add", "10.98.0.1/30", "dev", "down0"])?;
+    let interfaces = host.run(|| async { Ok(RealNetlink::new()?.interface_addresses().await?) })?;
+    let find = |name: &str| {
+        interfaces
+            .iter()
+            .find(|interface| interface.name == name)
+            .ok_or_else(|| anyhow!("{name} missing from {interfaces:?}"))
+    };
+    let lo = find("lo")?;
+    ensure!(interfaces[0].name == "lo", "index order: {interfaces:?}");
+    ensure!(!lo.up, "lo of a new namespace is down: {lo:?}");
+    let up0 = find("up0")?;
+    ensure!(up0.up, "{up0:?}");
+    for address in ["10.99.0.1/24", "10.99.1.1/16", "fd00:99::1/64"] {
+        ensure!(
+            up0.addresses.contains(&address.parse()?),
+            "{address} missing: {up0:?}"
+        );
+    }
+    ensure!(
+        up0.addresses
+            .iter()
+            .any(|address| address.addr().to_string().starts_with("fe80::")),
+        "the link-local address is listed too: {up0:?}"
+    );
+    let down0 = find("down0")?;
+    ensure!(
+        !down0.up && down0.addresses == vec!["10.98.0.1/30".parse()?],
+        "{down0:?}"
+    );
+    ensure!(find("down1")?.addresses.is_empty());
+    Ok(())
+}
+
+#[test]
 fn links_and_default_route_mtu() -> Result<()> {
     require_root();
     let host = Netns::new()?;

@@ -132,12 +132,18 @@ pub fn unique_port() -> u16 {
 /// `GET /` over HTTP/1.0 from inside `ns` (a thread that entered it); returns the whole reply.
 /// One attempt with short timeouts: wrap it in [`poll_until`].
 pub fn http_get(ns: &Netns, addr: SocketAddr) -> Result<String> {
+    http_get_path(ns, addr, "/")
+}
+
+/// [`http_get`] of `path`.
+pub fn http_get_path(ns: &Netns, addr: SocketAddr, path: &str) -> Result<String> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: e2e\r\n\r\n");
     ns.run_in(|| -> Result<String> {
         let t = Duration::from_secs(2);
         let mut s =
             TcpStream::connect_timeout(&addr, t).with_context(|| format!("connect {addr}"))?;
         s.set_read_timeout(Some(t))?;
-        s.write_all(b"GET / HTTP/1.0\r\nHost: e2e\r\n\r\n")?;
+        s.write_all(request.as_bytes())?;
         let mut reply = String::new();
         s.read_to_string(&mut reply)?;
         Ok(reply)

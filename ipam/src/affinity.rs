@@ -101,13 +101,23 @@ pub(crate) async fn forget(
     node: &str,
     cidr: &IpNet,
 ) -> Result<(), IpamError> {
+    remove(store, node, cidr, true).await
+}
+
+/// Deletes the affinity of `node` to `cidr` (kept when `keep_confirmed` and it is confirmed).
+pub(crate) async fn remove(
+    store: &dyn Datastore,
+    node: &str,
+    cidr: &IpNet,
+    keep_confirmed: bool,
+) -> Result<(), IpamError> {
     let name = BlockAffinity::name_for(node, cidr);
-    let mut retry = CasRetry::new(|| format!("deleting pending block affinity {name:?}"));
+    let mut retry = CasRetry::new(|| format!("deleting block affinity {name:?}"));
     loop {
         let Some(current) = store.get_resource::<BlockAffinity>(&name).await? else {
             return Ok(());
         };
-        if current.value.state == AffinityState::Confirmed {
+        if keep_confirmed && current.value.state == AffinityState::Confirmed {
             return Ok(());
         }
         match store

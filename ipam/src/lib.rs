@@ -5,9 +5,10 @@
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
 //! `pool_index` (pool creation and deletion under one CAS-written index of all pools),
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
-//! `release` (release by handle or address), `empty_blocks` (giving back blocks that stayed
+//! `release` (release by handle or address), `release_node` (a deleted node's blocks and
+//! affinities), `empty_blocks` (giving back blocks that stayed
 //! empty), `check` (whole-store consistency), `retry` (the
-//! one compare-and-swap retry policy).
+//! one compare-and-swap retry policy, public so that other crates' CAS loops share it).
 //!
 //! Deliberate limits: two requests of one node racing past a full block may both claim a
 //! block, so maxBlocksPerHost can be exceeded by the number of concurrent requests (as in
@@ -24,13 +25,15 @@ mod handles;
 mod pool_index;
 pub mod pools;
 mod release;
-mod retry;
+mod release_node;
+pub mod retry;
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 
 pub use error::IpamError;
 pub use ipnet::IpNet;
 use manul_store::{Datastore, DatastoreExt, IpPool, IpamConfiguration, Node};
+pub use release_node::NodeRelease;
 
 /// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
 pub fn pod_handle_id(container_id: &str) -> String {

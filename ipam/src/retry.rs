@@ -24,13 +24,13 @@ pub(crate) fn is_retryable(error: &StoreError) -> bool {
 }
 
 /// The retry state of one CAS loop; `what` names the operation in `RetriesExhausted`.
-pub(crate) struct CasRetry<W: FnOnce() -> String> {
+pub struct CasRetry<W: FnOnce() -> String> {
     attempt: u32,
     what: Option<W>,
 }
 
 impl<W: FnOnce() -> String> CasRetry<W> {
-    pub(crate) fn new(what: W) -> CasRetry<W> {
+    pub fn new(what: W) -> CasRetry<W> {
         CasRetry {
             attempt: 0,
             what: Some(what),
@@ -39,7 +39,7 @@ impl<W: FnOnce() -> String> CasRetry<W> {
 
     /// Called with the error of a failed write. Ok(()) after a pause when the caller should
     /// read again and retry; the error to return otherwise.
-    pub(crate) async fn lost(&mut self, error: StoreError) -> Result<(), IpamError> {
+    pub async fn lost(&mut self, error: StoreError) -> Result<(), IpamError> {
         if !is_retryable(&error) {
             return Err(error.into());
         }

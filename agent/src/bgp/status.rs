@@ -74,6 +74,50 @@ impl BgpStatus {
         counts
     }
 
+    /// Sets the "bgp" readiness condition and the BGP metrics from what is known now.
+    pub fn publish(
+        &self,
+        readiness: &crate::health::Readiness,
+        metrics: &crate::health::metrics::Metrics,
+    ) {
+        match self.ready() {
+            Ok(()) => readiness.set_ready("bgp"),
+            Err(reason) => readiness.set_failing("bgp", reason),
+        }
+        let by_state = self.sessions_by_state();
+        for state in crate::health::metrics::BGP_STATES {
+            let count = by_state
+                .iter()
+                .filter(|(name, _)| name.eq_ignore_ascii_case(state))
+                .map(|(_, count)| *count)
+                .sum::<usize>();
+            metrics
+                .bgp_peers
+                .get_or_create(&crate::health::metrics::StateLabel {
+                    state: state.into(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let sessions = self.sessions();
+        for (direction, total) in [
+            (
+                "advertised",
+                sessions.iter().map(|s| s.prefixes_advertised).sum::<u64>(),
+            ),
+            (
+                "received",
+                sessions.iter().map(|s| s.prefixes_accepted).sum::<u64>(),
+            ),
+        ] {
+            metrics
+                .bgp_prefixes
+                .get_or_create(&crate::health::metrics::DirectionLabel {
+                    direction: direction.into(),
+                })
+                .set(i64::try_from(total).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Ready: bgpd answers, its stream is followed, and every session is Established. The
     /// error lists what is not.
     pub fn ready(&self) -> Result<(), String> {

@@ -5,7 +5,10 @@ use std::{path::PathBuf, time::Duration};
 use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
-use manul_agent::daemon::{DaemonConfig, run};
+use manul_agent::{
+    daemon::{DaemonConfig, run},
+    node::NodeFlags,
+};
 use manul_store::DatastoreOptions;
 
 #[derive(Parser, Debug)]
@@ -66,6 +69,11 @@ struct Flags {
     /// the routes it learns ("none": BGP off, as Calico's CALICO_NETWORKING_BACKEND=none).
     #[arg(long, env = "MANUL_BGPD_SOCKET", default_value = "none")]
     bgpd_socket: String,
+    #[command(flatten)]
+    node: NodeFlags,
+    /// Address of the /livez, /readyz and /metrics HTTP server ("none": no server).
+    #[arg(long, env = "MANUL_HEALTH_LISTEN", default_value = "127.0.0.1:9099")]
+    health_listen: String,
     /// Log filter, e.g. info, debug, manul_agent=trace.
     #[arg(long, env = "MANUL_LOG", default_value = "info")]
     log_level: String,
@@ -101,7 +109,16 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
         },
     };
+    let health_listen = match flags.health_listen.as_str() {
+        "none" | "" => None,
+        text => Some(
+            text.parse()
+                .with_context(|| format!("--health-listen {text:?} is not ADDRESS:PORT"))?,
+        ),
+    };
     let config = DaemonConfig {
+        node: flags.node.parse()?,
+        health_listen,
         node_name,
         socket: flags.socket,
         datastore: flags.datastore,

@@ -16,8 +16,11 @@ use std::sync::Arc;
 
 use crate::{netlink::Netlink, sysctl::Sysctl};
 
-pub use routes::{RouteApplier, RouteApplyReport, RouteSource};
+pub use routes::{AppliedRouteCounts, RouteApplier, RouteApplyReport, RouteSource};
 pub use sysctls::{SysctlApplier, SysctlApplyReport, SysctlOwner};
+
+/// Called with the duration of each apply that wrote something (the metrics histogram).
+pub type ApplyObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
 
 /// The appliers of one agent. Route writes take turns (the applier is the single writer); the
 /// sysctl applier is synchronous and quick.

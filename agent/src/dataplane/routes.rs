@@ -17,7 +17,7 @@ use std::{
 
 use futures::{StreamExt, stream};
 
-use super::delta::DeltaTracker;
+use super::{ApplyObserver, delta::DeltaTracker};
 use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget};
 
 /// How many route writes are in flight at once.
@@ -56,6 +56,19 @@ pub struct RouteApplier {
     /// the BGP routes of the previous run stay until bgpd's view is known again (graceful
     /// restart), instead of being removed by the first reconcile and added back seconds later.
     hold_gateway_routes: bool,
+    /// Told how long each apply that wrote something took (the metrics histogram).
+    observer: Option<ApplyObserver>,
+}
+
+/// How many routes of each shape the kernel is believed to hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedRouteCounts {
+    /// `dev <cali…>`: pod routes.
+    pub pod: usize,
+    /// `blackhole`: this node's blocks.
+    pub blackhole: usize,
+    /// `via`: remote blocks.
+    pub remote: usize,
 }
 
 enum Write {
@@ -72,6 +85,7 @@ impl RouteApplier {
             sources: BTreeMap::new(),
             tracker: DeltaTracker::default(),
             hold_gateway_routes: false,
+            observer: None,
         }
     }
 
@@ -79,6 +93,24 @@ impl RouteApplier {
     /// known (or its restart time ran out).
     pub fn set_hold_gateway_routes(&mut self, hold: bool) {
         self.hold_gateway_routes = hold;
+    }
+
+    /// Tells `observer` how long each apply that wrote something took.
+    pub fn set_observer(&mut self, observer: ApplyObserver) {
+        self.observer = Some(observer);
+    }
+
+    /// Counts of the applied routes by shape, without copying them.
+    pub fn applied_counts(&self) -> AppliedRouteCounts {
+        let mut counts = AppliedRouteCounts::default();
+        for target in self.tracker.applied().values() {
+            match target {
+                RouteTarget::Device(_) => counts.pod += 1,
+                RouteTarget::Blackhole => counts.blackhole += 1,
+                RouteTarget::Via(_) => counts.remote += 1,
+            }
+        }
+        counts
     }
 
     pub fn tables(&self) -> &[u32] {
@@ -216,6 +248,10 @@ impl RouteApplier {
         deletes: Vec<(RouteKey, RouteTarget)>,
     ) -> RouteApplyReport {
         let mut report = RouteApplyReport::default();
+        if updates.is_empty() && deletes.is_empty() {
+            return report;
+        }
+        let started = std::time::Instant::now();
         let deletions = deletes
             .into_iter()
             .map(|(key, target)| Write::Delete(route(&key, &target)))
@@ -235,6 +271,9 @@ impl RouteApplier {
         let taken = self.write_batch(writes, &mut report).await;
         if !taken.is_empty() {
             self.claim_taken_keys(taken, &mut report).await;
+        }
+        if let Some(observer) = &self.observer {
+            observer(started.elapsed());
         }
         report
     }

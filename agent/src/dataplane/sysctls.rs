@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::delta::DeltaTracker;
+use super::{ApplyObserver, delta::DeltaTracker};
 use crate::sysctl::{Sysctl, SysctlError};
 
 /// Who wants a sysctl.
@@ -30,6 +30,8 @@ pub struct SysctlApplier {
     sysctl: Arc<dyn Sysctl>,
     owners: BTreeMap<SysctlOwner, Vec<(String, String)>>,
     tracker: DeltaTracker<String, String>,
+    /// Told how long each apply that wrote something took (the metrics histogram).
+    observer: Option<ApplyObserver>,
 }
 
 impl SysctlApplier {
@@ -38,7 +40,13 @@ impl SysctlApplier {
             sysctl,
             owners: BTreeMap::new(),
             tracker: DeltaTracker::default(),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` how long each apply that wrote something took.
+    pub fn set_observer(&mut self, observer: ApplyObserver) {
+        self.observer = Some(observer);
     }
 
     /// Replaces what `owner` wants.
@@ -110,6 +118,10 @@ impl SysctlApplier {
 
     fn write(&mut self, pending: Vec<(String, String, bool)>) -> SysctlApplyReport {
         let mut report = SysctlApplyReport::default();
+        if pending.is_empty() {
+            return report;
+        }
+        let started = std::time::Instant::now();
         for (key, value, _) in pending {
             match self.sysctl.set(&key, &value) {
                 Ok(changed) => {
@@ -118,6 +130,9 @@ impl SysctlApplier {
                 }
                 Err(error) => report.errors.push(error),
             }
+        }
+        if let Some(observer) = &self.observer {
+            observer(started.elapsed());
         }
         report
     }

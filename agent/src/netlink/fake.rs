@@ -13,8 +13,8 @@ use std::{
 use ipnet::IpNet;
 
 use super::{
-    LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
-    RouteKey, RouteLookup, VethRequest,
+    InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
+    PodInterfaceConfig, Route, RouteKey, RouteLookup, VethRequest,
 };
 
 #[derive(Debug)]
@@ -45,6 +45,8 @@ struct FakeState {
     default_route_mtu: Option<u32>,
     /// What `route_lookup` answers, by the longest matching prefix.
     lookups: BTreeMap<IpNet, RouteLookup>,
+    /// What `interface_addresses` answers.
+    interfaces: Vec<InterfaceAddresses>,
 }
 
 impl FakeState {
@@ -269,6 +271,11 @@ impl FakeNetlink {
             Some(answer) => state.lookups.insert(prefix, answer),
             None => state.lookups.remove(&prefix),
         };
+    }
+
+    /// Makes `interface_addresses` answer `interfaces`.
+    pub fn set_interface_addresses(&self, interfaces: Vec<InterfaceAddresses>) {
+        self.lock().interfaces = interfaces;
     }
 
     pub fn set_default_route_mtu(&self, mtu: Option<u32>) {
@@ -529,6 +536,12 @@ impl Netlink for FakeNetlink {
             .filter(|(prefix, _)| prefix.contains(&destination))
             .max_by_key(|(prefix, _)| prefix.prefix_len())
             .map(|(_, answer)| answer.clone()))
+    }
+
+    async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("interface_addresses", "interface_addresses".to_string())?;
+        Ok(state.interfaces.clone())
     }
 }
 

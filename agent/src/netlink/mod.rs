@@ -299,6 +299,19 @@ pub trait Netlink: Send + Sync + 'static {
     /// gateway, if any, out of which device, from which source address. None when there is no
     /// route (or it is a blackhole or unreachable route). Nothing is sent.
     async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError>;
+
+    /// Every interface of the agent's namespace with its addresses (all scopes, with their
+    /// prefix lengths), in interface index order: the input of node IP autodetection.
+    async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError>;
+}
+
+/// An interface and its addresses, as `ip -o addr` lists them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterfaceAddresses {
+    pub name: String,
+    pub up: bool,
+    /// Each address with the prefix length of its subnet ("10.0.1.5/24").
+    pub addresses: Vec<IpNet>,
 }
 
 /// The kernel's answer to `ip route get <destination>`.

@@ -1,9 +1,10 @@
 //! The rtnetlink implementation of `Netlink`. Does I/O: one netlink connection in the agent's
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
-//! Submodules: `links` (lookups, veth), `routes` (proto-manul host routes), `pod` (the pod end
+//! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth), `routes` (proto-manul host routes), `pod` (the pod end
 //! of a veth), `namespace` (connections bound to another namespace).
 
+mod addresses;
 mod links;
 mod namespace;
 mod pod;
@@ -15,8 +16,8 @@ use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use super::{
-    LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface, PodInterfaceConfig, Route,
-    RouteLookup, VethRequest,
+    InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
+    PodInterfaceConfig, Route, RouteLookup, VethRequest,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -150,5 +151,10 @@ impl Netlink for RealNetlink {
 
     async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError> {
         routes::route_lookup(&self.handle, destination).await
+    }
+
+    async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError> {
+        let _dump = self.dumps.lock().await;
+        addresses::interface_addresses(&self.handle).await
     }
 }

@@ -20,6 +20,7 @@ use rtnetlink::{
 };
 
 use super::{
+    addresses::message_address,
     links::{self, ENODEV, errno},
     namespace::{NamespaceOpenError, connect_in_netns},
     routes,
@@ -185,23 +186,7 @@ async fn global_addresses(
         .into_iter()
         .filter(|message| message.header.scope == AddressScope::Universe)
         .filter_map(|message| {
-            let address = message
-                .attributes
-                .iter()
-                .find_map(|attribute| match attribute {
-                    AddressAttribute::Local(address) => Some(*address),
-                    _ => None,
-                });
-            let address = address.or_else(|| {
-                message
-                    .attributes
-                    .iter()
-                    .find_map(|attribute| match attribute {
-                        AddressAttribute::Address(address) => Some(*address),
-                        _ => None,
-                    })
-            })?;
-            let net = IpNet::new(address, message.header.prefix_len).ok()?;
+            let net = message_address(&message)?;
             Some((net, message))
         })
         .collect())
