@@ -198,7 +198,10 @@ pub trait Datastore: Send + Sync + 'static {
     async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError>;
 
     /// Events for `kind` (names starting with `name_prefix`) after revision `after`, then live
-    /// ones. The stream ends when dropped.
+    /// ones, each once and in revision order. The stream ends when dropped. When the history
+    /// after `after` is compacted the watch fails with `Compacted`, either at once or as the
+    /// stream's first item (etcd tells only on the stream); the caller lists again. An error
+    /// item ends the stream.
     async fn watch(
         &self,
         kind: Kind,

@@ -10,12 +10,13 @@
 
 mod config;
 mod connection;
+mod history;
 mod watch;
 mod writes;
 
 use std::sync::Arc;
 
-use etcd_client::{CompactionOptions, GetOptions, SortOrder, SortTarget};
+use etcd_client::{CompactionOptions, GetOptions};
 
 pub use config::{DEFAULT_PREFIX, EtcdConfig, EtcdTls};
 use connection::Connection;
@@ -26,6 +27,7 @@ use crate::datastore::{Datastore, KeyValue, Kind, Listing, Revision, StoreError,
 pub struct EtcdStore {
     connection: Arc<Connection>,
     keys: Keys,
+    list_page: i64,
 }
 
 /// The mapping between (kind, name) and etcd keys under one prefix.
@@ -47,6 +49,19 @@ impl Keys {
             .strip_prefix(kind.as_str())?
             .strip_prefix('/')
     }
+}
+
+/// The end of the key range of every key starting with `prefix` (etcd's range_end).
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every byte was 0xff: the range runs to the end of the keyspace.
+    vec![0]
 }
 
 fn revision(number: i64) -> Revision {
@@ -76,6 +91,7 @@ impl EtcdStore {
             keys: Keys {
                 prefix: config.prefix.clone(),
             },
+            list_page: config.list_page,
         })
     }
 
@@ -129,24 +145,41 @@ impl Datastore for EtcdStore {
     }
 
     async fn list(&self, kind: Kind, name_prefix: &str) -> Result<Listing, StoreError> {
-        let key = self.keys.key(kind, name_prefix);
-        let response = self
-            .connection
-            .read(|mut client| {
-                let key = key.clone();
-                let options = GetOptions::new()
-                    .with_prefix()
-                    .with_sort(SortTarget::Key, SortOrder::Ascend);
-                async move { client.get(key, Some(options)).await }
-            })
-            .await?;
+        let first = self.keys.key(kind, name_prefix).into_bytes();
+        let end = prefix_end(&first);
+        let mut items = Vec::new();
+        let mut start = first;
+        // 0 until the first page answers: later pages read at its revision (a snapshot).
+        let mut at_revision = 0;
+        loop {
+            let response = self
+                .connection
+                .read(|mut client| {
+                    let (start, end) = (start.clone(), end.clone());
+                    let mut options = GetOptions::new().with_range(end).with_limit(self.list_page);
+                    if at_revision != 0 {
+                        options = options.with_revision(at_revision);
+                    }
+                    async move { client.get(start, Some(options)).await }
+                })
+                .await?;
+            if at_revision == 0 {
+                at_revision = response.header().map_or(0, |h| h.revision());
+            }
+            let kvs = response.kvs();
+            items.extend(kvs.iter().filter_map(|kv| key_value(&self.keys, kind, kv)));
+            match kvs.last() {
+                Some(last) if response.more() => {
+                    // The smallest key after the last one read.
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => break,
+            }
+        }
         Ok(Listing {
-            items: response
-                .kvs()
-                .iter()
-                .filter_map(|kv| key_value(&self.keys, kind, kv))
-                .collect(),
-            revision: revision(response.header().map_or(0, |h| h.revision())),
+            items,
+            revision: revision(at_revision),
         })
     }
 
@@ -217,5 +250,12 @@ mod tests {
         assert_eq!(keys.name(Kind::IPPool, b"/manul/v1/IPPoolIndex/x"), None);
         assert_eq!(keys.name(Kind::IPPool, &[0xff, 0xfe]), None);
         assert_eq!(expected_number(&Revision("x".into())), -1);
+    }
+
+    #[test]
+    fn a_prefix_range_ends_after_the_last_key_with_the_prefix() {
+        assert_eq!(prefix_end(b"/m/IPPool/a"), b"/m/IPPool/b");
+        assert_eq!(prefix_end(b"a\xff\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), [0]);
     }
 }

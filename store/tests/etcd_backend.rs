@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Duration};
 use futures::StreamExt;
 use manul_store::{
     Datastore, DatastoreOptions, Kind, StoreError, WatchEvent, WatchStream,
-    etcd::{EtcdConfig, EtcdStore},
+    etcd::{EtcdConfig, EtcdStore, EtcdTls},
     open_datastore_with_options,
     testing::etcd::EtcdCluster,
 };
@@ -107,4 +107,88 @@ async fn open_datastore_reads_etcd_urls_and_prefixes_keep_stores_apart() {
     assert!(b.list(Kind::Node, "").await.unwrap().items.is_empty());
     b.create(Kind::Node, "n", b"in b".to_vec()).await.unwrap();
     assert_eq!(a.list(Kind::Node, "").await.unwrap().items.len(), 1);
+}
+
+#[tokio::test]
+async fn a_tls_cluster_is_reached_with_its_ca_and_a_client_certificate_only() {
+    let etcd = EtcdCluster::start_tls(1).unwrap_or_else(|error| panic!("{error}"));
+    let tls = etcd.client_tls().unwrap().clone();
+    let store = open_datastore_with_options(
+        &etcd.url(),
+        &DatastoreOptions {
+            etcd_ca_file: tls.ca_file.clone(),
+            etcd_cert_file: tls.cert_file.clone(),
+            etcd_key_file: tls.key_file.clone(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let revision = store
+        .create(Kind::Node, "n", b"tls".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get(Kind::Node, "n").await.unwrap().unwrap().revision,
+        revision
+    );
+
+    let short = Duration::from_secs(1);
+    let without_certificate = etcd.config("/manul/v1", short).with_tls(EtcdTls {
+        ca_file: tls.ca_file.clone(),
+        ..Default::default()
+    });
+    let without_tls = EtcdConfig::from_url(&etcd.url())
+        .unwrap()
+        .with_retry_for(short);
+    for config in [without_certificate, without_tls] {
+        let error = EtcdStore::new(&config)
+            .unwrap()
+            .get(Kind::Node, "n")
+            .await
+            .unwrap_err();
+        assert!(matches!(error, StoreError::Backend(_)), "{error}");
+        assert!(error.to_string().contains("TLS files"), "{error}");
+    }
+}
+
+#[tokio::test]
+async fn a_list_longer_than_a_page_reads_every_page_at_one_revision() {
+    let etcd = EtcdCluster::start_one().unwrap_or_else(|error| panic!("{error}"));
+    let config = etcd
+        .config("/paged", Duration::from_secs(10))
+        .with_list_page(2);
+    let store = EtcdStore::new(&config).unwrap();
+    let names: Vec<String> = (0..7).map(|i| format!("a{i}")).collect();
+    for name in names.iter().rev() {
+        store
+            .create(Kind::IPAMBlock, name, name.as_bytes().to_vec())
+            .await
+            .unwrap();
+    }
+    store
+        .create(Kind::IPAMBlock, "b", b"b".to_vec())
+        .await
+        .unwrap();
+    store
+        .create(Kind::IPAMHandle, "a9", b"other kind".to_vec())
+        .await
+        .unwrap();
+    let listing = store.list(Kind::IPAMBlock, "a").await.unwrap();
+    let listed: Vec<&str> = listing.items.iter().map(|kv| kv.name.as_str()).collect();
+    assert_eq!(listed, names);
+    assert_eq!(
+        store.list(Kind::IPAMBlock, "").await.unwrap().items.len(),
+        8
+    );
+    // The listing's revision is the store's at the first page: a watch from it sees the next
+    // write and nothing before it.
+    let mut watch = store
+        .watch(Kind::IPAMBlock, "", &listing.revision)
+        .await
+        .unwrap();
+    store
+        .create(Kind::IPAMBlock, "c", b"c".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(next_put(&mut watch).await, ("c".to_string(), b"c".to_vec()));
 }

@@ -40,6 +40,9 @@ pub struct EtcdConfig {
     /// How long a request (or a broken watch) keeps retrying across the members before it
     /// fails with a Backend error.
     pub retry_for: Duration,
+    /// Keys per list request: a list reads pages of this many keys, all at the revision of
+    /// the first page, so that no answer nears gRPC's 4 MiB message limit.
+    pub list_page: i64,
 }
 
 impl EtcdConfig {
@@ -77,6 +80,7 @@ impl EtcdConfig {
             tls: EtcdTls::default(),
             request_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(30),
+            list_page: 500,
         })
     }
 
@@ -100,6 +104,11 @@ impl EtcdConfig {
 
     pub fn with_retry_for(mut self, retry_for: Duration) -> EtcdConfig {
         self.retry_for = retry_for;
+        self
+    }
+
+    pub fn with_list_page(mut self, list_page: i64) -> EtcdConfig {
+        self.list_page = list_page.max(1);
         self
     }
 

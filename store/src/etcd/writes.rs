@@ -7,15 +7,22 @@
 //!
 //! A write whose request broke mid-way (member killed, timeout) may or may not have been
 //! applied. It is sent again, to the next member, with the same compare. If that compare now
-//! fails, the write is taken as ours when the key holds exactly our value and was put by the
-//! write that directly followed the expected revision (create: the key was created with our
-//! value and not changed since; delete: the key is gone). A different writer that wrote the
-//! same bytes from the same revision at the same moment would be taken for us; its change is
-//! the same as ours, and this ambiguity only arises after a lost answer.
+//! fails, etcd's history tells whether the first attempt went through: an update or delete
+//! was ours when the change that directly followed the expected revision put our value (or
+//! deleted the key), whatever came after it; a create was ours when the key was created with
+//! our value. Only a different writer that wrote the same bytes from the same revision could
+//! be taken for us; its change is then the same as ours. When the history is compacted the
+//! write fails with a Backend error that says its outcome is unknown.
+//!
+//! Not covered: a create whose answer was lost, then deleted by someone else before the resend,
+//! is created again by the resend.
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp, TxnOpResponse, TxnResponse};
+use etcd_client::{Compare, CompareOp, Txn, TxnOp, TxnOpResponse, TxnResponse};
 
-use super::connection::{Connection, Failure, classify};
+use super::{
+    connection::{Connection, Failure, classify},
+    history,
+};
 use crate::datastore::{Kind, StoreError};
 
 #[derive(Clone, Copy)]
@@ -110,58 +117,65 @@ async fn outcome(
         kind,
         name: name.to_string(),
     };
+    let already_exists = || StoreError::AlreadyExists {
+        kind,
+        name: name.to_string(),
+    };
+    if !in_doubt {
+        return Err(match (write, current) {
+            (Write::Create(_), Some(_)) => already_exists(),
+            // The compare of a create cannot fail on an absent key; a delete raced the read.
+            (Write::Create(_), None) => conflict(),
+            (_, None) => not_found(),
+            (_, Some(_)) => conflict(),
+        });
+    }
+    // An earlier attempt may have been applied: look for it in the key's history.
     match (write, current) {
         (Write::Create(value), Some(current)) => {
-            let ours = in_doubt
-                && current.create_revision() == current.mod_revision()
-                && current.value() == value;
-            if ours {
-                Ok(current.mod_revision())
-            } else {
-                Err(StoreError::AlreadyExists {
-                    kind,
-                    name: name.to_string(),
-                })
-            }
-        }
-        // The compare of a create cannot fail on an absent key; a later delete raced the read.
-        (Write::Create(_), None) => Err(conflict()),
-        (Write::Update(..), None) => Err(not_found()),
-        (Write::Update(value, expected), Some(current)) => {
-            if in_doubt
-                && current.value() == value
-                && previous_mod_revision(connection, key, current.mod_revision()).await?
-                    == Some(expected)
+            let created = current.create_revision();
+            if history::value_at(connection, key, created)
+                .await?
+                .as_deref()
+                == Some(value)
             {
-                Ok(current.mod_revision())
+                Ok(created)
             } else {
-                Err(conflict())
+                Err(already_exists())
             }
         }
-        (Write::Delete(_), None) if in_doubt => Ok(header_revision),
-        (Write::Delete(_), None) => Err(not_found()),
-        (Write::Delete(_), Some(_)) => Err(conflict()),
+        (Write::Create(_), None) => Err(conflict()),
+        (Write::Update(_, expected) | Write::Delete(expected), current) => {
+            let plain = match &current {
+                None => not_found(),
+                Some(_) => conflict(),
+            };
+            if !has_change_after(connection, key, expected, current.as_ref()).await? {
+                return Err(plain);
+            }
+            let next = history::change_after(connection, key, expected).await?;
+            let ours = match write {
+                Write::Update(value, _) => next.value.as_deref() == Some(value),
+                _ => next.value.is_none(),
+            };
+            if ours { Ok(next.revision) } else { Err(plain) }
+        }
     }
 }
 
-/// The mod_revision `key` had just before `revision` (None when it did not exist then).
-async fn previous_mod_revision(
+/// True when `key` was at revision `expected` and has changed since, so that its history
+/// holds the change right after `expected`. (False for a revision the key never had.)
+async fn has_change_after(
     connection: &Connection,
     key: &str,
-    revision: i64,
-) -> Result<Option<i64>, StoreError> {
-    let response = connection
-        .read(|mut client| async move {
-            client
-                .get(key, Some(GetOptions::new().with_revision(revision - 1)))
-                .await
-        })
-        .await
-        .map_err(|error| {
-            StoreError::Backend(format!(
-                "a write of {key} may or may not have been applied (its answer was lost) and \
-                 etcd's history no longer tells: {error}"
-            ))
-        })?;
-    Ok(response.kvs().first().map(|kv| kv.mod_revision()))
+    expected: i64,
+    current: Option<&etcd_client::KeyValue>,
+) -> Result<bool, StoreError> {
+    if expected <= 0 {
+        return Ok(false);
+    }
+    Ok(match current {
+        Some(current) => current.mod_revision() > expected,
+        None => history::mod_revision_at(connection, key, expected).await? == Some(expected),
+    })
 }

@@ -10,7 +10,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::etcd::EtcdConfig;
+use crate::etcd::{EtcdConfig, EtcdTls};
+
+mod certificates;
 
 /// How long a member may take to become healthy (it takes under a second here).
 const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
@@ -26,6 +28,8 @@ pub enum EtcdFixtureError {
         what: String,
         source: std::io::Error,
     },
+    #[error("{command} failed: {stderr}")]
+    Command { command: String, stderr: String },
     #[error("etcd member {name} did not become healthy within {HEALTHY_WITHIN:?}; its log:\n{log}")]
     Unhealthy { name: String, log: String },
 }
@@ -56,6 +60,10 @@ pub struct EtcdMember {
     pub name: String,
     pub client_port: u16,
     pub peer_port: u16,
+    /// Plain-http port of /health and /metrics (also when clients speak TLS).
+    pub metrics_port: u16,
+    /// The member's certificate and key, and the CA its clients must present certificates of.
+    tls: Option<ServerTls>,
     data_dir: PathBuf,
     log: PathBuf,
     initial_cluster: String,
@@ -73,7 +81,9 @@ impl EtcdMember {
     }
 
     fn spawn(&mut self) -> Result<(), EtcdFixtureError> {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", self.client_port);
+        let metrics = format!("http://127.0.0.1:{}", self.metrics_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -81,12 +91,24 @@ impl EtcdMember {
             .open(&self.log)
             .map_err(io(format!("open {}", self.log.display())))?;
         let log_err = log.try_clone().map_err(io("clone a log file"))?;
-        let child = Command::new("etcd")
+        let mut command = Command::new("etcd");
+        if let Some(tls) = &self.tls {
+            command
+                .arg("--cert-file")
+                .arg(&tls.cert_file)
+                .arg("--key-file")
+                .arg(&tls.key_file)
+                .arg("--trusted-ca-file")
+                .arg(&tls.ca_file)
+                .arg("--client-cert-auth");
+        }
+        let child = command
             .args(["--name", &self.name])
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(["--listen-client-urls", &client])
             .args(["--advertise-client-urls", &client])
+            .args(["--listen-metrics-urls", &metrics])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &self.initial_cluster])
@@ -103,9 +125,9 @@ impl EtcdMember {
         Ok(())
     }
 
-    /// True when the member answers /health with a leader.
+    /// True when the member answers /health (on its metrics port) with a leader.
     pub fn is_healthy(&self) -> bool {
-        let address = ([127, 0, 0, 1], self.client_port).into();
+        let address = ([127, 0, 0, 1], self.metrics_port).into();
         let Ok(mut stream) = TcpStream::connect_timeout(&address, Duration::from_millis(200))
         else {
             return false;
@@ -136,7 +158,16 @@ impl EtcdMember {
 #[derive(Debug)]
 pub struct EtcdCluster {
     pub members: Vec<EtcdMember>,
+    /// The client TLS files, when the members require TLS with client certificates.
+    client_tls: Option<EtcdTls>,
     _dir: tempfile::TempDir,
+}
+
+#[derive(Clone, Debug)]
+struct ServerTls {
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
 }
 
 fn free_ports(count: usize) -> Result<Vec<u16>, EtcdFixtureError> {
@@ -156,27 +187,49 @@ fn free_ports(count: usize) -> Result<Vec<u16>, EtcdFixtureError> {
 }
 
 impl EtcdCluster {
-    /// Starts `size` members and waits until each is healthy.
+    /// Starts `size` members speaking plain http and waits until each is healthy.
     pub fn start(size: usize) -> Result<EtcdCluster, EtcdFixtureError> {
+        EtcdCluster::start_with(size, false)
+    }
+
+    /// Starts `size` members that require TLS with a client certificate (made with the
+    /// `openssl` command: a CA, a certificate for 127.0.0.1, a client certificate).
+    pub fn start_tls(size: usize) -> Result<EtcdCluster, EtcdFixtureError> {
+        EtcdCluster::start_with(size, true)
+    }
+
+    fn start_with(size: usize, tls: bool) -> Result<EtcdCluster, EtcdFixtureError> {
         require_etcd()?;
         let dir = tempfile::tempdir().map_err(io("create a temporary directory"))?;
-        let ports = free_ports(2 * size)?;
+        let (server_tls, client_tls) = if tls {
+            let (server, client) = certificates::make(dir.path())?;
+            (Some(server), Some(client))
+        } else {
+            (None, None)
+        };
+        let ports = free_ports(3 * size)?;
         let initial_cluster = (0..size)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", ports[2 * i + 1]))
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", ports[3 * i + 1]))
             .collect::<Vec<_>>()
             .join(",");
         let members = (0..size)
             .map(|i| EtcdMember {
                 name: format!("m{i}"),
-                client_port: ports[2 * i],
-                peer_port: ports[2 * i + 1],
+                client_port: ports[3 * i],
+                peer_port: ports[3 * i + 1],
+                metrics_port: ports[3 * i + 2],
+                tls: server_tls.clone(),
                 data_dir: dir.path().join(format!("m{i}.etcd")),
                 log: dir.path().join(format!("m{i}.log")),
                 initial_cluster: initial_cluster.clone(),
                 child: None,
             })
             .collect();
-        let mut cluster = EtcdCluster { members, _dir: dir };
+        let mut cluster = EtcdCluster {
+            members,
+            client_tls,
+            _dir: dir,
+        };
         for member in &mut cluster.members {
             member.spawn()?;
         }
@@ -184,6 +237,11 @@ impl EtcdCluster {
             cluster.wait_healthy(index)?;
         }
         Ok(cluster)
+    }
+
+    /// The TLS files a client needs (CA, client certificate and key), for a TLS cluster.
+    pub fn client_tls(&self) -> Option<&EtcdTls> {
+        self.client_tls.as_ref()
     }
 
     /// One member.
@@ -201,12 +259,14 @@ impl EtcdCluster {
         format!("etcd://{}", self.endpoints().join(","))
     }
 
-    /// A store configuration for every member with its own key prefix, retrying for
-    /// `retry_for` (tests that kill members keep it long, tests of failures short).
+    /// A store configuration for every member with its own key prefix (and the client TLS
+    /// files of a TLS cluster), retrying for `retry_for` (tests that kill members keep it
+    /// long, tests of failures short).
     pub fn config(&self, prefix: &str, retry_for: Duration) -> EtcdConfig {
         EtcdConfig::from_url(&self.url())
             .expect("the fixture's URL parses")
             .with_prefix(prefix)
+            .with_tls(self.client_tls.clone().unwrap_or_default())
             .with_retry_for(retry_for)
     }
 
