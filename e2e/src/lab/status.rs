@@ -226,12 +226,10 @@ fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> St
     match lab
         .nodes
         .iter()
-        .find(|node| node.address.to_string() == gateway)
+        .position(|node| node.address.to_string() == gateway)
     {
-        Some(next) if Some(next.name.clone()) == to_node.map(|n| lab.nodes[n].name.clone()) => {
-            format!("{} → {target}", source.name)
-        }
-        Some(next) => format!("{} → {} → {target}", source.name, next.name),
+        Some(next) if Some(next) == to_node => format!("{} → {target}", source.name),
+        Some(next) => format!("{} → {} → {target}", source.name, lab.nodes[next].name),
         None if gateway == source.gateway().to_string() => {
             format!("{} → tor → {target}", source.name)
         }
