@@ -252,14 +252,20 @@ fn writes(calls: &[String]) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn sync_changes_only_what_differs_and_an_agent_restart_changes_nothing() {
-    let bgpd = FakeBgpd::default();
+/// Nodes a and b; a has the block 10.244.1.0/26.
+fn two_nodes_a_with_a_block() -> Inputs {
     let mut inputs = Inputs::new(vec![
         node("a", "10.0.0.1/24", None),
         node("b", "10.0.0.2/24", None),
     ]);
     inputs.affine = vec![net("10.244.1.0/26")];
+    inputs
+}
+
+#[tokio::test]
+async fn sync_changes_only_what_differs_and_an_agent_restart_changes_nothing() {
+    let bgpd = FakeBgpd::default();
+    let mut inputs = two_nodes_a_with_a_block();
     let desired = inputs.config("a");
     let mut sync = SpeakerSync::default();
     let report = sync.sync(&bgpd, &desired).await.unwrap();
@@ -286,11 +292,7 @@ async fn sync_changes_only_what_differs_and_an_agent_restart_changes_nothing() {
 #[tokio::test]
 async fn a_restarted_bgpd_gets_everything_again() {
     let bgpd = FakeBgpd::default();
-    let mut inputs = Inputs::new(vec![
-        node("a", "10.0.0.1/24", None),
-        node("b", "10.0.0.2/24", None),
-    ]);
-    inputs.affine = vec![net("10.244.1.0/26")];
+    let inputs = two_nodes_a_with_a_block();
     let desired = inputs.config("a");
     let mut sync = SpeakerSync::default();
     sync.sync(&bgpd, &desired).await.unwrap();
