@@ -15,3 +15,4 @@ pub mod node;
 pub mod reconcile;
 pub mod server;
 pub mod sysctl;
+pub mod vxlan;
