@@ -11,6 +11,7 @@ pub mod health;
 pub mod locks;
 pub mod naming;
 pub mod netlink;
+pub mod nft;
 pub mod node;
 pub mod reconcile;
 pub mod server;
