@@ -11,6 +11,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, anyhow, ensure};
+use ipnet::IpNet;
 use manul_agent::netlink::{
     FdbEntry, LinkDeletion, Netlink, NextHop, Route, RouteTarget, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6,
     VXLAN_PORT, VXLAN_VNI, VxlanDevice, VxlanNeighbour, real::RealNetlink,
@@ -410,6 +411,71 @@ fn an_onlink_route_via_the_tunnel_address_is_written_and_read_back() -> Result<(
     Ok(())
 }
 
+/// The tunnel address goes on the device as a host route (/32, /128); a second call writes
+/// nothing new, another address replaces it, link-local addresses stay.
+#[test]
+fn the_tunnel_address_is_set_on_the_device_and_replaced() -> Result<()> {
+    require_root();
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    let v6 = VxlanDevice {
+        name: VXLAN_DEVICE_V6.to_string(),
+        local: ip("fd00:99::1")?,
+        mtu: 8930,
+        ..device()?
+    };
+    let global = |netns: &Netns, name: &str| -> Result<Vec<String>> {
+        let link = netns.ip_json(&["addr", "show", "dev", name])?;
+        let infos = link
+            .first()
+            .and_then(|link| link["addr_info"].as_array())
+            .cloned()
+            .unwrap_or_default();
+        Ok(infos
+            .iter()
+            .filter(|info| field(info, "scope") == "global")
+            .map(|info| format!("{}/{}", field(info, "local"), info["prefixlen"]))
+            .collect())
+    };
+    host.run({
+        let v6 = v6.clone();
+        move || async move {
+            let netlink = RealNetlink::new()?;
+            netlink.ensure_vxlan(&device()?).await?;
+            netlink.ensure_vxlan(&v6).await?;
+            for _ in 0..2 {
+                let tunnel: IpNet = "10.244.0.1/32".parse()?;
+                netlink
+                    .set_link_addresses(VXLAN_DEVICE_V4, &[tunnel])
+                    .await?;
+                let tunnel6: IpNet = "fd00:244::1/128".parse()?;
+                netlink
+                    .set_link_addresses(VXLAN_DEVICE_V6, &[tunnel6])
+                    .await?;
+            }
+            ensure!(
+                netlink.set_link_addresses("missing0", &[]).await.is_err(),
+                "a missing device"
+            );
+            Ok(())
+        }
+    })?;
+    assert_eq!(global(&host, VXLAN_DEVICE_V4)?, ["10.244.0.1/32"]);
+    assert_eq!(global(&host, VXLAN_DEVICE_V6)?, ["fd00:244::1/128"]);
+    host.run(|| async {
+        let netlink = RealNetlink::new()?;
+        let moved: IpNet = "10.244.0.65/32".parse()?;
+        netlink
+            .set_link_addresses(VXLAN_DEVICE_V4, &[moved])
+            .await?;
+        Ok(())
+    })?;
+    assert_eq!(global(&host, VXLAN_DEVICE_V4)?, ["10.244.0.65/32"]);
+    let all = host.ip(&["-6", "addr", "show", "dev", VXLAN_DEVICE_V6])?;
+    assert!(all.contains("scope link"), "link-local kept: {all}");
+    Ok(())
+}
+
 /// One end of the two-node test: its underlay address and device, tunnel address and VTEP MAC.
 #[derive(Clone, Copy)]
 struct TunnelEnd {
@@ -433,8 +499,8 @@ impl TunnelEnd {
 
 /// Writes, with RealNetlink inside `node`, what manul writes for one remote node: the device,
 /// the neighbour (remote tunnel address -> VTEP MAC), the FDB entry (VTEP MAC -> remote
-/// address) and `<destination> via <remote tunnel address> dev vxlan.calico onlink`; then
-/// gives the device its tunnel address.
+/// address), the device's tunnel address and `<destination> via <remote tunnel address> dev
+/// vxlan.calico onlink`.
 fn wire_tunnel(node: &Netns, this: TunnelEnd, remote: TunnelEnd, destination: &str) -> Result<()> {
     let route = Route::main(
         destination.parse()?,
@@ -459,12 +525,13 @@ fn wire_tunnel(node: &Netns, this: TunnelEnd, remote: TunnelEnd, destination: &s
             destination: ip(remote.local)?,
         };
         netlink.replace_fdb(VXLAN_DEVICE_V4, &entry).await?;
+        let tunnel = IpNet::from(ip(this.tunnel)?);
+        netlink
+            .set_link_addresses(VXLAN_DEVICE_V4, &[tunnel])
+            .await?;
         netlink.replace_route(&route).await?;
         Ok(())
-    })?;
-    let address = format!("{}/32", this.tunnel);
-    node.ip(&["addr", "add", &address, "dev", VXLAN_DEVICE_V4])?;
-    Ok(())
+    })
 }
 
 /// (tx packets, rx packets) of the node's vxlan.calico.

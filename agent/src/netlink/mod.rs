@@ -324,6 +324,16 @@ pub trait Netlink: Send + Sync + 'static {
     /// Returns the device as a link. Makes no change when the device is as wanted.
     async fn ensure_vxlan(&self, device: &VxlanDevice) -> Result<LinkInfo, NetlinkError>;
 
+    /// Makes the global (universe-scope) addresses of the link `device` exactly `addresses`
+    /// (link-local ones are the kernel's and stay): removes the others, adds the missing; no
+    /// write when they are as wanted. For the tunnel address on vxlan.calico (a /32 or /128).
+    /// Fails when the device is missing.
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError>;
+
     /// The VXLAN device of that name; None when there is no link of that name; an error when the
     /// link is not a VXLAN device. (Deleting it is `delete_link(name, None)`.)
     async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError>;

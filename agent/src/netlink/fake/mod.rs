@@ -53,6 +53,8 @@ struct FakeState {
     lookups: BTreeMap<IpNet, RouteLookup>,
     /// What `interface_addresses` answers.
     interfaces: Vec<InterfaceAddresses>,
+    /// Global addresses of host links set by `set_link_addresses`, by link name.
+    link_addresses: BTreeMap<String, Vec<IpNet>>,
     /// Permanent neighbours by (device, ip).
     neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
     /// FDB entries by (device, mac): the destination.
@@ -96,6 +98,7 @@ impl FakeState {
         }
         self.routes
             .retain(|_, (route, _)| !route.target.devices().contains(&name));
+        self.link_addresses.remove(name);
         self.neighbours.retain(|(device, _), _| device != name);
         self.fdb.retain(|(device, _), _| device != name);
     }
@@ -317,6 +320,15 @@ impl FakeNetlink {
     /// Every route with its protocol.
     pub fn all_routes(&self) -> Vec<(Route, String)> {
         self.lock().routes.values().cloned().collect()
+    }
+
+    /// The global addresses `set_link_addresses` gave the host link `name`.
+    pub fn link_addresses(&self, name: &str) -> Vec<IpNet> {
+        self.lock()
+            .link_addresses
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// (netns, ifname) of every pod interface.
@@ -563,6 +575,27 @@ impl Netlink for FakeNetlink {
         let mut state = self.lock();
         state.call("ensure_vxlan", format!("ensure_vxlan {device}"))?;
         state.ensure_vxlan(device)
+    }
+
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        let listed: Vec<String> = addresses.iter().map(IpNet::to_string).collect();
+        let line = format!("set_link_addresses {device} {}", listed.join(","));
+        state.call("set_link_addresses", line)?;
+        if !state.links.contains_key(device) {
+            return Err(NetlinkError::Link {
+                name: device.to_string(),
+                reason: "no such device".to_string(),
+            });
+        }
+        state
+            .link_addresses
+            .insert(device.to_string(), addresses.to_vec());
+        Ok(())
     }
 
     async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError> {

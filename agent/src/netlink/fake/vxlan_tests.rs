@@ -217,6 +217,10 @@ async fn neighbours_and_fdb_entries_replace_and_delete_idempotently() -> Result<
 #[tokio::test]
 async fn delete_link_takes_the_entries_of_the_device_along() -> Result<(), NetlinkError> {
     let fake = populated().await?;
+    let tunnel = "10.244.0.1/32".parse().unwrap_or_default();
+    fake.set_link_addresses(VXLAN_DEVICE_V4, &[tunnel]).await?;
+    assert_eq!(fake.link_addresses(VXLAN_DEVICE_V4), vec![tunnel]);
+    assert!(fake.set_link_addresses("missing", &[tunnel]).await.is_err());
     assert_eq!(
         fake.delete_link(VXLAN_DEVICE_V4, None).await?,
         LinkDeletion::Deleted
@@ -224,5 +228,6 @@ async fn delete_link_takes_the_entries_of_the_device_along() -> Result<(), Netli
     assert!(fake.vxlan_device(VXLAN_DEVICE_V4).await?.is_none());
     assert!(fake.neighbours().is_empty() && fake.fdb_entries().is_empty());
     assert!(fake.routes().is_empty());
+    assert!(fake.link_addresses(VXLAN_DEVICE_V4).is_empty());
     Ok(())
 }

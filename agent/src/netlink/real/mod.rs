@@ -16,6 +16,7 @@ mod vxlan;
 
 use std::{net::IpAddr, path::Path, sync::Arc};
 
+use ipnet::IpNet;
 use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
@@ -164,6 +165,21 @@ impl Netlink for RealNetlink {
 
     async fn ensure_vxlan(&self, device: &VxlanDevice) -> Result<LinkInfo, NetlinkError> {
         vxlan::ensure_vxlan(&self.handle, device).await
+    }
+
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError> {
+        let link = links::link_by_name(&self.handle, device)
+            .await?
+            .ok_or_else(|| NetlinkError::Link {
+                name: device.to_string(),
+                reason: "no such device".to_string(),
+            })?;
+        let _dump = self.dumps.lock().await;
+        addresses::set_global_addresses(&self.handle, &link, addresses).await
     }
 
     async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError> {
