@@ -5,6 +5,7 @@
 //! to the route applier as `RouteSource::Vxlan`.
 
 pub mod desired;
+pub mod kernel;
 pub mod tunnel;
 
 #[cfg(test)]
@@ -14,4 +15,5 @@ pub use desired::{
     VXLAN_DEVICE, VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI, Vtep, VxlanInputs, VxlanState, vxlan_mtu,
     vxlan_state,
 };
+pub use kernel::{VxlanApplyReport, apply_vxlan, parse_mac};
 pub use tunnel::{TunnelEndpoint, TunnelError, reconcile_tunnel, vtep_mac};

@@ -1,13 +1,7 @@
-<<<<<<< HEAD
 //! The network-namespace helper of the agent's namespace test suites: a uniquely named
 //! namespace removed on drop (every exit path), `ip -n` in it, and code run on a thread that
 //! entered it (sockets, netlink and child processes opened there live in it). Does I/O.
 
-=======
-//! Network namespaces for the kernel tests of `RealNetlink`: made per test with a unique name,
-//! removed on drop; code runs on a thread that entered one. Does I/O (`ip`, setns). Each test
-//! crate uses a part of it, hence `dead_code` is allowed.
->>>>>>> h-vxnl
 #![allow(dead_code)]
 
 use std::{
@@ -20,10 +14,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
-<<<<<<< HEAD
-=======
 use serde_json::Value;
->>>>>>> h-vxnl
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -40,13 +31,9 @@ impl Netns {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         run("ip", &["netns", "add", &name])?;
-<<<<<<< HEAD
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
-=======
-        Ok(Netns { name })
->>>>>>> h-vxnl
     }
 
     pub fn path(&self) -> PathBuf {
@@ -60,7 +47,17 @@ impl Netns {
         run("ip", &all)
     }
 
-<<<<<<< HEAD
+    /// `ip -n <ns> -j <args>`, parsed.
+    pub fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let output = self.ip(&all)?;
+        if output.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
+    }
+
     /// `ip netns exec <ns> <program> <args>`.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
         let mut all = vec!["netns", "exec", &self.name, program];
@@ -82,17 +79,6 @@ impl Netns {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         }
-=======
-    /// `ip -n <ns> -j <args>`, parsed.
-    pub fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let output = self.ip(&all)?;
-        if output.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
->>>>>>> h-vxnl
     }
 
     /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
@@ -102,26 +88,12 @@ impl Netns {
         Fut: Future<Output = Result<T>>,
         T: Send + 'static,
     {
-<<<<<<< HEAD
         self.run_blocking(move || {
-=======
-        let path = self.path();
-        let thread = std::thread::spawn(move || -> Result<T> {
-            enter(&path)?;
->>>>>>> h-vxnl
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(test())
-<<<<<<< HEAD
         })
-=======
-        });
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
->>>>>>> h-vxnl
     }
 }
 
@@ -133,10 +105,7 @@ impl Drop for Netns {
     }
 }
 
-<<<<<<< HEAD
 /// Moves the calling thread into the namespace at `path`.
-=======
->>>>>>> h-vxnl
 pub fn enter(path: &std::path::Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
@@ -162,7 +131,6 @@ pub fn require_root() {
     );
 }
 
-<<<<<<< HEAD
 /// A veth pair between two namespaces with an address on each end (`a/len`, `b/len`), up.
 pub fn wire(
     a: &Netns,
@@ -181,7 +149,7 @@ pub fn wire(
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())
 }
-=======
+
 pub fn field<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or("")
 }
@@ -216,4 +184,3 @@ pub fn require_programs(programs: &[&str]) {
         );
     }
 }
->>>>>>> h-vxnl
