@@ -152,6 +152,16 @@ impl Lab {
         Ok(pid)
     }
 
+    /// Runs `command` to its end inside a namespace (`ip netns exec`); fails on a non-zero exit.
+    pub fn exec(&self, ns: Ns, command: &mut Command) -> Result<()> {
+        let mut wrapped = Command::new("ip");
+        wrapped
+            .args(["netns", "exec", &self.names[ns as usize]])
+            .arg(command.get_program())
+            .args(command.get_args());
+        run(&mut wrapped)
+    }
+
     /// Fails when a daemon this lab started has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         for child in &mut self.children {

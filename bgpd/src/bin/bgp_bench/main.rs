@@ -6,6 +6,7 @@
 //! (stream.rs). Needs root. Ctrl-C removes the namespaces. Does I/O.
 
 mod churn;
+mod kernel;
 mod lab;
 mod probe;
 mod report;
@@ -33,7 +34,9 @@ struct Flags {
     /// Multiplies every prefix count (0.1 for a quick run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Scenarios to run: full (1M BIRD → X), reverse (100k X → BIRD), many (20 × 50k → X).
+    /// Scenarios to run: full (1M BIRD → X), reverse (100k X → BIRD), many (20 × 50k → X),
+    /// kernel (1M BIRD → X into the kernel: manul-bgpd + manul-agent against BIRD's kernel
+    /// protocol; needs etcd and etcdctl).
     #[arg(long, value_delimiter = ',', default_value = "full,reverse,many")]
     only: Vec<String>,
     /// Seconds a single measurement may take.
@@ -42,6 +45,9 @@ struct Flags {
     /// manul-bgpd binary (default: next to this one).
     #[arg(long)]
     bgpd: Option<PathBuf>,
+    /// manul-agent binary, for the kernel scenario (default: next to this one).
+    #[arg(long)]
+    agent: Option<PathBuf>,
     #[arg(long, default_value = "bird")]
     bird: String,
     /// Copies every lab's logs and configurations here before removing the lab.
@@ -96,6 +102,7 @@ impl Scenario {
 struct Env<'a> {
     flags: &'a Flags,
     bgpd: PathBuf,
+    agent: PathBuf,
     bird: PathBuf,
     scratch: &'a Path,
 }
@@ -123,6 +130,13 @@ fn scenarios(scale: f64) -> Vec<Scenario> {
             label: format!("BIRD → X, 20 peers × {many}"),
             peers: 20,
             per_peer: many,
+            reverse: false,
+        },
+        Scenario {
+            key: "kernel",
+            label: format!("BIRD → X → kernel FIB, {full}"),
+            peers: 1,
+            per_peer: full,
             reverse: false,
         },
     ]
@@ -213,7 +227,11 @@ async fn measure(
     bar: &ProgressBar,
 ) -> Result<Sample> {
     let mut lab = Lab::new(env.scratch, scenario.peers)?;
-    let result = measure_in(env, &mut lab, scenario, side, bar).await;
+    let result = if scenario.key == "kernel" {
+        kernel::measure_in(env, &mut lab, scenario.total(), side, bar).await
+    } else {
+        measure_in(env, &mut lab, scenario, side, bar).await
+    };
     if result.is_err() {
         bar.suspend(|| eprintln!("{}", lab.log_tails()));
     }
@@ -344,18 +362,33 @@ async fn measure_in(
 }
 
 async fn run(flags: &Flags) -> Result<()> {
-    let bgpd = match &flags.bgpd {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
+    let beside = |name: &str| -> Result<PathBuf> {
+        Ok(std::env::current_exe()?
             .parent()
             .context("no directory")?
-            .join("manul-bgpd"),
+            .join(name))
+    };
+    let bgpd = match &flags.bgpd {
+        Some(path) => path.clone(),
+        None => beside("manul-bgpd")?,
     };
     anyhow::ensure!(bgpd.exists(), "no {}: build it first", bgpd.display());
+    let agent = match &flags.agent {
+        Some(path) => path.clone(),
+        None => beside("manul-agent")?,
+    };
+    if flags.only.iter().any(|key| key == "kernel") {
+        anyhow::ensure!(
+            agent.exists(),
+            "no {}: build it first (cargo build --release -p manul-agent)",
+            agent.display()
+        );
+    }
     let scratch = Scratch::new()?;
     let env = Env {
         flags,
         bgpd,
+        agent,
         bird: PathBuf::from(&flags.bird),
         scratch: &scratch.0,
     };
