@@ -133,7 +133,11 @@ impl LearnedRoutes {
         state: &mut State,
         started: Instant,
     ) {
-        let mut snapshot = Some(BestPaths::new());
+        // The snapshot's batches are installed as they come (the best paths of the stream
+        // before are stale by now: each prefix the snapshot names replaces its stale route),
+        // so a table of a million routes starts reaching the kernel at once.
+        let mut in_snapshot = true;
+        let mut context_changed_in_snapshot = false;
         let mut resolve = tokio::time::interval(RESOLVE);
         let mut settle_check = tokio::time::interval(RETRY);
         loop {
@@ -145,29 +149,28 @@ impl LearnedRoutes {
                         }
                         return;
                     };
-                    match snapshot.as_mut() {
-                        Some(collecting) => {
-                            apply_batch(collecting, &batch.paths);
-                            if batch.snapshot_done {
-                                state.best = snapshot.take().unwrap_or_default();
-                                self.status.set_stream_up(true);
-                                info!(paths = state.best.len(), "manul-bgpd's best paths are in");
-                                self.install_all(state).await;
-                            }
+                    self.apply_changes(state, &batch.paths).await;
+                    if in_snapshot && batch.snapshot_done {
+                        in_snapshot = false;
+                        self.status.set_stream_up(true);
+                        info!(paths = state.best.len(), "manul-bgpd's best paths are in");
+                        if context_changed_in_snapshot {
+                            self.install_all(state).await;
                         }
-                        None => self.apply_changes(state, &batch.paths).await,
                     }
                 }
                 changed = self.context.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    if snapshot.is_none() {
+                    if in_snapshot {
+                        context_changed_in_snapshot = true;
+                    } else {
                         self.install_all(state).await;
                     }
                 }
                 _ = resolve.tick() => {
-                    if snapshot.is_none() && self.refresh_lookups(state).await {
+                    if !in_snapshot && self.refresh_lookups(state).await {
                         self.install_all(state).await;
                     }
                 }
@@ -178,16 +181,20 @@ impl LearnedRoutes {
                         .map_or(started.elapsed() > restart_time, |deadline| {
                             Instant::now() >= deadline
                         });
-                    if snapshot.is_none()
+                    if !in_snapshot
                         && (state.holding || !state.stale.is_empty())
                         && (expired || self.settled().await)
                     {
+                        let had_stale = !state.stale.is_empty();
                         state.stale.clear();
                         state.stale_deadline = None;
                         if state.holding {
                             self.release_hold(state).await;
                         }
-                        self.install_all(state).await;
+                        // Without stale paths the applier has exactly the best paths already.
+                        if had_stale {
+                            self.install_all(state).await;
+                        }
                     }
                 }
             }

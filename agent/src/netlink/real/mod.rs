@@ -8,6 +8,7 @@ mod addresses;
 mod links;
 mod namespace;
 mod pod;
+mod route_batch;
 mod routes;
 
 use std::{net::IpAddr, path::Path, sync::Arc};
@@ -17,7 +18,7 @@ use tokio::sync::Mutex;
 
 use super::{
     InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
-    PodInterfaceConfig, Route, RouteLookup, VethRequest,
+    PodInterfaceConfig, Route, RouteLookup, RouteWrite, VethRequest,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -32,6 +33,8 @@ pub struct RealNetlink {
     /// The kernel runs one dump at a time per netlink socket and answers a second one with
     /// EBUSY, so concurrent CNI requests take turns for dumps (requests are not affected).
     dumps: Arc<Mutex<()>>,
+    /// Route writes go in bulk on a socket of their own (route_batch.rs).
+    route_batch: Arc<route_batch::RouteBatchSocket>,
 }
 
 impl RealNetlink {
@@ -48,6 +51,7 @@ impl RealNetlink {
             handle,
             dump_handle,
             dumps: Arc::new(Mutex::new(())),
+            route_batch: Arc::new(route_batch::RouteBatchSocket::open()?),
         })
     }
 }
@@ -128,15 +132,22 @@ impl Netlink for RealNetlink {
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::add_route(&self.handle, route).await
+        routes::add_route(&self.handle, &self.route_batch, route).await
     }
 
     async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::replace_route(&self.handle, route).await
+        routes::replace_route(&self.handle, &self.route_batch, route).await
     }
 
     async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::delete_route(&self.handle, route).await
+        routes::delete_route(&self.handle, &self.route_batch, route).await
+    }
+
+    async fn write_routes(
+        &self,
+        writes: Vec<RouteWrite>,
+    ) -> Vec<(RouteWrite, Result<(), NetlinkError>)> {
+        routes::write_routes(&self.handle, &self.route_batch, writes).await
     }
 
     async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {
