@@ -27,7 +27,7 @@ use futures::StreamExt;
 use ipnet::IpNet;
 use manul_proto::bgpd as proto;
 use manul_store::IpPool;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use super::{
@@ -65,6 +65,9 @@ pub struct LearnedRoutes {
     pub endpoints: Arc<Endpoints>,
     pub context: watch::Receiver<RouteContext>,
     pub status: Arc<BgpStatus>,
+    /// Poked when the speaker task has given bgpd its global settings: a stream bgpd refused
+    /// for want of them is asked for again at once instead of after `RETRY`.
+    pub bgpd_configured: Arc<Notify>,
 }
 
 struct State {
@@ -123,7 +126,10 @@ impl LearnedRoutes {
                 state.stale_deadline = None;
                 self.install_all(&mut state).await;
             }
-            tokio::time::sleep(RETRY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = self.bgpd_configured.notified() => {}
+            }
         }
     }
 
@@ -305,8 +311,27 @@ impl LearnedRoutes {
             let Ok(prefix) = path.prefix.parse::<IpNet>() else {
                 continue;
             };
-            state.stale.remove(&prefix);
-            // Whatever the applier had at this prefix goes (the metric may change the key).
+            if !state.stale.is_empty() {
+                state.stale.remove(&prefix);
+            }
+            let route = match state.best.get(&prefix) {
+                None => None,
+                Some(next_hops) => match remote_route(
+                    prefix,
+                    next_hops,
+                    &context.originated,
+                    &context.pools,
+                    &state.lookups,
+                ) {
+                    Ok(route) => route,
+                    Err(problem) => {
+                        warn!(%problem, "a learned route cannot be installed");
+                        None
+                    }
+                },
+            };
+            let new_key = route.as_ref().map(Route::key);
+            // Whatever else the applier had at this prefix goes (the metric may change the key).
             for metric in [
                 Route::main(prefix, RouteTarget::Blackhole).metric,
                 LEARNED_METRIC,
@@ -316,25 +341,14 @@ impl LearnedRoutes {
                     destination: prefix.trunc(),
                     metric,
                 };
-                applier.remove(RouteSource::Bgp, old);
-                touched.push(old);
-            }
-            let Some(next_hops) = state.best.get(&prefix) else {
-                continue;
-            };
-            match remote_route(
-                prefix,
-                next_hops,
-                &context.originated,
-                &context.pools,
-                &state.lookups,
-            ) {
-                Ok(Some(route)) => {
-                    touched.push(route.key());
-                    applier.upsert(RouteSource::Bgp, route);
+                if Some(old) != new_key && applier.wants(RouteSource::Bgp, &old) {
+                    applier.remove(RouteSource::Bgp, old);
+                    touched.push(old);
                 }
-                Ok(None) => {}
-                Err(problem) => warn!(%problem, "a learned route cannot be installed"),
+            }
+            if let Some(route) = route {
+                touched.push(route.key());
+                applier.upsert(RouteSource::Bgp, route);
             }
         }
         self.status.set_routes(applier.source_len(RouteSource::Bgp));

@@ -2,8 +2,8 @@
 //! requests go to the kernel in one `sendto`, which handles them one after the other and queues
 //! one acknowledgement each; the acknowledgements are then read back in a few `recv`s. Through
 //! the shared rtnetlink connection every route cost a request future, a channel hop, a
-//! `sendto`, a `recv` and a decode of the echoed request (about 10 µs of the agent's CPU per
-//! route: 1M BGP routes took 12 s). Does I/O (a blocking socket, used from the blocking pool).
+//! `sendto`, a `recv` and a decode of the echoed request. Does I/O (a blocking socket, used
+//! from the blocking pool).
 //!
 //! The socket is opened with the agent's other connections, in the agent's namespace, and
 //! stays bound to it whatever thread uses it.

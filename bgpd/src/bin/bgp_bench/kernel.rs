@@ -106,15 +106,17 @@ pub async fn measure_in(
         first_up >= polled_up - 1.0 && first_up <= finished,
         "implausible time of Established: {first_up} (polling from {polled_up})"
     );
-    let mut hwm_kib = 0;
+    let (mut hwm_kib, mut cpu_seconds) = (0, 0.0);
     for pid in &pids {
         hwm_kib += lab::vm_hwm_kib(*pid)?;
+        cpu_seconds += lab::cpu_seconds(*pid)?;
     }
     Ok(Sample {
         seconds: finished - first_up,
         all_up: 0.0,
         hwm_kib,
         stream: None,
+        cpu_seconds: Some(cpu_seconds),
     })
 }
 

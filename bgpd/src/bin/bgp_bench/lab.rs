@@ -386,3 +386,20 @@ pub fn vm_hwm_kib(pid: u32) -> Result<u64> {
         .parse()?;
     Ok(kib)
 }
+
+/// CPU time (user + system) a live process has used, in seconds (/proc/PID/stat, in the
+/// kernel's USER_HZ of 100 ticks per second).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("/proc/PID/stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
+}

@@ -358,6 +358,7 @@ async fn measure_in(
         all_up: all_up.map_or(seconds, |t| t - first_up),
         hwm_kib: lab::vm_hwm_kib(pid)?,
         stream,
+        cpu_seconds: None,
     })
 }
 
@@ -439,11 +440,13 @@ async fn run(flags: &Flags) -> Result<()> {
                     Ok(sample) => {
                         row.samples[side as usize].push(sample);
                         let stream = sample.stream.map(|s| s.describe(scenario.total()));
+                        let cpu = sample.cpu_seconds.map(|s| format!(", CPU {s:.2} s"));
                         format!(
-                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}",
+                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}{}",
                             sample.seconds,
                             sample.all_up,
                             sample.hwm_kib as f64 / 1024.0,
+                            cpu.unwrap_or_default(),
                             stream.map_or(String::new(), |s| format!("; {s}"))
                         )
                     }

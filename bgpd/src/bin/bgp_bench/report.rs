@@ -11,6 +11,9 @@ pub struct Sample {
     pub hwm_kib: u64,
     /// The WatchBestPaths subscriber (manul-bgpd receiving 1M only).
     pub stream: Option<StreamSample>,
+    /// CPU time (user + system) of the processes under test, from start to the end of the
+    /// measurement (kernel scenario only).
+    pub cpu_seconds: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +165,24 @@ pub fn print_table(rows: &[Row]) {
             cell(mib, "MiB", 0),
             streams.len()
         );
+    }
+    for row in rows {
+        let cpu = |side: usize| {
+            median(
+                row.samples[side]
+                    .iter()
+                    .filter_map(|s| s.cpu_seconds)
+                    .collect(),
+            )
+        };
+        if let (Some(manul), Some(bird)) = (cpu(0), cpu(1)) {
+            println!(
+                "{}: CPU time of the receiving processes {manul:.2} s (manul) against {bird:.2} s \
+                 (BIRD), {:.2}× (medians)",
+                row.label,
+                manul / bird
+            );
+        }
     }
     println!(
         "(medians; \"X → BIRD\": peak RSS of the originating process under test, the receiver \
