@@ -3,7 +3,9 @@
 //! the other (which goes first alternates by repetition), and reports the time from session
 //! up until every prefix is accepted, the peak RSS (VmHWM) of the process under test, and the
 //! ratios manul/BIRD; in the 1M scenario manul-bgpd also feeds a WatchBestPaths subscriber
-//! (stream.rs). Needs root. Ctrl-C removes the namespaces. Does I/O.
+//! (stream.rs). The kernel scenario (kernel.rs) has the receiver install the routes into its
+//! kernel: manul-bgpd + manul-agent against BIRD's kernel protocol. Needs root. Ctrl-C removes
+//! the namespaces. Does I/O.
 
 mod churn;
 mod kernel;

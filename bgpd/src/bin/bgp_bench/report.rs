@@ -7,7 +7,8 @@ pub struct Sample {
     pub seconds: f64,
     /// From the first session up until the last one (when several).
     pub all_up: f64,
-    /// VmHWM of the process under test (receiver, or sender in reverse), KiB.
+    /// VmHWM of the process under test (receiver, or sender in reverse; in the kernel scenario
+    /// bgpd's and the agent's summed), KiB.
     pub hwm_kib: u64,
     /// The WatchBestPaths subscriber (manul-bgpd receiving 1M only).
     pub stream: Option<StreamSample>,
