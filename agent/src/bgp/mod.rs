@@ -39,11 +39,11 @@ use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
 use self::{
-    bgpd_api::BgpdApi,
+    bgpd_api::{BgpdApi, BgpdError},
     learned::{LearnedRoutes, RouteContext},
     speaker_config::{SpeakerConfig, SpeakerInputs, speaker_config},
     status::{BgpStatus, Session},
-    sync::{SpeakerSync, display_name},
+    sync::{SpeakerSync, SyncReport, display_name},
 };
 use crate::{endpoint::Endpoints, netlink::Netlink};
 
@@ -57,7 +57,22 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The running BGP tasks; dropping it stops them.
 pub struct BgpDriver {
     tasks: Vec<JoinHandle<()>>,
+    bgpd: Arc<dyn BgpdApi>,
     pub status: Arc<BgpStatus>,
+}
+
+impl BgpDriver {
+    /// This node leaves the cluster (its Node was deleted): stops the tasks, then withdraws
+    /// every prefix and removes every peer from bgpd, so that the other nodes and the routers
+    /// drop its routes at once instead of keeping them for a graceful-restart time.
+    pub async fn leave_cluster(self) -> Result<SyncReport, BgpdError> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        SpeakerSync::default()
+            .withdraw_all(self.bgpd.as_ref())
+            .await
+    }
 }
 
 impl Drop for BgpDriver {
@@ -99,7 +114,7 @@ pub async fn start(
         (Kind::BlockAffinity, String::new()),
         (Kind::WorkloadEndpoint, node_prefix),
     ] {
-        tasks.push(tokio::spawn(watch_kind(
+        tasks.push(tokio::spawn(crate::watch::notify_on_change(
             store.clone(),
             kind,
             prefix,
@@ -117,7 +132,7 @@ pub async fn start(
     };
     tasks.push(tokio::spawn(speaker.run()));
     let learned = LearnedRoutes {
-        bgpd,
+        bgpd: bgpd.clone(),
         netlink,
         endpoints: endpoints.clone(),
         context,
@@ -125,35 +140,10 @@ pub async fn start(
         bgpd_configured,
     };
     tasks.push(tokio::spawn(learned.run()));
-    BgpDriver { tasks, status }
-}
-
-/// Pokes `changed` on every event of `kind`; relists after an error or a compaction.
-async fn watch_kind(store: Arc<dyn Datastore>, kind: Kind, prefix: String, changed: Arc<Notify>) {
-    use futures::StreamExt;
-    loop {
-        let listing = match store.list(kind, &prefix).await {
-            Ok(listing) => listing,
-            Err(error) => {
-                warn!(%kind, %error, "cannot list for the BGP watch; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        changed.notify_one();
-        match store.watch(kind, &prefix, &listing.revision).await {
-            Ok(mut events) => {
-                while let Some(event) = events.next().await {
-                    if let Err(error) = event {
-                        warn!(%kind, %error, "the BGP watch broke; listing again");
-                        break;
-                    }
-                    changed.notify_one();
-                }
-            }
-            Err(error) => warn!(%kind, %error, "cannot watch for BGP; retrying"),
-        }
-        tokio::time::sleep(RETRY).await;
+    BgpDriver {
+        tasks,
+        bgpd,
+        status,
     }
 }
 
