@@ -14,7 +14,7 @@ use anyhow::{Context, Result, anyhow, ensure};
 use manul_agent::{
     netlink::{
         HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig, Route,
-        RouteLookup, RouteTarget, VethRequest, real::RealNetlink,
+        RouteLookup, RouteTarget, RouteWrite, VethRequest, real::RealNetlink,
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
@@ -222,6 +222,96 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
         has_route(&foreign6, "fd00:70::/64", "dev", "up0"),
         "{foreign6:?}"
     );
+    Ok(())
+}
+
+#[test]
+fn a_batch_of_route_writes_answers_each_write_as_the_single_call_would() -> Result<()> {
+    require_root();
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    host.ip(&[
+        "route",
+        "add",
+        "10.71.0.0/24",
+        "dev",
+        "up0",
+        "proto",
+        "static",
+    ])?;
+    let via = |destination: &str| -> Result<Route> {
+        Ok(Route::main(
+            destination.parse()?,
+            RouteTarget::via(vec![NextHop {
+                gateway: "10.99.7.7".parse()?,
+                device: "up0".to_string(),
+                onlink: true,
+            }]),
+        ))
+    };
+    // More writes than one send carries, so that the acknowledgements of several sends are
+    // matched to their writes.
+    let many: Vec<Route> = (0..600)
+        .map(|index| via(&format!("10.72.{}.{}/32", index / 256, index % 256)))
+        .collect::<Result<_>>()?;
+    let (first, again, foreign, missing) = (
+        via("10.73.0.0/24")?,
+        via("10.73.0.0/24")?,
+        via("10.71.0.0/24")?,
+        Route::main(
+            "10.74.0.0/24".parse()?,
+            RouteTarget::Device("cali-gone".into()),
+        ),
+    );
+    let mut writes: Vec<RouteWrite> = many.iter().cloned().map(RouteWrite::Add).collect();
+    writes.extend([
+        RouteWrite::Add(first.clone()),
+        RouteWrite::Add(again),
+        RouteWrite::Add(foreign),
+        RouteWrite::Add(missing.clone()),
+        RouteWrite::Delete(missing),
+        RouteWrite::Delete(via("10.75.0.0/24")?),
+    ]);
+    let results = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let results: Vec<String> = netlink
+            .write_routes(writes)
+            .await
+            .into_iter()
+            .map(|(_, result)| match result {
+                Ok(()) => "ok".to_string(),
+                Err(NetlinkError::RouteExists { .. }) => "exists".to_string(),
+                Err(error) => format!("error: {error}"),
+            })
+            .collect();
+        Ok(results)
+    })?;
+    let (bulk, rest) = results.split_at(600);
+    assert!(bulk.iter().all(|result| result == "ok"), "{bulk:?}");
+    assert_eq!(rest[..3], ["ok", "exists", "exists"]);
+    assert!(rest[3].contains("no device cali-gone"), "{rest:?}");
+    assert_eq!(rest[4..], ["ok", "ok"]);
+    let ours = host.ip_json(&["route", "show", "proto", "109"])?;
+    assert_eq!(ours.len(), 601, "the 600 and 10.73.0.0/24");
+    assert!(has_route(&ours, "10.72.2.87", "gateway", "10.99.7.7"));
+    let statics = host.ip_json(&["route", "show", "proto", "static"])?;
+    assert!(
+        has_route(&statics, "10.71.0.0/24", "dev", "up0"),
+        "{statics:?}"
+    );
+
+    let deletions: Vec<RouteWrite> = many.into_iter().map(RouteWrite::Delete).collect();
+    let replaced = via("10.73.0.0/24")?;
+    let left = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let mut writes = deletions;
+        writes.push(RouteWrite::Replace(replaced));
+        for (write, result) in netlink.write_routes(writes).await {
+            result.with_context(|| format!("{write:?}"))?;
+        }
+        Ok(netlink.manul_routes(&[]).await?)
+    })?;
+    assert_eq!(left, vec![first]);
     Ok(())
 }
 

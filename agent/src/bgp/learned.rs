@@ -27,7 +27,7 @@ use futures::StreamExt;
 use ipnet::IpNet;
 use manul_proto::bgpd as proto;
 use manul_store::IpPool;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tracing::{info, warn};
 
 use super::{
@@ -65,6 +65,9 @@ pub struct LearnedRoutes {
     pub endpoints: Arc<Endpoints>,
     pub context: watch::Receiver<RouteContext>,
     pub status: Arc<BgpStatus>,
+    /// Poked when the speaker task has given bgpd its global settings: a stream bgpd refused
+    /// for want of them is asked for again at once instead of after `RETRY`.
+    pub bgpd_configured: Arc<Notify>,
 }
 
 struct State {
@@ -123,7 +126,10 @@ impl LearnedRoutes {
                 state.stale_deadline = None;
                 self.install_all(&mut state).await;
             }
-            tokio::time::sleep(RETRY).await;
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY) => {}
+                _ = self.bgpd_configured.notified() => {}
+            }
         }
     }
 
@@ -133,7 +139,11 @@ impl LearnedRoutes {
         state: &mut State,
         started: Instant,
     ) {
-        let mut snapshot = Some(BestPaths::new());
+        // The snapshot's batches are installed as they come (the best paths of the stream
+        // before are stale by now: each prefix the snapshot names replaces its stale route),
+        // so a table of a million routes starts reaching the kernel at once.
+        let mut in_snapshot = true;
+        let mut context_changed_in_snapshot = false;
         let mut resolve = tokio::time::interval(RESOLVE);
         let mut settle_check = tokio::time::interval(RETRY);
         loop {
@@ -145,29 +155,28 @@ impl LearnedRoutes {
                         }
                         return;
                     };
-                    match snapshot.as_mut() {
-                        Some(collecting) => {
-                            apply_batch(collecting, &batch.paths);
-                            if batch.snapshot_done {
-                                state.best = snapshot.take().unwrap_or_default();
-                                self.status.set_stream_up(true);
-                                info!(paths = state.best.len(), "manul-bgpd's best paths are in");
-                                self.install_all(state).await;
-                            }
+                    self.apply_changes(state, &batch.paths).await;
+                    if in_snapshot && batch.snapshot_done {
+                        in_snapshot = false;
+                        self.status.set_stream_up(true);
+                        info!(paths = state.best.len(), "manul-bgpd's best paths are in");
+                        if context_changed_in_snapshot {
+                            self.install_all(state).await;
                         }
-                        None => self.apply_changes(state, &batch.paths).await,
                     }
                 }
                 changed = self.context.changed() => {
                     if changed.is_err() {
                         return;
                     }
-                    if snapshot.is_none() {
+                    if in_snapshot {
+                        context_changed_in_snapshot = true;
+                    } else {
                         self.install_all(state).await;
                     }
                 }
                 _ = resolve.tick() => {
-                    if snapshot.is_none() && self.refresh_lookups(state).await {
+                    if !in_snapshot && self.refresh_lookups(state).await {
                         self.install_all(state).await;
                     }
                 }
@@ -178,16 +187,20 @@ impl LearnedRoutes {
                         .map_or(started.elapsed() > restart_time, |deadline| {
                             Instant::now() >= deadline
                         });
-                    if snapshot.is_none()
+                    if !in_snapshot
                         && (state.holding || !state.stale.is_empty())
                         && (expired || self.settled().await)
                     {
+                        let had_stale = !state.stale.is_empty();
                         state.stale.clear();
                         state.stale_deadline = None;
                         if state.holding {
                             self.release_hold(state).await;
                         }
-                        self.install_all(state).await;
+                        // Without stale paths the applier has exactly the best paths already.
+                        if had_stale {
+                            self.install_all(state).await;
+                        }
                     }
                 }
             }
@@ -298,8 +311,27 @@ impl LearnedRoutes {
             let Ok(prefix) = path.prefix.parse::<IpNet>() else {
                 continue;
             };
-            state.stale.remove(&prefix);
-            // Whatever the applier had at this prefix goes (the metric may change the key).
+            if !state.stale.is_empty() {
+                state.stale.remove(&prefix);
+            }
+            let route = match state.best.get(&prefix) {
+                None => None,
+                Some(next_hops) => match remote_route(
+                    prefix,
+                    next_hops,
+                    &context.originated,
+                    &context.pools,
+                    &state.lookups,
+                ) {
+                    Ok(route) => route,
+                    Err(problem) => {
+                        warn!(%problem, "a learned route cannot be installed");
+                        None
+                    }
+                },
+            };
+            let new_key = route.as_ref().map(Route::key);
+            // Whatever else the applier had at this prefix goes (the metric may change the key).
             for metric in [
                 Route::main(prefix, RouteTarget::Blackhole).metric,
                 LEARNED_METRIC,
@@ -309,25 +341,14 @@ impl LearnedRoutes {
                     destination: prefix.trunc(),
                     metric,
                 };
-                applier.remove(RouteSource::Bgp, old);
-                touched.push(old);
-            }
-            let Some(next_hops) = state.best.get(&prefix) else {
-                continue;
-            };
-            match remote_route(
-                prefix,
-                next_hops,
-                &context.originated,
-                &context.pools,
-                &state.lookups,
-            ) {
-                Ok(Some(route)) => {
-                    touched.push(route.key());
-                    applier.upsert(RouteSource::Bgp, route);
+                if Some(old) != new_key && applier.wants(RouteSource::Bgp, &old) {
+                    applier.remove(RouteSource::Bgp, old);
+                    touched.push(old);
                 }
-                Ok(None) => {}
-                Err(problem) => warn!(%problem, "a learned route cannot be installed"),
+            }
+            if let Some(route) = route {
+                touched.push(route.key());
+                applier.upsert(RouteSource::Bgp, route);
             }
         }
         self.status.set_routes(applier.source_len(RouteSource::Bgp));

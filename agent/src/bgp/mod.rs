@@ -121,12 +121,14 @@ pub async fn start(
             changed.clone(),
         )));
     }
+    let bgpd_configured = Arc::new(Notify::new());
     let speaker = SpeakerTask {
         endpoints: endpoints.clone(),
         bgpd: bgpd.clone(),
         changed,
         context: context_sender,
         status: status.clone(),
+        bgpd_configured: bgpd_configured.clone(),
     };
     tasks.push(tokio::spawn(speaker.run()));
     let learned = LearnedRoutes {
@@ -135,6 +137,7 @@ pub async fn start(
         endpoints: endpoints.clone(),
         context,
         status: status.clone(),
+        bgpd_configured,
     };
     tasks.push(tokio::spawn(learned.run()));
     BgpDriver {
@@ -150,6 +153,8 @@ struct SpeakerTask {
     changed: Arc<Notify>,
     context: tokio::sync::watch::Sender<RouteContext>,
     status: Arc<BgpStatus>,
+    /// Poked when a sync gave bgpd its global settings (the learned-routes task waits for them).
+    bgpd_configured: Arc<Notify>,
 }
 
 impl SpeakerTask {
@@ -182,6 +187,9 @@ impl SpeakerTask {
                     self.status.set_bgpd_up(true);
                     if report.changed() {
                         info!(?report, "manul-bgpd updated");
+                    }
+                    if report.global_set {
+                        self.bgpd_configured.notify_one();
                     }
                 }
                 Err(error) => {

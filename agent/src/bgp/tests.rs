@@ -422,6 +422,7 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
             endpoints: endpoints.clone(),
             context,
             status: Arc::new(BgpStatus::default()),
+            bgpd_configured: Arc::new(tokio::sync::Notify::new()),
         }
         .run(),
     );

@@ -65,10 +65,13 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
             .collect()
     }
 
-    /// The pending work for some keys only (an ADD applies its own routes at once).
+    /// The pending work for some keys only (an ADD applies its own routes at once), each key
+    /// once however often it is named (a key written twice in one batch would collide with
+    /// itself in the kernel).
     pub fn pending_for(&self, keys: &[K]) -> Pending<K, V> {
         let mut updates = Vec::new();
         let mut deletes = Vec::new();
+        let keys: BTreeSet<&K> = keys.iter().collect();
         for key in keys {
             match (self.desired.get(key), self.applied.get(key)) {
                 (Some(desired), applied) if applied != Some(desired) => {
@@ -174,6 +177,17 @@ mod tests {
         tracker.finish_resync(BTreeMap::from([(3, "c")]));
         assert_eq!(
             tracker.pending_for(&[1, 3]),
+            (vec![(1, "a", false)], vec![(3, "c")])
+        );
+    }
+
+    #[test]
+    fn pending_for_names_a_key_named_twice_once() {
+        let mut tracker = DeltaTracker::default();
+        tracker.set_desired(1, "a");
+        tracker.finish_resync(BTreeMap::from([(3, "c")]));
+        assert_eq!(
+            tracker.pending_for(&[1, 3, 1, 3]),
             (vec![(1, "a", false)], vec![(3, "c")])
         );
     }

@@ -15,13 +15,8 @@ use std::{
     sync::Arc,
 };
 
-use futures::{StreamExt, stream};
-
 use super::{ApplyObserver, delta::DeltaTracker};
-use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget};
-
-/// How many route writes are in flight at once.
-const WRITES_IN_FLIGHT: usize = 32;
+use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget, RouteWrite as Write};
 
 /// Where a wanted route comes from; earlier sources win a key wanted twice.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,12 +67,6 @@ pub struct AppliedRouteCounts {
     pub blackhole: usize,
     /// `via`: remote blocks.
     pub remote: usize,
-}
-
-enum Write {
-    Add(Route),
-    Replace(Route),
-    Delete(Route),
 }
 
 impl RouteApplier {
@@ -209,6 +198,24 @@ impl RouteApplier {
             .collect()
     }
 
+    /// What the next apply would write: routes to install (new or changed) and routes to
+    /// remove, without copying the rest (a node may hold a million routes).
+    pub fn pending(&self) -> (Vec<Route>, Vec<Route>) {
+        let installing = self
+            .tracker
+            .pending_updates()
+            .iter()
+            .map(|(key, target, _)| route(key, target))
+            .collect();
+        let removing = self
+            .tracker
+            .pending_deletes()
+            .iter()
+            .map(|(key, target)| route(key, target))
+            .collect();
+        (installing, removing)
+    }
+
     pub fn in_sync(&self) -> bool {
         self.tracker.in_sync()
     }
@@ -281,29 +288,17 @@ impl RouteApplier {
         report
     }
 
-    /// Runs the writes, `WRITES_IN_FLIGHT` at a time, and records what succeeded. Returns the
-    /// additions whose key was taken.
+    /// Runs the writes (`Netlink::write_routes`: `ROUTE_WRITES_IN_FLIGHT` at a time) and
+    /// records what succeeded. Returns the additions whose key was taken.
     async fn write_batch(
         &mut self,
         writes: Vec<Write>,
         report: &mut RouteApplyReport,
     ) -> Vec<Route> {
-        let netlink = self.netlink.clone();
-        let results: Vec<(Write, Result<(), NetlinkError>)> = stream::iter(writes)
-            .map(|write| {
-                let netlink = netlink.clone();
-                async move {
-                    let result = match &write {
-                        Write::Add(route) => netlink.add_route(route).await,
-                        Write::Replace(route) => netlink.replace_route(route).await,
-                        Write::Delete(route) => netlink.delete_route(route).await,
-                    };
-                    (write, result)
-                }
-            })
-            .buffered(WRITES_IN_FLIGHT)
-            .collect()
-            .await;
+        if writes.is_empty() {
+            return Vec::new();
+        }
+        let results = self.netlink.write_routes(writes).await;
         let mut taken = Vec::new();
         for (write, result) in results {
             match (write, result) {

@@ -208,6 +208,30 @@ impl std::fmt::Display for Route {
     }
 }
 
+/// One route write of a batch (`Netlink::write_routes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteWrite {
+    /// As `Netlink::add_route`.
+    Add(Route),
+    /// As `Netlink::replace_route`.
+    Replace(Route),
+    /// As `Netlink::delete_route`.
+    Delete(Route),
+}
+
+impl RouteWrite {
+    pub fn route(&self) -> &Route {
+        match self {
+            RouteWrite::Add(route) | RouteWrite::Replace(route) | RouteWrite::Delete(route) => {
+                route
+            }
+        }
+    }
+}
+
+/// How many route writes of a batch are in flight at once.
+pub const ROUTE_WRITES_IN_FLIGHT: usize = 32;
+
 #[derive(Debug, thiserror::Error)]
 pub enum NetlinkError {
     #[error("network namespace {path}: {reason}")]
@@ -300,6 +324,28 @@ pub trait Netlink: Send + Sync + 'static {
 
     /// Deletes a proto-manul route; Ok when it does not exist.
     async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError>;
+
+    /// Many route writes, `ROUTE_WRITES_IN_FLIGHT` at a time, each with the result the single
+    /// call would give, in order. The real implementation looks each device up once per batch
+    /// instead of once per route (a million BGP routes share one uplink).
+    async fn write_routes(
+        &self,
+        writes: Vec<RouteWrite>,
+    ) -> Vec<(RouteWrite, Result<(), NetlinkError>)> {
+        use futures::StreamExt;
+        futures::stream::iter(writes)
+            .map(|write| async move {
+                let result = match &write {
+                    RouteWrite::Add(route) => self.add_route(route).await,
+                    RouteWrite::Replace(route) => self.replace_route(route).await,
+                    RouteWrite::Delete(route) => self.delete_route(route).await,
+                };
+                (write, result)
+            })
+            .buffered(ROUTE_WRITES_IN_FLIGHT)
+            .collect()
+            .await
+    }
 
     /// Every route carrying `ROUTE_PROTOCOL` in the main table and in `tables` (IPv4 and IPv6),
     /// dumped with the kernel filtering by table and protocol: other routes are never read.

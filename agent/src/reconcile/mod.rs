@@ -94,7 +94,7 @@ impl Endpoints {
             affine_blocks,
             elsewhere: BTreeMap::new(),
             links,
-            routes: kernel_routes.clone(),
+            routes: kernel_routes,
             ipv6_in_use,
         };
         if plan::stray_links(&inputs.endpoints, &inputs.links)
@@ -104,6 +104,8 @@ impl Endpoints {
             inputs.elsewhere = self.endpoints_on_other_nodes().await?;
         }
         let plan = plan(&inputs);
+        // The plan is made: the kernel's routes go on to the applier without a copy.
+        let kernel_routes = std::mem::take(&mut inputs.routes);
         let mut report = ReconcileReport {
             missing_links: plan.missing_links.clone(),
             refusals: plan.refusals.iter().map(ToString::to_string).collect(),
@@ -176,7 +178,8 @@ pub(crate) async fn apply_plan(
         routes.set_source(RouteSource::PodRoutes, plan.pod_routes.clone());
         routes.set_source(RouteSource::Kept, plan.kept_routes.clone());
         routes.set_source(RouteSource::BlockBlackholes, plan.blackholes.clone());
-        log_pending(&routes.desired(), &routes.applied());
+        let (installing, removing) = routes.pending();
+        log_pending(&installing, &removing);
         routes.apply().await
     };
     let sysctls_report = {
@@ -191,18 +194,8 @@ pub(crate) async fn apply_plan(
 
 /// Logs what the pass is about to change, at info: an operator reading the log sees why (the
 /// first `LOGGED_CHANGES` of each kind, then a count: a node may hold a million BGP routes).
-fn log_pending(desired: &[Route], applied: &[Route]) {
+fn log_pending(installing: &[Route], removing: &[Route]) {
     const LOGGED_CHANGES: usize = 20;
-    let applied_set: std::collections::HashSet<&Route> = applied.iter().collect();
-    let desired_keys: std::collections::HashSet<_> = desired.iter().map(Route::key).collect();
-    let installing: Vec<&Route> = desired
-        .iter()
-        .filter(|route| !applied_set.contains(route))
-        .collect();
-    let removing: Vec<&Route> = applied
-        .iter()
-        .filter(|route| !desired_keys.contains(&route.key()))
-        .collect();
     for route in installing.iter().take(LOGGED_CHANGES) {
         info!(%route, "installing a manul route");
     }

@@ -170,15 +170,23 @@ pub fn plan(inputs: &Inputs) -> Plan {
         .filter(|link| link.name.starts_with(HOST_INTERFACE_PREFIX))
         .count();
     let mut kept_links: BTreeSet<String> = BTreeSet::new();
+    // Gateway routes are BGP's (the route applier's Bgp source decides about them, whatever the
+    // store says of this node): a node without pods may hold a million of them.
+    let node_routes = || {
+        inputs
+            .routes
+            .iter()
+            .filter(|route| !matches!(route.target, RouteTarget::Via(_)))
+    };
     if inputs.endpoints.is_empty()
         && inputs.affine_blocks.is_empty()
-        && (cali_links > 0 || !inputs.routes.is_empty())
+        && (cali_links > 0 || node_routes().next().is_some())
     {
         plan.refusals.push(Refusal::StoreKnowsNothing {
             links: cali_links,
-            routes: inputs.routes.len(),
+            routes: node_routes().count(),
         });
-        plan.kept_routes = inputs.routes.clone();
+        plan.kept_routes = node_routes().cloned().collect();
         return plan;
     }
     let mut candidates = Vec::new();
@@ -272,6 +280,25 @@ mod tests {
                 routes: 1
             }]
         ));
+    }
+
+    #[test]
+    fn bgp_routes_on_a_node_without_pods_are_not_a_refusal() {
+        let via = Route::main(
+            "10.9.0.0/24".parse().unwrap(),
+            RouteTarget::via(vec![crate::netlink::NextHop {
+                gateway: "192.0.2.1".parse().unwrap(),
+                device: "eth0".into(),
+                onlink: false,
+            }]),
+        );
+        let inputs = Inputs {
+            routes: vec![via],
+            ..Default::default()
+        };
+        let plan = plan(&inputs);
+        assert!(plan.refusals.is_empty(), "{:?}", plan.refusals);
+        assert!(plan.kept_routes.is_empty());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
 //! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth),
-//! `routes` (proto-manul host routes), `pod` (the pod end of a veth), `namespace` (connections
+//! `routes` (proto-manul host routes), `route_batch` (bulk route writes), `pod` (the pod end of a veth), `namespace` (connections
 //! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
 //! and FDB entries).
 
@@ -11,6 +11,7 @@ mod links;
 mod namespace;
 mod neighbours;
 mod pod;
+mod route_batch;
 mod routes;
 mod vxlan;
 
@@ -22,7 +23,8 @@ use tokio::sync::Mutex;
 
 use super::{
     FdbEntry, InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
-    PodInterfaceConfig, Route, RouteLookup, VethRequest, VxlanDevice, VxlanLink, VxlanNeighbour,
+    PodInterfaceConfig, Route, RouteLookup, RouteWrite, VethRequest, VxlanDevice, VxlanLink,
+    VxlanNeighbour,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -37,6 +39,8 @@ pub struct RealNetlink {
     /// The kernel runs one dump at a time per netlink socket and answers a second one with
     /// EBUSY, so concurrent CNI requests take turns for dumps (requests are not affected).
     dumps: Arc<Mutex<()>>,
+    /// Route writes go in bulk on a socket of their own (route_batch.rs).
+    route_batch: Arc<route_batch::RouteBatchSocket>,
 }
 
 impl RealNetlink {
@@ -53,6 +57,7 @@ impl RealNetlink {
             handle,
             dump_handle,
             dumps: Arc::new(Mutex::new(())),
+            route_batch: Arc::new(route_batch::RouteBatchSocket::open()?),
         })
     }
 }
@@ -133,15 +138,22 @@ impl Netlink for RealNetlink {
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::add_route(&self.handle, route).await
+        routes::add_route(&self.handle, &self.route_batch, route).await
     }
 
     async fn replace_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::replace_route(&self.handle, route).await
+        routes::replace_route(&self.handle, &self.route_batch, route).await
     }
 
     async fn delete_route(&self, route: &Route) -> Result<(), NetlinkError> {
-        routes::delete_route(&self.handle, route).await
+        routes::delete_route(&self.handle, &self.route_batch, route).await
+    }
+
+    async fn write_routes(
+        &self,
+        writes: Vec<RouteWrite>,
+    ) -> Vec<(RouteWrite, Result<(), NetlinkError>)> {
+        routes::write_routes(&self.handle, &self.route_batch, writes).await
     }
 
     async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
 };
 
 use futures::TryStreamExt;
@@ -20,8 +21,13 @@ use rtnetlink::{
     },
 };
 
-use super::links::{self, EEXIST, ENODEV, ESRCH, errno};
-use crate::netlink::{NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget};
+use super::{
+    links::{self, EEXIST, ENODEV, ESRCH, errno},
+    route_batch::{RouteBatchSocket, RouteRequest},
+};
+use crate::netlink::{
+    NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget, RouteWrite,
+};
 
 fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     NetlinkError::Route {
@@ -30,45 +36,173 @@ fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     }
 }
 
-/// The interface index of every device of the route, in the order of `devices()`; None when
-/// one of them does not exist.
-async fn device_indexes(handle: &Handle, route: &Route) -> Result<Option<Vec<u32>>, NetlinkError> {
-    let mut indexes = Vec::new();
-    for device in route.target.devices() {
-        match links::link_by_name(handle, device).await? {
-            Some(link) => indexes.push(link.index),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(indexes))
-}
-
-async fn resolved_message(handle: &Handle, route: &Route) -> Result<RouteMessage, NetlinkError> {
-    let Some(indexes) = device_indexes(handle, route).await? else {
-        return Err(route_error(
-            &route.destination,
-            format!("no device {}", route.target.devices().join(" or ")),
-        ));
-    };
-    route_message(route, &indexes)
-}
-
 /// `ip route add <route> proto manul` (create, never replace).
-pub(crate) async fn add_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
-    let message = resolved_message(handle, route).await?;
-    match handle.route().add(message).execute().await {
-        Ok(()) => Ok(()),
-        Err(error) if errno(&error) == Some(EEXIST) => Err(NetlinkError::RouteExists {
-            destination: route.destination.to_string(),
-        }),
-        Err(error) => Err(route_error(&route.destination, error)),
-    }
+pub(crate) async fn add_route(
+    handle: &Handle,
+    batch: &Arc<RouteBatchSocket>,
+    route: &Route,
+) -> Result<(), NetlinkError> {
+    write_one(handle, batch, RouteWrite::Add(route.clone())).await
 }
 
 /// `ip route replace <route> proto manul`; fails when a device of the route does not exist.
-pub(crate) async fn replace_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
-    let message = resolved_message(handle, route).await?;
-    replace_message(handle, message, &route.destination).await
+pub(crate) async fn replace_route(
+    handle: &Handle,
+    batch: &Arc<RouteBatchSocket>,
+    route: &Route,
+) -> Result<(), NetlinkError> {
+    write_one(handle, batch, RouteWrite::Replace(route.clone())).await
+}
+
+/// `ip route del <route> proto manul`; Ok when the route (or its device) is gone. Only a route
+/// with manul's protocol matches, so another owner's route to the same prefix is never deleted.
+pub(crate) async fn delete_route(
+    handle: &Handle,
+    batch: &Arc<RouteBatchSocket>,
+    route: &Route,
+) -> Result<(), NetlinkError> {
+    write_one(handle, batch, RouteWrite::Delete(route.clone())).await
+}
+
+async fn write_one(
+    handle: &Handle,
+    batch: &Arc<RouteBatchSocket>,
+    write: RouteWrite,
+) -> Result<(), NetlinkError> {
+    write_routes(handle, batch, vec![write])
+        .await
+        .pop()
+        .map_or_else(
+            || Err(NetlinkError::Other("no answer".into())),
+            |(_, result)| result,
+        )
+}
+
+/// A batch of writes: each device is looked up once for the whole batch, then the requests go
+/// to the kernel in bulk on `batch` (route_batch.rs); each write ends as the single call above
+/// would end it.
+pub(crate) async fn write_routes(
+    handle: &Handle,
+    batch: &Arc<RouteBatchSocket>,
+    writes: Vec<RouteWrite>,
+) -> Vec<(RouteWrite, Result<(), NetlinkError>)> {
+    let mut devices: HashMap<String, Result<Option<u32>, String>> = HashMap::new();
+    for write in &writes {
+        for device in write.route().target.devices() {
+            if !devices.contains_key(device) {
+                let index = links::link_by_name(handle, device)
+                    .await
+                    .map(|link| link.map(|link| link.index))
+                    .map_err(|error| error.to_string());
+                devices.insert(device.to_string(), index);
+            }
+        }
+    }
+    // Writes settled without the kernel (a device missing), and the requests of the others.
+    let mut settled: Vec<Option<Result<(), NetlinkError>>> = Vec::with_capacity(writes.len());
+    let mut requests = Vec::new();
+    for write in &writes {
+        match request_for(write, &devices) {
+            Ok(request) => {
+                requests.push(request);
+                settled.push(None);
+            }
+            Err(result) => settled.push(Some(result)),
+        }
+    }
+    let count = requests.len();
+    let batch = batch.clone();
+    let answers = tokio::task::spawn_blocking(move || batch.write(requests))
+        .await
+        .unwrap_or_else(|error| Err(NetlinkError::Other(format!("route batch: {error}"))));
+    let mut answers = match answers {
+        Ok(answers) => answers.into_iter().map(Ok).collect::<Vec<_>>(),
+        Err(error) => (0..count).map(|_| Err(error.to_string())).collect(),
+    }
+    .into_iter();
+    writes
+        .into_iter()
+        .zip(settled)
+        .map(|(write, settled)| {
+            let result = match settled {
+                Some(result) => result,
+                None => match answers.next() {
+                    Some(Ok(errno)) => result_of(&write, errno),
+                    Some(Err(error)) => Err(route_error(&write.route().destination, error)),
+                    None => Err(route_error(&write.route().destination, "no answer")),
+                },
+            };
+            (write, result)
+        })
+        .collect()
+}
+
+/// The request of one write, or its result when it needs no kernel call (or cannot be made).
+fn request_for(
+    write: &RouteWrite,
+    devices: &HashMap<String, Result<Option<u32>, String>>,
+) -> Result<(RouteRequest, RouteMessage), Result<(), NetlinkError>> {
+    let route = write.route();
+    let mut indexes = Some(Vec::new());
+    for device in route.target.devices() {
+        match devices.get(device) {
+            Some(Ok(Some(index))) => {
+                if let Some(indexes) = &mut indexes {
+                    indexes.push(*index);
+                }
+            }
+            Some(Err(error)) => {
+                return Err(Err(NetlinkError::Link {
+                    name: device.to_string(),
+                    reason: error.clone(),
+                }));
+            }
+            _ => indexes = None,
+        }
+    }
+    let Some(indexes) = indexes else {
+        return Err(missing_device(write));
+    };
+    let mut message = route_message(route, &indexes).map_err(Err)?;
+    let request = match write {
+        RouteWrite::Add(_) => RouteRequest::Add,
+        RouteWrite::Replace(_) => RouteRequest::Replace,
+        RouteWrite::Delete(_) => {
+            // Like `ip route del`: match any scope.
+            message.header.scope = RouteScope::NoWhere;
+            RouteRequest::Delete
+        }
+    };
+    Ok((request, message))
+}
+
+/// A write whose device does not exist: a deletion is done (the kernel removed the route with
+/// its device), anything else fails.
+fn missing_device(write: &RouteWrite) -> Result<(), NetlinkError> {
+    let route = write.route();
+    match write {
+        RouteWrite::Delete(_) => Ok(()),
+        RouteWrite::Add(_) | RouteWrite::Replace(_) => Err(route_error(
+            &route.destination,
+            format!("no device {}", route.target.devices().join(" or ")),
+        )),
+    }
+}
+
+/// The result of a write the kernel answered with `errno` (0: done).
+fn result_of(write: &RouteWrite, errno: i32) -> Result<(), NetlinkError> {
+    let route = write.route();
+    match (write, errno) {
+        (_, 0) => Ok(()),
+        (RouteWrite::Add(_), EEXIST) => Err(NetlinkError::RouteExists {
+            destination: route.destination.to_string(),
+        }),
+        (RouteWrite::Delete(_), ESRCH | ENODEV) => Ok(()),
+        (_, errno) => Err(route_error(
+            &route.destination,
+            std::io::Error::from_raw_os_error(errno),
+        )),
+    }
 }
 
 /// `ip route replace` of a prepared message (host routes here, the pod's routes in `pod`).
@@ -86,31 +220,16 @@ pub(crate) async fn replace_message(
         .map_err(|error| route_error(destination, error))
 }
 
-/// `ip route del <route> proto manul`; Ok when the route (or its device) is gone. Only a route
-/// with manul's protocol matches, so another owner's route to the same prefix is never deleted.
-pub(crate) async fn delete_route(handle: &Handle, route: &Route) -> Result<(), NetlinkError> {
-    let Some(indexes) = device_indexes(handle, route).await? else {
-        // The kernel removed the route with its device.
-        return Ok(());
-    };
-    let mut message = route_message(route, &indexes)?;
-    // Like `ip route del`: match any scope.
-    message.header.scope = RouteScope::NoWhere;
-    match handle.route().del(message).execute().await {
-        Ok(()) => Ok(()),
-        Err(error) if matches!(errno(&error), Some(ESRCH) | Some(ENODEV)) => Ok(()),
-        Err(error) => Err(route_error(&route.destination, error)),
-    }
-}
-
 /// Every route of the given family in `table`, filtered by the kernel (the handle must have
-/// strict checking on: without it the kernel ignores the filter and sends everything).
-async fn dump_table(
+/// strict checking on: without it the kernel ignores the filter and sends everything), each
+/// turned by `keep` into what the caller needs as it arrives (a million messages are never held).
+async fn dump_table<T>(
     handle: &Handle,
     mut request: RouteMessage,
     table: u32,
     protocol: Option<u8>,
-) -> Result<Vec<RouteMessage>, NetlinkError> {
+    mut keep: impl FnMut(&RouteMessage) -> Option<T>,
+) -> Result<Vec<T>, NetlinkError> {
     if let Ok(small) = u8::try_from(table) {
         request.header.table = small;
     } else {
@@ -123,20 +242,22 @@ async fn dump_table(
     // The builder's default type is unicast, which a strict dump would filter by.
     request.header.kind = RouteType::Unspec;
     request.header.scope = RouteScope::Universe;
-    let mut messages: Vec<RouteMessage> = handle
-        .route()
-        .get(request)
-        .execute()
-        .try_collect()
+    let mut kept = Vec::new();
+    let mut messages = handle.route().get(request).execute();
+    while let Some(message) = messages
+        .try_next()
         .await
-        .map_err(|error| NetlinkError::Other(format!("dumping table {table}: {error}")))?;
-    // The kernel filters with strict checking; this keeps the answer right without it.
-    messages.retain(|message| {
-        self::table(message) == table
+        .map_err(|error| NetlinkError::Other(format!("dumping table {table}: {error}")))?
+    {
+        // The kernel filters with strict checking; this keeps the answer right without it.
+        let matches = self::table(&message) == table
             && protocol
-                .is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol))
-    });
-    Ok(messages)
+                .is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol));
+        if matches && let Some(value) = keep(&message) {
+            kept.push(value);
+        }
+    }
+    Ok(kept)
 }
 
 fn family_requests() -> [RouteMessage; 2] {
@@ -157,22 +278,21 @@ pub(crate) async fn manul_routes(
     let mut all_tables = vec![main];
     all_tables.extend(tables.iter().copied().filter(|table| *table != main));
     all_tables.dedup();
-    let mut messages = Vec::new();
-    for table in all_tables {
-        for request in family_requests() {
-            messages
-                .append(&mut dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL)).await?);
-        }
-    }
     let names: HashMap<u32, String> = links::all_links(handle)
         .await?
         .into_iter()
         .map(|link| (link.index, link.name))
         .collect();
-    Ok(messages
-        .iter()
-        .filter_map(|message| parse_route(message, &names))
-        .collect())
+    let mut routes = Vec::new();
+    for table in all_tables {
+        for request in family_requests() {
+            let parse = |message: &RouteMessage| parse_route(message, &names);
+            routes.append(
+                &mut dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL), parse).await?,
+            );
+        }
+    }
+    Ok(routes)
 }
 
 /// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
@@ -275,27 +395,21 @@ async fn default_route_mtu_by_dump(
     handle: &Handle,
     dump_handle: &Handle,
 ) -> Result<Option<u32>, NetlinkError> {
-    let mut messages = Vec::new();
+    let mut defaults = Vec::new();
     for request in family_requests() {
-        messages.append(
-            &mut dump_table(
-                dump_handle,
-                request,
-                u32::from(RouteHeader::RT_TABLE_MAIN),
-                None,
-            )
-            .await?,
-        );
-    }
-    let best = messages
-        .iter()
-        .filter(|message| {
-            message.header.address_family == AddressFamily::Inet
+        let default = |message: &RouteMessage| {
+            let is_default = message.header.address_family == AddressFamily::Inet
                 && message.header.destination_prefix_length == 0
-                && message.header.kind == RouteType::Unicast
-        })
-        .filter_map(|message| Some((priority(message), output_interface(message)?)))
-        .min();
+                && message.header.kind == RouteType::Unicast;
+            if !is_default {
+                return None;
+            }
+            Some((priority(message), output_interface(message)?))
+        };
+        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
+        defaults.append(&mut dump_table(dump_handle, request, main, None, default).await?);
+    }
+    let best = defaults.into_iter().min();
     let Some((_, index)) = best else {
         return Ok(None);
     };

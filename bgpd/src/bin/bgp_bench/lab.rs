@@ -152,6 +152,16 @@ impl Lab {
         Ok(pid)
     }
 
+    /// Runs `command` to its end inside a namespace (`ip netns exec`); fails on a non-zero exit.
+    pub fn exec(&self, ns: Ns, command: &mut Command) -> Result<()> {
+        let mut wrapped = Command::new("ip");
+        wrapped
+            .args(["netns", "exec", &self.names[ns as usize]])
+            .arg(command.get_program())
+            .args(command.get_args());
+        run(&mut wrapped)
+    }
+
     /// Fails when a daemon this lab started has exited.
     pub fn check_alive(&mut self) -> Result<()> {
         for child in &mut self.children {
@@ -375,4 +385,21 @@ pub fn vm_hwm_kib(pid: u32) -> Result<u64> {
         .context("VmHWM format")?
         .parse()?;
     Ok(kib)
+}
+
+/// CPU time (user + system) a live process has used, in seconds (/proc/PID/stat, in the
+/// kernel's USER_HZ of 100 ticks per second).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("/proc/PID/stat format")?
+        .1
+        .split_whitespace()
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = fields.get(11).context("utime")?.parse::<u64>()?
+        + fields.get(12).context("stime")?.parse::<u64>()?;
+    Ok(ticks as f64 / 100.0)
 }

@@ -3,9 +3,12 @@
 //! the other (which goes first alternates by repetition), and reports the time from session
 //! up until every prefix is accepted, the peak RSS (VmHWM) of the process under test, and the
 //! ratios manul/BIRD; in the 1M scenario manul-bgpd also feeds a WatchBestPaths subscriber
-//! (stream.rs). Needs root. Ctrl-C removes the namespaces. Does I/O.
+//! (stream.rs). The kernel scenario (kernel.rs) has the receiver install the routes into its
+//! kernel: manul-bgpd + manul-agent against BIRD's kernel protocol. Needs root. Ctrl-C removes
+//! the namespaces. Does I/O.
 
 mod churn;
+mod kernel;
 mod lab;
 mod probe;
 mod report;
@@ -33,7 +36,9 @@ struct Flags {
     /// Multiplies every prefix count (0.1 for a quick run).
     #[arg(long, default_value_t = 1.0)]
     scale: f64,
-    /// Scenarios to run: full (1M BIRD → X), reverse (100k X → BIRD), many (20 × 50k → X).
+    /// Scenarios to run: full (1M BIRD → X), reverse (100k X → BIRD), many (20 × 50k → X),
+    /// kernel (1M BIRD → X into the kernel: manul-bgpd + manul-agent against BIRD's kernel
+    /// protocol; needs etcd and etcdctl).
     #[arg(long, value_delimiter = ',', default_value = "full,reverse,many")]
     only: Vec<String>,
     /// Seconds a single measurement may take.
@@ -42,6 +47,9 @@ struct Flags {
     /// manul-bgpd binary (default: next to this one).
     #[arg(long)]
     bgpd: Option<PathBuf>,
+    /// manul-agent binary, for the kernel scenario (default: next to this one).
+    #[arg(long)]
+    agent: Option<PathBuf>,
     #[arg(long, default_value = "bird")]
     bird: String,
     /// Copies every lab's logs and configurations here before removing the lab.
@@ -96,6 +104,7 @@ impl Scenario {
 struct Env<'a> {
     flags: &'a Flags,
     bgpd: PathBuf,
+    agent: PathBuf,
     bird: PathBuf,
     scratch: &'a Path,
 }
@@ -123,6 +132,13 @@ fn scenarios(scale: f64) -> Vec<Scenario> {
             label: format!("BIRD → X, 20 peers × {many}"),
             peers: 20,
             per_peer: many,
+            reverse: false,
+        },
+        Scenario {
+            key: "kernel",
+            label: format!("BIRD → X → kernel FIB, {full}"),
+            peers: 1,
+            per_peer: full,
             reverse: false,
         },
     ]
@@ -213,7 +229,11 @@ async fn measure(
     bar: &ProgressBar,
 ) -> Result<Sample> {
     let mut lab = Lab::new(env.scratch, scenario.peers)?;
-    let result = measure_in(env, &mut lab, scenario, side, bar).await;
+    let result = if scenario.key == "kernel" {
+        kernel::measure_in(env, &mut lab, scenario.total(), side, bar).await
+    } else {
+        measure_in(env, &mut lab, scenario, side, bar).await
+    };
     if result.is_err() {
         bar.suspend(|| eprintln!("{}", lab.log_tails()));
     }
@@ -340,22 +360,38 @@ async fn measure_in(
         all_up: all_up.map_or(seconds, |t| t - first_up),
         hwm_kib: lab::vm_hwm_kib(pid)?,
         stream,
+        cpu_seconds: None,
     })
 }
 
 async fn run(flags: &Flags) -> Result<()> {
-    let bgpd = match &flags.bgpd {
-        Some(path) => path.clone(),
-        None => std::env::current_exe()?
+    let beside = |name: &str| -> Result<PathBuf> {
+        Ok(std::env::current_exe()?
             .parent()
             .context("no directory")?
-            .join("manul-bgpd"),
+            .join(name))
+    };
+    let bgpd = match &flags.bgpd {
+        Some(path) => path.clone(),
+        None => beside("manul-bgpd")?,
     };
     anyhow::ensure!(bgpd.exists(), "no {}: build it first", bgpd.display());
+    let agent = match &flags.agent {
+        Some(path) => path.clone(),
+        None => beside("manul-agent")?,
+    };
+    if flags.only.iter().any(|key| key == "kernel") {
+        anyhow::ensure!(
+            agent.exists(),
+            "no {}: build it first (cargo build --release -p manul-agent)",
+            agent.display()
+        );
+    }
     let scratch = Scratch::new()?;
     let env = Env {
         flags,
         bgpd,
+        agent,
         bird: PathBuf::from(&flags.bird),
         scratch: &scratch.0,
     };
@@ -406,11 +442,13 @@ async fn run(flags: &Flags) -> Result<()> {
                     Ok(sample) => {
                         row.samples[side as usize].push(sample);
                         let stream = sample.stream.map(|s| s.describe(scenario.total()));
+                        let cpu = sample.cpu_seconds.map(|s| format!(", CPU {s:.2} s"));
                         format!(
-                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}",
+                            "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}{}",
                             sample.seconds,
                             sample.all_up,
                             sample.hwm_kib as f64 / 1024.0,
+                            cpu.unwrap_or_default(),
                             stream.map_or(String::new(), |s| format!("; {s}"))
                         )
                     }

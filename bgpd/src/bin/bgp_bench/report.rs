@@ -7,10 +7,14 @@ pub struct Sample {
     pub seconds: f64,
     /// From the first session up until the last one (when several).
     pub all_up: f64,
-    /// VmHWM of the process under test (receiver, or sender in reverse), KiB.
+    /// VmHWM of the process under test (receiver, or sender in reverse; in the kernel scenario
+    /// bgpd's and the agent's summed), KiB.
     pub hwm_kib: u64,
     /// The WatchBestPaths subscriber (manul-bgpd receiving 1M only).
     pub stream: Option<StreamSample>,
+    /// CPU time (user + system) of the processes under test, from start to the end of the
+    /// measurement (kernel scenario only).
+    pub cpu_seconds: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -162,6 +166,24 @@ pub fn print_table(rows: &[Row]) {
             cell(mib, "MiB", 0),
             streams.len()
         );
+    }
+    for row in rows {
+        let cpu = |side: usize| {
+            median(
+                row.samples[side]
+                    .iter()
+                    .filter_map(|s| s.cpu_seconds)
+                    .collect(),
+            )
+        };
+        if let (Some(manul), Some(bird)) = (cpu(0), cpu(1)) {
+            println!(
+                "{}: CPU time of the receiving processes {manul:.2} s (manul) against {bird:.2} s \
+                 (BIRD), {:.2}× (medians)",
+                row.label,
+                manul / bird
+            );
+        }
     }
     println!(
         "(medians; \"X → BIRD\": peak RSS of the originating process under test, the receiver \

@@ -1,0 +1,192 @@
+//! Route writes in bulk on a netlink socket of their own: up to `MESSAGES_PER_SEND` route
+//! requests go to the kernel in one `sendto`, which handles them one after the other and queues
+//! one acknowledgement each; the acknowledgements are then read back in a few `recv`s. Through
+//! the shared rtnetlink connection every route cost a request future, a channel hop, a
+//! `sendto`, a `recv` and a decode of the echoed request. Does I/O (a blocking socket, used
+//! from the blocking pool).
+//!
+//! The socket is opened with the agent's other connections, in the agent's namespace, and
+//! stays bound to it whatever thread uses it.
+
+use std::sync::Mutex;
+
+use rtnetlink::{
+    packet_core::{
+        ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
+        NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+    },
+    packet_route::{RouteNetlinkMessage, route::RouteMessage},
+    sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
+};
+
+use crate::netlink::NetlinkError;
+
+/// Requests per `sendto` (the kernel's send buffer holds far more than this many routes).
+const MESSAGES_PER_SEND: usize = 256;
+/// `NLMSG_ERROR`: an acknowledgement (code 0) or an error (negative errno).
+const NLMSG_ERROR: u16 = 2;
+
+/// What to do with one route message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RouteRequest {
+    /// Create; fails with EEXIST when the key is taken.
+    Add,
+    /// Create or replace.
+    Replace,
+    Delete,
+}
+
+pub(crate) struct RouteBatchSocket {
+    /// The socket and the next sequence number (acknowledgements left unread by a failed call
+    /// never match a later request).
+    socket: Mutex<(Socket, u32)>,
+}
+
+impl RouteBatchSocket {
+    /// A socket in the calling thread's namespace, acknowledgements without the echoed request.
+    pub(crate) fn open() -> Result<RouteBatchSocket, NetlinkError> {
+        let failed = |error: std::io::Error| {
+            NetlinkError::Other(format!("opening the route batch socket: {error}"))
+        };
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(failed)?;
+        socket.bind_auto().map_err(failed)?;
+        socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
+        socket.set_cap_ack(true).map_err(failed)?;
+        Ok(RouteBatchSocket {
+            socket: Mutex::new((socket, 0)),
+        })
+    }
+
+    /// Sends every request and returns, in order, the kernel's answer to each: 0 for done, or
+    /// the errno it failed with. Blocking: call it from the blocking pool. Batches of several
+    /// callers take turns.
+    pub(crate) fn write(
+        &self,
+        requests: Vec<(RouteRequest, RouteMessage)>,
+    ) -> Result<Vec<i32>, NetlinkError> {
+        let mut guard = self
+            .socket
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (socket, next_sequence) = &mut *guard;
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut buffer = Vec::new();
+        let mut receive = vec![0u8; 64 * 1024];
+        let mut requests = requests.into_iter().peekable();
+        while requests.peek().is_some() {
+            buffer.clear();
+            let base = *next_sequence;
+            let mut sent = 0;
+            for (request, message) in requests.by_ref().take(MESSAGES_PER_SEND) {
+                append_request(
+                    &mut buffer,
+                    request,
+                    message,
+                    base.wrapping_add(sent as u32),
+                );
+                sent += 1;
+            }
+            *next_sequence = base.wrapping_add(sent as u32);
+            socket
+                .send(&buffer, 0)
+                .map_err(|error| NetlinkError::Other(format!("sending routes: {error}")))?;
+            let first = answers.len();
+            answers.resize(first + sent, None);
+            let mut missing = sent;
+            while missing > 0 {
+                let length = socket.recv(&mut &mut receive[..], 0).map_err(|error| {
+                    NetlinkError::Other(format!("reading route acknowledgements: {error}"))
+                })?;
+                for (sequence, code) in acknowledgements(&receive[..length]) {
+                    let index = sequence.wrapping_sub(base) as usize;
+                    if index >= sent {
+                        continue;
+                    }
+                    if let Some(slot @ None) = answers.get_mut(first + index) {
+                        *slot = Some(code);
+                        missing -= 1;
+                    }
+                }
+            }
+        }
+        Ok(answers.into_iter().map(|code| code.unwrap_or(0)).collect())
+    }
+}
+
+/// Appends one request, numbered `sequence`, to `buffer`.
+fn append_request(
+    buffer: &mut Vec<u8>,
+    request: RouteRequest,
+    message: RouteMessage,
+    sequence: u32,
+) {
+    let (inner, flags) = match request {
+        RouteRequest::Add => (
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        RouteRequest::Replace => (
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        ),
+        RouteRequest::Delete => (RouteNetlinkMessage::DelRoute(message), 0),
+    };
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
+    packet.finalize();
+    let start = buffer.len();
+    buffer.resize(start + packet.buffer_len(), 0);
+    packet.serialize(&mut buffer[start..]);
+}
+
+/// (sequence, errno) of every acknowledgement in a datagram: 0 for success, else the positive
+/// errno. Anything else in it, or a truncated message, is skipped.
+fn acknowledgements(datagram: &[u8]) -> Vec<(u32, i32)> {
+    let mut found = Vec::new();
+    let mut offset = 0;
+    while offset < datagram.len() {
+        let Ok(message) = NetlinkBuffer::new_checked(&datagram[offset..]) else {
+            break;
+        };
+        let length = message.length() as usize;
+        if length == 0 {
+            break;
+        }
+        if message.message_type() == NLMSG_ERROR
+            && let Ok(error) = ErrorBuffer::new_checked(message.payload())
+        {
+            found.push((
+                message.sequence_number(),
+                -error.code().map_or(0, |code| code.get()),
+            ));
+        }
+        // Messages are 4-byte aligned.
+        offset += (length + 3) & !3;
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acknowledgements_are_read_with_their_sequence_and_errno() {
+        // Two capped acknowledgements as the kernel sends them: a success for request 0 and
+        // EEXIST (-17) for request 1, each with the 16-byte header of the request.
+        let mut datagram = Vec::new();
+        for (sequence, code) in [(0u32, 0i32), (1, -17)] {
+            datagram.extend_from_slice(&36u32.to_ne_bytes());
+            datagram.extend_from_slice(&NLMSG_ERROR.to_ne_bytes());
+            datagram.extend_from_slice(&0x100u16.to_ne_bytes());
+            datagram.extend_from_slice(&sequence.to_ne_bytes());
+            datagram.extend_from_slice(&0u32.to_ne_bytes());
+            datagram.extend_from_slice(&code.to_ne_bytes());
+            datagram.extend_from_slice(&[0u8; 16]);
+        }
+        assert_eq!(acknowledgements(&datagram), vec![(0, 0), (1, 17)]);
+        assert_eq!(acknowledgements(&datagram[..30]), Vec::new());
+    }
+}
