@@ -1,6 +1,7 @@
-//! Network namespaces for the kernel tests of `RealNetlink`: made per test with a unique name,
-//! removed on drop; code runs on a thread that entered one. Does I/O (`ip`, setns). Each test
-//! crate uses a part of it, hence `dead_code` is allowed.
+//! The network-namespace helper of the agent's namespace test suites: a uniquely named
+//! namespace removed on drop (every exit path), `ip -n` in it, and code run on a thread that
+//! entered it (sockets, netlink and child processes opened there live in it). Does I/O.
+
 #![allow(dead_code)]
 
 use std::{
@@ -30,7 +31,9 @@ impl Netns {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         run("ip", &["netns", "add", &name])?;
-        Ok(Netns { name })
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"])?;
+        Ok(ns)
     }
 
     pub fn path(&self) -> PathBuf {
@@ -55,6 +58,29 @@ impl Netns {
         serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
     }
 
+    /// `ip netns exec <ns> <program> <args>`.
+    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
+        let mut all = vec!["netns", "exec", &self.name, program];
+        all.extend_from_slice(args);
+        run("ip", &all)
+    }
+
+    /// Runs `work` on a new thread that entered this namespace.
+    pub fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path();
+        let thread = std::thread::spawn(move || -> Result<T> {
+            enter(&path)?;
+            work()
+        });
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
     pub fn run<F, Fut, T>(&self, test: F) -> Result<T>
     where
@@ -62,18 +88,12 @@ impl Netns {
         Fut: Future<Output = Result<T>>,
         T: Send + 'static,
     {
-        let path = self.path();
-        let thread = std::thread::spawn(move || -> Result<T> {
-            enter(&path)?;
+        self.run_blocking(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(test())
-        });
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        })
     }
 }
 
@@ -85,6 +105,7 @@ impl Drop for Netns {
     }
 }
 
+/// Moves the calling thread into the namespace at `path`.
 pub fn enter(path: &std::path::Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
@@ -108,6 +129,25 @@ pub fn require_root() {
         nix::unistd::geteuid().is_root(),
         "needs root: run as root (scripts/test.sh)"
     );
+}
+
+/// A veth pair between two namespaces with an address on each end (`a/len`, `b/len`), up.
+pub fn wire(
+    a: &Netns,
+    a_if: &str,
+    a_addr: &str,
+    b: &Netns,
+    b_if: &str,
+    b_addr: &str,
+) -> Result<()> {
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ])?;
+    a.ip(&["addr", "add", a_addr, "dev", a_if])?;
+    a.ip(&["link", "set", a_if, "up"])?;
+    b.ip(&["addr", "add", b_addr, "dev", b_if])?;
+    b.ip(&["link", "set", b_if, "up"])?;
+    Ok(())
 }
 
 pub fn field<'a>(value: &'a Value, key: &str) -> &'a str {
