@@ -23,12 +23,10 @@ use manul_store::{EncapsulationMode, IpPool, Node};
 
 use crate::netlink::{NextHop, Route, RouteTarget};
 
-/// Calico's IPv4 VXLAN device and its parameters.
-pub const VXLAN_DEVICE: &str = "vxlan.calico";
-pub const VXLAN_VNI: u32 = 4096;
-pub const VXLAN_PORT: u16 = 4789;
-/// The bytes VXLAN adds over IPv4 (outer IP 20 + UDP 8 + VXLAN 8 + inner Ethernet 14).
-pub const VXLAN_OVERHEAD: u32 = 50;
+/// Calico's IPv4 VXLAN device and its parameters (defined once, with the kernel interface).
+pub use crate::netlink::{
+    VXLAN_DEVICE_V4 as VXLAN_DEVICE, VXLAN_OVERHEAD_V4 as VXLAN_OVERHEAD, VXLAN_PORT, VXLAN_VNI,
+};
 
 /// Another node's tunnel endpoint.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
