@@ -171,10 +171,10 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
 
     // NAT outgoing and the VXLAN tunnel endpoint, from the pools (manul's own nft table).
     let pool_dataplane = crate::pool_dataplane::start(
-        endpoints.store(),
-        config.node_name.clone(),
+        endpoints.clone(),
         Arc::new(crate::nft::real::NftCommand::default()),
-    );
+    )
+    .await;
 
     // A routed node forwards: pods reach each other and the world through it (IPv6 too when
     // an IPv6 pool exists; the reconciler keeps this current).

@@ -8,6 +8,7 @@
 //!        └──────────────┬────────────────────────────────┘
 //!                       v
 //!   reconcile_tunnel ─> read Nodes, pools ─> nft_state() (pure) ─> NftApplier ─> nft -f
+//!                                        └─> the pods' MTU overhead (50 while a pool uses VXLAN)
 //! ```
 //!
 //! I/O through the Datastore trait and the `Nft` trait.
@@ -16,15 +17,16 @@ pub mod desired;
 
 use std::{sync::Arc, time::Duration};
 
-use manul_store::{Datastore, DatastoreExt, IpPool, Kind, Node};
+use manul_store::{Datastore, DatastoreExt, EncapsulationMode, IpPool, Kind, Node};
 use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
 pub use desired::nft_state;
 
 use crate::{
+    endpoint::Endpoints,
     nft::{Nft, NftApplier, NftOutcome},
-    vxlan::reconcile_tunnel,
+    vxlan::{VXLAN_OVERHEAD, reconcile_tunnel},
 };
 
 /// How often the task checks everything even without a change (a table deleted behind its
@@ -46,8 +48,9 @@ impl Drop for PoolDataplane {
     }
 }
 
-/// Starts the pool dataplane task for `node`.
-pub fn start(store: Arc<dyn Datastore>, node: String, nft: Arc<dyn Nft>) -> PoolDataplane {
+/// Runs one pass now (so that the first pods get the right MTU), then starts the task.
+pub async fn start(endpoints: Arc<Endpoints>, nft: Arc<dyn Nft>) -> PoolDataplane {
+    let store = endpoints.store();
     let changed = Arc::new(Notify::new());
     let mut tasks: Vec<JoinHandle<()>> = [Kind::Node, Kind::IPPool, Kind::BlockAffinity]
         .into_iter()
@@ -60,12 +63,16 @@ pub fn start(store: Arc<dyn Datastore>, node: String, nft: Arc<dyn Nft>) -> Pool
             ))
         })
         .collect();
-    let task = PoolTask {
+    let mut task = PoolTask {
         store,
-        node,
+        node: endpoints.node().to_string(),
+        endpoints,
         nft: NftApplier::new(nft),
         changed,
     };
+    if let Err(error) = task.pass().await {
+        warn!(%error, "cannot bring the pools' dataplane up to date; retrying");
+    }
     tasks.push(tokio::spawn(task.run()));
     PoolDataplane { tasks }
 }
@@ -73,6 +80,7 @@ pub fn start(store: Arc<dyn Datastore>, node: String, nft: Arc<dyn Nft>) -> Pool
 struct PoolTask {
     store: Arc<dyn Datastore>,
     node: String,
+    endpoints: Arc<Endpoints>,
     nft: NftApplier,
     changed: Arc<Notify>,
 }
@@ -115,6 +123,13 @@ impl PoolTask {
             .into_iter()
             .map(|pool| pool.value)
             .collect();
+        let vxlan_in_use = pools.iter().any(|pool| {
+            pool.cidr.addr().is_ipv4()
+                && !pool.disabled
+                && pool.vxlan_mode != EncapsulationMode::Never
+        });
+        self.endpoints
+            .set_encapsulation_overhead(if vxlan_in_use { VXLAN_OVERHEAD } else { 0 });
         let state = nft_state(&self.node, &nodes, &pools, tunnel.is_some());
         match self.nft.apply(&state).await {
             Ok(NftOutcome::Replaced) => info!(
