@@ -36,6 +36,8 @@ fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
 fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
     require_root();
     let (host, pod, other) = (Netns::new()?, Netns::new()?, Netns::new()?);
+    // The helper brings lo up; configure_pod_interface must do it in a real pod.
+    pod.ip(&["link", "set", "lo", "down"])?;
     let request = veth("cali0123456789a", &pod, 1400);
     let config = PodInterfaceConfig {
         netns: pod.path(),
@@ -386,6 +388,8 @@ fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()
 fn interface_addresses_lists_every_interface_with_its_addresses_and_state() -> Result<()> {
     require_root();
     let host = Netns::new()?;
+    // The helper brings lo up; a down interface is what this test lists.
+    host.ip(&["link", "set", "lo", "down"])?;
     add_uplink(&host)?;
     host.ip(&["addr", "add", "fd00:99::1/64", "dev", "up0", "nodad"])?;
     host.ip(&["addr", "add", "10.99.1.1/16", "dev", "up0"])?;
@@ -402,7 +406,7 @@ fn interface_addresses_lists_every_interface_with_its_addresses_and_state() -> R
     };
     let lo = find("lo")?;
     ensure!(interfaces[0].name == "lo", "index order: {interfaces:?}");
-    ensure!(!lo.up, "lo of a new namespace is down: {lo:?}");
+    ensure!(!lo.up, "lo was set down: {lo:?}");
     let up0 = find("up0")?;
     ensure!(up0.up, "{up0:?}");
     for address in ["10.99.0.1/24", "10.99.1.1/16", "fd00:99::1/64"] {

@@ -17,7 +17,7 @@ use manul_agent::netlink::{
     VXLAN_PORT, VXLAN_VNI, VxlanDevice, VxlanNeighbour, real::RealNetlink,
 };
 use serde_json::Value;
-use support::{Netns, add_uplink, field, require_root, run};
+use support::{Netns, add_uplink, field, require_root, run, wire};
 
 const MAC: [u8; 6] = [0x66, 0x00, 0x00, 0x00, 0x00, 0x01];
 const REMOTE_MAC: [u8; 6] = [0x66, 0x00, 0x00, 0x00, 0x00, 0x02];
@@ -556,14 +556,7 @@ fn a_ping_between_two_nodes_crosses_their_vxlan_devices() -> Result<()> {
     require_root();
     support::require_programs(&["ping"]);
     let (a, b) = (Netns::new()?, Netns::new()?);
-    a.ip(&[
-        "link", "add", "a0", "type", "veth", "peer", "name", "b0", "netns", &b.name,
-    ])?;
-    a.ip(&["addr", "add", "10.99.0.1/24", "dev", "a0"])?;
-    a.ip(&["link", "set", "a0", "up"])?;
-    b.ip(&["addr", "add", "10.99.0.2/24", "dev", "b0"])?;
-    b.ip(&["link", "set", "b0", "up"])?;
-    b.ip(&["link", "set", "lo", "up"])?;
+    wire(&a, "a0", "10.99.0.1/24", &b, "b0", "10.99.0.2/24")?;
     b.ip(&["addr", "add", "10.245.1.5/32", "dev", "lo"])?;
     let end_a = TunnelEnd {
         uplink: "a0",
@@ -585,18 +578,7 @@ fn a_ping_between_two_nodes_crosses_their_vxlan_devices() -> Result<()> {
     let (sent_before, _) = vxlan_packets(&a)?;
     let (_, received_before) = vxlan_packets(&b)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    let ping = [
-        "netns",
-        "exec",
-        &a.name,
-        "ping",
-        "-c",
-        "1",
-        "-W",
-        "1",
-        "10.245.1.5",
-    ];
-    while let Err(error) = run("ip", &ping) {
+    while let Err(error) = a.exec("ping", &["-c", "1", "-W", "1", "10.245.1.5"]) {
         ensure!(
             Instant::now() < deadline,
             "no answer through the tunnel: {error}"
