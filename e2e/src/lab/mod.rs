@@ -14,6 +14,7 @@
 //! outside host but runs no BGP, and nothing outside the cluster learns the pod routes.
 //! Everything is removed when the `Lab` is dropped (processes killed, namespaces deleted).
 
+pub mod join;
 pub mod status;
 mod tor;
 

@@ -169,7 +169,7 @@ pub fn routes_by_kind(node: &LabNode) -> Result<BTreeMap<String, Vec<String>>> {
 }
 
 /// Listens on `PROBE_PORT` inside `ns` and answers every connection with "ok".
-fn serve_probe(ns: &Netns) -> Result<()> {
+pub(super) fn serve_probe(ns: &Netns) -> Result<()> {
     let listener = ns
         .run_in(|| TcpListener::bind(("0.0.0.0", PROBE_PORT)))?
         .with_context(|| format!("listening on {PROBE_PORT} in {}", ns.name()))?;
