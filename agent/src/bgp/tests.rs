@@ -486,3 +486,48 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
     );
     task.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_best_path_stream_follows_soon_after_bgpd_first_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let netlink = Arc::new(FakeNetlink::new());
+    let endpoints = Arc::new(Endpoints::new(
+        "a".into(),
+        store,
+        netlink.clone(),
+        Arc::new(FakeSysctl::default()),
+    ));
+    // At an agent's start bgpd refuses the stream until the speaker task has set its global
+    // settings, milliseconds later; the stream must not wait a whole second after that.
+    let bgpd = Arc::new(FakeBgpd::default());
+    bgpd.set_down(true);
+    let (_context_sender, context) = tokio::sync::watch::channel(RouteContext::default());
+    let task = tokio::spawn(
+        LearnedRoutes {
+            bgpd: bgpd.clone(),
+            netlink,
+            endpoints,
+            context,
+            status: Arc::new(BgpStatus::default()),
+        }
+        .run(),
+    );
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    bgpd.set_down(false);
+    let up = tokio::time::Instant::now();
+    while bgpd.open_streams() == 0 {
+        assert!(
+            up.elapsed() < Duration::from_secs(5),
+            "the stream never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Virtual time (the clock is paused): the retry came after the first short wait.
+    assert!(
+        up.elapsed() <= Duration::from_millis(100),
+        "the stream opened {:?} after bgpd accepted it",
+        up.elapsed()
+    );
+    task.abort();
+}
