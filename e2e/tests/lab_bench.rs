@@ -51,14 +51,15 @@ fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
         .collect();
     assert_eq!(
         paths,
-        [
-            ("raw veth", true),
-            ("pod → pod, same subnet (n0-p0 → n1-p0)", true),
-            ("pod → pod, across the ToR (n0-p0 → n2-p0)", true),
-            ("raw veth", false),
-            ("pod → pod, same subnet (n0-p0 → n1-p0)", false),
-            ("pod → pod, across the ToR (n0-p0 → n2-p0)", false),
-        ]
+        [true, false]
+            .map(|offload| [
+                ("raw veth", offload),
+                ("node → node, same subnet (n0 → n1)", offload),
+                ("pod → pod, same subnet (n0-p0 → n1-p0)", offload),
+                ("node → node, across the ToR (n0 → n2)", offload),
+                ("pod → pod, across the ToR (n0-p0 → n2-p0)", offload),
+            ])
+            .concat()
     );
     for cell in iperf {
         let rates = cell["bits_per_second"].as_array().context("rates")?;

@@ -4,7 +4,8 @@
 //! - iperf3 pod to pod, against iperf3 over one raw veth pair between two fresh namespaces:
 //!   the client in n0's pod, the server in a pod of a node on the same subnet (n0 → n1, the
 //!   packet crosses the ToR's bridge) and in a pod of a node on the other subnet (n0 → tor →
-//!   n2, routed by the ToR). Client pinned to core 0, server to core 1; the variants take
+//!   n2, routed by the ToR); and node to node over the same two paths (the lab's fabric
+//!   without the pods' veths: what no CNI can beat). Client pinned to core 0, server to core 1; the variants take
 //!   turns within each repetition (which goes first rotates), once with TSO/GSO on and once
 //!   off on the sender's eth0; medians of `--reps` runs of `--seconds` each, and their ratio to
 //!   the raw veth (issue 7's goal: at least 0.97×).
@@ -96,12 +97,15 @@ struct IperfPath<'a> {
     client: &'a Netns,
     server: &'a Netns,
     address: std::net::Ipv4Addr,
+    /// For a pod-to-pod path: the label of the node-to-node path over the same fabric.
+    fabric: Option<String>,
 }
 
 /// The rates of one (path, offload) cell, bit/s, in run order.
 struct Cell {
     path: String,
     offload: bool,
+    fabric: Option<String>,
     rates: Vec<f64>,
 }
 
@@ -178,7 +182,8 @@ fn run(args: &Args) -> Result<()> {
         let figures = json!({
             "started": started.0, "load_start": started.1, "load_end": load(),
             "iperf": cells.iter().map(|cell| json!({
-                "path": cell.path, "tso_gso": cell.offload, "bits_per_second": cell.rates,
+                "path": cell.path, "tso_gso": cell.offload, "fabric": cell.fabric,
+                "bits_per_second": cell.rates,
             })).collect::<Vec<Value>>(),
             "joins": joins.iter().map(join_json).collect::<Vec<Value>>(),
         });
@@ -225,17 +230,29 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
         client: &raw.client,
         server: &raw.server,
         address: raw.server_address,
+        fabric: None,
     }];
     for (subnet, label) in [('a', "same subnet"), ('b', "across the ToR")] {
         let node = (1..lab.nodes.len()).find(|&node| lab.nodes[node].subnet == subnet);
-        if let Some(server) = node.and_then(pod_of) {
-            paths.push(IperfPath {
-                label: format!("pod → pod, {label} ({} → {})", client.name, server.name),
-                client: &client.ns,
-                server: &server.ns,
-                address: server.address,
-            });
-        }
+        let (Some(node), Some(server)) = (node, node.and_then(pod_of)) else {
+            continue;
+        };
+        let (from, to) = (&lab.nodes[0], &lab.nodes[node]);
+        let fabric = format!("node → node, {label} ({} → {})", from.name, to.name);
+        paths.push(IperfPath {
+            label: fabric.clone(),
+            client: &from.ns,
+            server: &to.ns,
+            address: to.address,
+            fabric: None,
+        });
+        paths.push(IperfPath {
+            label: format!("pod → pod, {label} ({} → {})", client.name, server.name),
+            client: &client.ns,
+            server: &server.ns,
+            address: server.address,
+            fabric: Some(fabric),
+        });
     }
     let _servers = paths
         .iter()
@@ -247,6 +264,7 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             paths.iter().map(move |path| Cell {
                 path: path.label.clone(),
                 offload,
+                fabric: path.fabric.clone(),
                 rates: Vec::new(),
             })
         })
@@ -314,26 +332,36 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
     println!(
         "\niperf3, one TCP stream, Gbit/s: medians of {} runs of {} s (after 1 s omitted); \
          client on core {CLIENT_CORE}, server on core {SERVER_CORE}; TSO/GSO switched on the \
-         sender's eth0",
+         sender's eth0. RATIO: to raw veth (goal {GOAL}× for pod → pod); VS NODES: to node → \
+         node over the same fabric (what the pods' veths and the nodes' routing cost)",
         args.reps, args.seconds
     );
     println!(
-        "  {:<44} {:<7} {:>7} {:>7}  RUNS",
-        "PATH", "TSO/GSO", "MEDIAN", "RATIO"
+        "  {:<44} {:<7} {:>7} {:>7} {:>8}  RUNS",
+        "PATH", "TSO/GSO", "MEDIAN", "RATIO", "VS NODES"
     );
-    for cell in cells {
-        let raw = cells
+    let median_of = |path: &str, offload: bool| {
+        cells
             .iter()
-            .find(|raw| raw.offload == cell.offload)
-            .map_or(0.0, |raw| median(&raw.rates));
-        let value = median(&cell.rates);
-        let ratio = if raw > 0.0 { value / raw } else { 0.0 };
-        let verdict = if cell.path == "raw veth" {
-            String::new()
-        } else if ratio >= GOAL {
-            format!("  goal {GOAL}× met")
+            .find(|cell| cell.path == path && cell.offload == offload)
+            .map_or(0.0, |cell| median(&cell.rates))
+    };
+    let ratio = |value: f64, reference: f64| {
+        if reference > 0.0 {
+            value / reference
         } else {
-            format!("  goal {GOAL}× MISSED")
+            0.0
+        }
+    };
+    for cell in cells {
+        let value = median(&cell.rates);
+        let to_raw = ratio(value, median_of("raw veth", cell.offload));
+        let (to_nodes, verdict) = match &cell.fabric {
+            Some(fabric) => (
+                format!("{:.3}×", ratio(value, median_of(fabric, cell.offload))),
+                if to_raw >= GOAL { "  met" } else { "  MISSED" },
+            ),
+            None => (String::new(), ""),
         };
         let runs: Vec<String> = cell
             .rates
@@ -341,11 +369,12 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
             .map(|rate| format!("{:.1}", rate / 1e9))
             .collect();
         println!(
-            "  {:<44} {:<7} {:>7.2} {:>6.3}×  {}{verdict}",
+            "  {:<44} {:<7} {:>7.2} {:>6.3}× {:>8}  {}{verdict}",
             cell.path,
             if cell.offload { "on" } else { "off" },
             value / 1e9,
-            ratio,
+            to_raw,
+            to_nodes,
             runs.join(" ")
         );
     }
