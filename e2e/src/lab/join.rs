@@ -18,7 +18,8 @@
 //! ```
 //!
 //! The watcher looks every 10 ms or so, one step after the other within a look, so two steps
-//! that happen within one look may appear in either order. With the ToR, every node's default
+//! that happen within one look may appear in either order; each (other pod, new pod) pair is
+//! probed by a thread of its own, a connect attempt at most every 25 ms. With the ToR, every node's default
 //! route points at it: the new pods are reachable as soon as the ToR has their route, before
 //! the other nodes learn a direct one over the mesh.
 
@@ -34,7 +35,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use manul_proto::bgpd::{ListPeersRequest, bgpd_client::BgpdClient};
 use nix::sched::CloneFlags;
 use serde::Serialize;
@@ -44,8 +45,14 @@ use super::{Lab, status::PROBE_PORT, tor};
 
 /// How often the watcher looks (each look is a few `ip` calls and connects).
 const WATCH_INTERVAL: Duration = Duration::from_millis(10);
-/// How long one probe connect may take before the pair counts as not reached yet.
-const PROBE_TIMEOUT: Duration = Duration::from_millis(200);
+/// How long one probe connect may take before it is tried again (a SYN lost before the path
+/// was there is not retransmitted for a second): the resolution of "reachable". The handshake
+/// runs in the kernel's softirq on these veths, microseconds, whatever the load.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
+/// How long the probe's answer may take after the handshake (the listener is a user thread).
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause after a probe that failed (at once, or after its timeout).
+const PROBE_PAUSE: Duration = Duration::from_millis(5);
 
 /// When each step of one join happened, counted from the daemons' start.
 #[derive(Clone, Debug, Serialize)]
@@ -204,84 +211,116 @@ impl Watch {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
-        while Instant::now() < self.deadline && !self.stop.load(Ordering::SeqCst) {
-            let since = self.t0.elapsed();
-            if seen.agent_ready.is_none() && UnixStream::connect(&self.agent_socket).is_ok() {
-                seen.agent_ready = Some(since);
+        std::thread::scope(|scope| {
+            let mut probes = Vec::new();
+            while Instant::now() < self.deadline && !self.stop.load(Ordering::SeqCst) {
+                let since = self.t0.elapsed();
+                if seen.agent_ready.is_none() && UnixStream::connect(&self.agent_socket).is_ok() {
+                    seen.agent_ready = Some(since);
+                }
+                if seen.all_established.is_none()
+                    && let Ok(runtime) = &runtime
+                    && let Ok(established) = runtime.block_on(established(&self.bgpd_socket))
+                {
+                    if established > 0 && seen.first_established.is_none() {
+                        seen.first_established = Some(since);
+                    }
+                    if established >= self.expected_peers {
+                        seen.all_established = Some(since);
+                    }
+                }
+                let targets = self
+                    .targets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(targets) = targets {
+                    if probes.is_empty() {
+                        probes = self.start_probes(scope, &targets);
+                    }
+                    self.look_at_routes(&mut seen, &targets);
+                }
+                let probed =
+                    !probes.is_empty() && probes.iter().all(|(_, probe)| probe.is_finished());
+                if probed
+                    && seen.routes_everywhere.is_some()
+                    && seen.routes_back.is_some()
+                    && (seen.tor_route.is_some() || self.tor.is_none())
+                    && seen.all_established.is_some()
+                {
+                    break;
+                }
+                std::thread::sleep(WATCH_INTERVAL);
             }
-            if seen.all_established.is_none()
-                && let Ok(runtime) = &runtime
-                && let Ok(established) = runtime.block_on(established(&self.bgpd_socket))
-            {
-                if established > 0 && seen.first_established.is_none() {
-                    seen.first_established = Some(since);
-                }
-                if established >= self.expected_peers {
-                    seen.all_established = Some(since);
-                }
-            }
-            let targets = self
-                .targets
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone();
-            if let Some(targets) = targets {
-                if seen.tor_route.is_none()
-                    && let Some(tor) = &self.tor
-                    && covers_all(tor, "bird", &targets)
-                {
-                    seen.tor_route = Some(self.t0.elapsed());
-                }
-                if seen.routes_everywhere.is_none()
-                    && self
-                        .other_nodes
-                        .iter()
-                        .all(|node| covers_all(node, "manul", &targets))
-                {
-                    seen.routes_everywhere = Some(self.t0.elapsed());
-                }
-                if seen.routes_back.is_none()
-                    && covers_all(&self.new_node, "manul", &self.other_pods)
-                {
-                    seen.routes_back = Some(self.t0.elapsed());
-                }
-                if seen.reachable.is_none() {
-                    seen.unreached = self.unreached(&targets);
-                    if seen.unreached.is_empty() {
-                        seen.reachable = Some(self.t0.elapsed());
+            let mut latest = (!probes.is_empty()).then_some(Duration::ZERO);
+            for (pair, probe) in probes {
+                match probe.join() {
+                    Ok(Some(at)) => latest = latest.map(|latest| latest.max(at)),
+                    _ => {
+                        seen.unreached.push(pair);
+                        latest = None;
                     }
                 }
             }
-            if seen.reachable.is_some()
-                && seen.routes_everywhere.is_some()
-                && seen.routes_back.is_some()
-                && (seen.tor_route.is_some() || self.tor.is_none())
-                && seen.all_established.is_some()
-            {
-                break;
-            }
-            std::thread::sleep(WATCH_INTERVAL);
-        }
+            seen.reachable = latest;
+        });
         seen
     }
 
-    /// The (source, target) pairs whose probe connect fails, probed all at once.
-    fn unreached(&self, targets: &[Ipv4Addr]) -> Vec<String> {
-        std::thread::scope(|scope| {
-            let probes: Vec<_> = self
-                .sources
+    /// Records when the ToR, every other node and the new node first have their routes.
+    fn look_at_routes(&self, seen: &mut Seen, targets: &[Ipv4Addr]) {
+        if seen.tor_route.is_none()
+            && let Some(tor) = &self.tor
+            && covers_all(tor, "bird", targets)
+        {
+            seen.tor_route = Some(self.t0.elapsed());
+        }
+        if seen.routes_everywhere.is_none()
+            && self
+                .other_nodes
                 .iter()
-                .flat_map(|(name, ns)| targets.iter().map(move |target| (name, ns, *target)))
-                .map(|(name, ns, target)| {
-                    let probe = scope.spawn(move || connects_from(ns, target));
-                    (format!("{name} → {target}"), probe)
-                })
-                .collect();
-            probes
-                .into_iter()
-                .filter_map(|(pair, probe)| (!matches!(probe.join(), Ok(Ok(true)))).then_some(pair))
-                .collect()
-        })
+                .all(|node| covers_all(node, "manul", targets))
+        {
+            seen.routes_everywhere = Some(self.t0.elapsed());
+        }
+        if seen.routes_back.is_none() && covers_all(&self.new_node, "manul", &self.other_pods) {
+            seen.routes_back = Some(self.t0.elapsed());
+        }
+    }
+
+    /// One thread per (source pod, target) pair, each connecting until it gets through; it
+    /// returns when that was, or None at the deadline.
+    fn start_probes<'scope>(
+        &'scope self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        targets: &[Ipv4Addr],
+    ) -> Vec<(
+        String,
+        std::thread::ScopedJoinHandle<'scope, Option<Duration>>,
+    )> {
+        self.sources
+            .iter()
+            .flat_map(|(name, ns)| targets.iter().map(move |target| (name, ns, *target)))
+            .map(|(name, ns, target)| {
+                let probe = scope.spawn(move || self.probe(ns, target));
+                (format!("{name} → {target}"), probe)
+            })
+            .collect()
+    }
+
+    fn probe(&self, ns: &Path, target: Ipv4Addr) -> Option<Duration> {
+        let file = File::open(ns).ok()?;
+        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).ok()?;
+        while Instant::now() < self.deadline && !self.stop.load(Ordering::SeqCst) {
+            if let Some(stream) = connect(target) {
+                let at = self.t0.elapsed();
+                if answers(stream) {
+                    return Some(at);
+                }
+            }
+            std::thread::sleep(PROBE_PAUSE);
+        }
+        None
     }
 }
 
@@ -331,18 +370,19 @@ fn parse_prefix(text: &str) -> Option<(u32, u32)> {
     Some((u32::from(address) & mask, mask))
 }
 
-/// A TCP connect to `target`'s probe port from inside the namespace at `ns` that gets the
-/// probe's answer (so the handshake went both ways).
-fn connects_from(ns: &Path, target: Ipv4Addr) -> Result<bool> {
-    let file = File::open(ns).with_context(|| format!("open {}", ns.display()))?;
-    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns into a pod")?;
+/// A TCP connection to `target`'s probe port from the calling thread's namespace (the
+/// handshake went both ways), if it gets through within `CONNECT_TIMEOUT`.
+fn connect(target: Ipv4Addr) -> Option<TcpStream> {
     let address = SocketAddr::from((target, PROBE_PORT));
-    let Ok(mut stream) = TcpStream::connect_timeout(&address, PROBE_TIMEOUT) else {
-        return Ok(false);
-    };
-    stream.set_read_timeout(Some(PROBE_TIMEOUT))?;
+    TcpStream::connect_timeout(&address, CONNECT_TIMEOUT).ok()
+}
+
+/// Whether the probe listener at the other end answers "ok".
+fn answers(mut stream: TcpStream) -> bool {
     let mut answer = [0u8; 2];
-    Ok(std::io::Read::read_exact(&mut stream, &mut answer).is_ok() && &answer == b"ok")
+    stream.set_read_timeout(Some(ANSWER_TIMEOUT)).is_ok()
+        && std::io::Read::read_exact(&mut stream, &mut answer).is_ok()
+        && &answer == b"ok"
 }
 
 #[cfg(test)]
