@@ -6,7 +6,8 @@
 # for every pod pair and to the outside host, with the path each took); removes everything and
 # exits non-zero if a path fails. Run as root on Debian 12.
 # Arguments go to `manul-lab run`: --nodes N, --pods N, --topology mesh|route-reflector,
-# --tor on|off. `scripts/lab.sh up ...` keeps the lab until Ctrl-C.
+# --tor on|off, --etcd-members 1|3. `scripts/lab.sh up ...` keeps the lab (then
+# `target/release/manul-lab status` and `target/release/manul-lab down`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "run as root: the lab creates network namespaces" >&2; exit 1; }

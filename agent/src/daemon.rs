@@ -37,6 +37,8 @@ use crate::{
 pub const DEFAULT_IPV4_POOL_NAME: &str = "default-ipv4-ippool";
 /// Name of the IPv6 pool made when `--default-ipv6-pool` is given and no IPv6 pool exists.
 pub const DEFAULT_IPV6_POOL_NAME: &str = "default-ipv6-ippool";
+/// How long a node leaving the cluster waits for bgpd to take its withdrawal.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone, Debug)]
 pub struct DaemonConfig {
@@ -206,9 +208,20 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     reconciler.abort();
+    let lost = lost
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
     if let Some((driver, publisher)) = bgp {
         publisher.abort();
-        drop(driver);
+        if matches!(lost, Some(NodeError::OwnNodeDeleted { .. })) {
+            // Leaving the cluster: the routes to this node's pods go everywhere now.
+            match tokio::time::timeout(LEAVE_TIMEOUT, driver.leave_cluster()).await {
+                Ok(Ok(report)) => info!(?report, "withdrew this node from BGP"),
+                Ok(Err(error)) => warn!(%error, "cannot withdraw this node from BGP"),
+                Err(_) => warn!("manul-bgpd did not take the withdrawal within {LEAVE_TIMEOUT:?}"),
+            }
+        }
     }
     node_watch.abort();
     if let Some(health) = health {
@@ -216,10 +229,6 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     }
     let _ = std::fs::remove_file(&config.socket);
     info!("manul-agent stopped");
-    let lost = lost
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take();
     match lost {
         Some(error) => Err(error.into()),
         None => Ok(served?),

@@ -42,6 +42,9 @@ pub fn name_prefix() -> &'static str {
 pub struct Netns {
     name: String,
     tracked: Mutex<Vec<Child>>,
+    /// False for a namespace another process made ([`Netns::attach`]): dropping it removes
+    /// nothing.
+    owned: bool,
 }
 
 impl Netns {
@@ -59,9 +62,24 @@ impl Netns {
         let ns = Netns {
             name,
             tracked: Mutex::new(Vec::new()),
+            owned: true,
         };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+    }
+
+    /// A namespace that exists already (made by another process, e.g. `manul-lab up`); it is
+    /// left alone when dropped.
+    pub fn attach(name: &str) -> Result<Netns> {
+        let path = PathBuf::from("/run/netns").join(name);
+        if !path.exists() {
+            bail!("network namespace {name} does not exist");
+        }
+        Ok(Netns {
+            name: name.to_string(),
+            tracked: Mutex::new(Vec::new()),
+            owned: false,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -166,7 +184,9 @@ impl Drop for Netns {
         for child in tracked {
             stop_child(child, Duration::from_secs(3));
         }
-        remove(&self.name);
+        if self.owned {
+            remove(&self.name);
+        }
     }
 }
 
@@ -200,10 +220,16 @@ pub fn remove(name: &str) {
 
 /// Removes every harness namespace created by process `pid` (Ctrl-C cleanup of the bench).
 pub fn remove_all_of(pid: u32) {
-    let own = format!("{}{pid}-", name_prefix());
-    for name in list_with_prefix(&own) {
-        remove(&name);
+    remove_all_with_prefix(&format!("{}{pid}-", name_prefix()));
+}
+
+/// Removes every namespace whose name starts with `prefix`; returns how many there were.
+pub fn remove_all_with_prefix(prefix: &str) -> usize {
+    let names = list_with_prefix(prefix);
+    for name in &names {
+        remove(name);
     }
+    names.len()
 }
 
 fn list_own() -> Vec<String> {

@@ -1,13 +1,16 @@
 //! The lab as a test: a 4-node cluster over BGP (etcd, a ToR running BIRD, two subnets, two
 //! pods per node through the CNI plugin) must reach the full connectivity matrix, with the
-//! node-to-node mesh and with a route reflector; a deleted pod's route goes everywhere;
-//! restarting a node's agent, then its bgpd, loses no ping. Needs root, etcd and BIRD (fails
-//! with what to install otherwise). Namespaces are removed when the lab is dropped.
+//! node-to-node mesh, with a route reflector and without the ToR; a deleted pod's route goes
+//! everywhere; a deleted node's blocks go from every node and the ToR within 5 s; restarting a
+//! node's agent, then its bgpd, loses no ping; an etcd member killed while pods come and go
+//! loses nothing. Needs root, etcd and BIRD (fails with what to install otherwise). Namespaces
+//! are removed when the lab is dropped. `manul-lab up|status|down` is tested in lab_cli.rs.
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
-use manul_e2e::lab::{Lab, LabOptions, status};
+use anyhow::{Context, Result, bail};
+use manul_e2e::lab::{Lab, LabOptions, birdc, status, with_store};
+use manul_store::{BlockAffinity, DatastoreExt, Node};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
@@ -41,24 +44,15 @@ fn up(opts: LabOptions) -> Result<Lab> {
 
 /// Polls the matrix until every cell is ok; fails with the report otherwise.
 fn converge(lab: &Lab) -> Result<Vec<status::Cell>> {
-    let deadline = Instant::now() + CONVERGE;
-    while !status::bgp_converged(lab) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
+    let cells = status::converge(lab, CONVERGE, &mut |_| {});
+    if !cells.iter().all(status::Cell::ok) {
+        bail!(
+            "the matrix did not converge in {CONVERGE:?}:\n{}\n--- n0 agent ---\n{}",
+            status::report(lab, &cells)?,
+            lab.nodes[0].log("agent")
+        );
     }
-    loop {
-        let cells = status::matrix(lab);
-        if cells.iter().all(status::Cell::ok) {
-            return Ok(cells);
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the matrix did not converge in {CONVERGE:?}:\n{}\n--- n0 agent ---\n{}",
-                status::report(lab, &cells)?,
-                lab.nodes[0].log("agent")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    Ok(cells)
 }
 
 #[test]
@@ -165,5 +159,191 @@ fn a_deleted_pod_is_gone_everywhere_and_restarts_lose_no_ping() -> Result<()> {
         summary.contains(" 0% packet loss"),
         "pings lost across the restarts: {summary}"
     );
+    Ok(())
+}
+
+#[test]
+fn without_the_tor_the_nodes_share_one_subnet_and_peer_only_with_each_other() -> Result<()> {
+    let lab = up(LabOptions {
+        nodes: 3,
+        tor: false,
+        ..LabOptions::default()
+    })?;
+    let cells = converge(&lab)?;
+    assert_eq!(
+        cells.len(),
+        6 * 5,
+        "pod pairs only: nothing outside learns the pod routes"
+    );
+    assert!(lab.nodes.iter().all(|node| node.subnet == 'a'));
+    let across = cells
+        .iter()
+        .find(|cell| cell.from == "n0-p0" && cell.to == "n2-p0")
+        .context("cell")?;
+    assert_eq!(across.path, "n0 → n2", "{across:?}");
+    let sessions = status::sessions(&lab)?;
+    assert_eq!(
+        sessions.len(),
+        3 * 2,
+        "a mesh of three, no ToR: {sessions:?}"
+    );
+    assert!(
+        sessions
+            .iter()
+            .all(|session| session.name.starts_with("node-")),
+        "{sessions:?}"
+    );
+    assert!(status::tor_sessions(&lab)?.is_empty());
+    // The router has no route to any pod: it learns none.
+    let tor_routes = lab
+        .tor
+        .ip(&["route", "show", "10.244.0.0/16", "root", "10.244.0.0/16"])?;
+    assert_eq!(
+        tor_routes.trim(),
+        "",
+        "the ToR learned pod routes without BGP"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_deleted_node_is_withdrawn_from_every_node_and_the_tor_within_5_s() -> Result<()> {
+    let lab = up(LabOptions {
+        nodes: 3,
+        pods_per_node: 1,
+        ..LabOptions::default()
+    })?;
+    converge(&lab)?;
+    // n2 is alone on subnet b; n0 and n1 reach its block through the ToR.
+    let blocks = status::routes_by_kind(&lab.nodes[2])?
+        .remove("own block")
+        .context("n2 has no block")?;
+    assert!(!blocks.is_empty());
+    let held_somewhere = |block: &str| -> Result<Vec<String>> {
+        let mut holders = Vec::new();
+        for node in &lab.nodes[..2] {
+            if !node
+                .ns
+                .ip(&["route", "show", block, "proto", "manul"])?
+                .trim()
+                .is_empty()
+            {
+                holders.push(node.name.clone());
+            }
+        }
+        if !lab.tor.ip(&["route", "show", block])?.trim().is_empty() {
+            holders.push("tor kernel".into());
+        }
+        if birdc(&lab, &["show", "route", "for", block])?.contains(block) {
+            holders.push("tor BIRD".into());
+        }
+        Ok(holders)
+    };
+    for block in &blocks {
+        assert_eq!(
+            held_somewhere(block)?,
+            ["n0", "n1", "tor kernel", "tor BIRD"],
+            "before the deletion every node and the ToR route {block}"
+        );
+    }
+
+    let deleted = Instant::now();
+    with_store(&lab, |store| async move {
+        let node = store
+            .get_resource::<Node>("n2")
+            .await?
+            .context("no Node n2")?;
+        store.delete_resource::<Node>("n2", &node.revision).await?;
+        Ok(())
+    })?;
+    manul_e2e::poll_until(
+        Duration::from_secs(5),
+        "n2's blocks to be withdrawn from n0, n1 and the ToR",
+        || {
+            for block in &blocks {
+                if !held_somewhere(block)?.is_empty() {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        },
+    )
+    .with_context(|| {
+        format!(
+            "still held: {:?}\n--- n2 agent ---\n{}",
+            blocks
+                .iter()
+                .map(|block| (block, held_somewhere(block).unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            lab.nodes[2].log("agent")
+        )
+    })?;
+    println!(
+        "withdrawn everywhere {:?} after the deletion",
+        deleted.elapsed()
+    );
+    // Its affinities are released, and n0 and n1 still reach each other.
+    let left = with_store(&lab, |store| async move {
+        Ok(store
+            .list_resources::<BlockAffinity>("")
+            .await?
+            .into_iter()
+            .filter(|affinity| affinity.value.node == "n2")
+            .count())
+    })?;
+    assert_eq!(left, 0, "n2's block affinities outlived its Node");
+    let cells = status::matrix(&lab);
+    for cell in cells
+        .iter()
+        .filter(|cell| !cell.from.starts_with("n2") && !cell.to.starts_with("n2"))
+    {
+        assert!(cell.ok(), "{cell:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_etcd_member_killed_while_pods_come_and_go_loses_nothing() -> Result<()> {
+    let mut lab = up(LabOptions {
+        nodes: 2,
+        pods_per_node: 1,
+        tor: false,
+        etcd_members: 3,
+        ..LabOptions::default()
+    })?;
+    converge(&lab)?;
+    // Member 0 is every agent's first endpoint: killing it makes them fail over.
+    for round in 0..16 {
+        if round == 5 {
+            lab.kill_etcd_member(0)?;
+        }
+        let pod = lab
+            .add_pod_to(round % 2)
+            .with_context(|| format!("ADD in round {round}"))?;
+        status::serve_probe(&pod.ns)?;
+        if round % 3 == 2 {
+            let oldest = lab.pods[0].name.clone();
+            lab.delete_pod(&oldest)
+                .with_context(|| format!("DEL of {oldest} in round {round}"))?;
+        }
+    }
+    let mut addresses: Vec<_> = lab.pods.iter().map(|pod| pod.address).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(
+        addresses.len(),
+        lab.pods.len(),
+        "an address was handed out twice"
+    );
+    let pods = lab.pods.len();
+    let report = with_store(&lab, |store| async move {
+        Ok(manul_ipam::Ipam::new(store).check().await?)
+    })?;
+    assert!(report.problems.is_empty(), "{report:?}");
+    assert_eq!(
+        report.allocated, pods,
+        "every live pod holds one address and no deleted pod still does: {report:?}"
+    );
+    converge(&lab)?;
     Ok(())
 }

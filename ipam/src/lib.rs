@@ -35,6 +35,11 @@ pub use ipnet::IpNet;
 use manul_store::{Datastore, DatastoreExt, IpPool, IpamConfiguration, Node};
 pub use release_node::NodeRelease;
 
+/// Calico's handle id of a node's IPv4 VXLAN tunnel address: "vxlan-tunnel-addr-<node>".
+pub fn vxlan_tunnel_handle_id(node: &str) -> String {
+    format!("vxlan-tunnel-addr-{node}")
+}
+
 /// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
 pub fn pod_handle_id(container_id: &str) -> String {
     format!("k8s-pod-network.{container_id}")

@@ -91,6 +91,7 @@ async fn a_deleted_node_loses_its_affinities_and_empty_blocks_and_keeps_live_add
         NodeRelease {
             deleted_blocks: vec![empty],
             orphaned_blocks: vec![busy],
+            tunnel_addresses: vec![],
         }
     );
 
@@ -121,6 +122,25 @@ async fn a_deleted_node_loses_its_affinities_and_empty_blocks_and_keeps_live_add
     );
     let report = ipam.check().await?;
     assert!(report.problems.is_empty(), "{:?}", report.problems);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_deleted_node_loses_its_vxlan_tunnel_address_and_the_block_it_kept_busy() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let store: Arc<dyn Datastore> = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb"))?);
+    let ipam = Ipam::new(store.clone());
+    ipam.create_pool(&pool()).await?;
+    let handle = manul_ipam::vxlan_tunnel_handle_id("a");
+    assert_eq!(handle, "vxlan-tunnel-addr-a", "Calico's handle name");
+    let tunnel = assign(&ipam, "a", &handle, 1).await?[0];
+
+    let release = ipam.release_node("a").await?;
+    assert_eq!(release.tunnel_addresses, vec![tunnel]);
+    assert_eq!(release.orphaned_blocks, Vec::<IpNet>::new());
+    assert_eq!(release.deleted_blocks.len(), 1, "{release:?}");
+    assert!(ipam.addresses_by_handle(&handle).await?.is_empty());
+    assert!(blocks(&store).await?.is_empty());
     Ok(())
 }
 

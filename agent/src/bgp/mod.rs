@@ -39,11 +39,11 @@ use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
 use self::{
-    bgpd_api::BgpdApi,
+    bgpd_api::{BgpdApi, BgpdError},
     learned::{LearnedRoutes, RouteContext},
     speaker_config::{SpeakerConfig, SpeakerInputs, speaker_config},
     status::{BgpStatus, Session},
-    sync::{SpeakerSync, display_name},
+    sync::{SpeakerSync, SyncReport, display_name},
 };
 use crate::{endpoint::Endpoints, netlink::Netlink};
 
@@ -57,7 +57,22 @@ const RETRY: Duration = Duration::from_secs(1);
 /// The running BGP tasks; dropping it stops them.
 pub struct BgpDriver {
     tasks: Vec<JoinHandle<()>>,
+    bgpd: Arc<dyn BgpdApi>,
     pub status: Arc<BgpStatus>,
+}
+
+impl BgpDriver {
+    /// This node leaves the cluster (its Node was deleted): stops the tasks, then withdraws
+    /// every prefix and removes every peer from bgpd, so that the other nodes and the routers
+    /// drop its routes at once instead of keeping them for a graceful-restart time.
+    pub async fn leave_cluster(self) -> Result<SyncReport, BgpdError> {
+        for task in &self.tasks {
+            task.abort();
+        }
+        SpeakerSync::default()
+            .withdraw_all(self.bgpd.as_ref())
+            .await
+    }
 }
 
 impl Drop for BgpDriver {
@@ -115,14 +130,18 @@ pub async fn start(
     };
     tasks.push(tokio::spawn(speaker.run()));
     let learned = LearnedRoutes {
-        bgpd,
+        bgpd: bgpd.clone(),
         netlink,
         endpoints: endpoints.clone(),
         context,
         status: status.clone(),
     };
     tasks.push(tokio::spawn(learned.run()));
-    BgpDriver { tasks, status }
+    BgpDriver {
+        tasks,
+        bgpd,
+        status,
+    }
 }
 
 /// Pokes `changed` on every event of `kind`; relists after an error or a compaction.

@@ -182,6 +182,27 @@ impl SpeakerSync {
         }
         Ok(report)
     }
+
+    /// Withdraws every prefix this node originates, then removes every peer (each gets a
+    /// Cease): for a node leaving the cluster, whose routes must go everywhere now rather than
+    /// after a graceful-restart timer. Global settings stay.
+    pub async fn withdraw_all(&mut self, bgpd: &dyn BgpdApi) -> Result<SyncReport, BgpdError> {
+        self.applied = None;
+        let running = read_back(bgpd).await?;
+        let mut report = SyncReport::default();
+        if !running.prefixes.is_empty() {
+            let prefixes: Vec<String> = running.prefixes.keys().map(ToString::to_string).collect();
+            info!(count = prefixes.len(), "withdrawing this node's prefixes");
+            bgpd.delete_prefixes(prefixes).await?;
+            report.prefixes_deleted = running.prefixes.len();
+        }
+        for address in running.peers.keys() {
+            info!(peer = %address, "removing a BGP peer: this node leaves the cluster");
+            bgpd.delete_peer(address.to_string()).await?;
+            report.peers_deleted += 1;
+        }
+        Ok(report)
+    }
 }
 
 async fn read_back(bgpd: &dyn BgpdApi) -> Result<Applied, BgpdError> {

@@ -533,3 +533,21 @@ async fn the_best_path_stream_follows_soon_after_bgpd_first_refuses_it() {
     );
     task.abort();
 }
+
+#[tokio::test]
+async fn a_node_leaving_the_cluster_withdraws_its_prefixes_then_removes_its_peers() {
+    let bgpd = FakeBgpd::default();
+    let desired = two_nodes_a_with_a_block().config("a");
+    SpeakerSync::default().sync(&bgpd, &desired).await.unwrap();
+    bgpd.clear_calls();
+    // A new SpeakerSync (as in the exiting agent's last step) reads bgpd back first.
+    let report = SpeakerSync::default().withdraw_all(&bgpd).await.unwrap();
+    assert_eq!(report.prefixes_deleted, 1);
+    assert_eq!(report.peers_deleted, 1);
+    assert_eq!(
+        writes(&bgpd.calls()),
+        vec!["delete_prefixes 10.244.1.0/26", "delete_peer 10.0.0.2"]
+    );
+    assert!(bgpd.list_prefixes().await.unwrap().is_empty());
+    assert!(bgpd.list_peers().await.unwrap().is_empty());
+}

@@ -1,9 +1,9 @@
 //! The route applier: the one writer of manul's routes. Each concern (pod routes, block
-//! blackholes, routes kept by a refused deletion, and next the remote blocks learned over BGP)
-//! hands it the routes it wants as a whole set or one by one; the applier merges them (a key
-//! wanted by two sources goes to the earlier source in `RouteSource` order), tracks desired
-//! against applied, and pushes the difference in concurrent batches. I/O only through the
-//! `Netlink` trait.
+//! blackholes, routes kept by a refused deletion, remote blocks through VXLAN, and the routes
+//! learned over BGP) hands it the routes it wants as a whole set or one by one; the applier
+//! merges them (a key wanted by two sources goes to the earlier source in `RouteSource` order),
+//! tracks desired against applied, and pushes the difference in concurrent batches. I/O only
+//! through the `Netlink` trait.
 //!
 //! Ownership: a key the applier has seen holding a route of manul's is replaced; any other key
 //! is created without replace, and when the kernel answers that the key is taken, the applier
@@ -32,6 +32,9 @@ pub enum RouteSource {
     Kept,
     /// `blackhole <block>` for each block this node has affinity to.
     BlockBlackholes,
+    /// Remote blocks of encapsulating pools, as their pool's vxlanMode says (through
+    /// vxlan.calico, or straight to a same-subnet node without BGP): they win over BGP's.
+    Vxlan,
     /// Routes through the next hops of what manul-bgpd learned: other nodes' blocks and
     /// borrowed addresses, and routes from top-of-rack routers.
     Bgp,

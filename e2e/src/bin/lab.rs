@@ -1,12 +1,15 @@
 //! manul-lab: a small manul cluster in network namespaces on this machine (etcd, a top-of-rack
 //! router running BIRD, nodes running manul-agent and manul-bgpd, pods through the CNI plugin),
 //! and what talks to what. `run` builds it, waits for BGP to converge, prints the status and
-//! the connectivity matrix, removes everything and exits non-zero when a path fails; `up` does
-//! the same but keeps the lab until Ctrl-C. Needs root; does I/O.
+//! the connectivity matrix, removes everything and exits non-zero when a path fails. `up`
+//! builds it in a background process that holds it (state in /run/manul-lab), prints the
+//! same and returns; `status` prints it again; `down` removes it. Needs root; does I/O.
 
 use std::{
     io::IsTerminal,
-    process::ExitCode,
+    os::unix::process::CommandExt,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -14,13 +17,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use manul_e2e::lab::{Lab, LabOptions, status};
+use manul_e2e::lab::{
+    Lab, LabOptions,
+    state::{DEFAULT_STATE_DIR, LabState},
+    status,
+};
 
 /// How long BGP may take to carry every route (polled).
 const CONVERGE: Duration = Duration::from_secs(90);
+/// How long building the lab may take before `up` gives up on its holder.
+const BUILD: Duration = Duration::from_secs(300);
+/// The prefix of the lab's namespaces (`ip netns list | grep manul-lab-`).
+const NAMESPACE_PREFIX: &str = "manul-lab-";
+/// The file the holder writes its current step to (read by `up` for its progress line).
+const PROGRESS_FILE: &str = "progress";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -36,8 +49,15 @@ struct Flags {
 enum Verb {
     /// Build, converge, print the status and the matrix, tear down; non-zero if a path fails.
     Run(Options),
-    /// Build and print like run, then keep everything until Ctrl-C.
-    Up(Options),
+    /// Build the lab and keep it (a background process holds it); print like run.
+    Up(HeldOptions),
+    /// Print the status and the matrix of the lab that `up` built; non-zero if a path fails.
+    Status(StateDir),
+    /// Remove the lab that `up` built (processes, namespaces, files).
+    Down(StateDir),
+    /// The background process of `up` (not for direct use).
+    #[command(hide = true)]
+    Hold(HeldOptions),
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -54,6 +74,24 @@ struct Options {
     /// The top-of-rack router's BGP (off: one subnet, no routes outside the cluster).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     tor: Switch,
+    /// Members of the etcd cluster on the ToR: 1 or 3.
+    #[arg(long, default_value_t = 1)]
+    etcd_members: usize,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct StateDir {
+    /// Where the state of a held lab is kept.
+    #[arg(long, env = "MANUL_LAB_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct HeldOptions {
+    #[command(flatten)]
+    options: Options,
+    #[command(flatten)]
+    state: StateDir,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -68,52 +106,65 @@ enum Switch {
     Off,
 }
 
+impl Options {
+    fn lab_options(&self) -> LabOptions {
+        LabOptions {
+            nodes: self.nodes,
+            pods_per_node: self.pods,
+            route_reflector: matches!(self.topology, Topology::RouteReflector),
+            tor: self.tor == Switch::On,
+            etcd_members: self.etcd_members,
+            ..LabOptions::default()
+        }
+    }
+
+    /// The same options as command-line arguments (for the holder process).
+    fn to_args(&self) -> Vec<String> {
+        let topology = match self.topology {
+            Topology::Mesh => "mesh",
+            Topology::RouteReflector => "route-reflector",
+        };
+        let tor = if self.tor == Switch::On { "on" } else { "off" };
+        [
+            ("--nodes", self.nodes.to_string()),
+            ("--pods", self.pods.to_string()),
+            ("--topology", topology.to_string()),
+            ("--tor", tor.to_string()),
+            ("--etcd-members", self.etcd_members.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(flag, value)| [flag.to_string(), value])
+        .collect()
+    }
+}
+
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    let (options, keep) = match flags.command {
-        Verb::Run(options) => (options, false),
-        Verb::Up(options) => (options, true),
+    manul_e2e::netns::set_name_prefix(NAMESPACE_PREFIX);
+    let outcome = match flags.command {
+        Verb::Run(options) => run(&options),
+        Verb::Up(held) => up(&held),
+        Verb::Status(state) => show_status(&state.state_dir),
+        Verb::Down(state) => down(&state.state_dir).map(|()| true),
+        Verb::Hold(held) => hold(&held).map(|()| true),
     };
-    match run(options, keep) {
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {
-            eprintln!("manul-lab failed: {error:#}");
+            eprintln!("manul-lab: {error:#}");
             ExitCode::from(2)
         }
     }
 }
 
-fn run(options: Options, keep: bool) -> Result<bool> {
-    let opts = LabOptions {
-        nodes: options.nodes,
-        pods_per_node: options.pods,
-        route_reflector: matches!(options.topology, Topology::RouteReflector),
-        tor: options.tor == Switch::On,
-        ..LabOptions::default()
-    };
-    let started = Instant::now();
-    let progress = spinner();
-    let lab = Lab::up(opts, &mut |step| {
-        progress.set_message(format!("building: {step}"))
-    })?;
-    status::start_probes(&lab)?;
-    progress.set_message("waiting for BGP to carry every route");
-    let deadline = Instant::now() + CONVERGE;
-    while !status::bgp_converged(&lab) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    let cells = loop {
-        let cells = status::matrix(&lab);
-        let ok = cells.iter().filter(|cell| cell.ok()).count();
-        progress.set_message(format!("converging: {ok} of {} paths ok", cells.len()));
-        if ok == cells.len() || Instant::now() >= deadline {
-            break cells;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    };
+/// Converges, prints the report and the summary line; true when every path passed.
+fn converge_and_print(lab: &Lab, started: Instant, progress: &ProgressBar) -> Result<bool> {
+    let cells = status::converge(lab, CONVERGE, &mut |step| {
+        progress.set_message(step.to_string())
+    });
     progress.finish_and_clear();
-    print!("{}", status::report(&lab, &cells)?);
+    print!("{}", status::report(lab, &cells)?);
     let passed = cells.iter().all(status::Cell::ok);
     println!(
         "lab {} in {:.1} s: {} nodes, {} pods{}",
@@ -127,15 +178,18 @@ fn run(options: Options, keep: bool) -> Result<bool> {
             format!("; logs under {}", lab.dir().display())
         }
     );
-    if keep {
-        println!("the lab stays up; namespaces: ip netns list | grep manul; Ctrl-C removes it");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        ctrl_c(move || flag.store(true, Ordering::SeqCst));
-        while !stop.load(Ordering::SeqCst) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    } else if !passed {
+    Ok(passed)
+}
+
+fn run(options: &Options) -> Result<bool> {
+    let started = Instant::now();
+    let progress = spinner();
+    let lab = Lab::up(options.lab_options(), &mut |step| {
+        progress.set_message(format!("building: {step}"))
+    })?;
+    status::start_probes(&lab)?;
+    let passed = converge_and_print(&lab, started, &progress)?;
+    if !passed {
         // Keep the logs: the tempdir goes with the lab, so copy them first.
         let saved = std::env::temp_dir().join(format!("manul-lab-logs-{}", std::process::id()));
         copy_logs(lab.dir(), &saved);
@@ -145,7 +199,173 @@ fn run(options: Options, keep: bool) -> Result<bool> {
     Ok(passed)
 }
 
-fn copy_logs(from: &std::path::Path, to: &std::path::Path) {
+/// Starts the holder in the background, waits until it has built the lab, then prints it.
+fn up(held: &HeldOptions) -> Result<bool> {
+    let state_dir = &held.state.state_dir;
+    if let Some(state) = LabState::load(state_dir)? {
+        if state.holder_alive() {
+            bail!(
+                "a lab is up already (held by pid {}): `manul-lab status` shows it, `manul-lab down` removes it",
+                state.holder_pid
+            );
+        }
+        println!("removing what a lab whose holder died left behind");
+        remove_remains(state_dir, &state);
+    }
+    std::fs::create_dir_all(state_dir)
+        .with_context(|| format!("creating {}", state_dir.display()))?;
+    let _ = std::fs::remove_file(state_dir.join(PROGRESS_FILE));
+    let log_path = state_dir.join("holder.log");
+    let log = std::fs::File::create(&log_path)?;
+    let started = Instant::now();
+    let mut holder = Command::new(std::env::current_exe()?)
+        .arg("hold")
+        .args(held.options.to_args())
+        .arg("--state-dir")
+        .arg(state_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        // Its own process group: a Ctrl-C meant for `up` does not reach the lab.
+        .process_group(0)
+        .spawn()
+        .context("starting the lab's holder process")?;
+    let progress = spinner();
+    let deadline = Instant::now() + BUILD;
+    loop {
+        if let Some(state) = LabState::load(state_dir)?
+            && state.holder_pid == holder.id()
+        {
+            break;
+        }
+        if let Some(exit) = holder.try_wait()? {
+            progress.finish_and_clear();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            bail!("building the lab failed ({exit}):\n{log}");
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the lab was not built within {BUILD:?}; see {} and run `manul-lab down`",
+                log_path.display()
+            );
+        }
+        if let Ok(step) = std::fs::read_to_string(state_dir.join(PROGRESS_FILE)) {
+            progress.set_message(format!("building: {}", step.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lab = LabState::load(state_dir)?
+        .context("the lab's state file vanished")?
+        .attach()?;
+    let passed = converge_and_print(&lab, started, &progress)?;
+    println!(
+        "the lab stays up (pid {}): `manul-lab status` prints this again, `manul-lab down` removes it",
+        holder.id()
+    );
+    Ok(passed)
+}
+
+/// The background process: builds the lab, serves the pods' probes, writes the state file,
+/// and removes everything on SIGTERM or SIGINT.
+fn hold(held: &HeldOptions) -> Result<()> {
+    let state_dir = &held.state.state_dir;
+    let progress_path = state_dir.join(PROGRESS_FILE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    on_terminate(move || flag.store(true, Ordering::SeqCst));
+    let lab = Lab::up(held.options.lab_options(), &mut |step| {
+        let _ = std::fs::write(&progress_path, step);
+    })?;
+    status::start_probes(&lab)?;
+    LabState::of(&lab).save(state_dir)?;
+    println!("lab up; waiting for SIGTERM");
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("removing the lab");
+    drop(lab);
+    let _ = std::fs::remove_file(state_dir.join(manul_e2e::lab::state::STATE_FILE));
+    let _ = std::fs::remove_file(&progress_path);
+    Ok(())
+}
+
+fn show_status(state_dir: &Path) -> Result<bool> {
+    let state = held_lab(state_dir)?;
+    let lab = state.attach()?;
+    let progress = spinner();
+    progress.set_message("probing every path");
+    let cells = status::matrix(&lab);
+    progress.finish_and_clear();
+    print!("{}", status::report(&lab, &cells)?);
+    Ok(cells.iter().all(status::Cell::ok))
+}
+
+fn down(state_dir: &Path) -> Result<()> {
+    let Some(state) = LabState::load(state_dir)? else {
+        println!("no lab is up (no state in {})", state_dir.display());
+        return Ok(());
+    };
+    let started = Instant::now();
+    if state.holder_alive() {
+        let progress = spinner();
+        progress.set_message(format!(
+            "stopping the lab (holder pid {})",
+            state.holder_pid
+        ));
+        let pid = nix::unistd::Pid::from_raw(state.holder_pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let gone = manul_e2e::poll_until(Duration::from_secs(60), "the holder to exit", || {
+            Ok((!state.holder_alive()).then_some(()))
+        });
+        if gone.is_err() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        progress.finish_and_clear();
+    }
+    let left = remove_remains(state_dir, &state);
+    println!(
+        "lab removed in {:.1} s: {} nodes, {} pods{}",
+        started.elapsed().as_secs_f64(),
+        state.nodes.len(),
+        state.pods.len(),
+        if left > 0 {
+            format!(" ({left} namespaces were left behind and are removed)")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+/// The state of a lab whose holder runs, or an error that says what to do.
+fn held_lab(state_dir: &Path) -> Result<LabState> {
+    let Some(state) = LabState::load(state_dir)? else {
+        bail!(
+            "no lab is up (no state in {}): `manul-lab up` builds one",
+            state_dir.display()
+        );
+    };
+    if !state.holder_alive() {
+        bail!(
+            "the process that held the lab (pid {}) is gone: `manul-lab down` cleans up",
+            state.holder_pid
+        );
+    }
+    Ok(state)
+}
+
+/// Removes what a lab left (namespaces, state file); returns how many namespaces there were.
+fn remove_remains(state_dir: &Path, state: &LabState) -> usize {
+    let left = manul_e2e::netns::remove_all_with_prefix(&format!(
+        "{}{}-",
+        state.namespace_prefix, state.holder_pid
+    ));
+    let _ = std::fs::remove_file(state_dir.join(manul_e2e::lab::state::STATE_FILE));
+    let _ = std::fs::remove_file(state_dir.join(PROGRESS_FILE));
+    left
+}
+
+fn copy_logs(from: &Path, to: &Path) {
     let _ = std::fs::create_dir_all(to);
     let Ok(entries) = std::fs::read_dir(from) else {
         return;
@@ -163,14 +383,25 @@ fn copy_logs(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-fn ctrl_c(handler: impl Fn() + Send + 'static) {
+/// Calls `handler` on SIGTERM or SIGINT.
+fn on_terminate(handler: impl Fn() + Send + 'static) {
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build();
         if let Ok(runtime) = runtime {
             runtime.block_on(async {
-                let _ = tokio::signal::ctrl_c().await;
+                use tokio::signal::unix::{SignalKind, signal};
+                let (Ok(mut terminate), Ok(mut interrupt)) = (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                ) else {
+                    return;
+                };
+                tokio::select! {
+                    _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
+                }
             });
             handler();
         }

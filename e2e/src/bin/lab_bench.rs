@@ -132,6 +132,7 @@ fn run(args: &Args) -> Result<()> {
             pods_per_node: 1,
             route_reflector: false,
             tor: args.tor == Switch::On,
+            etcd_members: 1,
             log_level: args.log_level.clone(),
         },
         &mut |step| progress.set_message(format!("lab: {step}")),

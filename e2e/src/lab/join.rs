@@ -191,13 +191,12 @@ impl Lab {
         self.start_node(index)?;
         let mut adds = Vec::new();
         let mut addresses = Vec::new();
-        for number in 0..pods {
+        for _ in 0..pods {
             let started = Instant::now();
-            let pod = self.add_pod(index, number)?;
+            let pod = self.add_pod_to(index)?;
             adds.push(started.elapsed());
             super::status::serve_probe(&pod.ns)?;
             addresses.push(pod.address);
-            self.pods.push(pod);
         }
         let done = Instant::now();
         *targets.lock().unwrap_or_else(|e| e.into_inner()) = Some(addresses);

@@ -11,12 +11,19 @@
 //! ```
 //!
 //! Without the ToR (`tor: false`) every node is on subnet a, the router still forwards to the
-//! outside host but runs no BGP, and nothing outside the cluster learns the pod routes.
-//! Everything is removed when the `Lab` is dropped (processes killed, namespaces deleted).
+//! outside host but runs no BGP, and nothing outside the cluster learns the pod routes. With
+//! `etcd_members: 3` the ToR runs a 3-member etcd cluster (client ports 2379, 2479, 2579) and the
+//! agents get all three endpoints.
+//! Everything is removed when the `Lab` is dropped (processes killed, namespaces deleted),
+//! except for a lab attached from its state file (`manul-lab status`): dropping that one
+//! leaves everything running.
 
 pub mod join;
+pub mod state;
 pub mod status;
 mod tor;
+
+pub use tor::{birdc, with_store};
 
 use std::{
     fs::File,
@@ -27,6 +34,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tempfile::TempDir;
 
@@ -42,7 +50,7 @@ pub const TOR_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 80, 9, 254);
 /// The route reflectors' cluster ID (route-reflector mode: node n0 reflects).
 pub const CLUSTER_ID: &str = "224.0.0.1";
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabOptions {
     pub nodes: usize,
     pub pods_per_node: usize,
@@ -50,6 +58,8 @@ pub struct LabOptions {
     pub route_reflector: bool,
     /// The ToR runs BIRD and peers with every node; nodes sit on two subnets.
     pub tor: bool,
+    /// Members of the etcd cluster on the ToR (1 or 3).
+    pub etcd_members: usize,
     pub log_level: String,
 }
 
@@ -60,6 +70,7 @@ impl Default for LabOptions {
             pods_per_node: 2,
             route_reflector: false,
             tor: true,
+            etcd_members: 1,
             log_level: std::env::var("MANUL_LAB_LOG").unwrap_or_else(|_| "info".into()),
         }
     }
@@ -108,8 +119,24 @@ pub struct Lab {
     pub outside: Netns,
     pub nodes: Vec<LabNode>,
     pub pods: Vec<LabPod>,
-    dir: TempDir,
+    dir: LabDir,
+    /// BIRD on the ToR.
     services: Vec<Child>,
+    /// etcd member i, None once killed (or in an attached lab).
+    etcd: Vec<Option<Child>>,
+}
+
+/// Where the lab keeps its files: a temporary directory it owns, or the directory of a lab
+/// that another process runs.
+enum LabDir {
+    Owned(TempDir),
+    Attached(PathBuf),
+}
+
+/// Client and peer port of etcd member `member` (inside the ToR namespace).
+fn etcd_ports(member: usize) -> (u16, u16) {
+    let offset = 100 * member as u16;
+    (2379 + offset, 2380 + offset)
 }
 
 fn subnet_gateway(subnet: char) -> Ipv4Addr {
@@ -127,6 +154,9 @@ impl Lab {
         if opts.nodes == 0 || opts.nodes > 200 {
             bail!("--nodes must be between 1 and 200");
         }
+        if !matches!(opts.etcd_members, 1 | 3) {
+            bail!("--etcd-members must be 1 or 3");
+        }
         step("namespaces and links");
         let dir = tempfile::Builder::new().prefix("manul-lab-").tempdir()?;
         let tor = Netns::new("tor")?;
@@ -137,8 +167,9 @@ impl Lab {
             outside,
             nodes: Vec::new(),
             pods: Vec::new(),
-            dir,
+            dir: LabDir::Owned(dir),
             services: Vec::new(),
+            etcd: Vec::new(),
         };
         lab.wire_router()?;
         for index in 0..lab.opts.nodes {
@@ -171,12 +202,39 @@ impl Lab {
     }
 
     pub fn dir(&self) -> &Path {
-        self.dir.path()
+        match &self.dir {
+            LabDir::Owned(dir) => dir.path(),
+            LabDir::Attached(path) => path,
+        }
     }
 
-    /// The datastore URL as seen from a node of `subnet`.
+    /// The datastore URL as seen from a node of `subnet` (every etcd member).
     pub fn datastore_url(&self, subnet: char) -> String {
-        format!("etcd://{}:2379", subnet_gateway(subnet))
+        self.etcd_url(&subnet_gateway(subnet).to_string())
+    }
+
+    /// The datastore URL inside the ToR namespace.
+    pub fn tor_datastore_url(&self) -> String {
+        self.etcd_url("127.0.0.1")
+    }
+
+    fn etcd_url(&self, host: &str) -> String {
+        let endpoints: Vec<String> = (0..self.opts.etcd_members)
+            .map(|member| format!("{host}:{}", etcd_ports(member).0))
+            .collect();
+        format!("etcd://{}", endpoints.join(","))
+    }
+
+    /// SIGKILLs etcd member `member` (a crash: no graceful leave).
+    pub fn kill_etcd_member(&mut self, member: usize) -> Result<()> {
+        let mut child = self
+            .etcd
+            .get_mut(member)
+            .and_then(Option::take)
+            .with_context(|| format!("etcd member {member} is not running"))?;
+        child.kill()?;
+        child.wait()?;
+        Ok(())
     }
 
     fn wire_router(&self) -> Result<()> {
@@ -233,7 +291,7 @@ impl Lab {
             &subnet_gateway(subnet).to_string(),
         ])?;
         ns.sysctl("net.ipv4.ip_forward", "1")?;
-        let dir = self.dir.path().join(&name);
+        let dir = self.dir().join(&name);
         std::fs::create_dir_all(dir.join("state"))?;
         Ok(LabNode {
             name,
@@ -247,37 +305,48 @@ impl Lab {
     }
 
     fn start_etcd(&mut self) -> Result<()> {
-        let data = self.dir.path().join("etcd");
-        let log = File::create(self.dir.path().join("etcd.log"))?;
-        let mut command = Command::new("etcd");
-        command
-            .args(["--name", "lab", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen-client-urls",
-                "http://0.0.0.0:2379",
-                "--advertise-client-urls",
-                "http://10.80.1.254:2379",
-                "--listen-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-advertise-peer-urls",
-                "http://127.0.0.1:2380",
-                "--initial-cluster",
-                "lab=http://127.0.0.1:2380",
-            ])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        let child = self
-            .tor
-            .spawn(&mut command)
-            .context("starting etcd (apt-get install etcd-server)")?;
-        self.services.push(child);
-        poll_until(Duration::from_secs(20), "etcd to answer", || {
+        let members = self.opts.etcd_members;
+        let cluster: Vec<String> = (0..members)
+            .map(|member| format!("m{member}=http://127.0.0.1:{}", etcd_ports(member).1))
+            .collect();
+        for member in 0..members {
+            let (client, peer) = etcd_ports(member);
+            let log = File::create(self.dir().join(format!("etcd-m{member}.log")))?;
+            let mut command = Command::new("etcd");
+            command
+                .args(["--name", &format!("m{member}"), "--data-dir"])
+                .arg(self.dir().join(format!("etcd-m{member}")))
+                .args([
+                    "--listen-client-urls",
+                    &format!("http://0.0.0.0:{client}"),
+                    "--advertise-client-urls",
+                    &format!("http://10.80.1.254:{client}"),
+                    "--listen-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-advertise-peer-urls",
+                    &format!("http://127.0.0.1:{peer}"),
+                    "--initial-cluster",
+                    &cluster.join(","),
+                    "--initial-cluster-state",
+                    "new",
+                ])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log);
+            let child = self
+                .tor
+                .spawn(&mut command)
+                .context("starting etcd (apt-get install etcd-server)")?;
+            self.etcd.push(Some(child));
+        }
+        let endpoints: Vec<String> = (0..members)
+            .map(|member| format!("http://127.0.0.1:{}", etcd_ports(member).0))
+            .collect();
+        poll_until(Duration::from_secs(30), "etcd to answer", || {
             let output = self.tor.exec(&[
                 "etcdctl",
                 "--endpoints",
-                "http://127.0.0.1:2379",
+                &endpoints.join(","),
                 "endpoint",
                 "health",
             ])?;
@@ -387,6 +456,20 @@ impl Lab {
         .run_in(&node.ns)
     }
 
+    /// Adds one more pod to node `node` through the CNI plugin (named `n<i>-p<next number>`).
+    pub fn add_pod_to(&mut self, node: usize) -> Result<&LabPod> {
+        let prefix = format!("{}-p", self.nodes[node].name);
+        let number = self
+            .pods
+            .iter()
+            .filter_map(|pod| pod.name.strip_prefix(&prefix)?.parse::<usize>().ok())
+            .max()
+            .map_or(0, |highest| highest + 1);
+        let pod = self.add_pod(node, number)?;
+        self.pods.push(pod);
+        self.pods.last().context("the pod list is empty")
+    }
+
     /// Deletes a pod through the CNI plugin (DEL) and forgets it.
     pub fn delete_pod(&mut self, name: &str) -> Result<LabPod> {
         let position = self
@@ -456,6 +539,9 @@ impl Drop for Lab {
         }
         for service in self.services.drain(..) {
             stop_child(service, Duration::from_secs(5));
+        }
+        for member in self.etcd.drain(..).flatten() {
+            stop_child(member, Duration::from_secs(5));
         }
     }
 }

@@ -168,8 +168,9 @@ pub fn routes_by_kind(node: &LabNode) -> Result<BTreeMap<String, Vec<String>>> {
     Ok(kinds)
 }
 
-/// Listens on `PROBE_PORT` inside `ns` and answers every connection with "ok".
-pub(super) fn serve_probe(ns: &Netns) -> Result<()> {
+/// Listens on `PROBE_PORT` inside `ns` and answers every connection with "ok" (for a pod
+/// added after [`start_probes`]).
+pub fn serve_probe(ns: &Netns) -> Result<()> {
     let listener = ns
         .run_in(|| TcpListener::bind(("0.0.0.0", PROBE_PORT)))?
         .with_context(|| format!("listening on {PROBE_PORT} in {}", ns.name()))?;
@@ -347,4 +348,23 @@ pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
         }
     )?;
     Ok(out)
+}
+
+/// Waits (up to `timeout`) for BGP to converge and then for every cell of the matrix to pass;
+/// returns the last matrix. `progress` is told what it waits for.
+pub fn converge(lab: &Lab, timeout: Duration, progress: &mut dyn FnMut(&str)) -> Vec<Cell> {
+    let deadline = std::time::Instant::now() + timeout;
+    progress("waiting for BGP to carry every route");
+    while !bgp_converged(lab) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    loop {
+        let cells = matrix(lab);
+        let ok = cells.iter().filter(|cell| cell.ok()).count();
+        progress(&format!("converging: {ok} of {} paths ok", cells.len()));
+        if ok == cells.len() || std::time::Instant::now() >= deadline {
+            return cells;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -114,12 +114,13 @@ where
     Fut: std::future::Future<Output = Result<T>>,
     T: Send,
 {
+    let url = lab.tor_datastore_url();
     lab.tor.run_in(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         runtime.block_on(async move {
-            let store = manul_store::open_datastore("etcd://127.0.0.1:2379")?;
+            let store = manul_store::open_datastore(&url)?;
             tokio::time::timeout(Duration::from_secs(30), work(store))
                 .await
                 .context("the lab's etcd did not answer within 30 s")?
