@@ -169,6 +169,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         None => None,
     };
 
+    // NAT outgoing and the VXLAN tunnel endpoint, from the pools (manul's own nft table).
+    let pool_dataplane = crate::pool_dataplane::start(
+        endpoints.clone(),
+        Arc::new(crate::nft::real::NftCommand::default()),
+    )
+    .await;
+
     // A routed node forwards: pods reach each other and the world through it (IPv6 too when
     // an IPv6 pool exists; the reconciler keeps this current).
     let ipv6_in_use = endpoints.ipv6_in_use().await?;
@@ -223,6 +230,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
             }
         }
     }
+    drop(pool_dataplane);
     node_watch.abort();
     if let Some(health) = health {
         health.abort();

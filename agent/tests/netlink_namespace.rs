@@ -2,18 +2,15 @@
 //! on every exit path. Does I/O and needs root (fails with a message otherwise). The code under
 //! test runs on a thread that entered a test "host" namespace, never in the machine's own.
 
+mod support;
+
 use std::{
-    fs::File,
-    future::Future,
     io::{Read, Write},
     net::{SocketAddr, TcpListener, TcpStream},
-    path::PathBuf,
-    process::Command,
-    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result, anyhow, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
 use manul_agent::{
     netlink::{
         HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig, Route,
@@ -21,113 +18,7 @@ use manul_agent::{
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
-use nix::sched::CloneFlags;
-use serde_json::Value;
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A namespace of this test process; `ip netns del` on drop.
-struct Netns {
-    name: String,
-}
-
-impl Netns {
-    fn new() -> Result<Netns> {
-        let name = format!(
-            "manul-t-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        run("ip", &["netns", "add", &name])?;
-        Ok(Netns { name })
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    /// `ip -n <ns> <args>`.
-    fn ip(&self, args: &[&str]) -> Result<String> {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// `ip -n <ns> -j <args>`, parsed.
-    fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let output = self.ip(&all)?;
-        if output.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
-    }
-
-    /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
-    fn run<F, Fut, T>(&self, test: F) -> Result<T>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T>>,
-        T: Send + 'static,
-    {
-        let path = self.path();
-        let thread = std::thread::spawn(move || -> Result<T> {
-            enter(&path)?;
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(test())
-        });
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-fn enter(path: &std::path::Path) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
-    Ok(())
-}
-
-fn run(program: &str, args: &[&str]) -> Result<String> {
-    let output = Command::new(program).args(args).output()?;
-    if !output.status.success() {
-        bail!(
-            "{program} {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(String::from_utf8(output.stdout)?)
-}
-
-/// Panics unless this process is root: a missing prerequisite fails the test.
-fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "needs root: run as root (scripts/test.sh)"
-    );
-}
-
-fn field<'a>(value: &'a Value, key: &str) -> &'a str {
-    value.get(key).and_then(Value::as_str).unwrap_or("")
-}
-
-fn has_route(routes: &[Value], dst: &str, key: &str, wanted: &str) -> bool {
-    routes
-        .iter()
-        .any(|route| field(route, "dst") == dst && field(route, key) == wanted)
-}
+use support::{Netns, add_uplink, enter, field, has_route, require_root, run};
 
 fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
     VethRequest {
@@ -139,17 +30,6 @@ fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
         pod_ifname: "eth0".to_string(),
         mtu,
     }
-}
-
-/// An uplink in the host namespace: up0 (10.99.0.1/24, mtu 9000) with the default route.
-fn add_uplink(host: &Netns) -> Result<()> {
-    host.ip(&[
-        "link", "add", "up0", "mtu", "9000", "type", "veth", "peer", "name", "up1",
-    ])?;
-    host.ip(&["link", "set", "up0", "up"])?;
-    host.ip(&["link", "set", "up1", "up"])?;
-    host.ip(&["addr", "add", "10.99.0.1/24", "dev", "up0"])?;
-    Ok(())
 }
 
 #[test]

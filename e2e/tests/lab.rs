@@ -347,3 +347,52 @@ fn an_etcd_member_killed_while_pods_come_and_go_loses_nothing() -> Result<()> {
     converge(&lab)?;
     Ok(())
 }
+
+/// The source address `to` sees for a TCP connection from `from` (a listener in `to` on port
+/// 7071 accepts one connection).
+fn source_seen(
+    from: &manul_e2e::Netns,
+    to: &manul_e2e::Netns,
+    address: std::net::Ipv4Addr,
+) -> Result<std::net::IpAddr> {
+    let listener = to.run_in(|| std::net::TcpListener::bind(("0.0.0.0", 7071)))??;
+    let accepted = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer.ip()));
+    from.run_in(|| {
+        std::net::TcpStream::connect_timeout(&(address, 7071).into(), Duration::from_secs(3))
+    })??;
+    accepted
+        .join()
+        .map_err(|_| anyhow::anyhow!("accept thread panicked"))?
+        .context("accept")
+}
+
+#[test]
+fn pool_traffic_to_the_outside_is_masqueraded_and_pod_to_pod_keeps_its_address() -> Result<()> {
+    let lab = up(LabOptions {
+        nodes: 2,
+        pods_per_node: 1,
+        tor: false,
+        ..LabOptions::default()
+    })?;
+    converge(&lab)?;
+    let (n0_pod, n1_pod) = (&lab.pods[0], &lab.pods[1]);
+    // Without the ToR nothing outside knows the pod routes: only NAT makes the outside host
+    // reachable, and it sees the node's address.
+    let seen = source_seen(&n0_pod.ns, &lab.outside, manul_e2e::lab::OUTSIDE)?;
+    assert_eq!(
+        seen,
+        std::net::IpAddr::from(lab.nodes[0].address),
+        "natOutgoing"
+    );
+    let seen = source_seen(&n0_pod.ns, &n1_pod.ns, n1_pod.address)?;
+    assert_eq!(
+        seen,
+        std::net::IpAddr::from(n0_pod.address),
+        "no NAT between pods"
+    );
+    let table = lab.nodes[0]
+        .ns
+        .exec_ok(&["nft", "list", "table", "inet", "manul"])?;
+    assert!(table.contains("masquerade"), "{table}");
+    Ok(())
+}

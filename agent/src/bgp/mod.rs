@@ -114,7 +114,7 @@ pub async fn start(
         (Kind::BlockAffinity, String::new()),
         (Kind::WorkloadEndpoint, node_prefix),
     ] {
-        tasks.push(tokio::spawn(watch_kind(
+        tasks.push(tokio::spawn(crate::watch::notify_on_change(
             store.clone(),
             kind,
             prefix,
@@ -141,35 +141,6 @@ pub async fn start(
         tasks,
         bgpd,
         status,
-    }
-}
-
-/// Pokes `changed` on every event of `kind`; relists after an error or a compaction.
-async fn watch_kind(store: Arc<dyn Datastore>, kind: Kind, prefix: String, changed: Arc<Notify>) {
-    use futures::StreamExt;
-    loop {
-        let listing = match store.list(kind, &prefix).await {
-            Ok(listing) => listing,
-            Err(error) => {
-                warn!(%kind, %error, "cannot list for the BGP watch; retrying");
-                tokio::time::sleep(RETRY).await;
-                continue;
-            }
-        };
-        changed.notify_one();
-        match store.watch(kind, &prefix, &listing.revision).await {
-            Ok(mut events) => {
-                while let Some(event) = events.next().await {
-                    if let Err(error) = event {
-                        warn!(%kind, %error, "the BGP watch broke; listing again");
-                        break;
-                    }
-                    changed.notify_one();
-                }
-            }
-            Err(error) => warn!(%kind, %error, "cannot watch for BGP; retrying"),
-        }
-        tokio::time::sleep(RETRY).await;
     }
 }
 

@@ -88,6 +88,9 @@ pub struct Endpoints {
     /// MTU of the default-route interface, learned on first use and refreshed by every
     /// reconcile: an ADD must not dump the routing table (it may hold a million BGP routes).
     pub(crate) default_mtu: std::sync::Mutex<Option<u32>>,
+    /// Bytes the pools' encapsulation takes from the pods' MTU (50 while a pool uses VXLAN),
+    /// kept current by the pool dataplane task.
+    pub(crate) encapsulation_overhead: std::sync::atomic::AtomicU32,
     /// IPAM writes of this agent take turns: concurrent requests of one node would otherwise
     /// race for the same block and lose most compare-and-swaps (each loss is a re-read and a
     /// retry). Writers elsewhere are still handled by the CAS itself.
@@ -116,6 +119,7 @@ impl Endpoints {
             locks: ContainerLocks::default(),
             kernel_epoch: Arc::new(RwLock::new(())),
             default_mtu: std::sync::Mutex::new(None),
+            encapsulation_overhead: std::sync::atomic::AtomicU32::new(0),
             ipam_writes: tokio::sync::Mutex::new(()),
             refused_deletions: std::sync::atomic::AtomicU64::new(0),
             empty_block_grace: None,
@@ -167,16 +171,27 @@ impl Endpoints {
             .any(|pool| pool.cidr.addr().is_ipv6() && !pool.disabled))
     }
 
-    /// The MTU pods get when the request names none: the default-route interface's, cached.
+    /// The MTU pods get when the request names none: the default-route interface's (cached),
+    /// less the encapsulation overhead while a pool uses VXLAN.
     pub(crate) async fn pod_mtu(&self) -> Result<u32, EndpointError> {
         let cached = *self
             .default_mtu
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        match cached {
-            Some(mtu) => Ok(mtu),
-            None => self.refresh_default_mtu().await,
-        }
+        let uplink = match cached {
+            Some(mtu) => mtu,
+            None => self.refresh_default_mtu().await?,
+        };
+        let overhead = self
+            .encapsulation_overhead
+            .load(std::sync::atomic::Ordering::Relaxed);
+        Ok(uplink.saturating_sub(overhead))
+    }
+
+    /// Sets the bytes encapsulation takes from the pods' MTU (0 without VXLAN).
+    pub fn set_encapsulation_overhead(&self, bytes: u32) {
+        self.encapsulation_overhead
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Reads the default-route interface's MTU again (1500 when there is no default route).

@@ -419,3 +419,19 @@ async fn reconcile_restores_missing_routes_and_removes_strays_only() {
         "converged"
     );
 }
+
+#[tokio::test]
+async fn pods_lose_the_vxlan_overhead_from_their_mtu_while_a_pool_uses_vxlan() {
+    let fixture = fixture("10.10.0.0/16").await;
+    fixture
+        .endpoints
+        .set_encapsulation_overhead(crate::vxlan::VXLAN_OVERHEAD);
+    let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
+    assert_eq!(
+        added.host.mtu, 1400,
+        "1450 on the uplink, less 50 for VXLAN"
+    );
+    fixture.endpoints.set_encapsulation_overhead(0);
+    let added = fixture.endpoints.add(&fixture.request("c2")).await.unwrap();
+    assert_eq!(added.host.mtu, 1450);
+}

@@ -1,10 +1,16 @@
-//! The narrow kernel interface of the agent: links, routes and the pod side of a veth, as a
-//! trait, so that the CNI flow and the reconciler are unit-tested against `fake::FakeNetlink`
+//! The narrow kernel interface of the agent: links, routes, the pod side of a veth and the VXLAN
+//! device with its neighbour and FDB entries, as a trait, so that the CNI flow and the reconciler are unit-tested against `fake::FakeNetlink`
 //! without root. `real::RealNetlink` is the rtnetlink implementation (tested in namespaces).
 //! This module only defines types; it does no I/O.
 
 pub mod fake;
 pub mod real;
+mod vxlan;
+
+pub use vxlan::{
+    FdbEntry, VXLAN_DEVICE_V4, VXLAN_DEVICE_V6, VXLAN_OVERHEAD_V4, VXLAN_OVERHEAD_V6, VXLAN_PORT,
+    VXLAN_VNI, VxlanDevice, VxlanLink, VxlanNeighbour,
+};
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
@@ -227,11 +233,18 @@ pub enum NetlinkError {
         interface: String,
         reason: String,
     },
+    /// A neighbour or FDB entry (`entry` as `ip neigh` / `bridge fdb` print it).
+    #[error("{entry} on {device}: {reason}")]
+    Neighbour {
+        device: String,
+        entry: String,
+        reason: String,
+    },
     #[error("netlink: {0}")]
     Other(String),
 }
 
-/// Links, routes and pod interfaces. Every change is idempotent: creating what exists with the
+/// Links, routes, pod interfaces, VXLAN devices, neighbours and FDB entries. Every change is idempotent: creating what exists with the
 /// same shape, replacing a route, deleting what is gone all succeed.
 #[async_trait::async_trait]
 pub trait Netlink: Send + Sync + 'static {
@@ -303,6 +316,52 @@ pub trait Netlink: Send + Sync + 'static {
     /// Every interface of the agent's namespace with its addresses (all scopes, with their
     /// prefix lengths), in interface index order: the input of node IP autodetection.
     async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError>;
+
+    /// Creates the VXLAN device (learning off, up) or converges the one there: MTU, MAC and
+    /// up in place; a device that differs in VNI, port, local address, parent or learning, or a
+    /// link of that name that is no VXLAN device, is deleted and created anew (the kernel drops
+    /// its neighbours, FDB entries and routes with it). Fails when the parent is missing.
+    /// Returns the device as a link. Makes no change when the device is as wanted.
+    async fn ensure_vxlan(&self, device: &VxlanDevice) -> Result<LinkInfo, NetlinkError>;
+
+    /// Makes the global (universe-scope) addresses of the link `device` exactly `addresses`
+    /// (link-local ones are the kernel's and stay): removes the others, adds the missing; no
+    /// write when they are as wanted. For the tunnel address on vxlan.calico (a /32 or /128).
+    /// Fails when the device is missing.
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError>;
+
+    /// The VXLAN device of that name; None when there is no link of that name; an error when the
+    /// link is not a VXLAN device. (Deleting it is `delete_link(name, None)`.)
+    async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError>;
+
+    /// The permanent neighbour entries of `device` (both families); empty when it is missing.
+    async fn vxlan_neighbours(&self, device: &str) -> Result<Vec<VxlanNeighbour>, NetlinkError>;
+
+    /// `ip neigh replace <ip> lladdr <mac> dev <device> nud permanent`. Fails when the device
+    /// is missing.
+    async fn replace_neighbour(
+        &self,
+        device: &str,
+        neighbour: &VxlanNeighbour,
+    ) -> Result<(), NetlinkError>;
+
+    /// `ip neigh del <ip> dev <device>`; Ok when the entry or the device is gone.
+    async fn delete_neighbour(&self, device: &str, ip: IpAddr) -> Result<(), NetlinkError>;
+
+    /// The permanent FDB entries of the VXLAN device `device`; empty when it is missing.
+    async fn vxlan_fdb(&self, device: &str) -> Result<Vec<FdbEntry>, NetlinkError>;
+
+    /// `bridge fdb replace <mac> dev <device> dst <destination> self permanent`: the MAC's
+    /// destination becomes `destination`. Fails when the device is missing.
+    async fn replace_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError>;
+
+    /// `bridge fdb del <mac> dev <device> dst <destination> self`; Ok when the entry (with that
+    /// destination) or the device is gone.
+    async fn delete_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError>;
 }
 
 /// An interface and its addresses, as `ip -o addr` lists them.

@@ -1,7 +1,13 @@
+<<<<<<< HEAD
 //! The network-namespace helper of the agent's namespace test suites: a uniquely named
 //! namespace removed on drop (every exit path), `ip -n` in it, and code run on a thread that
 //! entered it (sockets, netlink and child processes opened there live in it). Does I/O.
 
+=======
+//! Network namespaces for the kernel tests of `RealNetlink`: made per test with a unique name,
+//! removed on drop; code runs on a thread that entered one. Does I/O (`ip`, setns). Each test
+//! crate uses a part of it, hence `dead_code` is allowed.
+>>>>>>> h-vxnl
 #![allow(dead_code)]
 
 use std::{
@@ -14,6 +20,10 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
+<<<<<<< HEAD
+=======
+use serde_json::Value;
+>>>>>>> h-vxnl
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -30,9 +40,13 @@ impl Netns {
             NEXT.fetch_add(1, Ordering::SeqCst)
         );
         run("ip", &["netns", "add", &name])?;
+<<<<<<< HEAD
         let ns = Netns { name };
         ns.ip(&["link", "set", "lo", "up"])?;
         Ok(ns)
+=======
+        Ok(Netns { name })
+>>>>>>> h-vxnl
     }
 
     pub fn path(&self) -> PathBuf {
@@ -46,6 +60,7 @@ impl Netns {
         run("ip", &all)
     }
 
+<<<<<<< HEAD
     /// `ip netns exec <ns> <program> <args>`.
     pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
         let mut all = vec!["netns", "exec", &self.name, program];
@@ -67,6 +82,17 @@ impl Netns {
             Ok(result) => result,
             Err(panic) => std::panic::resume_unwind(panic),
         }
+=======
+    /// `ip -n <ns> -j <args>`, parsed.
+    pub fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        let mut all = vec!["-j"];
+        all.extend_from_slice(args);
+        let output = self.ip(&all)?;
+        if output.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
+>>>>>>> h-vxnl
     }
 
     /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
@@ -76,12 +102,26 @@ impl Netns {
         Fut: Future<Output = Result<T>>,
         T: Send + 'static,
     {
+<<<<<<< HEAD
         self.run_blocking(move || {
+=======
+        let path = self.path();
+        let thread = std::thread::spawn(move || -> Result<T> {
+            enter(&path)?;
+>>>>>>> h-vxnl
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(test())
+<<<<<<< HEAD
         })
+=======
+        });
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+>>>>>>> h-vxnl
     }
 }
 
@@ -93,7 +133,10 @@ impl Drop for Netns {
     }
 }
 
+<<<<<<< HEAD
 /// Moves the calling thread into the namespace at `path`.
+=======
+>>>>>>> h-vxnl
 pub fn enter(path: &std::path::Path) -> Result<()> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
@@ -119,6 +162,7 @@ pub fn require_root() {
     );
 }
 
+<<<<<<< HEAD
 /// A veth pair between two namespaces with an address on each end (`a/len`, `b/len`), up.
 pub fn wire(
     a: &Netns,
@@ -137,3 +181,39 @@ pub fn wire(
     b.ip(&["link", "set", b_if, "up"])?;
     Ok(())
 }
+=======
+pub fn field<'a>(value: &'a Value, key: &str) -> &'a str {
+    value.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+pub fn has_route(routes: &[Value], dst: &str, key: &str, wanted: &str) -> bool {
+    routes
+        .iter()
+        .any(|route| field(route, "dst") == dst && field(route, key) == wanted)
+}
+
+/// An uplink in the host namespace: up0 (10.99.0.1/24, mtu 9000) with the default route.
+pub fn add_uplink(host: &Netns) -> Result<()> {
+    host.ip(&[
+        "link", "add", "up0", "mtu", "9000", "type", "veth", "peer", "name", "up1",
+    ])?;
+    host.ip(&["link", "set", "up0", "up"])?;
+    host.ip(&["link", "set", "up1", "up"])?;
+    host.ip(&["addr", "add", "10.99.0.1/24", "dev", "up0"])?;
+    Ok(())
+}
+
+/// Panics unless every one of `programs` is on the PATH: a missing prerequisite fails the test.
+pub fn require_programs(programs: &[&str]) {
+    for program in programs {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .is_ok_and(|output| output.status.success());
+        assert!(
+            found,
+            "needs {program}: install it (scripts/install-deps.sh)"
+        );
+    }
+}
+>>>>>>> h-vxnl

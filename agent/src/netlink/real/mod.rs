@@ -1,23 +1,28 @@
 //! The rtnetlink implementation of `Netlink`. Does I/O: one netlink connection in the agent's
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
-//! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth), `routes` (proto-manul host routes), `pod` (the pod end
-//! of a veth), `namespace` (connections bound to another namespace).
+//! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth),
+//! `routes` (proto-manul host routes), `pod` (the pod end of a veth), `namespace` (connections
+//! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
+//! and FDB entries).
 
 mod addresses;
 mod links;
 mod namespace;
+mod neighbours;
 mod pod;
 mod routes;
+mod vxlan;
 
 use std::{net::IpAddr, path::Path, sync::Arc};
 
+use ipnet::IpNet;
 use rtnetlink::Handle;
 use tokio::sync::Mutex;
 
 use super::{
-    InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
-    PodInterfaceConfig, Route, RouteLookup, VethRequest,
+    FdbEntry, InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
+    PodInterfaceConfig, Route, RouteLookup, VethRequest, VxlanDevice, VxlanLink, VxlanNeighbour,
 };
 
 /// `Netlink` over rtnetlink. Cheap to clone: clones share the connection, which ends when the
@@ -156,5 +161,58 @@ impl Netlink for RealNetlink {
     async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError> {
         let _dump = self.dumps.lock().await;
         addresses::interface_addresses(&self.handle).await
+    }
+
+    async fn ensure_vxlan(&self, device: &VxlanDevice) -> Result<LinkInfo, NetlinkError> {
+        vxlan::ensure_vxlan(&self.handle, device).await
+    }
+
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError> {
+        let link = links::link_by_name(&self.handle, device)
+            .await?
+            .ok_or_else(|| NetlinkError::Link {
+                name: device.to_string(),
+                reason: "no such device".to_string(),
+            })?;
+        let _dump = self.dumps.lock().await;
+        addresses::set_global_addresses(&self.handle, &link, addresses).await
+    }
+
+    async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError> {
+        vxlan::vxlan_device(&self.handle, name).await
+    }
+
+    async fn vxlan_neighbours(&self, device: &str) -> Result<Vec<VxlanNeighbour>, NetlinkError> {
+        let _dump = self.dumps.lock().await;
+        neighbours::neighbours(&self.handle, &self.dump_handle, device).await
+    }
+
+    async fn replace_neighbour(
+        &self,
+        device: &str,
+        neighbour: &VxlanNeighbour,
+    ) -> Result<(), NetlinkError> {
+        neighbours::replace_neighbour(&self.handle, device, neighbour).await
+    }
+
+    async fn delete_neighbour(&self, device: &str, ip: IpAddr) -> Result<(), NetlinkError> {
+        neighbours::delete_neighbour(&self.handle, device, ip).await
+    }
+
+    async fn vxlan_fdb(&self, device: &str) -> Result<Vec<FdbEntry>, NetlinkError> {
+        let _dump = self.dumps.lock().await;
+        neighbours::fdb(&self.handle, &self.dump_handle, device).await
+    }
+
+    async fn replace_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError> {
+        neighbours::replace_fdb(&self.handle, device, entry).await
+    }
+
+    async fn delete_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError> {
+        neighbours::delete_fdb(&self.handle, device, entry).await
     }
 }

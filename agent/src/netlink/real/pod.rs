@@ -11,17 +11,12 @@ use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::{
     Handle, RouteMessageBuilder,
-    packet_route::{
-        address::{
-            AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage, AddressScope,
-        },
-        route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope},
-    },
+    packet_route::route::{RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope},
 };
 
 use super::{
-    addresses::message_address,
-    links::{self, ENODEV, errno},
+    addresses::{global_addresses, set_global_addresses},
+    links,
     namespace::{NamespaceOpenError, connect_in_netns},
     routes,
 };
@@ -31,14 +26,6 @@ use crate::netlink::{
 
 /// Protocol of the routes inside the pod: they are the pod's, not manul's host routes.
 const POD_ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Boot;
-
-fn address_error(address: &IpNet, interface: &str, reason: impl ToString) -> NetlinkError {
-    NetlinkError::Address {
-        address: address.to_string(),
-        interface: interface.to_string(),
-        reason: reason.to_string(),
-    }
-}
 
 pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterface, NetlinkError> {
     let handle = connect_in_netns(&config.netns)
@@ -56,36 +43,7 @@ pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterfac
     }
     links::set_up(&handle, &link).await?;
     let wanted: Vec<IpNet> = config.addresses.clone();
-    for stale in global_addresses(&handle, &link)
-        .await?
-        .into_iter()
-        .filter(|(net, _)| !wanted.contains(net))
-    {
-        handle
-            .address()
-            .del(stale.1)
-            .execute()
-            .await
-            .map_err(|error| address_error(&stale.0, ifname, format!("removing: {error}")))?;
-    }
-    for address in &wanted {
-        let mut request = handle
-            .address()
-            .add(link.index, address.addr(), address.prefix_len())
-            .replace();
-        if address.addr().is_ipv6() {
-            // A /128 on a point-to-point veth: duplicate address detection only delays it.
-            let message = request.message_mut();
-            message.header.flags |= AddressHeaderFlags::Nodad;
-            message
-                .attributes
-                .push(AddressAttribute::Flags(AddressFlags::Nodad));
-        }
-        request
-            .execute()
-            .await
-            .map_err(|error| address_error(address, ifname, error))?;
-    }
+    set_global_addresses(&handle, &link, &wanted).await?;
     let gateway_v4 = IpNet::from(IpAddr::V4(POD_GATEWAY_V4));
     if wanted.iter().any(|address| address.addr().is_ipv4()) {
         let scope_link = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -158,38 +116,6 @@ async fn read(handle: &Handle, ifname: &str) -> Result<Option<PodInterface>, Net
         addresses,
         has_default_routes,
     }))
-}
-
-/// Addresses of universe scope on the link (link-local ones are the kernel's).
-async fn global_addresses(
-    handle: &Handle,
-    link: &LinkInfo,
-) -> Result<Vec<(IpNet, AddressMessage)>, NetlinkError> {
-    let result: Result<Vec<AddressMessage>, _> = handle
-        .address()
-        .get()
-        .set_link_index_filter(link.index)
-        .execute()
-        .try_collect()
-        .await;
-    let messages = match result {
-        Ok(messages) => messages,
-        Err(error) if errno(&error) == Some(ENODEV) => Vec::new(),
-        Err(error) => {
-            return Err(NetlinkError::Link {
-                name: link.name.clone(),
-                reason: format!("listing addresses: {error}"),
-            });
-        }
-    };
-    Ok(messages
-        .into_iter()
-        .filter(|message| message.header.scope == AddressScope::Universe)
-        .filter_map(|message| {
-            let net = message_address(&message)?;
-            Some((net, message))
-        })
-        .collect())
 }
 
 /// Whether each family with an address has its default route via the phantom gateway.

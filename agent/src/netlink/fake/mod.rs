@@ -1,6 +1,7 @@
 //! A recording, in-memory fake of `Netlink` for unit tests of the CNI flow and the reconcilers.
-//! No I/O. It models host links, pod interfaces keyed by (netns, ifname) and proto-manul routes
-//! with the same idempotence rules as `RealNetlink`, records every call as a line of text, and
+//! No I/O. It models host links, pod interfaces keyed by (netns, ifname), proto-manul routes and
+//! VXLAN devices with their neighbour and FDB entries (`vxlan`) with the same idempotence rules
+//! as `RealNetlink`, records every call as a line of text, and
 //! can fail the n-th call of a named method so that rollback paths can be exercised.
 
 use std::{
@@ -12,9 +13,12 @@ use std::{
 
 use ipnet::IpNet;
 
+mod vxlan;
+
 use super::{
-    InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
-    PodInterfaceConfig, Route, RouteKey, RouteLookup, VethRequest,
+    FdbEntry, InterfaceAddresses, LinkDeletion, LinkInfo, Netlink, NetlinkError, PodInterface,
+    PodInterfaceConfig, Route, RouteKey, RouteLookup, VethRequest, VxlanDevice, VxlanLink,
+    VxlanNeighbour,
 };
 
 #[derive(Debug)]
@@ -22,6 +26,8 @@ struct FakeLink {
     info: LinkInfo,
     /// The pod end, for a veth made by `create_veth`.
     peer: Option<(PathBuf, String)>,
+    /// The attributes of a VXLAN device (its `mtu` and `mac` are those of `info`).
+    vxlan: Option<vxlan::FakeVxlan>,
 }
 
 #[derive(Debug)]
@@ -47,6 +53,12 @@ struct FakeState {
     lookups: BTreeMap<IpNet, RouteLookup>,
     /// What `interface_addresses` answers.
     interfaces: Vec<InterfaceAddresses>,
+    /// Global addresses of host links set by `set_link_addresses`, by link name.
+    link_addresses: BTreeMap<String, Vec<IpNet>>,
+    /// Permanent neighbours by (device, ip).
+    neighbours: BTreeMap<(String, IpAddr), [u8; 6]>,
+    /// FDB entries by (device, mac): the destination.
+    fdb: BTreeMap<(String, [u8; 6]), IpAddr>,
 }
 
 impl FakeState {
@@ -76,7 +88,8 @@ impl FakeState {
             })
     }
 
-    /// Removes a host link, its pod end and the routes through it, like the kernel does.
+    /// Removes a host link, its pod end and the routes, neighbours and FDB entries through it,
+    /// like the kernel does.
     fn remove_link(&mut self, name: &str) {
         if let Some(link) = self.links.remove(name)
             && let Some(peer) = link.peer
@@ -85,6 +98,9 @@ impl FakeState {
         }
         self.routes
             .retain(|_, (route, _)| !route.target.devices().contains(&name));
+        self.link_addresses.remove(name);
+        self.neighbours.retain(|(device, _), _| device != name);
+        self.fdb.retain(|(device, _), _| device != name);
     }
 
     /// Fails like the kernel when a device of the route does not exist.
@@ -216,6 +232,7 @@ impl FakeNetlink {
         let link = FakeLink {
             info: info.clone(),
             peer: None,
+            vxlan: None,
         };
         state.links.insert(name.to_string(), link);
         info
@@ -305,6 +322,15 @@ impl FakeNetlink {
         self.lock().routes.values().cloned().collect()
     }
 
+    /// The global addresses `set_link_addresses` gave the host link `name`.
+    pub fn link_addresses(&self, name: &str) -> Vec<IpNet> {
+        self.lock()
+            .link_addresses
+            .get(name)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     /// (netns, ifname) of every pod interface.
     pub fn pod_interfaces(&self) -> Vec<(PathBuf, String)> {
         self.lock().pods.keys().cloned().collect()
@@ -386,6 +412,7 @@ impl Netlink for FakeNetlink {
         let link = FakeLink {
             info: info.clone(),
             peer: Some(pod_key),
+            vxlan: None,
         };
         state.links.insert(request.host_name.clone(), link);
         Ok(info)
@@ -542,6 +569,85 @@ impl Netlink for FakeNetlink {
         let mut state = self.lock();
         state.call("interface_addresses", "interface_addresses".to_string())?;
         Ok(state.interfaces.clone())
+    }
+
+    async fn ensure_vxlan(&self, device: &VxlanDevice) -> Result<LinkInfo, NetlinkError> {
+        let mut state = self.lock();
+        state.call("ensure_vxlan", format!("ensure_vxlan {device}"))?;
+        state.ensure_vxlan(device)
+    }
+
+    async fn set_link_addresses(
+        &self,
+        device: &str,
+        addresses: &[IpNet],
+    ) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        let listed: Vec<String> = addresses.iter().map(IpNet::to_string).collect();
+        let line = format!("set_link_addresses {device} {}", listed.join(","));
+        state.call("set_link_addresses", line)?;
+        if !state.links.contains_key(device) {
+            return Err(NetlinkError::Link {
+                name: device.to_string(),
+                reason: "no such device".to_string(),
+            });
+        }
+        state
+            .link_addresses
+            .insert(device.to_string(), addresses.to_vec());
+        Ok(())
+    }
+
+    async fn vxlan_device(&self, name: &str) -> Result<Option<VxlanLink>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("vxlan_device", format!("vxlan_device {name}"))?;
+        state.vxlan_device(name)
+    }
+
+    async fn vxlan_neighbours(&self, device: &str) -> Result<Vec<VxlanNeighbour>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("vxlan_neighbours", format!("vxlan_neighbours {device}"))?;
+        Ok(state.vxlan_neighbours(device))
+    }
+
+    async fn replace_neighbour(
+        &self,
+        device: &str,
+        neighbour: &VxlanNeighbour,
+    ) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        let line = format!("replace_neighbour {device} {neighbour}");
+        state.call("replace_neighbour", line)?;
+        state.replace_neighbour(device, neighbour)
+    }
+
+    async fn delete_neighbour(&self, device: &str, ip: IpAddr) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call(
+            "delete_neighbour",
+            format!("delete_neighbour {device} {ip}"),
+        )?;
+        state.neighbours.remove(&(device.to_string(), ip));
+        Ok(())
+    }
+
+    async fn vxlan_fdb(&self, device: &str) -> Result<Vec<FdbEntry>, NetlinkError> {
+        let mut state = self.lock();
+        state.call("vxlan_fdb", format!("vxlan_fdb {device}"))?;
+        Ok(state.vxlan_fdb(device))
+    }
+
+    async fn replace_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call("replace_fdb", format!("replace_fdb {device} {entry}"))?;
+        state.replace_fdb(device, entry)
+    }
+
+    async fn delete_fdb(&self, device: &str, entry: &FdbEntry) -> Result<(), NetlinkError> {
+        let mut state = self.lock();
+        state.call("delete_fdb", format!("delete_fdb {device} {entry}"))?;
+        state.delete_fdb(device, entry);
+        Ok(())
     }
 }
 
