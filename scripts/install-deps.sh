@@ -2,13 +2,13 @@
 # Installs what manul's build, demo and tests need on Debian 12 (as root): the kernel tools,
 # podman with the reference CNI plugins, nftables, protoc, busybox for the test image, BIRD 2
 # and GoBGP for bgpd's interop tests, etcd (and openssl for its TLS test certificates) for the
-# datastore and cluster tests, iperf3.
+# datastore and cluster tests, iperf3 and ethtool for the lab's benchmark.
 set -euo pipefail
 packages=(
   iproute2 iputils-ping procps nftables iptables
   podman runc containernetworking-plugins busybox-static
   protobuf-compiler build-essential pkg-config
-  bird2 gobgpd etcd-server etcd-client openssl iperf3
+  bird2 gobgpd etcd-server etcd-client openssl iperf3 ethtool
 )
 missing=()
 for package in "${packages[@]}"; do

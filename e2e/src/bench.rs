@@ -1,11 +1,14 @@
 //! The pieces of the CNI latency benchmark (`manul-cni-bench`): plugin variants, timed runs
-//! one after another or all at once, percentiles. Does I/O (spawns plugins, makes namespaces).
+//! one after another or all at once, percentiles; and the benchmarks' progress spinner. Does
+//! I/O (spawns plugins, makes namespaces).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -108,6 +111,22 @@ pub fn concurrent(
             None => Ok((latencies, makespan)),
         }
     })
+}
+
+/// A spinner with the elapsed time and a message on stderr (hidden when stderr is not a
+/// terminal), ticking on its own.
+pub fn spinner() -> ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }
 
 /// Summary of a set of latencies.

@@ -32,6 +32,7 @@ pub mod agent_client;
 pub mod bench;
 pub mod chain;
 pub mod cni;
+pub mod iperf;
 pub mod lab;
 pub mod netns;
 pub mod node;

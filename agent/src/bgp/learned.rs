@@ -28,7 +28,7 @@ use ipnet::IpNet;
 use manul_proto::bgpd as proto;
 use manul_store::IpPool;
 use tokio::sync::{Notify, watch};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{
     bgpd_api::BgpdApi,
@@ -48,6 +48,10 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// How often next hops are looked up again (the path to another subnet may change).
 const RESOLVE: Duration = Duration::from_secs(10);
 const RETRY: Duration = Duration::from_secs(1);
+/// The first wait before asking for the stream again; it doubles up to `RETRY`. At start-up
+/// bgpd refuses the stream until the speaker task has given it its global settings, a few
+/// milliseconds later: a whole `RETRY` there delayed every new node's routes by a second.
+const FIRST_RETRY: Duration = Duration::from_millis(50);
 
 /// What the speaker task tells this one.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -93,15 +97,22 @@ impl LearnedRoutes {
             holding: true,
             lookups: NextHopLookups::new(),
         };
+        let mut failures = 0;
         loop {
             match self.bgpd.watch_best_paths().await {
                 Ok(stream) => {
+                    failures = 0;
                     self.follow(stream, &mut state, started).await;
                     self.status.set_stream_up(false);
                 }
                 Err(error) => {
                     self.status.set_stream_up(false);
-                    warn!(%error, "cannot follow manul-bgpd's best paths; retrying");
+                    failures += 1;
+                    if failures == 1 {
+                        debug!(%error, "manul-bgpd does not stream best paths yet; retrying");
+                    } else {
+                        warn!(%error, "cannot follow manul-bgpd's best paths; retrying");
+                    }
                 }
             }
             // The paths of the stream that ended stay, stale, for the restart time.
@@ -126,8 +137,10 @@ impl LearnedRoutes {
                 state.stale_deadline = None;
                 self.install_all(&mut state).await;
             }
+            // Soon after a refusal (bgpd had no global settings yet), at once when the
+            // speaker task has just configured it.
             tokio::select! {
-                _ = tokio::time::sleep(RETRY) => {}
+                _ = tokio::time::sleep(retry_delay(failures)) => {}
                 _ = self.bgpd_configured.notified() => {}
             }
         }
@@ -360,6 +373,14 @@ impl LearnedRoutes {
 }
 
 /// Folds a batch of best-path changes into `best`.
+/// The wait before asking for the stream again after `failures` refusals in a row (none: the
+/// stream ended): `FIRST_RETRY`, doubling, at most `RETRY`.
+fn retry_delay(failures: u32) -> Duration {
+    FIRST_RETRY
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(RETRY)
+}
+
 fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath]) {
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {

@@ -389,6 +389,39 @@ fn batch(paths: &[(&str, &str)], snapshot_done: bool) -> proto::BestPathBatch {
     }
 }
 
+/// The learned-routes task over `bgpd` and `netlink`, with endpoints on `store`; the sender
+/// must live as long as the task.
+fn spawn_learned(
+    store: Arc<EmbeddedStore>,
+    bgpd: &Arc<FakeBgpd>,
+    netlink: &Arc<FakeNetlink>,
+    context: RouteContext,
+) -> (
+    Arc<Endpoints>,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<RouteContext>,
+) {
+    let endpoints = Arc::new(Endpoints::new(
+        "a".into(),
+        store,
+        netlink.clone(),
+        Arc::new(FakeSysctl::default()),
+    ));
+    let (sender, context) = tokio::sync::watch::channel(context);
+    let task = tokio::spawn(
+        LearnedRoutes {
+            bgpd: bgpd.clone(),
+            netlink: netlink.clone(),
+            endpoints: endpoints.clone(),
+            context,
+            status: Arc::new(BgpStatus::default()),
+            bgpd_configured: Arc::new(tokio::sync::Notify::new()),
+        }
+        .run(),
+    );
+    (endpoints, task, sender)
+}
+
 #[tokio::test]
 async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
     let dir = tempfile::tempdir().unwrap();
@@ -403,29 +436,13 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
             source: None,
         }),
     );
-    let endpoints = Arc::new(Endpoints::new(
-        "a".into(),
-        store,
-        netlink.clone(),
-        Arc::new(FakeSysctl::default()),
-    ));
     let bgpd = Arc::new(FakeBgpd::default());
-    let (_context_sender, context) = tokio::sync::watch::channel(RouteContext {
+    let context = RouteContext {
         pools: vec![IpPool::new("pool", net("10.244.0.0/16"))],
         restart_time: Duration::from_secs(120),
         ..Default::default()
-    });
-    let task = tokio::spawn(
-        LearnedRoutes {
-            bgpd: bgpd.clone(),
-            netlink: netlink.clone(),
-            endpoints: endpoints.clone(),
-            context,
-            status: Arc::new(BgpStatus::default()),
-            bgpd_configured: Arc::new(tokio::sync::Notify::new()),
-        }
-        .run(),
-    );
+    };
+    let (endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
     let kernel_has = |prefix: &'static str| {
         let netlink = netlink.clone();
         async move || {
@@ -484,6 +501,36 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
             .source_routes(RouteSource::Bgp)
             .next()
             .is_none()
+    );
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_best_path_stream_follows_soon_after_bgpd_first_refuses_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let netlink = Arc::new(FakeNetlink::new());
+    // At an agent's start bgpd refuses the stream until the speaker task has set its global
+    // settings, milliseconds later; the stream must not wait a whole second after that.
+    let bgpd = Arc::new(FakeBgpd::default());
+    bgpd.set_down(true);
+    let (_endpoints, task, _context) =
+        spawn_learned(store, &bgpd, &netlink, RouteContext::default());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    bgpd.set_down(false);
+    let up = tokio::time::Instant::now();
+    while bgpd.open_streams() == 0 {
+        assert!(
+            up.elapsed() < Duration::from_secs(5),
+            "the stream never opened"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // Virtual time (the clock is paused): the retry came after the first short wait.
+    assert!(
+        up.elapsed() <= Duration::from_millis(100),
+        "the stream opened {:?} after bgpd accepted it",
+        up.elapsed()
     );
     task.abort();
 }

@@ -18,6 +18,7 @@
 //! except for a lab attached from its state file (`manul-lab status`): dropping that one
 //! leaves everything running.
 
+pub mod join;
 pub mod state;
 pub mod status;
 mod tor;

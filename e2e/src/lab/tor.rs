@@ -5,18 +5,49 @@
 use std::{
     fmt::Write as _,
     fs::File,
+    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::Arc,
     time::Duration,
 };
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use manul_store::{BgpPeer, Datastore, DatastoreExt};
 
 use super::{Lab, NODE_ASN, TOR_ASN, TOR_OUTSIDE};
 
 /// Writes the ToR's BIRD configuration and starts BIRD.
 pub(super) fn start_bird(lab: &Lab) -> Result<Child> {
+    let path = write_config(lab)?;
+    let log = File::create(lab.dir().join("bird.log"))?;
+    let mut command = Command::new("bird");
+    command
+        .arg("-f")
+        .arg("-c")
+        .arg(&path)
+        .arg("-s")
+        .arg(lab.dir().join("bird.ctl"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    lab.tor
+        .spawn(&mut command)
+        .context("starting BIRD on the ToR (apt-get install bird2)")
+}
+
+/// Rewrites bird.conf for the lab's current nodes and has the running BIRD load it
+/// (`birdc configure`: sessions whose protocol did not change stay up).
+pub(super) fn reconfigure(lab: &Lab) -> Result<()> {
+    write_config(lab)?;
+    let answer = birdc(lab, &["configure"])?;
+    if !answer.contains("Reconfigured") && !answer.contains("Reconfiguration in progress") {
+        bail!("birdc configure on the ToR: {answer}");
+    }
+    Ok(())
+}
+
+/// bird.conf: one eBGP protocol per node of the lab.
+fn write_config(lab: &Lab) -> Result<PathBuf> {
     let mut config = format!(
         "router id {TOR_OUTSIDE};\n\
          protocol device {{ scan time 1; }}\n\
@@ -36,20 +67,7 @@ pub(super) fn start_bird(lab: &Lab) -> Result<Child> {
     }
     let path = lab.dir().join("bird.conf");
     std::fs::write(&path, config)?;
-    let log = File::create(lab.dir().join("bird.log"))?;
-    let mut command = Command::new("bird");
-    command
-        .arg("-f")
-        .arg("-c")
-        .arg(&path)
-        .arg("-s")
-        .arg(lab.dir().join("bird.ctl"))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log);
-    lab.tor
-        .spawn(&mut command)
-        .context("starting BIRD on the ToR (apt-get install bird2)")
+    Ok(path)
 }
 
 /// `birdc` on the ToR's control socket.

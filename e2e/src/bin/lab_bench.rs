@@ -1,0 +1,532 @@
+//! manul-lab-bench: the lab's benchmarks, in one run on one lab (etcd, a ToR running BIRD,
+//! `--nodes` nodes on two subnets, one pod each). Needs root; does I/O.
+//!
+//! - iperf3 pod to pod, against iperf3 over one raw veth pair between two fresh namespaces:
+//!   the client in n0's pod, the server in a pod of a node on the same subnet (n0 → n1, the
+//!   packet crosses the ToR's bridge) and in a pod of a node on the other subnet (n0 → tor →
+//!   n2, routed by the ToR); and node to node over the same two paths (the lab's fabric
+//!   without the pods' veths: what no CNI can beat). Client pinned to core 0, server to core 1; the variants take
+//!   turns within each repetition (which goes first rotates), once with TSO/GSO on and once
+//!   off on the sender's eth0; medians of `--reps` runs of `--seconds` each, and their ratio to
+//!   the raw veth (issue 7's goal: at least 0.97×).
+//! - node join: `--joins` nodes join one after another ([`Lab::add_node`]); for each, from the
+//!   start of its bgpd and agent until every pod of every other node reaches its pods, with
+//!   the steps in between; then the lab settles (every session up) before the next.
+//!
+//! Ctrl-C removes the lab's namespaces (and with them its processes).
+
+use std::{path::PathBuf, sync::Mutex, time::Duration};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use indicatif::ProgressBar;
+use manul_e2e::{
+    Netns,
+    iperf::{self, Server, VethPair, median},
+    lab::{Lab, LabOptions, join::JoinTiming, status},
+    poll_until,
+};
+use serde_json::{Value, json};
+
+/// How long the lab may take to converge, and a join to complete.
+const CONVERGE: Duration = Duration::from_secs(90);
+const JOIN: Duration = Duration::from_secs(60);
+/// Issue 7's goal for pod-to-pod throughput against raw veth.
+const GOAL: f64 = 0.97;
+const CLIENT_CORE: usize = 0;
+const SERVER_CORE: usize = 1;
+
+/// The lab's directory, removed by the Ctrl-C handler (the namespaces go by name).
+static LAB_DIR: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "manul-lab-bench",
+    about = "The lab's benchmarks: iperf3 pod to pod vs raw veth, and node join time"
+)]
+struct Args {
+    /// Nodes of the lab before any join (at least 3 for both iperf3 paths).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Nodes that join one after another.
+    #[arg(long, default_value_t = 3)]
+    joins: usize,
+    /// Pods of each joining node.
+    #[arg(long, default_value_t = 1)]
+    join_pods: usize,
+    /// iperf3 repetitions (each runs every variant with offloads on and off).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Seconds of each iperf3 run (after one omitted second).
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+    /// Which benchmarks to run.
+    #[arg(long, value_enum, default_value_t = Only::All)]
+    only: Only,
+    /// The ToR's BGP (off: one subnet, the nodes reach each other's pods over the mesh only;
+    /// no iperf3 path across the ToR).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    tor: Switch,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Copy the lab's directory (logs, configs) here before it is removed.
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
+    /// --log-level of the lab's agents and bgpds.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Only {
+    All,
+    Iperf,
+    Join,
+}
+
+/// One iperf3 path under measurement.
+struct IperfPath<'a> {
+    label: String,
+    client: &'a Netns,
+    server: &'a Netns,
+    address: std::net::Ipv4Addr,
+    /// For a pod-to-pod path: the label of the node-to-node path over the same fabric.
+    fabric: Option<String>,
+}
+
+/// The rates of one (path, offload) cell, bit/s, in run order.
+struct Cell {
+    path: String,
+    offload: bool,
+    fabric: Option<String>,
+    rates: Vec<f64>,
+}
+
+fn main() {
+    let args = Args::parse();
+    install_ctrl_c();
+    if let Err(error) = run(&args) {
+        eprintln!("manul-lab-bench failed: {error:#}");
+        std::process::exit(2);
+    }
+}
+
+fn run(args: &Args) -> Result<()> {
+    manul_e2e::require_root()?;
+    require_programs()?;
+    if args.nodes < 2 {
+        bail!("--nodes must be at least 2");
+    }
+    let started = (date(), load());
+    let progress = manul_e2e::bench::spinner();
+    let mut lab = Lab::up(
+        LabOptions {
+            nodes: args.nodes,
+            pods_per_node: 1,
+            route_reflector: false,
+            tor: args.tor == Switch::On,
+            etcd_members: 1,
+            log_level: args.log_level.clone(),
+        },
+        &mut |step| progress.set_message(format!("lab: {step}")),
+    )?;
+    *LAB_DIR.lock().unwrap_or_else(|e| e.into_inner()) = Some(lab.dir().to_path_buf());
+    status::start_probes(&lab)?;
+    progress.set_message("lab: waiting for every path");
+    converge(&lab)?;
+    let cells = if args.only != Only::Join {
+        iperf_phase(args, &lab, &progress)?
+    } else {
+        Vec::new()
+    };
+    let joins = if args.only != Only::Iperf {
+        join_phase(args, &mut lab, &progress)?
+    } else {
+        Vec::new()
+    };
+    progress.finish_and_clear();
+    if let Some(dest) = &args.keep_logs {
+        let copied = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(lab.dir())
+            .arg(dest)
+            .status()?;
+        if !copied.success() {
+            bail!(
+                "copying {} to {} failed",
+                lab.dir().display(),
+                dest.display()
+            );
+        }
+    }
+    println!(
+        "manul-lab-bench {} (load average {}) to {} (load average {})",
+        started.0,
+        started.1,
+        date(),
+        load()
+    );
+    if !cells.is_empty() {
+        print_iperf(args, &cells);
+    }
+    if !joins.is_empty() {
+        print_joins(args, &joins);
+    }
+    if let Some(path) = &args.json {
+        let figures = json!({
+            "started": started.0, "load_start": started.1, "load_end": load(),
+            "iperf": cells.iter().map(|cell| json!({
+                "path": cell.path, "tso_gso": cell.offload, "fabric": cell.fabric,
+                "bits_per_second": cell.rates,
+            })).collect::<Vec<Value>>(),
+            "joins": joins.iter().map(join_json).collect::<Vec<Value>>(),
+        });
+        std::fs::write(path, serde_json::to_vec_pretty(&figures)?)?;
+        println!("figures written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn require_programs() -> Result<()> {
+    let lab = [
+        ("etcd", "etcd-server"),
+        ("bird", "bird2"),
+        ("birdc", "bird2"),
+    ];
+    for (program, package) in lab.iter().chain(iperf::PROGRAMS.iter()) {
+        let found = std::process::Command::new("which")
+            .arg(program)
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !found {
+            bail!("{program} is missing: apt-get install {package} (or scripts/install-deps.sh)");
+        }
+    }
+    Ok(())
+}
+
+/// Polls until every cell of the matrix is ok.
+fn converge(lab: &Lab) -> Result<()> {
+    poll_until(CONVERGE, "every path of the lab", || {
+        Ok(
+            (status::bgp_converged(lab) && status::matrix(lab).iter().all(status::Cell::ok))
+                .then_some(()),
+        )
+    })
+}
+
+fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cell>> {
+    let raw = VethPair::new()?;
+    let pod_of = |node: usize| lab.pods.iter().find(|pod| pod.node == node);
+    let client = pod_of(0).context("n0 has no pod")?;
+    let mut paths = vec![IperfPath {
+        label: "raw veth".into(),
+        client: &raw.client,
+        server: &raw.server,
+        address: raw.server_address,
+        fabric: None,
+    }];
+    for (subnet, label) in [('a', "same subnet"), ('b', "across the ToR")] {
+        let node = (1..lab.nodes.len()).find(|&node| lab.nodes[node].subnet == subnet);
+        let (Some(node), Some(server)) = (node, node.and_then(pod_of)) else {
+            continue;
+        };
+        let (from, to) = (&lab.nodes[0], &lab.nodes[node]);
+        let fabric = format!("node → node, {label} ({} → {})", from.name, to.name);
+        paths.push(IperfPath {
+            label: fabric.clone(),
+            client: &from.ns,
+            server: &to.ns,
+            address: to.address,
+            fabric: None,
+        });
+        paths.push(IperfPath {
+            label: format!("pod → pod, {label} ({} → {})", client.name, server.name),
+            client: &client.ns,
+            server: &server.ns,
+            address: server.address,
+            fabric: Some(fabric),
+        });
+    }
+    let _servers = paths
+        .iter()
+        .map(|path| Server::start(path.server, SERVER_CORE))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cells: Vec<Cell> = [true, false]
+        .into_iter()
+        .flat_map(|offload| {
+            paths.iter().map(move |path| Cell {
+                path: path.label.clone(),
+                offload,
+                fabric: path.fabric.clone(),
+                rates: Vec::new(),
+            })
+        })
+        .collect();
+    let runs = args.reps * cells.len();
+    progress.set_message(format!(
+        "iperf3: {runs} runs of {} s, about {} s",
+        args.seconds,
+        runs * (args.seconds as usize + 2)
+    ));
+    let mut done = 0;
+    for rep in 0..args.reps {
+        let modes = if rep % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for offload in modes {
+            for path in &paths {
+                iperf::set_segmentation_offload(path.client, "eth0", offload)?;
+            }
+            for turn in 0..paths.len() {
+                let index = (turn + rep) % paths.len();
+                let path = &paths[index];
+                let rate = iperf::run_client(path.client, path.address, CLIENT_CORE, args.seconds)
+                    .with_context(|| path.label.clone())?;
+                let cell = (if offload { 0 } else { paths.len() }) + index;
+                cells[cell].rates.push(rate);
+                done += 1;
+                progress.set_message(format!(
+                    "iperf3: run {done} of {runs}: {} {:.1} Gbit/s",
+                    path.label,
+                    rate / 1e9
+                ));
+            }
+        }
+    }
+    for path in &paths {
+        iperf::set_segmentation_offload(path.client, "eth0", true)?;
+    }
+    Ok(cells)
+}
+
+fn join_phase(args: &Args, lab: &mut Lab, progress: &ProgressBar) -> Result<Vec<JoinTiming>> {
+    let mut joins = Vec::new();
+    for number in 0..args.joins {
+        progress.set_message(format!("join {} of {}", number + 1, args.joins));
+        let timing = lab.add_node(args.join_pods, JOIN)?;
+        progress.set_message(format!(
+            "join {} of {}: {} reachable after {:.2} s; settling",
+            number + 1,
+            args.joins,
+            timing.node,
+            timing.reachable.as_secs_f64()
+        ));
+        joins.push(timing);
+        poll_until(CONVERGE, "the lab to settle after a join", || {
+            Ok(status::bgp_converged(lab).then_some(()))
+        })?;
+    }
+    Ok(joins)
+}
+
+fn print_iperf(args: &Args, cells: &[Cell]) {
+    println!(
+        "\niperf3, one TCP stream, Gbit/s: medians of {} runs of {} s (after 1 s omitted); \
+         client on core {CLIENT_CORE}, server on core {SERVER_CORE}; TSO/GSO switched on the \
+         sender's eth0. RATIO: to raw veth (goal {GOAL}× for pod → pod); VS NODES: to node → \
+         node over the same fabric (what the pods' veths and the nodes' routing cost)",
+        args.reps, args.seconds
+    );
+    println!(
+        "  {:<44} {:<7} {:>7} {:>7} {:>8}  RUNS",
+        "PATH", "TSO/GSO", "MEDIAN", "RATIO", "VS NODES"
+    );
+    let median_of = |path: &str, offload: bool| {
+        cells
+            .iter()
+            .find(|cell| cell.path == path && cell.offload == offload)
+            .map_or(0.0, |cell| median(&cell.rates))
+    };
+    let ratio = |value: f64, reference: f64| {
+        if reference > 0.0 {
+            value / reference
+        } else {
+            0.0
+        }
+    };
+    for cell in cells {
+        let value = median(&cell.rates);
+        let to_raw = ratio(value, median_of("raw veth", cell.offload));
+        let (to_nodes, verdict) = match &cell.fabric {
+            Some(fabric) => (
+                format!("{:.3}×", ratio(value, median_of(fabric, cell.offload))),
+                if to_raw >= GOAL { "  met" } else { "  MISSED" },
+            ),
+            None => (String::new(), ""),
+        };
+        let runs: Vec<String> = cell
+            .rates
+            .iter()
+            .map(|rate| format!("{:.1}", rate / 1e9))
+            .collect();
+        println!(
+            "  {:<44} {:<7} {:>7.2} {:>6.3}× {:>8}  {}{verdict}",
+            cell.path,
+            if cell.offload { "on" } else { "off" },
+            value / 1e9,
+            to_raw,
+            to_nodes,
+            runs.join(" ")
+        );
+    }
+}
+
+fn print_joins(args: &Args, joins: &[JoinTiming]) {
+    println!(
+        "\nNode join: {} nodes{}, then {} join one after another ({} pod each); seconds \
+         from the start of the new node's bgpd and agent",
+        args.nodes,
+        if args.tor == Switch::On {
+            " + ToR (BGP)"
+        } else {
+            ", no ToR BGP (mesh only)"
+        },
+        args.joins,
+        args.join_pods
+    );
+    let header = [
+        "NODE",
+        "SUBNET",
+        "AGENT READY",
+        "POD ADD",
+        "PODS ADDED",
+        "FIRST EST.",
+        "ALL EST.",
+        "TOR ROUTE",
+        "ROUTES",
+        "BACK",
+        "REACHABLE",
+    ];
+    println!("  {}", row(&header.map(str::to_string)));
+    let seconds = |value: Option<Duration>| {
+        value.map_or("-".to_string(), |value| {
+            format!("{:.3}", value.as_secs_f64())
+        })
+    };
+    for join in joins {
+        let adds: Vec<String> = join
+            .pod_adds
+            .iter()
+            .map(|add| seconds(Some(*add)))
+            .collect();
+        println!(
+            "  {}",
+            row(&[
+                join.node.clone(),
+                join.subnet.to_string(),
+                seconds(join.agent_ready),
+                adds.join(","),
+                seconds(Some(join.pods_added)),
+                seconds(join.first_established),
+                seconds(join.all_established),
+                seconds(join.tor_route),
+                seconds(join.routes_everywhere),
+                seconds(join.routes_back),
+                seconds(Some(join.reachable)),
+            ])
+        );
+    }
+    let column = |pick: &dyn Fn(&JoinTiming) -> Option<Duration>| {
+        let values: Vec<f64> = joins
+            .iter()
+            .filter_map(pick)
+            .map(|value| value.as_secs_f64())
+            .collect();
+        if values.is_empty() {
+            "-".to_string()
+        } else {
+            format!("{:.3}", median(&values))
+        }
+    };
+    let adds: Vec<f64> = joins
+        .iter()
+        .flat_map(|join| join.pod_adds.iter().map(Duration::as_secs_f64))
+        .collect();
+    println!(
+        "  {}",
+        row(&[
+            "median".into(),
+            String::new(),
+            column(&|join| join.agent_ready),
+            format!("{:.3}", median(&adds)),
+            column(&|join| Some(join.pods_added)),
+            column(&|join| join.first_established),
+            column(&|join| join.all_established),
+            column(&|join| join.tor_route),
+            column(&|join| join.routes_everywhere),
+            column(&|join| join.routes_back),
+            column(&|join| Some(join.reachable)),
+        ])
+    );
+}
+
+fn row(cells: &[String; 11]) -> String {
+    let widths = [6, 6, 11, 9, 10, 10, 9, 9, 8, 8, 9];
+    cells
+        .iter()
+        .zip(widths)
+        .map(|(cell, width)| format!("{cell:<width$}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn join_json(join: &JoinTiming) -> Value {
+    let seconds = |value: Option<Duration>| value.map(|value| value.as_secs_f64());
+    json!({
+        "node": join.node,
+        "subnet": join.subnet.to_string(),
+        "agent_ready_s": seconds(join.agent_ready),
+        "pod_add_s": join.pod_adds.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
+        "pods_added_s": join.pods_added.as_secs_f64(),
+        "first_established_s": seconds(join.first_established),
+        "all_established_s": seconds(join.all_established),
+        "tor_route_s": seconds(join.tor_route),
+        "routes_everywhere_s": seconds(join.routes_everywhere),
+        "routes_back_s": seconds(join.routes_back),
+        "reachable_s": join.reachable.as_secs_f64(),
+    })
+}
+
+fn date() -> String {
+    std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M:%S UTC"])
+        .output()
+        .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// The 1-minute load average.
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|text| text.split_whitespace().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn install_ctrl_c() {
+    std::thread::spawn(|| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        let Ok(runtime) = runtime else { return };
+        runtime.block_on(async {
+            let _ = tokio::signal::ctrl_c().await;
+        });
+        eprintln!("\ninterrupted: removing the lab's namespaces");
+        manul_e2e::netns::remove_all_of(std::process::id());
+        if let Some(dir) = LAB_DIR.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        std::process::exit(130);
+    });
+}

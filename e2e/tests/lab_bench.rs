@@ -1,0 +1,79 @@
+//! `manul-lab-bench` at a tiny size (one repetition of one second, one join): it must build
+//! the lab, measure every iperf3 path with TSO/GSO on and off, time a join to reachability,
+//! and write all of it as JSON. Asserts that figures exist, never how fast they are. Needs
+//! root, etcd, BIRD, iperf3, ethtool (fails with what to install otherwise); the bench removes
+//! its namespaces when it exits.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+#[test]
+fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
+    manul_e2e::require_root()?;
+    for (program, package) in [
+        ("etcd", "etcd-server"),
+        ("bird", "bird2"),
+        ("iperf3", "iperf3"),
+        ("ethtool", "ethtool"),
+    ] {
+        let found = Command::new("which")
+            .arg(program)
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !found {
+            bail!("{program} is missing: apt-get install {package} (or scripts/install-deps.sh)");
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let json = dir.path().join("figures.json");
+    let output = Command::new(manul_e2e::bin_path("manul-lab-bench")?)
+        .args(["--joins", "1", "--reps", "1", "--seconds", "1", "--json"])
+        .arg(&json)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "manul-lab-bench failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figures: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+    let iperf = figures["iperf"].as_array().context("iperf figures")?;
+    let paths: Vec<(&str, bool)> = iperf
+        .iter()
+        .map(|cell| {
+            (
+                cell["path"].as_str().unwrap_or_default(),
+                cell["tso_gso"] == true,
+            )
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [true, false]
+            .map(|offload| [
+                ("raw veth", offload),
+                ("node → node, same subnet (n0 → n1)", offload),
+                ("pod → pod, same subnet (n0-p0 → n1-p0)", offload),
+                ("node → node, across the ToR (n0 → n2)", offload),
+                ("pod → pod, across the ToR (n0-p0 → n2-p0)", offload),
+            ])
+            .concat()
+    );
+    for cell in iperf {
+        let rates = cell["bits_per_second"].as_array().context("rates")?;
+        assert!(
+            rates.len() == 1 && rates[0].as_f64().is_some_and(|rate| rate > 0.0),
+            "one measured run per cell: {cell}"
+        );
+    }
+    let joins = figures["joins"].as_array().context("join figures")?;
+    assert_eq!(joins.len(), 1, "{joins:?}");
+    assert_eq!(joins[0]["node"], "n3");
+    for step in ["agent_ready_s", "first_established_s", "reachable_s"] {
+        assert!(joins[0][step].is_f64(), "{step} missing: {}", joins[0]);
+    }
+    assert!(stdout.contains("REACHABLE"), "{stdout}");
+    Ok(())
+}
