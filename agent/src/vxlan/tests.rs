@@ -267,3 +267,77 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
     );
     assert!(ipam.check().await.unwrap().problems.is_empty());
 }
+
+#[tokio::test]
+async fn the_kernel_gets_the_device_and_exactly_the_wanted_neighbours_and_fdb_entries() {
+    use crate::netlink::{Netlink, fake::FakeNetlink};
+
+    use super::kernel::{apply_vxlan, parse_mac};
+
+    let netlink = FakeNetlink::new();
+    netlink.add_link("eth0", 1500);
+    let (nodes, _) = three_nodes();
+    let state = routes_of(EncapsulationMode::CrossSubnet, true, &nodes);
+    let report = apply_vxlan(&netlink, &state, Some(("eth0", 1500)))
+        .await
+        .unwrap();
+    assert_eq!((report.neighbours_replaced, report.fdb_replaced), (2, 2));
+    let device = netlink.vxlan_device("vxlan.calico").await.unwrap().unwrap();
+    assert_eq!(device.device.vni, 4096);
+    assert_eq!(device.device.port, 4789);
+    assert_eq!(device.device.mtu, 1450, "uplink 1500 less 50");
+    assert_eq!(
+        device.device.local,
+        "10.0.1.1".parse::<std::net::IpAddr>().unwrap()
+    );
+    assert_eq!(Some(device.device.mac), parse_mac(&vtep_mac("a")));
+    assert!(!device.learning);
+    assert_eq!(
+        netlink.link_addresses("vxlan.calico"),
+        vec![net("10.244.1.0/32")]
+    );
+    let fdb = netlink.vxlan_fdb("vxlan.calico").await.unwrap();
+    assert!(
+        fdb.iter()
+            .any(|entry| entry.destination.to_string() == "10.0.2.3"
+                && Some(entry.mac) == parse_mac(&vtep_mac("c")))
+    );
+
+    // Again: nothing to do.
+    let report = apply_vxlan(&netlink, &state, Some(("eth0", 1500)))
+        .await
+        .unwrap();
+    assert!(!report.changed(), "{report:?}");
+
+    // c leaves: its neighbour and FDB entry go, b's stay.
+    let state = routes_of(EncapsulationMode::CrossSubnet, true, &nodes[..2]);
+    let report = apply_vxlan(&netlink, &state, Some(("eth0", 1500)))
+        .await
+        .unwrap();
+    assert_eq!((report.neighbours_deleted, report.fdb_deleted), (1, 1));
+    assert_eq!(
+        netlink
+            .vxlan_neighbours("vxlan.calico")
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // No tunnel wanted: the device goes.
+    let report = apply_vxlan(
+        &netlink,
+        &super::VxlanState::default(),
+        Some(("eth0", 1500)),
+    )
+    .await
+    .unwrap();
+    assert!(report.device_deleted);
+    assert!(
+        netlink
+            .vxlan_device("vxlan.calico")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
