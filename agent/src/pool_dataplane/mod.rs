@@ -100,13 +100,20 @@ impl PoolTask {
     }
 
     async fn pass(&mut self) -> Result<(), String> {
-        let tunnel = match reconcile_tunnel(&self.store, &self.node).await {
+        let pools: Vec<IpPool> = self
+            .endpoints
+            .ipam()
+            .pools()
+            .await
+            .map_err(|error| error.to_string())?;
+        let tunnel = match reconcile_tunnel(&self.store, &self.node, &pools).await {
             Ok(tunnel) => tunnel,
             Err(error) => {
                 warn!(%error, "cannot reconcile this node's VXLAN tunnel address");
                 None
             }
         };
+        // After the tunnel reconcile: it may have just written this node's Node.
         let nodes: Vec<Node> = self
             .store
             .list_resources::<Node>("")
@@ -114,14 +121,6 @@ impl PoolTask {
             .map_err(|error| error.to_string())?
             .into_iter()
             .map(|node| node.value)
-            .collect();
-        let pools: Vec<IpPool> = self
-            .store
-            .list_resources::<IpPool>("")
-            .await
-            .map_err(|error| error.to_string())?
-            .into_iter()
-            .map(|pool| pool.value)
             .collect();
         let vxlan_in_use = pools.iter().any(|pool| {
             pool.cidr.addr().is_ipv4()

@@ -201,7 +201,12 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
     ipam.create_pool(&pool(EncapsulationMode::Never))
         .await
         .unwrap();
-    assert_eq!(reconcile_tunnel(&store, "a").await.unwrap(), None);
+    assert_eq!(
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     assert!(
         ipam.addresses_by_handle("vxlan-tunnel-addr-a")
             .await
@@ -217,7 +222,10 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
         .update_resource(&crossing, &stored.revision)
         .await
         .unwrap();
-    let endpoint = reconcile_tunnel(&store, "a").await.unwrap().unwrap();
+    let endpoint = reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(
         crossing
             .cidr
@@ -238,7 +246,12 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
     );
 
     // Again: nothing changes, not even the Node's revision.
-    assert_eq!(reconcile_tunnel(&store, "a").await.unwrap(), Some(endpoint));
+    assert_eq!(
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+            .await
+            .unwrap(),
+        Some(endpoint)
+    );
     let again = store.get_resource::<Node>("a").await.unwrap().unwrap();
     assert_eq!(again.revision, recorded.revision);
 
@@ -250,7 +263,12 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
         .update_resource(&never, &stored.revision)
         .await
         .unwrap();
-    assert_eq!(reconcile_tunnel(&store, "a").await.unwrap(), None);
+    assert_eq!(
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+            .await
+            .unwrap(),
+        None
+    );
     let cleared = store
         .get_resource::<Node>("a")
         .await

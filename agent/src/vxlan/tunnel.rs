@@ -90,11 +90,12 @@ pub struct TunnelEndpoint {
     pub mac: String,
 }
 
-/// Brings the tunnel address and MAC of `node` in line with the pools (idempotent: a second
-/// call with nothing changed writes nothing).
+/// Brings the tunnel address and MAC of `node` in line with `pools` (every stored pool; the
+/// caller has read them) (idempotent: a second call with nothing changed writes nothing).
 pub async fn reconcile_tunnel(
     store: &Arc<dyn Datastore>,
     node: &str,
+    pools: &[IpPool],
 ) -> Result<Option<TunnelEndpoint>, TunnelError> {
     let ipam = Ipam::new(store.clone());
     let handle = vxlan_tunnel_handle_id(node);
@@ -103,8 +104,7 @@ pub async fn reconcile_tunnel(
         .await?
         .ok_or_else(|| TunnelError::NoNode(node.to_string()))?
         .value;
-    let pools = ipam.pools().await?;
-    let candidates = vxlan_pools(&pools, &stored.labels);
+    let candidates = vxlan_pools(pools, &stored.labels);
     let held = ipam.addresses_by_handle(&handle).await?;
     let address = match decide(stored.ipv4_vxlan_tunnel_addr, &held, &candidates) {
         TunnelDecision::Keep(address) => address,

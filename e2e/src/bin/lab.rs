@@ -6,7 +6,6 @@
 //! same and returns; `status` prints it again; `down` removes it. Needs root; does I/O.
 
 use std::{
-    io::IsTerminal,
     os::unix::process::CommandExt,
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
@@ -19,11 +18,14 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
-use manul_e2e::lab::{
-    Lab, LabOptions,
-    state::{DEFAULT_STATE_DIR, LabState},
-    status,
+use indicatif::ProgressBar;
+use manul_e2e::{
+    bench::spinner,
+    lab::{
+        Lab, LabOptions,
+        state::{DEFAULT_STATE_DIR, LabState},
+        status,
+    },
 };
 
 /// How long BGP may take to carry every route (polled).
@@ -406,18 +408,4 @@ fn on_terminate(handler: impl Fn() + Send + 'static) {
             handler();
         }
     });
-}
-
-fn spinner() -> ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(100));
-    bar
 }
