@@ -169,10 +169,13 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         None => None,
     };
 
-    // NAT outgoing and the VXLAN tunnel endpoint, from the pools (manul's own nft table).
+    // NAT outgoing (manul's own nft table) and VXLAN (the tunnel endpoint, vxlan.calico and
+    // the routes through it), from the pools.
     let pool_dataplane = crate::pool_dataplane::start(
         endpoints.clone(),
         Arc::new(crate::nft::real::NftCommand::default()),
+        netlink.clone(),
+        config.bgpd_socket.is_some(),
     )
     .await;
 

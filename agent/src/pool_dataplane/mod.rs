@@ -1,30 +1,36 @@
 //! What the IP pools ask of this node's dataplane besides pod routes: the VXLAN tunnel endpoint
-//! (address and MAC on the Node, `vxlan::tunnel`) and manul's nftables table (NAT outgoing for
-//! pools with natOutgoing, VXLAN accepted only from known nodes). One task, aborted when the
+//! (address and MAC on the Node, `vxlan::tunnel`), vxlan.calico with the routes of remote blocks
+//! by pool mode (`vxlan::VxlanStep`), and manul's nftables table (NAT outgoing for pools with
+//! natOutgoing, VXLAN accepted only from known nodes). One task, aborted when the
 //! `PoolDataplane` is dropped:
 //!
 //! ```text
-//!   datastore watches (Node, IPPool, BlockAffinity)   every RESYNC
-//!        └──────────────┬────────────────────────────────┘
+//!   datastore watches (Node, IPPool, IPAMBlock)   every RESYNC
+//!        └──────────────┬────────────────────────────┘
 //!                       v
-//!   reconcile_tunnel ─> read Nodes, pools ─> nft_state() (pure) ─> NftApplier ─> nft -f
-//!                                        └─> the pods' MTU overhead (50 while a pool uses VXLAN)
+//!   reconcile_tunnel ─> read Nodes, pools, IPAM blocks
+//!        ├─> vxlan_state() (pure) ─> vxlan.calico, neighbours, FDB ─> route applier (Vxlan)
+//!        ├─> nft_state() (pure) ─> NftApplier ─> nft -f
+//!        └─> the pods' MTU overhead (50 while a pool uses VXLAN)
 //! ```
 //!
-//! I/O through the Datastore trait and the `Nft` trait.
+//! I/O through the Datastore, `Netlink` and `Nft` traits.
 
 pub mod desired;
+pub mod vxlan;
 
 use std::{sync::Arc, time::Duration};
 
-use manul_store::{Datastore, DatastoreExt, EncapsulationMode, IpPool, Kind, Node};
+use manul_store::{Datastore, DatastoreExt, EncapsulationMode, IpPool, IpamBlock, Kind, Node};
 use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
 pub use desired::nft_state;
+pub use vxlan::{VxlanStep, VxlanStepReport};
 
 use crate::{
     endpoint::Endpoints,
+    netlink::Netlink,
     nft::{Nft, NftApplier, NftOutcome},
     vxlan::{VXLAN_OVERHEAD, reconcile_tunnel},
 };
@@ -48,11 +54,17 @@ impl Drop for PoolDataplane {
     }
 }
 
-/// Runs one pass now (so that the first pods get the right MTU), then starts the task.
-pub async fn start(endpoints: Arc<Endpoints>, nft: Arc<dyn Nft>) -> PoolDataplane {
+/// Runs one pass now (so that the first pods get the right MTU), then starts the task. `bgp`:
+/// whether manul-bgpd carries the routes that VXLAN leaves alone.
+pub async fn start(
+    endpoints: Arc<Endpoints>,
+    nft: Arc<dyn Nft>,
+    netlink: Arc<dyn Netlink>,
+    bgp: bool,
+) -> PoolDataplane {
     let store = endpoints.store();
     let changed = Arc::new(Notify::new());
-    let mut tasks: Vec<JoinHandle<()>> = [Kind::Node, Kind::IPPool, Kind::BlockAffinity]
+    let mut tasks: Vec<JoinHandle<()>> = [Kind::Node, Kind::IPPool, Kind::IPAMBlock]
         .into_iter()
         .map(|kind| {
             tokio::spawn(crate::watch::notify_on_change(
@@ -68,6 +80,7 @@ pub async fn start(endpoints: Arc<Endpoints>, nft: Arc<dyn Nft>) -> PoolDataplan
         node: endpoints.node().to_string(),
         endpoints,
         nft: NftApplier::new(nft),
+        vxlan: VxlanStep::new(netlink, bgp),
         changed,
     };
     if let Err(error) = task.pass().await {
@@ -82,6 +95,7 @@ struct PoolTask {
     node: String,
     endpoints: Arc<Endpoints>,
     nft: NftApplier,
+    vxlan: VxlanStep,
     changed: Arc<Notify>,
 }
 
@@ -99,6 +113,7 @@ impl PoolTask {
         }
     }
 
+    /// One pass over everything.
     async fn pass(&mut self) -> Result<(), String> {
         let pools: Vec<IpPool> = self
             .endpoints
@@ -129,6 +144,34 @@ impl PoolTask {
         });
         self.endpoints
             .set_encapsulation_overhead(if vxlan_in_use { VXLAN_OVERHEAD } else { 0 });
+        let blocks: Vec<IpamBlock> = self
+            .store
+            .list_resources::<IpamBlock>("")
+            .await
+            .map_err(|error| error.to_string())?
+            .into_iter()
+            .map(|block| block.value)
+            .collect();
+        match self
+            .vxlan
+            .apply(&self.endpoints, &nodes, &pools, &blocks)
+            .await
+        {
+            Ok(report) => {
+                for problem in report.problems.iter().take(10) {
+                    warn!(%problem, "VXLAN");
+                }
+                if report.changed {
+                    info!(
+                        device = report.device,
+                        vteps = report.vteps,
+                        routes = report.routes,
+                        "VXLAN dataplane updated"
+                    );
+                }
+            }
+            Err(error) => warn!(%error, "cannot bring vxlan.calico up to date; retrying"),
+        }
         let state = nft_state(&self.node, &nodes, &pools, tunnel.is_some());
         match self.nft.apply(&state).await {
             Ok(NftOutcome::Replaced) => info!(
@@ -143,3 +186,6 @@ impl PoolTask {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

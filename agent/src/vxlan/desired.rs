@@ -10,6 +10,9 @@
 //! |                | (only with BGP off: else BGP's route)| onlink                  |
 //! | Never          | nothing (BGP's route)                | nothing                 |
 //!
+//! An address a node borrowed from a block affine to another node (or to none) gets a /32 the
+//! same way, toward the node that holds it (longest match beats the block's route).
+//!
 //! These routes go to the route applier as source `Vxlan`, which wins a key that BGP also
 //! wants: a block in an encapsulating pool goes where the mode says, whatever BGP learned.
 
@@ -19,7 +22,7 @@ use std::{
 };
 
 use ipnet::{IpNet, Ipv4Net};
-use manul_store::{EncapsulationMode, IpPool, Node};
+use manul_store::{EncapsulationMode, IpPool, IpamBlock, Node};
 
 use crate::netlink::{NextHop, Route, RouteTarget};
 
@@ -38,13 +41,19 @@ pub struct Vtep {
     pub mac: String,
 }
 
+/// A prefix (block or /32) and the node that holds it.
+pub type PrefixOwner = (IpNet, String);
+
 /// The inputs: this node, every Node, the pools, and which node each block is affine to.
 pub struct VxlanInputs<'a> {
     pub node: &'a str,
     pub nodes: &'a [Node],
     pub pools: &'a [IpPool],
-    /// (block, node) for every confirmed block affinity.
-    pub blocks: &'a [(IpNet, String)],
+    /// (block, node) for every block with an affinity.
+    pub blocks: &'a [PrefixOwner],
+    /// (address/32, node) for every address a node borrowed from a block affine to another
+    /// (or to none): routed to the node that holds it, which beats the block's route.
+    pub borrowed: &'a [PrefixOwner],
     /// The device this node's address is on (routes to same-subnet nodes without BGP).
     pub uplink: Option<&'a str>,
     /// Whether BGP runs (then it carries the routes VXLAN does not).
@@ -106,52 +115,87 @@ pub fn vxlan_state(inputs: &VxlanInputs<'_>) -> VxlanState {
         .filter_map(|node| Some((node.name.as_str(), node.ipv4()?)))
         .collect();
     let subnet = subnet_of(this);
-    for (block, owner) in inputs.blocks {
-        if owner == inputs.node || !matches!(block, IpNet::V4(_)) {
+    for (prefix, owner) in inputs.blocks.iter().chain(inputs.borrowed) {
+        if owner == inputs.node || !matches!(prefix, IpNet::V4(_)) {
             continue;
         }
-        let Some(pool) = pool_of(inputs.pools, block) else {
+        let Some(pool) = pool_of(inputs.pools, prefix) else {
             continue;
         };
-        let same_subnet = addresses
-            .get(owner.as_str())
-            .is_some_and(|address| subnet.is_some_and(|subnet| subnet.contains(address)));
+        let owner_address = addresses.get(owner.as_str());
+        let same_subnet =
+            owner_address.is_some_and(|address| subnet.is_some_and(|net| net.contains(address)));
         let encapsulate = match pool.vxlan_mode {
             EncapsulationMode::Never => continue,
             EncapsulationMode::Always => true,
             EncapsulationMode::CrossSubnet => !same_subnet,
         };
-        if encapsulate {
-            match vteps.get(owner.as_str()) {
-                Some(vtep) => state.routes.push(Route::main(
-                    *block,
-                    RouteTarget::via(vec![NextHop {
-                        gateway: IpAddr::V4(vtep.tunnel_address),
-                        device: VXLAN_DEVICE.to_string(),
-                        onlink: true,
-                    }]),
-                )),
-                None => state.problems.push(format!(
-                    "block {block} of node {owner:?} needs VXLAN ({:?} pool {:?}) but the node has no tunnel address, MAC or IPv4 address yet",
+        let hop = if encapsulate {
+            let Some(vtep) = vteps.get(owner.as_str()) else {
+                state.problems.push(format!(
+                    "{prefix} of node {owner:?} needs VXLAN ({:?} pool {:?}) but the node has no tunnel address, MAC or IPv4 address yet",
                     pool.vxlan_mode, pool.name
-                )),
+                ));
+                continue;
+            };
+            NextHop {
+                gateway: IpAddr::V4(vtep.tunnel_address),
+                device: VXLAN_DEVICE.to_string(),
+                onlink: true,
             }
-        } else if !inputs.bgp
-            && let (Some(address), Some(uplink)) = (addresses.get(owner.as_str()), inputs.uplink)
+        } else if let (false, Some(address), Some(uplink)) =
+            (inputs.bgp, owner_address, inputs.uplink)
         {
             // CrossSubnet without BGP: the owner is on our subnet, route straight to it.
-            state.routes.push(Route::main(
-                *block,
-                RouteTarget::via(vec![NextHop {
-                    gateway: IpAddr::V4(*address),
-                    device: uplink.to_string(),
-                    onlink: false,
-                }]),
-            ));
-        }
+            NextHop {
+                gateway: IpAddr::V4(*address),
+                device: uplink.to_string(),
+                onlink: false,
+            }
+        } else {
+            continue;
+        };
+        state
+            .routes
+            .push(Route::main(*prefix, RouteTarget::via(vec![hop])));
     }
     state.vteps = vteps.into_values().collect();
     state
+}
+
+/// The `blocks` and `borrowed` inputs from the IPAM blocks: each block with the node it is
+/// affine to ("host:<node>"), and each allocated address whose allocation names a node other
+/// than the block's (the "node" attribute the CNI ADD writes).
+pub fn block_owners(blocks: &[IpamBlock]) -> (Vec<PrefixOwner>, Vec<PrefixOwner>) {
+    let mut affine = Vec::new();
+    let mut borrowed = Vec::new();
+    for block in blocks.iter().filter(|block| !block.deleted) {
+        let owner = block
+            .affinity
+            .as_deref()
+            .and_then(|affinity| affinity.strip_prefix("host:"));
+        if let Some(owner) = owner {
+            affine.push((block.cidr, owner.to_string()));
+        }
+        for (ordinal, attribute) in block.allocations.iter().enumerate() {
+            let Some(node) = attribute
+                .and_then(|index| block.attributes.get(index as usize))
+                .and_then(|attribute| attribute.secondary.get("node"))
+            else {
+                continue;
+            };
+            if Some(node.as_str()) == owner {
+                continue;
+            }
+            let address = u32::try_from(ordinal)
+                .ok()
+                .and_then(|ordinal| manul_ipam::block::address_of(&block.cidr, ordinal));
+            if let Some(address) = address {
+                borrowed.push((IpNet::from(address), node.clone()));
+            }
+        }
+    }
+    (affine, borrowed)
 }
 
 /// The MTU of vxlan.calico and of pods when VXLAN is in use: the uplink's less the overhead.

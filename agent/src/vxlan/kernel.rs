@@ -18,6 +18,9 @@ use crate::netlink::{FdbEntry, Netlink, NetlinkError, VxlanDevice, VxlanNeighbou
 /// What one apply changed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VxlanApplyReport {
+    /// The device's interface index when it exists after the apply (a new index means it was
+    /// made anew, and the kernel dropped the routes through the old one).
+    pub device_index: Option<u32>,
     pub device_deleted: bool,
     pub neighbours_replaced: usize,
     pub neighbours_deleted: usize,
@@ -76,7 +79,7 @@ pub async fn apply_vxlan(
         mtu: vxlan_mtu(uplink.map_or(1500, |(_, mtu)| mtu)),
         mac: own_mac,
     };
-    netlink.ensure_vxlan(&device).await?;
+    report.device_index = Some(netlink.ensure_vxlan(&device).await?.index);
     netlink
         .set_link_addresses(VXLAN_DEVICE, &[IpNet::from(IpAddr::V4(*tunnel_address))])
         .await?;

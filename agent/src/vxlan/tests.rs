@@ -102,6 +102,7 @@ fn routes_of(mode: EncapsulationMode, bgp: bool, nodes: &[Node]) -> super::Vxlan
         nodes,
         pools: &[pool(mode)],
         blocks: &blocks,
+        borrowed: &[],
         uplink: Some("eth0"),
         bgp,
     })

@@ -1,0 +1,269 @@
+//! A pool dataplane pass against the embedded store, the recording netlink fake and the nft
+//! fake: vxlan.calico and its routes follow the pools' mode, in the safe order, and come back
+//! when the device is deleted behind the agent's back.
+
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use manul_ipam::Ipam;
+use manul_store::{
+    Datastore, DatastoreExt, EncapsulationMode, IpPool, Node, NodeBgpSpec, embedded::EmbeddedStore,
+};
+use tokio::sync::Notify;
+
+use super::{PoolTask, VxlanStep};
+use crate::{
+    endpoint::Endpoints,
+    netlink::{InterfaceAddresses, RouteTarget, fake::FakeNetlink},
+    nft::{NftApplier, fake::FakeNft},
+    sysctl::FakeSysctl,
+    vxlan::{VXLAN_DEVICE, reconcile_tunnel},
+};
+
+struct Fixture {
+    store: Arc<dyn Datastore>,
+    netlink: Arc<FakeNetlink>,
+    task: PoolTask,
+    _dir: tempfile::TempDir,
+}
+
+fn node(name: &str, address: &str) -> Node {
+    Node {
+        name: name.into(),
+        bgp: Some(NodeBgpSpec {
+            ipv4_address: Some(address.parse().unwrap()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Node a (10.0.1.1/24 on eth0, this node) and node b (10.0.2.2/24, another subnet) with its
+/// tunnel endpoint already allocated, one pool in `mode`.
+async fn fixture(mode: EncapsulationMode, bgp: bool) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Datastore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let ipam = Ipam::new(store.clone());
+    ipam.create_pool(&IpPool {
+        vxlan_mode: mode,
+        ..IpPool::new("pool", "10.244.0.0/16".parse().unwrap())
+    })
+    .await
+    .unwrap();
+    for (name, address) in [("a", "10.0.1.1/24"), ("b", "10.0.2.2/24")] {
+        store.create_resource(&node(name, address)).await.unwrap();
+    }
+    reconcile_tunnel(&store, "b", &ipam.pools().await.unwrap())
+        .await
+        .unwrap();
+    let netlink = Arc::new(FakeNetlink::new());
+    netlink.add_link("eth0", 1500);
+    netlink.set_interface_addresses(vec![InterfaceAddresses {
+        name: "eth0".into(),
+        up: true,
+        addresses: vec!["10.0.1.1/24".parse().unwrap()],
+    }]);
+    let endpoints = Arc::new(Endpoints::new(
+        "a".into(),
+        store.clone(),
+        netlink.clone(),
+        Arc::new(FakeSysctl::new()),
+    ));
+    let task = PoolTask {
+        store: store.clone(),
+        node: "a".into(),
+        endpoints,
+        nft: NftApplier::new(Arc::new(FakeNft::default())),
+        vxlan: VxlanStep::new(netlink.clone(), bgp),
+        changed: Arc::new(Notify::new()),
+    };
+    Fixture {
+        store,
+        netlink,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn set_mode(&self, mode: EncapsulationMode) {
+        let stored = self
+            .store
+            .get_resource::<IpPool>("pool")
+            .await
+            .unwrap()
+            .unwrap();
+        let mut pool = stored.value.clone();
+        pool.vxlan_mode = mode;
+        self.store
+            .update_resource(&pool, &stored.revision)
+            .await
+            .unwrap();
+    }
+
+    async fn node(&self, name: &str) -> Node {
+        self.store
+            .get_resource::<Node>(name)
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+    }
+
+    /// The routes through vxlan.calico: (destination, gateway).
+    fn tunnel_routes(&self) -> Vec<(IpNet, String)> {
+        self.netlink
+            .routes()
+            .into_iter()
+            .filter_map(|route| match &route.target {
+                RouteTarget::Via(hops) if hops[0].device == VXLAN_DEVICE && hops[0].onlink => {
+                    Some((route.destination, hops[0].gateway.to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn the_device_comes_before_its_routes_and_goes_after_them() {
+    let mut fixture = fixture(EncapsulationMode::CrossSubnet, true).await;
+    fixture.task.pass().await.unwrap();
+
+    let b = fixture.node("b").await;
+    let b_tunnel = b.ipv4_vxlan_tunnel_addr.unwrap();
+    let device = fixture
+        .netlink
+        .links()
+        .into_iter()
+        .find(|link| link.name == VXLAN_DEVICE)
+        .expect("vxlan.calico is made while a pool uses VXLAN");
+    assert_eq!(device.mtu, 1450, "the uplink's MTU less 50");
+    let a_tunnel = fixture.node("a").await.ipv4_vxlan_tunnel_addr.unwrap();
+    assert_eq!(
+        fixture.netlink.link_addresses(VXLAN_DEVICE),
+        vec![IpNet::from(std::net::IpAddr::V4(a_tunnel))]
+    );
+    let neighbours = fixture.netlink.neighbours();
+    assert_eq!(neighbours.len(), 1);
+    assert_eq!(neighbours[0].1.ip, std::net::IpAddr::V4(b_tunnel));
+    let fdb = fixture.netlink.fdb_entries();
+    assert_eq!(fdb.len(), 1);
+    assert_eq!(fdb[0].1.destination.to_string(), "10.0.2.2");
+    let routes = fixture.tunnel_routes();
+    assert_eq!(routes.len(), 1, "b's block, b being on another subnet");
+    assert!(routes[0].0.contains(&std::net::IpAddr::V4(b_tunnel)));
+    assert_eq!(routes[0].1, b_tunnel.to_string());
+
+    // A second pass changes nothing in the kernel.
+    let calls = fixture.netlink.calls().len();
+    fixture.task.pass().await.unwrap();
+    let writes: Vec<String> = fixture.netlink.calls()[calls..]
+        .iter()
+        .filter(|call| !call.starts_with("interface_addresses") && !call.starts_with("link "))
+        .filter(|call| !call.starts_with("vxlan_neighbours") && !call.starts_with("vxlan_fdb"))
+        .filter(|call| !call.starts_with("ensure_vxlan") && !call.starts_with("set_link"))
+        .cloned()
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+
+    // Never: the routes go first, then the device.
+    fixture.set_mode(EncapsulationMode::Never).await;
+    let calls = fixture.netlink.calls().len();
+    fixture.task.pass().await.unwrap();
+    assert!(fixture.tunnel_routes().is_empty());
+    assert!(
+        fixture
+            .netlink
+            .links()
+            .iter()
+            .all(|link| link.name != VXLAN_DEVICE)
+    );
+    let later: Vec<String> = fixture.netlink.calls()[calls..].to_vec();
+    let route_out = later.iter().position(|call| {
+        call.contains("delete") && call.contains(VXLAN_DEVICE) && call.contains("via")
+    });
+    let device_out = later
+        .iter()
+        .position(|call| call == &format!("delete_link {VXLAN_DEVICE}"));
+    assert!(
+        matches!((route_out, device_out), (Some(route), Some(device)) if route < device),
+        "route deleted before the device: {later:?}"
+    );
+    assert_eq!(fixture.node("a").await.ipv4_vxlan_tunnel_addr, None);
+}
+
+#[tokio::test]
+async fn a_device_deleted_behind_the_agents_back_comes_back_with_its_routes() {
+    let mut fixture = fixture(EncapsulationMode::Always, true).await;
+    fixture.task.pass().await.unwrap();
+    assert_eq!(fixture.tunnel_routes().len(), 1);
+    use crate::netlink::Netlink as _;
+    fixture
+        .netlink
+        .delete_link(VXLAN_DEVICE, None)
+        .await
+        .unwrap();
+    assert!(fixture.tunnel_routes().is_empty(), "the kernel drops them");
+    fixture.task.pass().await.unwrap();
+    assert_eq!(fixture.tunnel_routes().len(), 1);
+    assert_eq!(fixture.netlink.neighbours().len(), 1);
+    assert_eq!(fixture.netlink.fdb_entries().len(), 1);
+}
+
+#[tokio::test]
+async fn without_bgp_a_same_subnet_node_is_routed_straight_and_a_borrowed_address_follows_its_node()
+{
+    let mut fixture = fixture(EncapsulationMode::CrossSubnet, false).await;
+    // c shares a's subnet and holds an address of b's block (borrowed).
+    fixture
+        .store
+        .create_resource(&node("c", "10.0.1.3/24"))
+        .await
+        .unwrap();
+    let ipam = Ipam::new(fixture.store.clone());
+    reconcile_tunnel(&fixture.store, "c", &ipam.pools().await.unwrap())
+        .await
+        .unwrap();
+    let b_block = ipam.affine_blocks("b").await.unwrap()[0];
+    let borrowed = ipam
+        .assign_ip(&manul_ipam::AssignIpRequest {
+            address: b_block.hosts().nth(5).unwrap(),
+            handle_id: "borrowed".into(),
+            node: "c".into(),
+            attributes: [("node".to_string(), "c".to_string())].into(),
+        })
+        .await
+        .unwrap();
+    fixture.task.pass().await.unwrap();
+
+    let b_tunnel = fixture.node("b").await.ipv4_vxlan_tunnel_addr.unwrap();
+    let c_block = ipam.affine_blocks("c").await.unwrap()[0];
+    let routes: Vec<(IpNet, RouteTarget)> = fixture
+        .netlink
+        .routes()
+        .into_iter()
+        .filter(|route| matches!(route.target, RouteTarget::Via(_)))
+        .map(|route| (route.destination, route.target))
+        .collect();
+    let via = |gateway: &str, device: &str, onlink| {
+        RouteTarget::via(vec![crate::netlink::NextHop {
+            gateway: gateway.parse().unwrap(),
+            device: device.into(),
+            onlink,
+        }])
+    };
+    assert!(
+        routes.contains(&(b_block, via(&b_tunnel.to_string(), VXLAN_DEVICE, true))),
+        "b is on another subnet: through the tunnel; {routes:?}"
+    );
+    assert!(
+        routes.contains(&(c_block, via("10.0.1.3", "eth0", false))),
+        "c is on this subnet and BGP is off: straight to it; {routes:?}"
+    );
+    assert!(
+        routes.contains(&(borrowed, via("10.0.1.3", "eth0", false))),
+        "the address c borrowed from b's block goes to c; {routes:?}"
+    );
+}
