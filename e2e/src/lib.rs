@@ -125,6 +125,23 @@ pub fn require_root() -> Result<()> {
     Ok(())
 }
 
+/// Fails naming the Debian package to install for the first of `programs` (program, package)
+/// that is not on the PATH.
+pub fn require_programs(programs: &[(&str, &str)]) -> Result<()> {
+    for (program, package) in programs {
+        let found = std::process::Command::new("which")
+            .arg(program)
+            .output()
+            .is_ok_and(|output| output.status.success());
+        if !found {
+            bail!(
+                "{program} is missing: apt-get install {package} (or run scripts/install-deps.sh)"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// A host port for a test, distinct across the tests of one process (18000-19999).
 pub fn unique_port() -> u16 {
     18000 + ((std::process::id() * 13 + next_id()) % 2000) as u16

@@ -8,51 +8,18 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use manul_e2e::lab::{Lab, LabOptions, birdc, status, with_store};
 use manul_store::{BlockAffinity, DatastoreExt, Node};
 
 const CONVERGE: Duration = Duration::from_secs(90);
 
-fn require_programs() -> Result<()> {
-    for (program, package) in [
-        ("etcd", "etcd-server"),
-        ("bird", "bird2"),
-        ("birdc", "bird2"),
-    ] {
-        if std::process::Command::new("which")
-            .arg(program)
-            .output()
-            .map(|output| !output.status.success())
-            .unwrap_or(true)
-        {
-            bail!(
-                "{program} is missing: apt-get install {package} (or run scripts/install-deps.sh)"
-            );
-        }
-    }
-    Ok(())
-}
-
 fn up(opts: LabOptions) -> Result<Lab> {
-    manul_e2e::require_root()?;
-    require_programs()?;
-    let lab = Lab::up(opts, &mut |_| {})?;
-    status::start_probes(&lab)?;
-    Ok(lab)
+    status::up_probed(opts)
 }
 
-/// Polls the matrix until every cell is ok; fails with the report otherwise.
 fn converge(lab: &Lab) -> Result<Vec<status::Cell>> {
-    let cells = status::converge(lab, CONVERGE, &mut |_| {});
-    if !cells.iter().all(status::Cell::ok) {
-        bail!(
-            "the matrix did not converge in {CONVERGE:?}:\n{}\n--- n0 agent ---\n{}",
-            status::report(lab, &cells)?,
-            lab.nodes[0].log("agent")
-        );
-    }
-    Ok(cells)
+    status::require_converged(lab, CONVERGE)
 }
 
 #[test]
@@ -172,8 +139,8 @@ fn without_the_tor_the_nodes_share_one_subnet_and_peer_only_with_each_other() ->
     let cells = converge(&lab)?;
     assert_eq!(
         cells.len(),
-        6 * 5,
-        "pod pairs only: nothing outside learns the pod routes"
+        6 * 5 + 6,
+        "pod pairs, and each pod to the outside host through NAT"
     );
     assert!(lab.nodes.iter().all(|node| node.subnet == 'a'));
     let across = cells
@@ -215,7 +182,7 @@ fn a_deleted_node_is_withdrawn_from_every_node_and_the_tor_within_5_s() -> Resul
     })?;
     converge(&lab)?;
     // n2 is alone on subnet b; n0 and n1 reach its block through the ToR.
-    let blocks = status::routes_by_kind(&lab.nodes[2])?
+    let blocks = status::routes_by_kind(&lab.nodes[2], true)?
         .remove("own block")
         .context("n2 has no block")?;
     assert!(!blocks.is_empty());
@@ -348,24 +315,6 @@ fn an_etcd_member_killed_while_pods_come_and_go_loses_nothing() -> Result<()> {
     Ok(())
 }
 
-/// The source address `to` sees for a TCP connection from `from` (a listener in `to` on port
-/// 7071 accepts one connection).
-fn source_seen(
-    from: &manul_e2e::Netns,
-    to: &manul_e2e::Netns,
-    address: std::net::Ipv4Addr,
-) -> Result<std::net::IpAddr> {
-    let listener = to.run_in(|| std::net::TcpListener::bind(("0.0.0.0", 7071)))??;
-    let accepted = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer.ip()));
-    from.run_in(|| {
-        std::net::TcpStream::connect_timeout(&(address, 7071).into(), Duration::from_secs(3))
-    })??;
-    accepted
-        .join()
-        .map_err(|_| anyhow::anyhow!("accept thread panicked"))?
-        .context("accept")
-}
-
 #[test]
 fn pool_traffic_to_the_outside_is_masqueraded_and_pod_to_pod_keeps_its_address() -> Result<()> {
     let lab = up(LabOptions {
@@ -378,13 +327,13 @@ fn pool_traffic_to_the_outside_is_masqueraded_and_pod_to_pod_keeps_its_address()
     let (n0_pod, n1_pod) = (&lab.pods[0], &lab.pods[1]);
     // Without the ToR nothing outside knows the pod routes: only NAT makes the outside host
     // reachable, and it sees the node's address.
-    let seen = source_seen(&n0_pod.ns, &lab.outside, manul_e2e::lab::OUTSIDE)?;
+    let seen = status::source_seen(&n0_pod.ns, &lab.outside, manul_e2e::lab::OUTSIDE)?;
     assert_eq!(
         seen,
         std::net::IpAddr::from(lab.nodes[0].address),
         "natOutgoing"
     );
-    let seen = source_seen(&n0_pod.ns, &n1_pod.ns, n1_pod.address)?;
+    let seen = status::source_seen(&n0_pod.ns, &n1_pod.ns, n1_pod.address)?;
     assert_eq!(
         seen,
         std::net::IpAddr::from(n0_pod.address),

@@ -5,7 +5,7 @@
 
 use std::{path::PathBuf, process::Command};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 struct Down(PathBuf);
 
@@ -49,17 +49,16 @@ fn namespaces_of(pid: u32) -> Vec<String> {
 #[test]
 fn up_status_and_down_are_separate_invocations() -> Result<()> {
     manul_e2e::require_root()?;
-    for program in ["etcd", "bird"] {
-        if Command::new("which").arg(program).output()?.status.code() != Some(0) {
-            bail!("{program} is missing: run scripts/install-deps.sh");
-        }
-    }
+    manul_e2e::require_programs(&manul_e2e::lab::PROGRAMS)?;
     let state = tempfile::tempdir()?;
     let _down = Down(state.path().to_path_buf());
 
     let (code, text) = lab(&["up", "--nodes", "2", "--tor", "off"], state.path())?;
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("12 of 12 paths ok"), "{text}");
+    assert!(
+        text.contains("16 of 16 paths ok"),
+        "pod pairs and the outside through NAT: {text}"
+    );
     let stored: serde_json::Value =
         serde_json::from_slice(&std::fs::read(state.path().join("state.json"))?)?;
     let holder = stored["holder_pid"].as_u64().context("holder_pid")? as u32;
@@ -80,7 +79,7 @@ fn up_status_and_down_are_separate_invocations() -> Result<()> {
         "node-n1",
         "Established",
         "n0 → n1",
-        "12 of 12 paths ok",
+        "16 of 16 paths ok",
     ] {
         assert!(
             text.contains(expected),

@@ -27,6 +27,7 @@ use manul_e2e::{
         status,
     },
 };
+use manul_store::EncapsulationMode;
 
 /// How long BGP may take to carry every route (polled).
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -73,9 +74,20 @@ struct Options {
     /// mesh: every node peers with every node; route-reflector: n0 reflects for the others.
     #[arg(long, value_enum, default_value_t = Topology::Mesh)]
     topology: Topology,
-    /// The top-of-rack router's BGP (off: one subnet, no routes outside the cluster).
+    /// The top-of-rack router: two subnets, and with BGP its sessions with every node (off: one
+    /// subnet, no routes outside the cluster).
     #[arg(long, value_enum, default_value_t = Switch::On)]
     tor: Switch,
+    /// manul-bgpd on every node (off: the routes between nodes come from VXLAN alone).
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    bgp: Switch,
+    /// The pool's vxlanMode: never (BGP only), crosssubnet (VXLAN toward other subnets),
+    /// always (VXLAN between all nodes).
+    #[arg(long, value_enum, default_value_t = VxlanMode::Never)]
+    vxlan_mode: VxlanMode,
+    /// The pool's natOutgoing: pod traffic to the outside leaves with the node's address.
+    #[arg(long, value_enum, default_value_t = Switch::On)]
+    nat_outgoing: Switch,
     /// Members of the etcd cluster on the ToR: 1 or 3.
     #[arg(long, default_value_t = 1)]
     etcd_members: usize,
@@ -103,6 +115,24 @@ enum Topology {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
+enum VxlanMode {
+    Never,
+    #[value(name = "crosssubnet")]
+    CrossSubnet,
+    Always,
+}
+
+impl VxlanMode {
+    fn encapsulation(self) -> EncapsulationMode {
+        match self {
+            VxlanMode::Never => EncapsulationMode::Never,
+            VxlanMode::CrossSubnet => EncapsulationMode::CrossSubnet,
+            VxlanMode::Always => EncapsulationMode::Always,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq)]
 enum Switch {
     On,
     Off,
@@ -115,6 +145,9 @@ impl Options {
             pods_per_node: self.pods,
             route_reflector: matches!(self.topology, Topology::RouteReflector),
             tor: self.tor == Switch::On,
+            bgp: self.bgp == Switch::On,
+            vxlan_mode: self.vxlan_mode.encapsulation(),
+            nat_outgoing: self.nat_outgoing == Switch::On,
             etcd_members: self.etcd_members,
             ..LabOptions::default()
         }
@@ -126,12 +159,20 @@ impl Options {
             Topology::Mesh => "mesh",
             Topology::RouteReflector => "route-reflector",
         };
-        let tor = if self.tor == Switch::On { "on" } else { "off" };
+        let switch = |value: Switch| if value == Switch::On { "on" } else { "off" };
+        let vxlan_mode = match self.vxlan_mode {
+            VxlanMode::Never => "never",
+            VxlanMode::CrossSubnet => "crosssubnet",
+            VxlanMode::Always => "always",
+        };
         [
             ("--nodes", self.nodes.to_string()),
             ("--pods", self.pods.to_string()),
             ("--topology", topology.to_string()),
-            ("--tor", tor.to_string()),
+            ("--tor", switch(self.tor).to_string()),
+            ("--bgp", switch(self.bgp).to_string()),
+            ("--vxlan-mode", vxlan_mode.to_string()),
+            ("--nat-outgoing", switch(self.nat_outgoing).to_string()),
             ("--etcd-members", self.etcd_members.to_string()),
         ]
         .into_iter()

@@ -134,6 +134,7 @@ fn run(args: &Args) -> Result<()> {
             tor: args.tor == Switch::On,
             etcd_members: 1,
             log_level: args.log_level.clone(),
+            ..LabOptions::default()
         },
         &mut |step| progress.set_message(format!("lab: {step}")),
     )?;
@@ -195,21 +196,8 @@ fn run(args: &Args) -> Result<()> {
 }
 
 fn require_programs() -> Result<()> {
-    let lab = [
-        ("etcd", "etcd-server"),
-        ("bird", "bird2"),
-        ("birdc", "bird2"),
-    ];
-    for (program, package) in lab.iter().chain(iperf::PROGRAMS.iter()) {
-        let found = std::process::Command::new("which")
-            .arg(program)
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if !found {
-            bail!("{program} is missing: apt-get install {package} (or scripts/install-deps.sh)");
-        }
-    }
-    Ok(())
+    manul_e2e::require_programs(&manul_e2e::lab::PROGRAMS)?;
+    manul_e2e::require_programs(&iperf::PROGRAMS)
 }
 
 /// Polls until every cell of the matrix is ok.

@@ -112,10 +112,13 @@ impl Lab {
     /// serve the probe port like those of [`super::status::start_probes`]. Fails if the pods
     /// are not reachable from every other node within `timeout`.
     pub fn add_node(&mut self, pods: usize, timeout: Duration) -> Result<JoinTiming> {
+        if !self.opts.bgp {
+            bail!("adding a node is timed over BGP: this lab runs without it");
+        }
         let index = self.nodes.len();
         let node = self.wire_node(index)?;
         self.nodes.push(node);
-        if self.opts.tor {
+        if self.tor_bgp() {
             tor::reconfigure(self)?;
             tor::create_peers(self)?;
         }
@@ -130,13 +133,13 @@ impl Lab {
             agent_socket: new.agent_socket(),
             bgpd_socket: new.bgpd_socket(),
             expected_peers: if self.opts.route_reflector { 1 } else { others }
-                + usize::from(self.opts.tor),
+                + usize::from(self.tor_bgp()),
             other_nodes: self.nodes[..index]
                 .iter()
                 .map(|node| node.ns.name().to_string())
                 .collect(),
             new_node: new.ns.name().to_string(),
-            tor: self.opts.tor.then(|| self.tor.name().to_string()),
+            tor: self.tor_bgp().then(|| self.tor.name().to_string()),
             other_pods: self.pods.iter().map(|pod| pod.address).collect(),
             sources: self
                 .pods

@@ -11,7 +11,11 @@
 //! ```
 //!
 //! Without the ToR (`tor: false`) every node is on subnet a, the router still forwards to the
-//! outside host but runs no BGP, and nothing outside the cluster learns the pod routes. With
+//! outside host but runs no BGP, and nothing outside the cluster learns the pod routes. Without
+//! BGP (`bgp: false`) no node runs manul-bgpd and the ToR runs no BIRD: the routes between nodes
+//! come from VXLAN alone (the pool's `vxlan_mode`; CrossSubnet routes same-subnet nodes
+//! directly), as Calico's VXLAN-only mode. The lab makes the pool itself (`POOL`, with
+//! `vxlan_mode` and `nat_outgoing`) before any agent starts. With
 //! `etcd_members: 3` the ToR runs a 3-member etcd cluster (client ports 2379, 2479, 2579) and the
 //! agents get all three endpoints.
 //! Everything is removed when the `Lab` is dropped (processes killed, namespaces deleted),
@@ -38,10 +42,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tempfile::TempDir;
 
+use manul_store::{DatastoreExt, EncapsulationMode, IpPool};
+
 use crate::{CniCall, Netns, cni::container_id, netns::stop_child, poll_until};
 
-/// The pool every node's agent creates if none exists.
+/// The lab's pool (made by the lab before the agents start).
 pub const POOL: &str = "10.244.0.0/16";
+pub const POOL_NAME: &str = "default-ipv4-ippool";
 /// The cluster's AS number (Calico's default) and the ToR's.
 pub const NODE_ASN: u32 = 64512;
 pub const TOR_ASN: u32 = 65000;
@@ -50,14 +57,29 @@ pub const TOR_OUTSIDE: Ipv4Addr = Ipv4Addr::new(10, 80, 9, 254);
 /// The route reflectors' cluster ID (route-reflector mode: node n0 reflects).
 pub const CLUSTER_ID: &str = "224.0.0.1";
 
+/// What the lab runs besides manul: (program, Debian package).
+pub const PROGRAMS: [(&str, &str); 4] = [
+    ("etcd", "etcd-server"),
+    ("etcdctl", "etcd-client"),
+    ("bird", "bird2"),
+    ("birdc", "bird2"),
+];
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LabOptions {
     pub nodes: usize,
     pub pods_per_node: usize,
     /// Node n0 is a route reflector; the other nodes peer only with it.
     pub route_reflector: bool,
-    /// The ToR runs BIRD and peers with every node; nodes sit on two subnets.
+    /// The nodes sit on two subnets behind the ToR; with `bgp` the ToR runs BIRD and peers with
+    /// every node. Off: one subnet.
     pub tor: bool,
+    /// Every node runs manul-bgpd (the mesh or route reflector, and the ToR's sessions).
+    pub bgp: bool,
+    /// The pool's vxlanMode.
+    pub vxlan_mode: EncapsulationMode,
+    /// The pool's natOutgoing.
+    pub nat_outgoing: bool,
     /// Members of the etcd cluster on the ToR (1 or 3).
     pub etcd_members: usize,
     pub log_level: String,
@@ -70,6 +92,9 @@ impl Default for LabOptions {
             pods_per_node: 2,
             route_reflector: false,
             tor: true,
+            bgp: true,
+            vxlan_mode: EncapsulationMode::Never,
+            nat_outgoing: true,
             etcd_members: 1,
             log_level: std::env::var("MANUL_LAB_LOG").unwrap_or_else(|_| "info".into()),
         }
@@ -151,6 +176,7 @@ impl Lab {
     /// Builds the lab; `step` is told what happens (for a progress line).
     pub fn up(opts: LabOptions, step: &mut dyn FnMut(&str)) -> Result<Lab> {
         crate::require_root()?;
+        crate::require_programs(&PROGRAMS)?;
         if opts.nodes == 0 || opts.nodes > 200 {
             bail!("--nodes must be between 1 and 200");
         }
@@ -178,7 +204,8 @@ impl Lab {
         }
         step("etcd");
         lab.start_etcd()?;
-        if lab.opts.tor {
+        lab.create_pool()?;
+        if lab.tor_bgp() {
             step("BIRD on the ToR");
             let child = tor::start_bird(&lab)?;
             lab.services.push(child);
@@ -187,7 +214,7 @@ impl Lab {
             step(&format!("node {} of {}", index + 1, lab.nodes.len()));
             lab.start_node(index)?;
         }
-        if lab.opts.tor {
+        if lab.tor_bgp() {
             step("BGP peers toward the ToR");
             tor::create_peers(&lab)?;
         }
@@ -199,6 +226,60 @@ impl Lab {
             }
         }
         Ok(lab)
+    }
+
+    /// Whether the ToR runs BIRD and peers with the nodes.
+    pub fn tor_bgp(&self) -> bool {
+        self.opts.tor && self.opts.bgp
+    }
+
+    /// Whether the outside host can reach pods or be reached from them: through the ToR's
+    /// routes to the pools, or through NAT.
+    pub fn outside_reachable(&self) -> bool {
+        self.tor_bgp() || self.opts.nat_outgoing
+    }
+
+    /// The lab's pool as its options say.
+    pub fn pool(&self) -> IpPool {
+        IpPool {
+            vxlan_mode: self.opts.vxlan_mode,
+            nat_outgoing: self.opts.nat_outgoing,
+            ..IpPool::new(POOL_NAME, POOL.parse().expect("POOL is a CIDR"))
+        }
+    }
+
+    fn create_pool(&self) -> Result<()> {
+        let pool = self.pool();
+        with_store(self, move |store| async move {
+            let ipam = manul_ipam::Ipam::new(store);
+            if ipam.pools().await?.is_empty() {
+                ipam.create_pool(&pool).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes the lab's pool in the datastore (the agents follow without a restart) and the
+    /// lab's options with it.
+    pub fn update_pool(&mut self, change: fn(&mut IpPool)) -> Result<()> {
+        let updated = with_store(self, move |store| async move {
+            let mut retry = manul_ipam::retry::CasRetry::new(|| "updating the lab's pool".into());
+            loop {
+                let stored = store
+                    .get_resource::<IpPool>(POOL_NAME)
+                    .await?
+                    .context("the lab's pool is gone")?;
+                let mut pool = stored.value.clone();
+                change(&mut pool);
+                match store.update_resource(&pool, &stored.revision).await {
+                    Ok(_) => return Ok(pool),
+                    Err(error) => retry.lost(error).await?,
+                }
+            }
+        })?;
+        self.opts.vxlan_mode = updated.vxlan_mode;
+        self.opts.nat_outgoing = updated.nat_outgoing;
+        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -354,56 +435,73 @@ impl Lab {
         })
     }
 
+    /// How node `index`'s agent is started.
+    fn agent_launch(&self, index: usize) -> AgentLaunch {
+        AgentLaunch {
+            url: self.datastore_url(self.nodes[index].subnet),
+            reflector: self.opts.route_reflector && index == 0,
+            bgp: self.opts.bgp,
+            log_level: self.opts.log_level.clone(),
+        }
+    }
+
     fn start_node(&mut self, index: usize) -> Result<()> {
-        let url = self.datastore_url(self.nodes[index].subnet);
-        let reflector = self.opts.route_reflector && index == 0;
-        let log_level = self.opts.log_level.clone();
-        let node = &mut self.nodes[index];
-        let bgpd_log = File::create(node.dir.join("bgpd.log"))?;
-        let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
-        bgpd.arg("--socket")
-            .arg(node.bgpd_socket())
-            .args(["--log-level", &log_level])
-            .stdin(Stdio::null())
-            .stdout(bgpd_log.try_clone()?)
-            .stderr(bgpd_log);
-        node.bgpd = Some(node.ns.spawn(&mut bgpd)?);
-        start_agent(node, &url, reflector, &log_level)?;
-        Ok(())
+        let launch = self.agent_launch(index);
+        if self.opts.bgp {
+            start_bgpd(&mut self.nodes[index], &launch.log_level)?;
+        }
+        start_agent(&mut self.nodes[index], &launch)
     }
 
     /// Restarts one node's agent (SIGTERM, then the same command line).
     pub fn restart_agent(&mut self, index: usize) -> Result<()> {
-        let url = self.datastore_url(self.nodes[index].subnet);
-        let reflector = self.opts.route_reflector && index == 0;
-        let log_level = self.opts.log_level.clone();
+        let launch = self.agent_launch(index);
         let node = &mut self.nodes[index];
         if let Some(agent) = node.agent.take() {
             stop_child(agent, Duration::from_secs(5));
         }
-        start_agent(node, &url, reflector, &log_level)
+        start_agent(node, &launch)
+    }
+
+    /// Moves node `index` to `address` (same subnet): the new address goes on its eth0, the
+    /// old one off, and its agent restarts with `--node-ip` the new one (it records it on its
+    /// Node, which every other node follows). The ToR's BIRD is reconfigured for it.
+    pub fn change_node_address(&mut self, index: usize, address: Ipv4Addr) -> Result<()> {
+        let node = &self.nodes[index];
+        let (old, gateway) = (node.address, node.gateway());
+        node.ns
+            .sysctl("net.ipv4.conf.eth0.promote_secondaries", "1")?;
+        node.ns
+            .ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
+        node.ns
+            .ip(&["addr", "del", &format!("{old}/24"), "dev", "eth0"])?;
+        node.ns.ip(&[
+            "route",
+            "replace",
+            "default",
+            "via",
+            &gateway.to_string(),
+            "src",
+            &address.to_string(),
+        ])?;
+        self.nodes[index].address = address;
+        if self.tor_bgp() {
+            tor::reconfigure(self)?;
+        }
+        self.restart_agent(index)
     }
 
     /// Restarts one node's bgpd (SIGTERM, then the same command line).
     pub fn restart_bgpd(&mut self, index: usize) -> Result<()> {
+        if !self.opts.bgp {
+            bail!("this lab runs without BGP");
+        }
         let log_level = self.opts.log_level.clone();
         let node = &mut self.nodes[index];
         if let Some(bgpd) = node.bgpd.take() {
             stop_child(bgpd, Duration::from_secs(5));
         }
-        let log = File::options()
-            .append(true)
-            .create(true)
-            .open(node.dir.join("bgpd.log"))?;
-        let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
-        bgpd.arg("--socket")
-            .arg(node.bgpd_socket())
-            .args(["--log-level", &log_level])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        node.bgpd = Some(node.ns.spawn(&mut bgpd)?);
-        Ok(())
+        start_bgpd(node, &log_level)
     }
 
     fn add_pod(&self, node: usize, number: usize) -> Result<LabPod> {
@@ -485,7 +583,31 @@ impl Lab {
     }
 }
 
-fn start_agent(node: &mut LabNode, url: &str, reflector: bool, log_level: &str) -> Result<()> {
+/// What an agent's command line depends on besides its node.
+struct AgentLaunch {
+    url: String,
+    reflector: bool,
+    bgp: bool,
+    log_level: String,
+}
+
+fn start_bgpd(node: &mut LabNode, log_level: &str) -> Result<()> {
+    let log = File::options()
+        .append(true)
+        .create(true)
+        .open(node.dir.join("bgpd.log"))?;
+    let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
+    bgpd.arg("--socket")
+        .arg(node.bgpd_socket())
+        .args(["--log-level", log_level])
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    node.bgpd = Some(node.ns.spawn(&mut bgpd)?);
+    Ok(())
+}
+
+fn start_agent(node: &mut LabNode, launch: &AgentLaunch) -> Result<()> {
     let log = File::options()
         .append(true)
         .create(true)
@@ -494,14 +616,26 @@ fn start_agent(node: &mut LabNode, url: &str, reflector: bool, log_level: &str) 
     agent
         .args(["--node-name", &node.name, "--socket"])
         .arg(node.agent_socket())
-        .args(["--datastore", url, "--state-dir"])
+        .args(["--datastore", &launch.url, "--state-dir"])
         .arg(node.dir.join("state"))
-        .args(["--default-ipv4-pool", POOL, "--bgpd-socket"])
-        .arg(node.bgpd_socket())
+        .args(["--default-ipv4-pool", "none"])
         .args(["--node-ip", &format!("{}/24", node.address)])
-        .args(["--log-level", log_level, "--reconcile-interval", "10"])
+        .args([
+            "--log-level",
+            &launch.log_level,
+            "--reconcile-interval",
+            "10",
+        ])
         .args(
-            reflector
+            launch
+                .bgp
+                .then(|| ["--bgpd-socket".into(), node.bgpd_socket().into_os_string()])
+                .into_iter()
+                .flatten(),
+        )
+        .args(
+            launch
+                .reflector
                 .then_some(["--route-reflector-cluster-id", CLUSTER_ID])
                 .into_iter()
                 .flatten(),

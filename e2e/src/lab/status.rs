@@ -17,6 +17,9 @@ use serde_json::Value;
 use super::{Lab, LabNode, OUTSIDE, tor::birdc};
 use crate::Netns;
 
+/// Calico's VXLAN device.
+pub const VXLAN_DEVICE: &str = "vxlan.calico";
+
 /// The TCP port every pod and the outside host listen on.
 pub const PROBE_PORT: u16 = 7070;
 
@@ -48,6 +51,9 @@ impl Cell {
 
 /// Every session of every node's bgpd.
 pub fn sessions(lab: &Lab) -> Result<Vec<Session>> {
+    if !lab.opts.bgp {
+        return Ok(Vec::new());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -91,18 +97,23 @@ pub fn sessions(lab: &Lab) -> Result<Vec<Session>> {
 /// Every BGP session of the lab is Established (the nodes' and the ToR's), and every node has
 /// a learned route to each other node's pods: BGP has converged.
 pub fn bgp_converged(lab: &Lab) -> bool {
+    if !lab.opts.bgp {
+        return true;
+    }
     let established = |state: &str| state == "Established";
     let nodes_up = sessions(lab).is_ok_and(|sessions| {
         !sessions.is_empty() && sessions.iter().all(|session| established(&session.state))
     });
     let tor_up = tor_sessions(lab).is_ok_and(|sessions| {
-        sessions.len() == if lab.opts.tor { lab.nodes.len() } else { 0 }
+        sessions.len() == if lab.tor_bgp() { lab.nodes.len() } else { 0 }
             && sessions.iter().all(|(_, state)| established(state))
     });
     let routes_in = lab.nodes.iter().all(|node| {
-        routes_by_kind(node).is_ok_and(|kinds| {
-            let learned = kinds.get("learned block").map_or(0, Vec::len)
-                + kinds.get("learned /32").map_or(0, Vec::len);
+        routes_by_kind(node, true).is_ok_and(|kinds| {
+            let learned: usize = ["learned block", "learned /32", "vxlan block", "vxlan /32"]
+                .iter()
+                .map(|kind| kinds.get(*kind).map_or(0, Vec::len))
+                .sum();
             learned + 1 >= lab.nodes.len()
         })
     });
@@ -111,7 +122,7 @@ pub fn bgp_converged(lab: &Lab) -> bool {
 
 /// The ToR's sessions ("n0 Established"), from `birdc show protocols`.
 pub fn tor_sessions(lab: &Lab) -> Result<Vec<(String, String)>> {
-    if !lab.opts.tor {
+    if !lab.tor_bgp() {
         return Ok(Vec::new());
     }
     let text = birdc(lab, &["show", "protocols"])?;
@@ -125,9 +136,10 @@ pub fn tor_sessions(lab: &Lab) -> Result<Vec<(String, String)>> {
         .collect())
 }
 
-/// A node's manul routes by kind: "pod", "own block", "learned block", "learned /32",
-/// "learned other".
-pub fn routes_by_kind(node: &LabNode) -> Result<BTreeMap<String, Vec<String>>> {
+/// A node's manul routes by kind: "pod", "own block", "vxlan block", "vxlan /32" (through
+/// vxlan.calico), "learned block", "learned /32" (via another node, learned over BGP; "direct
+/// block" and "direct /32" without BGP: straight to a same-subnet node), "learned other".
+pub fn routes_by_kind(node: &LabNode, bgp: bool) -> Result<BTreeMap<String, Vec<String>>> {
     let output = node.ns.ip(&["-j", "route", "show", "proto", "manul"])?;
     let routes: Vec<Value> = serde_json::from_str(&output).unwrap_or_default();
     let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -142,6 +154,18 @@ pub fn routes_by_kind(node: &LabNode) -> Result<BTreeMap<String, Vec<String>>> {
             "pod"
         } else if !destination.starts_with("10.244.") {
             "learned other"
+        } else if route["dev"] == VXLAN_DEVICE {
+            if destination.contains('/') {
+                "vxlan block"
+            } else {
+                "vxlan /32"
+            }
+        } else if !bgp {
+            if destination.contains('/') {
+                "direct block"
+            } else {
+                "direct /32"
+            }
         } else if destination.contains('/') {
             "learned block"
         } else {
@@ -214,16 +238,20 @@ fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> St
     if to_node == Some(from) {
         return format!("{} (same node)", source.name);
     }
-    let gateway = source
+    let route = source
         .ns
         .ip(&["-j", "route", "get", &address.to_string()])
         .ok()
         .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-        .and_then(|routes| routes[0]["gateway"].as_str().map(str::to_string));
-    let Some(gateway) = gateway else {
+        .map(|routes| routes[0].clone())
+        .unwrap_or_default();
+    let target = to_node.map_or("outside".to_string(), |node| lab.nodes[node].name.clone());
+    if route["dev"] == VXLAN_DEVICE {
+        return format!("{} ⇒ {target} (vxlan)", source.name);
+    }
+    let Some(gateway) = route["gateway"].as_str() else {
         return format!("{} → ? (no route)", source.name);
     };
-    let target = to_node.map_or("outside".to_string(), |node| lab.nodes[node].name.clone());
     match lab
         .nodes
         .iter()
@@ -254,7 +282,7 @@ pub fn matrix(lab: &Lab) -> Vec<Cell> {
                 path: path(lab, from.node, Some(to.node), to.address),
             });
         }
-        if lab.opts.tor {
+        if lab.outside_reachable() {
             cells.push(Cell {
                 from: from.name.clone(),
                 to: "outside".into(),
@@ -291,6 +319,14 @@ pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
             role
         )?;
     }
+    writeln!(
+        out,
+        "\nPool {}: vxlanMode {:?}, natOutgoing {}; BGP {}",
+        super::POOL,
+        lab.opts.vxlan_mode,
+        lab.opts.nat_outgoing,
+        if lab.opts.bgp { "on" } else { "off" }
+    )?;
     writeln!(out, "\nBGP sessions")?;
     writeln!(
         out,
@@ -313,7 +349,7 @@ pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
     }
     writeln!(out, "\nRoutes (proto manul)")?;
     for node in &lab.nodes {
-        for (kind, routes) in routes_by_kind(node)? {
+        for (kind, routes) in routes_by_kind(node, lab.opts.bgp)? {
             writeln!(out, "  {:<6} {:<14} {}", node.name, kind, routes.join(", "))?;
         }
     }
@@ -367,4 +403,38 @@ pub fn converge(lab: &Lab, timeout: Duration, progress: &mut dyn FnMut(&str)) ->
         }
         std::thread::sleep(Duration::from_millis(250));
     }
+}
+
+/// Builds a lab and starts the probe listeners of its pods and outside host.
+pub fn up_probed(opts: super::LabOptions) -> Result<Lab> {
+    let lab = Lab::up(opts, &mut |_| {})?;
+    start_probes(&lab)?;
+    Ok(lab)
+}
+
+/// [`converge`], failing with the report and n0's agent log unless every cell passed.
+pub fn require_converged(lab: &Lab, timeout: Duration) -> Result<Vec<Cell>> {
+    let cells = converge(lab, timeout, &mut |_| {});
+    if !cells.iter().all(Cell::ok) {
+        anyhow::bail!(
+            "the matrix did not converge in {timeout:?}:\n{}\n--- n0 agent ---\n{}",
+            report(lab, &cells)?,
+            lab.nodes[0].log("agent")
+        );
+    }
+    Ok(cells)
+}
+
+/// The source address `to` sees for a TCP connection from `from` (a listener in `to` on port
+/// 7071 accepts one connection).
+pub fn source_seen(from: &Netns, to: &Netns, address: Ipv4Addr) -> Result<std::net::IpAddr> {
+    let listener = to.run_in(|| std::net::TcpListener::bind(("0.0.0.0", 7071)))??;
+    let accepted = std::thread::spawn(move || listener.accept().map(|(_, peer)| peer.ip()));
+    from.run_in(|| {
+        std::net::TcpStream::connect_timeout(&(address, 7071).into(), Duration::from_secs(3))
+    })??;
+    accepted
+        .join()
+        .map_err(|_| anyhow::anyhow!("accept thread panicked"))?
+        .context("accept")
 }
