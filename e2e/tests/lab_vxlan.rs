@@ -295,8 +295,11 @@ fn without_bgp_vxlan_alone_carries_the_cluster_drops_unknown_senders_and_follows
         socket.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(socket)
     })??;
-    let mac = manul_agent::vxlan::parse_mac(&manul_agent::vxlan::vtep_mac("n0"))
-        .context("the VTEP MAC")?;
+    let mac = manul_agent::vxlan::parse_mac(&manul_agent::vxlan::vtep_mac(
+        "n0",
+        manul_agent::vxlan::Family::V4,
+    ))
+    .context("the VTEP MAC")?;
     let n0 = lab.nodes[0].address;
     let dropped = spoofed_vxlan_drops(&lab.nodes[0])?;
     let spoofed = vxlan_datagram(mac, inner_source, target.address, 7072, b"spoofed");

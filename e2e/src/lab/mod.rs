@@ -4,7 +4,7 @@
 //!                      outside host 10.80.9.1 (default via the ToR)
 //!                            │ out0
 //!   ToR namespace: BIRD 2 (AS 65000, eBGP to every node), etcd on :2379, routes between
-//!     br-a 10.80.1.254/24                 br-b 10.80.2.254/24
+//!     r-a 10.80.1.254/24 (into br-a)     r-b 10.80.2.254/24 (into br-b)
 //!      │            │                      │            │
 //!    n0 .10       n1 .11                 n2 .12       n3 .13      (AS 64512, mesh or RR)
 //!    manul-agent + manul-bgpd per node; pods through the real CNI plugin
@@ -31,7 +31,7 @@ pub use tor::{birdc, with_store};
 
 use std::{
     fs::File,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -49,6 +49,9 @@ use crate::{CniCall, Netns, cni::container_id, netns::stop_child, poll_until};
 /// The lab's pool (made by the lab before the agents start).
 pub const POOL: &str = "10.244.0.0/16";
 pub const POOL_NAME: &str = "default-ipv4-ippool";
+/// The IPv6 pool of a dual-stack lab (`ipv6: true`).
+pub const POOL_V6: &str = "fd00:244::/48";
+pub const POOL_V6_NAME: &str = "default-ipv6-ippool";
 /// The cluster's AS number (Calico's default) and the ToR's.
 pub const NODE_ASN: u32 = 64512;
 pub const TOR_ASN: u32 = 65000;
@@ -80,6 +83,11 @@ pub struct LabOptions {
     pub vxlan_mode: EncapsulationMode,
     /// The pool's natOutgoing.
     pub nat_outgoing: bool,
+    /// Dual stack: nodes, router and outside host get IPv6 addresses (fd80:<subnet>::/64), the
+    /// lab makes an IPv6 pool too (`POOL_V6`, same vxlanMode and natOutgoing) and pods get an
+    /// address from each.
+    #[serde(default)]
+    pub ipv6: bool,
     /// Members of the etcd cluster on the ToR (1 or 3).
     pub etcd_members: usize,
     pub log_level: String,
@@ -95,6 +103,7 @@ impl Default for LabOptions {
             bgp: true,
             vxlan_mode: EncapsulationMode::Never,
             nat_outgoing: true,
+            ipv6: false,
             etcd_members: 1,
             log_level: std::env::var("MANUL_LAB_LOG").unwrap_or_else(|_| "info".into()),
         }
@@ -105,6 +114,8 @@ pub struct LabNode {
     pub name: String,
     pub ns: Netns,
     pub address: Ipv4Addr,
+    /// In a dual-stack lab.
+    pub address6: Option<Ipv6Addr>,
     /// 'a' or 'b'.
     pub subnet: char,
     pub dir: PathBuf,
@@ -136,6 +147,8 @@ pub struct LabPod {
     pub ns: Netns,
     pub container_id: String,
     pub address: Ipv4Addr,
+    /// In a dual-stack lab.
+    pub address6: Option<Ipv6Addr>,
 }
 
 pub struct Lab {
@@ -163,6 +176,24 @@ fn etcd_ports(member: usize) -> (u16, u16) {
     let offset = 100 * member as u16;
     (2379 + offset, 2380 + offset)
 }
+
+/// The router's IPv6 address on `subnet` (fd80:1::fe, fd80:2::fe).
+fn subnet_gateway6(subnet: char) -> Ipv6Addr {
+    Ipv6Addr::new(
+        0xfd80,
+        if subnet == 'a' { 1 } else { 2 },
+        0,
+        0,
+        0,
+        0,
+        0,
+        0xfe,
+    )
+}
+
+/// The outside host's IPv6 address, and the router's on its link.
+pub const OUTSIDE6: Ipv6Addr = Ipv6Addr::new(0xfd80, 9, 0, 0, 0, 0, 0, 1);
+const TOR_OUTSIDE6: Ipv6Addr = Ipv6Addr::new(0xfd80, 9, 0, 0, 0, 0, 0, 0xfe);
 
 fn subnet_gateway(subnet: char) -> Ipv4Addr {
     if subnet == 'a' {
@@ -204,7 +235,7 @@ impl Lab {
         }
         step("etcd");
         lab.start_etcd()?;
-        lab.create_pool()?;
+        lab.create_pools()?;
         if lab.tor_bgp() {
             step("BIRD on the ToR");
             let child = tor::start_bird(&lab)?;
@@ -239,43 +270,68 @@ impl Lab {
         self.tor_bgp() || self.opts.nat_outgoing
     }
 
-    /// The lab's pool as its options say.
-    pub fn pool(&self) -> IpPool {
-        IpPool {
-            vxlan_mode: self.opts.vxlan_mode,
-            nat_outgoing: self.opts.nat_outgoing,
-            ..IpPool::new(POOL_NAME, POOL.parse().expect("POOL is a CIDR"))
+    /// The lab's pools as its options say (the IPv6 one in a dual-stack lab).
+    pub fn pools(&self) -> Vec<IpPool> {
+        let mut pools = vec![(POOL_NAME, POOL)];
+        if self.opts.ipv6 {
+            pools.push((POOL_V6_NAME, POOL_V6));
         }
+        pools
+            .into_iter()
+            .map(|(name, cidr)| IpPool {
+                vxlan_mode: self.opts.vxlan_mode,
+                nat_outgoing: self.opts.nat_outgoing,
+                ..IpPool::new(name, cidr.parse().expect("the lab's pools are CIDRs"))
+            })
+            .collect()
     }
 
-    fn create_pool(&self) -> Result<()> {
-        let pool = self.pool();
+    fn create_pools(&self) -> Result<()> {
+        let pools = self.pools();
         with_store(self, move |store| async move {
             let ipam = manul_ipam::Ipam::new(store);
             if ipam.pools().await?.is_empty() {
-                ipam.create_pool(&pool).await?;
+                for pool in &pools {
+                    ipam.create_pool(pool).await?;
+                }
             }
             Ok(())
         })
     }
 
-    /// Changes the lab's pool in the datastore (the agents follow without a restart) and the
-    /// lab's options with it.
+    /// Changes the lab's pools in the datastore (the agents follow without a restart) and the
+    /// lab's options with them.
     pub fn update_pool(&mut self, change: fn(&mut IpPool)) -> Result<()> {
+        let names: Vec<&'static str> = self
+            .pools()
+            .iter()
+            .map(|pool| match pool.cidr {
+                manul_ipam::IpNet::V4(_) => POOL_NAME,
+                manul_ipam::IpNet::V6(_) => POOL_V6_NAME,
+            })
+            .collect();
         let updated = with_store(self, move |store| async move {
-            let mut retry = manul_ipam::retry::CasRetry::new(|| "updating the lab's pool".into());
-            loop {
-                let stored = store
-                    .get_resource::<IpPool>(POOL_NAME)
-                    .await?
-                    .context("the lab's pool is gone")?;
-                let mut pool = stored.value.clone();
-                change(&mut pool);
-                match store.update_resource(&pool, &stored.revision).await {
-                    Ok(_) => return Ok(pool),
-                    Err(error) => retry.lost(error).await?,
+            let mut updated = None;
+            for name in names {
+                let mut retry =
+                    manul_ipam::retry::CasRetry::new(|| format!("updating the pool {name}"));
+                loop {
+                    let stored = store
+                        .get_resource::<IpPool>(name)
+                        .await?
+                        .with_context(|| format!("the lab's pool {name} is gone"))?;
+                    let mut pool = stored.value.clone();
+                    change(&mut pool);
+                    match store.update_resource(&pool, &stored.revision).await {
+                        Ok(_) => {
+                            updated = Some(pool);
+                            break;
+                        }
+                        Err(error) => retry.lost(error).await?,
+                    }
                 }
             }
+            updated.context("the lab has no pool")
         })?;
         self.opts.vxlan_mode = updated.vxlan_mode;
         self.opts.nat_outgoing = updated.nat_outgoing;
@@ -321,16 +377,32 @@ impl Lab {
     fn wire_router(&self) -> Result<()> {
         let tor = &self.tor;
         tor.sysctl("net.ipv4.ip_forward", "1")?;
-        for (bridge, subnet) in [("br-a", 'a'), ("br-b", 'b')] {
-            tor.ip(&["link", "add", bridge, "type", "bridge"])?;
+        // Each subnet is a bridge (the rack's switch) that the router joins through a veth
+        // pair, r-<subnet> (its address) to s-<subnet> (a bridge port), rather than with an
+        // address on the bridge itself: a bridge device does not offer encapsulation offloads,
+        // so routing out of one would segment every VXLAN super-packet in software on the
+        // router, which a real ToR does not do.
+        for subnet in ['a', 'b'] {
+            let (bridge, router, port) = (
+                format!("br-{subnet}"),
+                format!("r-{subnet}"),
+                format!("s-{subnet}"),
+            );
+            tor.ip(&["link", "add", &bridge, "type", "bridge"])?;
+            tor.ip(&[
+                "link", "add", &router, "type", "veth", "peer", "name", &port,
+            ])?;
+            tor.ip(&["link", "set", &port, "master", &bridge])?;
             tor.ip(&[
                 "addr",
                 "add",
                 &format!("{}/24", subnet_gateway(subnet)),
                 "dev",
-                bridge,
+                &router,
             ])?;
-            tor.ip(&["link", "set", bridge, "up"])?;
+            for device in [&bridge, &port, &router] {
+                tor.ip(&["link", "set", device, "up"])?;
+            }
         }
         tor.ip(&[
             "link", "add", "out0", "type", "veth", "peer", "name", "eth0",
@@ -342,6 +414,39 @@ impl Lab {
         outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"])?;
         outside.ip(&["link", "set", "eth0", "up"])?;
         outside.ip(&["route", "add", "default", "via", &TOR_OUTSIDE.to_string()])?;
+        if self.opts.ipv6 {
+            tor.sysctl("net.ipv6.conf.all.forwarding", "1")?;
+            for (device, address) in [
+                ("r-a", subnet_gateway6('a')),
+                ("r-b", subnet_gateway6('b')),
+                ("out0", TOR_OUTSIDE6),
+            ] {
+                tor.ip(&[
+                    "addr",
+                    "add",
+                    &format!("{address}/64"),
+                    "dev",
+                    device,
+                    "nodad",
+                ])?;
+            }
+            outside.ip(&[
+                "addr",
+                "add",
+                &format!("{OUTSIDE6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            outside.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &TOR_OUTSIDE6.to_string(),
+            ])?;
+        }
         Ok(())
     }
 
@@ -372,12 +477,35 @@ impl Lab {
             &subnet_gateway(subnet).to_string(),
         ])?;
         ns.sysctl("net.ipv4.ip_forward", "1")?;
+        let address6 = self
+            .opts
+            .ipv6
+            .then(|| Ipv6Addr::new(0xfd80, u16::from(third), 0, 0, 0, 0, 0, 0x10 + index as u16));
+        if let Some(address6) = address6 {
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("{address6}/64"),
+                "dev",
+                "eth0",
+                "nodad",
+            ])?;
+            ns.ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                &subnet_gateway6(subnet).to_string(),
+            ])?;
+        }
         let dir = self.dir().join(&name);
         std::fs::create_dir_all(dir.join("state"))?;
         Ok(LabNode {
             name,
             ns,
             address,
+            address6,
             subnet,
             dir,
             agent: None,
@@ -519,12 +647,18 @@ impl Lab {
         let address = crate::cni::result_ipv4(&result)
             .context("the CNI result has no IPv4 address")?
             .parse()?;
+        let address6 = match crate::cni::result_ipv6(&result) {
+            Some(text) => Some(text.parse()?),
+            None if self.opts.ipv6 => bail!("the CNI result of {name} has no IPv6 address"),
+            None => None,
+        };
         Ok(LabPod {
             name,
             node,
             ns,
             container_id,
             address,
+            address6,
         })
     }
 
@@ -542,7 +676,7 @@ impl Lab {
             "type": "manul",
             "agent_socket": node.agent_socket(),
             "mtu": 0,
-            "ipam": {"assign_ipv4": true},
+            "ipam": {"assign_ipv4": true, "assign_ipv6": self.opts.ipv6},
         });
         CniCall {
             container_id: container_id.to_string(),
@@ -620,6 +754,12 @@ fn start_agent(node: &mut LabNode, launch: &AgentLaunch) -> Result<()> {
         .arg(node.dir.join("state"))
         .args(["--default-ipv4-pool", "none"])
         .args(["--node-ip", &format!("{}/24", node.address)])
+        .args(
+            node.address6
+                .map(|address6| ["--node-ip6".to_string(), format!("{address6}/64")])
+                .into_iter()
+                .flatten(),
+        )
         .args([
             "--log-level",
             &launch.log_level,
