@@ -31,6 +31,11 @@ struct Flags {
     /// Parse the configuration, print what is wrong, and exit.
     #[arg(long)]
     check: bool,
+    /// Listen here (ADDRESS:PORT, repeatable) from the start, before the agent sets the global
+    /// settings: peers that connect in that moment are held, not refused (the agent's listen
+    /// addresses replace these once set). Usually the node's address and port 179.
+    #[arg(long, env = "MANUL_BGPD_LISTEN_EARLY", value_delimiter = ',')]
+    listen_early: Vec<std::net::SocketAddr>,
 }
 
 #[tokio::main]
@@ -57,6 +62,10 @@ async fn main() -> anyhow::Result<()> {
             .await
             .context("applying the configuration")?;
     }
+    speaker
+        .listen_early(&flags.listen_early)
+        .await
+        .context("--listen-early")?;
     info!(socket = %flags.socket.display(), "manul-bgpd serving");
     let served = api::serve(Arc::clone(&speaker), &flags.socket, shutdown_signal()).await;
     speaker.shutdown().await;

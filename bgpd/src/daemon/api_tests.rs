@@ -227,3 +227,85 @@ async fn peers_prefixes_and_watch() {
         vec!["none".to_string()]
     );
 }
+
+/// The state of the one peer of `service`.
+async fn peer_state(service: &BgpdService) -> String {
+    service
+        .list_peers(Request::new(proto::ListPeersRequest::default()))
+        .await
+        .map(|list| list.into_inner().peers)
+        .unwrap_or_default()
+        .first()
+        .map(|peer| peer.state.clone())
+        .unwrap_or_default()
+}
+
+/// Polls until the one peer of `service` is in `state` (10 s at most).
+async fn wait_for_state(service: &BgpdService, state: &str) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let now = peer_state(service).await;
+        if now == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the peer stayed {now:?}, not {state:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A node that joins a mesh is configured a moment after the others were: their first
+/// connection arrives before it knows them, even before its agent set the global settings.
+/// B listens early, holds that connection and gives it to the peer when it is added, so the
+/// session comes up at once instead of after A's ConnectRetry (60 s here, far past the 10 s
+/// the test waits). Loopback addresses only (127.0.0.2, 127.0.0.3).
+#[tokio::test]
+async fn a_connection_that_arrives_before_its_peer_is_added_is_taken_when_it_is() {
+    let port = std::net::TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let speaker = |asn: u32, router_id: &str, listen: &str| proto::SetGlobalRequest {
+        global: Some(proto::Global {
+            asn,
+            router_id: router_id.into(),
+            listen_addresses: vec![listen.into()],
+            listen_port: u32::from(port),
+            ..Default::default()
+        }),
+    };
+    let b_speaker = Speaker::new();
+    let (a, b) = (
+        BgpdService::new(Speaker::new()),
+        BgpdService::new(b_speaker.clone()),
+    );
+    let early = std::net::SocketAddr::from(([127, 0, 0, 3], port));
+    b_speaker.listen_early(&[early]).await.unwrap();
+    a.set_global(Request::new(speaker(65001, "192.0.2.1", "none")))
+        .await
+        .unwrap();
+    let mut toward_b = peer("127.0.0.3");
+    if let Some(settings) = toward_b.peer.as_mut() {
+        settings.port = u32::from(port);
+        settings.local_address = "127.0.0.2".into();
+        settings.passive = false;
+        settings.connect_retry = Some(60);
+    }
+    a.add_peer(Request::new(toward_b)).await.unwrap();
+    // A's connection is up and its OPEN sent while B is not even configured.
+    wait_for_state(&a, "OpenSent").await;
+    b.set_global(Request::new(speaker(65002, "192.0.2.2", "127.0.0.3")))
+        .await
+        .unwrap();
+
+    let mut toward_a = peer("127.0.0.2");
+    if let Some(settings) = toward_a.peer.as_mut() {
+        settings.asn = 65001;
+    }
+    b.add_peer(Request::new(toward_a)).await.unwrap();
+    wait_for_state(&a, "Established").await;
+    wait_for_state(&b, "Established").await;
+}

@@ -16,7 +16,7 @@
 //!   listener (1x per    peer task (1x per    ┌──────────────────────┐
 //!   listen address)     peer): Session(s),   │ RIB actor (OS thread)│
 //!   accept ──Accepted──▶ timers, GR timer ───│ owns rib::Rib        │
-//!   (unknown: close)     │      Receive(batch│), PeerUp/Down,       │
+//!   (unknown: held 3 s)  │      Receive(batch│), PeerUp/Down,       │
 //!                        │      StaleTimeout,│ RouteRefresh         │
 //!                        │                   │                      │
 //!                        │   OutboundQueue ◀─│ RibOutput::Send      │
@@ -45,6 +45,7 @@ mod api_tests;
 mod best_wire;
 mod connection;
 pub mod convert;
+mod held;
 mod outbound;
 mod peer;
 mod peer_events;

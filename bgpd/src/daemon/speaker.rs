@@ -11,7 +11,7 @@ use std::{
 
 use ipnet::IpNet;
 use tokio::{
-    net::TcpListener,
+    net::{TcpListener, TcpStream},
     sync::{Mutex, mpsc},
 };
 use tracing::{debug, info, warn};
@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 use super::{
     AbortOnDrop,
     convert::{rib_peer_config, session_config},
+    held::HeldConnections,
     peer::{self, PeerCommand, PeerHandle, PeerStatus},
     rib_actor::{RibActor, RibCommand, WatchHandle},
     transport::{self, TransportError},
@@ -30,6 +31,8 @@ use crate::{
 
 /// Peer tasks by remote address, for the listeners.
 type Directory = Arc<RwLock<HashMap<IpAddr, mpsc::UnboundedSender<PeerCommand>>>>;
+/// Connections from addresses that are no peer yet (`held`).
+type Held = Arc<std::sync::Mutex<HeldConnections<TcpStream>>>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpeakerError {
@@ -79,6 +82,7 @@ struct State {
 pub struct Speaker {
     state: Mutex<State>,
     directory: Directory,
+    held: Held,
 }
 
 impl Speaker {
@@ -95,6 +99,37 @@ impl Speaker {
             self.add_peer(peer).await?;
         }
         self.add_prefixes(config.prefixes).await
+    }
+
+    /// Listens on `addresses` before the global settings exist, so that a peer that connects
+    /// before this speaker is configured finds a listener: its connection is held (`held`)
+    /// instead of refused, and a refused peer would back off for seconds. `set_global`
+    /// replaces these listeners. Does nothing once the global settings exist.
+    pub async fn listen_early(&self, addresses: &[SocketAddr]) -> Result<(), SpeakerError> {
+        let mut state = self.state.lock().await;
+        if state.global.is_some() {
+            return Ok(());
+        }
+        for address in addresses {
+            let listener = self.listener(*address)?;
+            state.listeners.push(listener);
+        }
+        Ok(())
+    }
+
+    /// A listener on `address` whose connections go to the peers (or are held).
+    fn listener(&self, address: SocketAddr) -> Result<Listener, SpeakerError> {
+        let socket = Arc::new(transport::listen(address)?);
+        info!(%address, "listening");
+        let task = tokio::spawn(listen_loop(
+            socket.clone(),
+            self.directory.clone(),
+            self.held.clone(),
+        ));
+        Ok(Listener {
+            socket,
+            _task: AbortOnDrop::new(task),
+        })
     }
 
     pub async fn global(&self) -> Option<GlobalSettings> {
@@ -118,17 +153,21 @@ impl Speaker {
                 != (global.asn, global.router_id, global.cluster_id)
         });
         if listen_changed {
+            // A listener on an address still wanted is kept (an early one, `listen_early`: its
+            // socket cannot be bound twice); the others close.
+            let mut old = std::mem::take(&mut state.listeners);
             let mut listeners = Vec::new();
             for address in &global.listen_addresses {
                 let address = SocketAddr::new(*address, global.listen_port);
-                let socket = Arc::new(transport::listen(address)?);
-                info!(%address, "listening");
-                let task = tokio::spawn(listen_loop(socket.clone(), self.directory.clone()));
-                listeners.push(Listener {
-                    socket,
-                    _task: AbortOnDrop::new(task),
-                });
+                match old
+                    .iter()
+                    .position(|listener| listener.socket.local_addr().ok() == Some(address))
+                {
+                    Some(kept) => listeners.push(old.swap_remove(kept)),
+                    None => listeners.push(self.listener(address)?),
+                }
             }
+            drop(old);
             for entry in state.peers.values() {
                 set_md5(&listeners, &entry.settings, true);
             }
@@ -313,8 +352,23 @@ impl Speaker {
             commands_rx,
         );
         entry.handle = Some(handle);
-        self.directory.write().unwrap().insert(address, commands);
+        self.directory
+            .write()
+            .unwrap()
+            .insert(address, commands.clone());
         debug!(peer = %settings.name, "peer started");
+        // A connection it made before it was configured here (see `held`).
+        if settings.md5_password.is_none() && !settings.ttl_security {
+            let stream = self
+                .held
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(address, std::time::Instant::now());
+            if let Some(stream) = stream {
+                debug!(peer = %settings.name, "taking the connection it made before it was added");
+                let _ = commands.send(PeerCommand::Accepted(stream));
+            }
+        }
     }
 }
 
@@ -343,10 +397,23 @@ fn set_md5(listeners: &[Listener], settings: &PeerSettings, install: bool) {
     }
 }
 
-/// Hands each accepted connection to the peer with that address; closes the others.
-async fn listen_loop(listener: Arc<TcpListener>, directory: Directory) {
+/// Hands each accepted connection to the peer with that address; holds the others for a
+/// moment (`held`: the peer may be added right after).
+async fn listen_loop(listener: Arc<TcpListener>, directory: Directory, held: Held) {
+    let held_map = || {
+        held.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let mut sweep = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
-        match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = sweep.tick() => {
+                held_map().expire(std::time::Instant::now());
+                continue;
+            }
+        };
+        match accepted {
             Ok((stream, remote)) => {
                 let address = transport::canonical(remote.ip());
                 let peer = directory.read().unwrap().get(&address).cloned();
@@ -354,7 +421,10 @@ async fn listen_loop(listener: Arc<TcpListener>, directory: Directory) {
                     Some(peer) => {
                         let _ = peer.send(PeerCommand::Accepted(stream));
                     }
-                    None => debug!(%remote, "connection from an unknown peer closed"),
+                    None => {
+                        debug!(%remote, "connection from an address that is no peer: held");
+                        held_map().hold(address, stream, std::time::Instant::now());
+                    }
                 }
             }
             Err(error) => {

@@ -474,9 +474,11 @@ fn start_bgpd(node: &mut LabNode, log_level: &str) -> Result<()> {
         .create(true)
         .open(node.dir.join("bgpd.log"))?;
     let mut bgpd = Command::new(crate::bin_path("manul-bgpd")?);
+    // Listening from the start: the other nodes may connect before the agent configured it.
     bgpd.arg("--socket")
         .arg(node.bgpd_socket())
         .args(["--log-level", log_level])
+        .args(["--listen-early", &format!("{}:179", node.address)])
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
