@@ -352,9 +352,12 @@ pub async fn ensure_default_ipv6_pool(
     }
 }
 
+/// The file in iproute2's rt_protos.d that names manul's route protocol.
+pub const ROUTE_PROTOCOL_FILE: &str = "manul.conf";
+
 /// Writes "<number> manul" to <dir>/manul.conf so that `ip route` prints "proto manul".
 fn register_route_protocol(dir: &Path) {
-    let path = dir.join("manul.conf");
+    let path = dir.join(ROUTE_PROTOCOL_FILE);
     let content = format!("{ROUTE_PROTOCOL}\t{ROUTE_PROTOCOL_NAME}\n");
     if std::fs::read_to_string(&path).is_ok_and(|current| current == content) {
         return;

@@ -1,4 +1,5 @@
-//! manul-agent: the per-node daemon. Parses flags, sets up logging, runs the daemon.
+//! manul-agent: the per-node daemon. Parses flags, sets up logging, runs the daemon; or runs
+//! one of the one-shot subcommands `install-cni` and `cleanup`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -6,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
 use manul_agent::{
+    commands::{CleanupFlags, InstallCniFlags},
     daemon::{DaemonConfig, run},
     node::NodeFlags,
 };
@@ -17,6 +19,8 @@ use manul_store::DatastoreOptions;
     about = "manul's per-node agent: IPAM, pod wiring and kernel reconciliation"
 )]
 struct Flags {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// This node's name (default: the hostname).
     #[arg(long, env = "MANUL_NODE_NAME")]
     node_name: Option<String>,
@@ -79,9 +83,43 @@ struct Flags {
     log_level: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// Copy the `manul` CNI plugin and write its conflist into the host's CNI directories
+    /// (atomically; files already right are left alone). The DaemonSet's init container.
+    InstallCni(InstallCniFlags),
+    /// Uninstall from this node: delete manul's links (cali*, vxlan.calico, vxlan-v6.calico),
+    /// proto-manul routes, the nft table inet manul and the CNI plugin and conflist.
+    Cleanup(CleanupFlags),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    match &flags.command {
+        Some(Subcommand::InstallCni(install)) => {
+            for line in manul_agent::commands::install_cni(install).context("install-cni")? {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        Some(Subcommand::Cleanup(cleanup)) => {
+            let report = manul_agent::commands::cleanup(cleanup)
+                .await
+                .context("cleanup")?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if !report.errors.is_empty() {
+                anyhow::bail!(
+                    "cleanup: {} step(s) failed (see above)",
+                    report.errors.len()
+                );
+            }
+            return Ok(());
+        }
+        None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?,
