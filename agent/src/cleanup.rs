@@ -79,11 +79,9 @@ pub async fn clean_kernel(
             for route in routes {
                 match netlink.delete_route(&route).await {
                     Ok(()) => report.routes.push(route.to_string()),
-                    Err(error) => {
-                        report.errors.push(
-                            netlink_error(format!("deleting {}", route.to_string()))(error),
-                        )
-                    }
+                    Err(error) => report
+                        .errors
+                        .push(netlink_error(format!("deleting {route}"))(error)),
                 }
             }
         }

@@ -8,10 +8,10 @@ use clap::Parser;
 use ipnet::IpNet;
 use manul_agent::{
     commands::{CleanupFlags, InstallCniFlags},
-    daemon::{DaemonConfig, run},
+    daemon::{DaemonConfig, DefaultPoolSettings, run},
     node::NodeFlags,
 };
-use manul_store::DatastoreOptions;
+use manul_store::{DatastoreOptions, EncapsulationMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -56,6 +56,15 @@ struct Flags {
     /// The IPv4 pool created on first start when the datastore has none ("none" for no pool).
     #[arg(long, env = "CALICO_IPV4POOL_CIDR", default_value = "192.168.0.0/16")]
     default_ipv4_pool: String,
+    /// The default IPv4 pool's block size (prefix length of its blocks; default 26).
+    #[arg(long, env = "CALICO_IPV4POOL_BLOCK_SIZE")]
+    default_ipv4_pool_block_size: Option<u8>,
+    /// The default IPv4 pool's vxlanMode: Never, Always or CrossSubnet.
+    #[arg(long, env = "CALICO_IPV4POOL_VXLAN", default_value = "Never")]
+    default_ipv4_pool_vxlan: String,
+    /// The default IPv4 pool's natOutgoing.
+    #[arg(long, env = "CALICO_IPV4POOL_NAT_OUTGOING", default_value_t = true, action = clap::ArgAction::Set)]
+    default_ipv4_pool_nat_outgoing: bool,
     /// An IPv6 pool created on start when the datastore has no IPv6 pool ("none": no pool).
     #[arg(long, env = "CALICO_IPV6POOL_CIDR", default_value = "none")]
     default_ipv6_pool: String,
@@ -147,6 +156,14 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
         },
     };
+    let vxlan_mode = match flags.default_ipv4_pool_vxlan.to_ascii_lowercase().as_str() {
+        "never" => EncapsulationMode::Never,
+        "always" => EncapsulationMode::Always,
+        "crosssubnet" => EncapsulationMode::CrossSubnet,
+        other => anyhow::bail!(
+            "--default-ipv4-pool-vxlan {other:?}: expected Never, Always or CrossSubnet"
+        ),
+    };
     let health_listen = match flags.health_listen.as_str() {
         "none" | "" => None,
         text => Some(
@@ -169,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
         },
         state_dir: flags.state_dir,
         default_ipv4_pool,
+        default_ipv4_pool_settings: DefaultPoolSettings {
+            block_size: flags.default_ipv4_pool_block_size,
+            vxlan_mode,
+            nat_outgoing: flags.default_ipv4_pool_nat_outgoing,
+        },
         default_ipv6_pool,
         reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
         empty_block_grace: (flags.empty_block_grace > 0)
