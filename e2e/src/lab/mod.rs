@@ -23,11 +23,15 @@
 //! leaves everything running.
 
 pub mod join;
+mod pools;
 pub mod state;
 pub mod status;
 mod tor;
+mod wiring;
 
 pub use tor::{birdc, with_store};
+pub use wiring::OUTSIDE6;
+use wiring::subnet_gateway;
 
 use std::{
     fs::File,
@@ -42,7 +46,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tempfile::TempDir;
 
-use manul_store::{DatastoreExt, EncapsulationMode, IpPool};
+use manul_store::EncapsulationMode;
 
 use crate::{CniCall, Netns, cni::container_id, netns::stop_child, poll_until};
 
@@ -177,32 +181,6 @@ fn etcd_ports(member: usize) -> (u16, u16) {
     (2379 + offset, 2380 + offset)
 }
 
-/// The router's IPv6 address on `subnet` (fd80:1::fe, fd80:2::fe).
-fn subnet_gateway6(subnet: char) -> Ipv6Addr {
-    Ipv6Addr::new(
-        0xfd80,
-        if subnet == 'a' { 1 } else { 2 },
-        0,
-        0,
-        0,
-        0,
-        0,
-        0xfe,
-    )
-}
-
-/// The outside host's IPv6 address, and the router's on its link.
-pub const OUTSIDE6: Ipv6Addr = Ipv6Addr::new(0xfd80, 9, 0, 0, 0, 0, 0, 1);
-const TOR_OUTSIDE6: Ipv6Addr = Ipv6Addr::new(0xfd80, 9, 0, 0, 0, 0, 0, 0xfe);
-
-fn subnet_gateway(subnet: char) -> Ipv4Addr {
-    if subnet == 'a' {
-        Ipv4Addr::new(10, 80, 1, 254)
-    } else {
-        Ipv4Addr::new(10, 80, 2, 254)
-    }
-}
-
 impl Lab {
     /// Builds the lab; `step` is told what happens (for a progress line).
     pub fn up(opts: LabOptions, step: &mut dyn FnMut(&str)) -> Result<Lab> {
@@ -270,74 +248,6 @@ impl Lab {
         self.tor_bgp() || self.opts.nat_outgoing
     }
 
-    /// The lab's pools as its options say (the IPv6 one in a dual-stack lab).
-    pub fn pools(&self) -> Vec<IpPool> {
-        let mut pools = vec![(POOL_NAME, POOL)];
-        if self.opts.ipv6 {
-            pools.push((POOL_V6_NAME, POOL_V6));
-        }
-        pools
-            .into_iter()
-            .map(|(name, cidr)| IpPool {
-                vxlan_mode: self.opts.vxlan_mode,
-                nat_outgoing: self.opts.nat_outgoing,
-                ..IpPool::new(name, cidr.parse().expect("the lab's pools are CIDRs"))
-            })
-            .collect()
-    }
-
-    fn create_pools(&self) -> Result<()> {
-        let pools = self.pools();
-        with_store(self, move |store| async move {
-            let ipam = manul_ipam::Ipam::new(store);
-            if ipam.pools().await?.is_empty() {
-                for pool in &pools {
-                    ipam.create_pool(pool).await?;
-                }
-            }
-            Ok(())
-        })
-    }
-
-    /// Changes the lab's pools in the datastore (the agents follow without a restart) and the
-    /// lab's options with them.
-    pub fn update_pool(&mut self, change: fn(&mut IpPool)) -> Result<()> {
-        let names: Vec<&'static str> = self
-            .pools()
-            .iter()
-            .map(|pool| match pool.cidr {
-                manul_ipam::IpNet::V4(_) => POOL_NAME,
-                manul_ipam::IpNet::V6(_) => POOL_V6_NAME,
-            })
-            .collect();
-        let updated = with_store(self, move |store| async move {
-            let mut updated = None;
-            for name in names {
-                let mut retry =
-                    manul_ipam::retry::CasRetry::new(|| format!("updating the pool {name}"));
-                loop {
-                    let stored = store
-                        .get_resource::<IpPool>(name)
-                        .await?
-                        .with_context(|| format!("the lab's pool {name} is gone"))?;
-                    let mut pool = stored.value.clone();
-                    change(&mut pool);
-                    match store.update_resource(&pool, &stored.revision).await {
-                        Ok(_) => {
-                            updated = Some(pool);
-                            break;
-                        }
-                        Err(error) => retry.lost(error).await?,
-                    }
-                }
-            }
-            updated.context("the lab has no pool")
-        })?;
-        self.opts.vxlan_mode = updated.vxlan_mode;
-        self.opts.nat_outgoing = updated.nat_outgoing;
-        Ok(())
-    }
-
     pub fn dir(&self) -> &Path {
         match &self.dir {
             LabDir::Owned(dir) => dir.path(),
@@ -372,145 +282,6 @@ impl Lab {
         child.kill()?;
         child.wait()?;
         Ok(())
-    }
-
-    fn wire_router(&self) -> Result<()> {
-        let tor = &self.tor;
-        tor.sysctl("net.ipv4.ip_forward", "1")?;
-        // Each subnet is a bridge (the rack's switch) that the router joins through a veth
-        // pair, r-<subnet> (its address) to s-<subnet> (a bridge port), rather than with an
-        // address on the bridge itself: a bridge device does not offer encapsulation offloads,
-        // so routing out of one would segment every VXLAN super-packet in software on the
-        // router, which a real ToR does not do.
-        for subnet in ['a', 'b'] {
-            let (bridge, router, port) = (
-                format!("br-{subnet}"),
-                format!("r-{subnet}"),
-                format!("s-{subnet}"),
-            );
-            tor.ip(&["link", "add", &bridge, "type", "bridge"])?;
-            tor.ip(&[
-                "link", "add", &router, "type", "veth", "peer", "name", &port,
-            ])?;
-            tor.ip(&["link", "set", &port, "master", &bridge])?;
-            tor.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", subnet_gateway(subnet)),
-                "dev",
-                &router,
-            ])?;
-            for device in [&bridge, &port, &router] {
-                tor.ip(&["link", "set", device, "up"])?;
-            }
-        }
-        tor.ip(&[
-            "link", "add", "out0", "type", "veth", "peer", "name", "eth0",
-        ])?;
-        tor.ip(&["link", "set", "eth0", "netns", self.outside.name()])?;
-        tor.ip(&["addr", "add", &format!("{TOR_OUTSIDE}/24"), "dev", "out0"])?;
-        tor.ip(&["link", "set", "out0", "up"])?;
-        let outside = &self.outside;
-        outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"])?;
-        outside.ip(&["link", "set", "eth0", "up"])?;
-        outside.ip(&["route", "add", "default", "via", &TOR_OUTSIDE.to_string()])?;
-        if self.opts.ipv6 {
-            tor.sysctl("net.ipv6.conf.all.forwarding", "1")?;
-            for (device, address) in [
-                ("r-a", subnet_gateway6('a')),
-                ("r-b", subnet_gateway6('b')),
-                ("out0", TOR_OUTSIDE6),
-            ] {
-                tor.ip(&[
-                    "addr",
-                    "add",
-                    &format!("{address}/64"),
-                    "dev",
-                    device,
-                    "nodad",
-                ])?;
-            }
-            outside.ip(&[
-                "addr",
-                "add",
-                &format!("{OUTSIDE6}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            outside.ip(&[
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                &TOR_OUTSIDE6.to_string(),
-            ])?;
-        }
-        Ok(())
-    }
-
-    fn wire_node(&self, index: usize) -> Result<LabNode> {
-        let name = format!("n{index}");
-        let subnet = if self.opts.tor && index >= self.opts.nodes.div_ceil(2) {
-            'b'
-        } else {
-            'a'
-        };
-        let third = if subnet == 'a' { 1 } else { 2 };
-        let address = Ipv4Addr::new(10, 80, third, 10 + index as u8);
-        let ns = Netns::new(&name)?;
-        let port = format!("p-{name}");
-        self.tor
-            .ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0"])?;
-        self.tor.ip(&["link", "set", "eth0", "netns", ns.name()])?;
-        self.tor
-            .ip(&["link", "set", &port, "master", &format!("br-{subnet}")])?;
-        self.tor.ip(&["link", "set", &port, "up"])?;
-        ns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &subnet_gateway(subnet).to_string(),
-        ])?;
-        ns.sysctl("net.ipv4.ip_forward", "1")?;
-        let address6 = self
-            .opts
-            .ipv6
-            .then(|| Ipv6Addr::new(0xfd80, u16::from(third), 0, 0, 0, 0, 0, 0x10 + index as u16));
-        if let Some(address6) = address6 {
-            ns.ip(&[
-                "addr",
-                "add",
-                &format!("{address6}/64"),
-                "dev",
-                "eth0",
-                "nodad",
-            ])?;
-            ns.ip(&[
-                "-6",
-                "route",
-                "add",
-                "default",
-                "via",
-                &subnet_gateway6(subnet).to_string(),
-            ])?;
-        }
-        let dir = self.dir().join(&name);
-        std::fs::create_dir_all(dir.join("state"))?;
-        Ok(LabNode {
-            name,
-            ns,
-            address,
-            address6,
-            subnet,
-            dir,
-            agent: None,
-            bgpd: None,
-        })
     }
 
     fn start_etcd(&mut self) -> Result<()> {
@@ -589,34 +360,6 @@ impl Lab {
             stop_child(agent, Duration::from_secs(5));
         }
         start_agent(node, &launch)
-    }
-
-    /// Moves node `index` to `address` (same subnet): the new address goes on its eth0, the
-    /// old one off, and its agent restarts with `--node-ip` the new one (it records it on its
-    /// Node, which every other node follows). The ToR's BIRD is reconfigured for it.
-    pub fn change_node_address(&mut self, index: usize, address: Ipv4Addr) -> Result<()> {
-        let node = &self.nodes[index];
-        let (old, gateway) = (node.address, node.gateway());
-        node.ns
-            .sysctl("net.ipv4.conf.eth0.promote_secondaries", "1")?;
-        node.ns
-            .ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        node.ns
-            .ip(&["addr", "del", &format!("{old}/24"), "dev", "eth0"])?;
-        node.ns.ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            &gateway.to_string(),
-            "src",
-            &address.to_string(),
-        ])?;
-        self.nodes[index].address = address;
-        if self.tor_bgp() {
-            tor::reconfigure(self)?;
-        }
-        self.restart_agent(index)
     }
 
     /// Restarts one node's bgpd (SIGTERM, then the same command line).

@@ -276,7 +276,7 @@ fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: IpAddr) -> Stri
         Some(next) if Some(next) == to_node => format!("{} → {target}", source.name),
         Some(next) => format!("{} → {} → {target}", source.name, lab.nodes[next].name),
         None if gateway == source.gateway().to_string()
-            || gateway == super::subnet_gateway6(source.subnet).to_string() =>
+            || gateway == super::wiring::subnet_gateway6(source.subnet).to_string() =>
         {
             format!("{} → tor → {target}", source.name)
         }
