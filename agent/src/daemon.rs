@@ -15,7 +15,7 @@ use std::{
 use ipnet::IpNet;
 use manul_ipam::{Ipam, IpamError};
 use manul_proto::agent::agent_server::AgentServer;
-use manul_store::{Datastore, IpPool, StoreError};
+use manul_store::{Datastore, EncapsulationMode, IpPool, StoreError};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 use tracing::{info, warn};
@@ -51,6 +51,8 @@ pub struct DaemonConfig {
     pub state_dir: PathBuf,
     /// None: create no pool.
     pub default_ipv4_pool: Option<IpNet>,
+    /// Block size, VXLAN mode and natOutgoing of that pool (CALICO_IPV4POOL_* as in Calico).
+    pub default_ipv4_pool_settings: DefaultPoolSettings,
     /// None: create no IPv6 pool.
     pub default_ipv6_pool: Option<IpNet>,
     pub reconcile_interval: Duration,
@@ -103,7 +105,12 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         ..config.datastore_options.clone()
     };
     let store = manul_store::open_datastore_with_options(&config.datastore, &options)?;
-    ensure_default_pool(&store, config.default_ipv4_pool).await?;
+    ensure_default_pool(
+        &store,
+        config.default_ipv4_pool,
+        &config.default_ipv4_pool_settings,
+    )
+    .await?;
     ensure_default_ipv6_pool(&store, config.default_ipv6_pool).await?;
     let netlink: Arc<dyn Netlink> = Arc::new(RealNetlink::new()?);
     register_node(&store, netlink.as_ref(), &config.node_name, &config.node).await?;
@@ -295,18 +302,42 @@ fn bind_socket(path: &Path) -> Result<UnixListener, DaemonError> {
 }
 
 /// Creates the default IPv4 pool when the store has no pool at all.
+/// The settings of the default IPv4 pool besides its CIDR.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DefaultPoolSettings {
+    /// None: the pool's default (26).
+    pub block_size: Option<u8>,
+    pub vxlan_mode: EncapsulationMode,
+    pub nat_outgoing: bool,
+}
+
+impl Default for DefaultPoolSettings {
+    /// As Calico's defaults: /26 blocks, no encapsulation, natOutgoing on.
+    fn default() -> DefaultPoolSettings {
+        DefaultPoolSettings {
+            block_size: None,
+            vxlan_mode: EncapsulationMode::Never,
+            nat_outgoing: true,
+        }
+    }
+}
+
 pub async fn ensure_default_pool(
     store: &Arc<dyn Datastore>,
     cidr: Option<IpNet>,
+    settings: &DefaultPoolSettings,
 ) -> Result<(), DaemonError> {
     let Some(cidr) = cidr else { return Ok(()) };
     let ipam = Ipam::new(store.clone());
     if !ipam.pools().await?.is_empty() {
         return Ok(());
     }
+    let defaults = IpPool::new(DEFAULT_IPV4_POOL_NAME, cidr);
     let pool = IpPool {
-        nat_outgoing: true,
-        ..IpPool::new(DEFAULT_IPV4_POOL_NAME, cidr)
+        nat_outgoing: settings.nat_outgoing,
+        vxlan_mode: settings.vxlan_mode,
+        block_size: settings.block_size.unwrap_or(defaults.block_size),
+        ..defaults
     };
     match ipam.create_pool(&pool).await {
         Ok(()) => {
@@ -352,9 +383,12 @@ pub async fn ensure_default_ipv6_pool(
     }
 }
 
+/// The file in iproute2's rt_protos.d that names manul's route protocol.
+pub const ROUTE_PROTOCOL_FILE: &str = "manul.conf";
+
 /// Writes "<number> manul" to <dir>/manul.conf so that `ip route` prints "proto manul".
 fn register_route_protocol(dir: &Path) {
-    let path = dir.join("manul.conf");
+    let path = dir.join(ROUTE_PROTOCOL_FILE);
     let content = format!("{ROUTE_PROTOCOL}\t{ROUTE_PROTOCOL_NAME}\n");
     if std::fs::read_to_string(&path).is_ok_and(|current| current == content) {
         return;
@@ -377,14 +411,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_default_pool_takes_block_size_vxlan_mode_and_nat_outgoing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path());
+        let settings = DefaultPoolSettings {
+            block_size: Some(28),
+            vxlan_mode: EncapsulationMode::CrossSubnet,
+            nat_outgoing: false,
+        };
+        ensure_default_pool(&store, Some("10.42.0.0/16".parse().unwrap()), &settings)
+            .await
+            .unwrap();
+        let pools = Ipam::new(store).pools().await.unwrap();
+        assert_eq!(
+            (
+                pools[0].block_size,
+                pools[0].vxlan_mode,
+                pools[0].nat_outgoing
+            ),
+            (28, EncapsulationMode::CrossSubnet, false)
+        );
+    }
+
+    #[tokio::test]
     async fn the_default_pool_is_made_once_and_only_in_an_empty_store() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path());
         let cidr: IpNet = "10.42.0.0/16".parse().unwrap();
-        ensure_default_pool(&store, Some(cidr)).await.unwrap();
-        ensure_default_pool(&store, Some("10.43.0.0/16".parse().unwrap()))
+        ensure_default_pool(&store, Some(cidr), &DefaultPoolSettings::default())
             .await
             .unwrap();
+        ensure_default_pool(
+            &store,
+            Some("10.43.0.0/16".parse().unwrap()),
+            &DefaultPoolSettings::default(),
+        )
+        .await
+        .unwrap();
         let pools = Ipam::new(store.clone()).pools().await.unwrap();
         assert_eq!(pools.len(), 1);
         assert_eq!(
@@ -398,7 +461,9 @@ mod tests {
             .create_pool(&IpPool::new("mine", "10.50.0.0/16".parse().unwrap()))
             .await
             .unwrap();
-        ensure_default_pool(&other_store, Some(cidr)).await.unwrap();
+        ensure_default_pool(&other_store, Some(cidr), &DefaultPoolSettings::default())
+            .await
+            .unwrap();
         let pools = Ipam::new(other_store).pools().await.unwrap();
         assert_eq!(
             pools

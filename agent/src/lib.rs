@@ -2,12 +2,15 @@
 //! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
 
 pub mod bgp;
+pub mod cleanup;
 pub mod client;
 pub mod cni;
+pub mod commands;
 pub mod daemon;
 pub mod dataplane;
 pub mod endpoint;
 pub mod health;
+pub mod install;
 pub mod locks;
 pub mod naming;
 pub mod netlink;

@@ -1,4 +1,5 @@
-//! manul-agent: the per-node daemon. Parses flags, sets up logging, runs the daemon.
+//! manul-agent: the per-node daemon. Parses flags, sets up logging, runs the daemon; or runs
+//! one of the one-shot subcommands `install-cni` and `cleanup`.
 
 use std::{path::PathBuf, time::Duration};
 
@@ -6,10 +7,11 @@ use anyhow::Context;
 use clap::Parser;
 use ipnet::IpNet;
 use manul_agent::{
-    daemon::{DaemonConfig, run},
+    commands::{CleanupFlags, InstallCniFlags},
+    daemon::{DaemonConfig, DefaultPoolSettings, run},
     node::NodeFlags,
 };
-use manul_store::DatastoreOptions;
+use manul_store::{DatastoreOptions, EncapsulationMode};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -17,6 +19,8 @@ use manul_store::DatastoreOptions;
     about = "manul's per-node agent: IPAM, pod wiring and kernel reconciliation"
 )]
 struct Flags {
+    #[command(subcommand)]
+    command: Option<Subcommand>,
     /// This node's name (default: the hostname).
     #[arg(long, env = "MANUL_NODE_NAME")]
     node_name: Option<String>,
@@ -52,6 +56,15 @@ struct Flags {
     /// The IPv4 pool created on first start when the datastore has none ("none" for no pool).
     #[arg(long, env = "CALICO_IPV4POOL_CIDR", default_value = "192.168.0.0/16")]
     default_ipv4_pool: String,
+    /// The default IPv4 pool's block size (prefix length of its blocks; default 26).
+    #[arg(long, env = "CALICO_IPV4POOL_BLOCK_SIZE")]
+    default_ipv4_pool_block_size: Option<u8>,
+    /// The default IPv4 pool's vxlanMode: Never, Always or CrossSubnet.
+    #[arg(long, env = "CALICO_IPV4POOL_VXLAN", default_value = "Never")]
+    default_ipv4_pool_vxlan: String,
+    /// The default IPv4 pool's natOutgoing.
+    #[arg(long, env = "CALICO_IPV4POOL_NAT_OUTGOING", default_value_t = true, action = clap::ArgAction::Set)]
+    default_ipv4_pool_nat_outgoing: bool,
     /// An IPv6 pool created on start when the datastore has no IPv6 pool ("none": no pool).
     #[arg(long, env = "CALICO_IPV6POOL_CIDR", default_value = "none")]
     default_ipv6_pool: String,
@@ -79,9 +92,43 @@ struct Flags {
     log_level: String,
 }
 
+#[derive(clap::Subcommand, Debug)]
+enum Subcommand {
+    /// Copy the `manul` CNI plugin and write its conflist into the host's CNI directories
+    /// (atomically; files already right are left alone). The DaemonSet's init container.
+    InstallCni(InstallCniFlags),
+    /// Uninstall from this node: delete manul's links (cali*, vxlan.calico, vxlan-v6.calico),
+    /// proto-manul routes, the nft table inet manul and the CNI plugin and conflist.
+    Cleanup(CleanupFlags),
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
+    match &flags.command {
+        Some(Subcommand::InstallCni(install)) => {
+            for line in manul_agent::commands::install_cni(install).context("install-cni")? {
+                println!("{line}");
+            }
+            return Ok(());
+        }
+        Some(Subcommand::Cleanup(cleanup)) => {
+            let report = manul_agent::commands::cleanup(cleanup)
+                .await
+                .context("cleanup")?;
+            for line in report.lines() {
+                println!("{line}");
+            }
+            if !report.errors.is_empty() {
+                anyhow::bail!(
+                    "cleanup: {} step(s) failed (see above)",
+                    report.errors.len()
+                );
+            }
+            return Ok(());
+        }
+        None => {}
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&flags.log_level).context("--log-level")?,
@@ -109,6 +156,14 @@ async fn main() -> anyhow::Result<()> {
             _ => anyhow::bail!("--default-ipv6-pool {text:?} is not an IPv6 CIDR"),
         },
     };
+    let vxlan_mode = match flags.default_ipv4_pool_vxlan.to_ascii_lowercase().as_str() {
+        "never" => EncapsulationMode::Never,
+        "always" => EncapsulationMode::Always,
+        "crosssubnet" => EncapsulationMode::CrossSubnet,
+        other => anyhow::bail!(
+            "--default-ipv4-pool-vxlan {other:?}: expected Never, Always or CrossSubnet"
+        ),
+    };
     let health_listen = match flags.health_listen.as_str() {
         "none" | "" => None,
         text => Some(
@@ -131,6 +186,11 @@ async fn main() -> anyhow::Result<()> {
         },
         state_dir: flags.state_dir,
         default_ipv4_pool,
+        default_ipv4_pool_settings: DefaultPoolSettings {
+            block_size: flags.default_ipv4_pool_block_size,
+            vxlan_mode,
+            nat_outgoing: flags.default_ipv4_pool_nat_outgoing,
+        },
         default_ipv6_pool,
         reconcile_interval: Duration::from_secs(flags.reconcile_interval.max(1)),
         empty_block_grace: (flags.empty_block_grace > 0)

@@ -1,5 +1,6 @@
 //! A recording fake of `Nft` for unit tests: keeps the last script as "the table", can be told
-//! to refuse or to lose the table (as if someone deleted it). No I/O.
+//! to refuse or to lose the table (as if someone deleted it); a `delete table` script removes
+//! it. No I/O.
 
 use std::sync::{Mutex, PoisonError};
 
@@ -49,7 +50,12 @@ impl Nft for FakeNft {
             });
         }
         state.applied.push(script.to_string());
-        state.table = Some(script.to_string());
+        // `delete table` (manul-agent cleanup) removes the table; any other script replaces it.
+        state.table = if script.trim_start().starts_with("delete table") {
+            None
+        } else {
+            Some(script.to_string())
+        };
         Ok(())
     }
 
