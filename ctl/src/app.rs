@@ -136,6 +136,14 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             let resources = open(&settings, true)?;
             ipam::check(&resources, out).await
         }
+        Command::Ipam(IpamCommand::Release(args)) => {
+            let resources = open(&settings, true)?;
+            ipam::release(&resources, &args.ip, out).await
+        }
+        Command::Ipam(IpamCommand::Configure(args)) => {
+            let resources = open(&settings, false)?;
+            ipam::configure(&resources, &args, out).await
+        }
         Command::Version | Command::Completion { .. } | Command::Validate(_) => Ok(()),
     }
 }

@@ -155,6 +155,30 @@ pub enum IpamCommand {
     Show(IpamShowArgs),
     /// Check blocks, handles and affinities against each other
     Check,
+    /// Release addresses, whoever holds them
+    Release(IpamReleaseArgs),
+    /// Change the IPAM configuration (the singleton `default`)
+    Configure(IpamConfigureArgs),
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct IpamReleaseArgs {
+    /// An address to release (repeat for several)
+    #[arg(long, required = true)]
+    pub ip: Vec<std::net::IpAddr>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct IpamConfigureArgs {
+    /// Only a node's own blocks may hand out its addresses (no borrowing)
+    #[arg(long = "strictaffinity", action = clap::ArgAction::Set)]
+    pub strict_affinity: Option<bool>,
+    /// Blocks a node may claim (0: no limit)
+    #[arg(long)]
+    pub max_blocks_per_host: Option<u32>,
+    /// Whether nodes claim new blocks when theirs are full
+    #[arg(long = "autoallocateblocks", action = clap::ArgAction::Set)]
+    pub auto_allocate_blocks: Option<bool>,
 }
 
 #[derive(Clone, Debug, Args)]

@@ -1,7 +1,8 @@
 //! The verbs through the real binary on an embedded store in a temporary file: create (and
-//! --skip-exists), delete by name, get of missing names, patch, label, validate, pools going
-//! through manul-ipam's pool index, ipam show/check, version, completion, the config file
-//! and environment, and the message when the agent holds the store.
+//! --skip-exists), delete by name, get of missing names and custom columns, patch, label,
+//! validate, pools going through manul-ipam's pool index, ipam show/check/release/configure,
+//! version, completion, the config file and environment, and the message when the agent
+//! holds the store.
 
 mod support;
 
@@ -285,6 +286,56 @@ fn ipam_show_counts_addresses_and_check_finds_a_planted_problem() {
         "{}",
         show(&output)
     );
+    let out = fixture.ok(&["ipam", "release", "--ip", "192.168.5.3"]);
+    assert!(
+        out.contains("Successfully released IP address 192.168.5.3"),
+        "{out}"
+    );
+    let out = fixture.ok(&["ipam", "check"]);
+    assert!(out.contains("found 0 problem(s)"), "{out}");
+    fails_with(
+        &fixture,
+        &["ipam", "release", "--ip", "192.168.5.3"],
+        "not allocated, nothing released: 192.168.5.3",
+    );
+}
+
+#[test]
+fn ipam_configure_changes_only_the_settings_given() {
+    let fixture = Fixture::embedded();
+    fixture.ok(&["ipam", "configure", "--strictaffinity=true"]);
+    fixture.ok(&["ipam", "configure", "--max-blocks-per-host", "8"]);
+    let config = get_json(&fixture, "ipamconfig", "default");
+    assert_eq!(config["spec"]["strictAffinity"], true, "{config}");
+    assert_eq!(config["spec"]["maxBlocksPerHost"], 8, "{config}");
+    assert_eq!(config["spec"]["autoAllocateBlocks"], true, "{config}");
+    let out = fixture.ok(&["ipam", "show", "--show-configuration"]);
+    assert!(out.contains("| StrictAffinity     | true  |"), "{out}");
+    assert!(out.contains("| MaxBlocksPerHost   | 8     |"), "{out}");
+    fails_with(&fixture, &["ipam", "configure"], "give --strictaffinity");
+}
+
+#[test]
+fn custom_columns_pick_fields_of_the_documents() {
+    let fixture = Fixture::embedded();
+    fixture.apply(&data("data/all-kinds.yaml"));
+    let out = fixture.ok(&[
+        "get",
+        "ippools",
+        "-o",
+        "custom-columns=NAME:.metadata.name,BLOCK:.spec.blockSize,NAT:.spec.natOutgoing",
+    ]);
+    assert_eq!(
+        out,
+        "NAME      BLOCK   NAT\npool-v4   26      true\npool-v6   122     <none>\n"
+    );
+    let out = fixture.ok(&[
+        "get",
+        "wep",
+        "-o",
+        "custom-columns=POD:.metadata.namespace,IP:.spec.ipNetworks[1]",
+    ]);
+    assert_eq!(out, "POD       IP\ndefault   fd00:10::7/128\n");
 }
 
 #[test]

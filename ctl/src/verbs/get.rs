@@ -8,7 +8,7 @@ use crate::{
     document::{DocumentList, ListMetadata},
     error::CtlError,
     kinds::{OUTPUT_API_VERSION, ResourceKind},
-    output::{OutputFormat, write_json, write_table, write_yaml},
+    output::{OutputFormat, cell_at, write_json, write_table, write_yaml},
     resources::headings,
     store_access::{Resources, Stored},
 };
@@ -39,7 +39,7 @@ pub async fn get(
             .unwrap_or_default();
         (found, missing, revision)
     };
-    match format {
+    match &format {
         OutputFormat::Ps | OutputFormat::Wide => {
             let wide = format == OutputFormat::Wide;
             let context = resources.table_context(kind).await?;
@@ -51,16 +51,34 @@ pub async fn get(
                 write_table(out, headings(kind, wide), &rows)?;
             }
         }
+        OutputFormat::CustomColumns(columns) => {
+            let headings: Vec<&str> = columns
+                .iter()
+                .map(|(heading, _)| heading.as_str())
+                .collect();
+            let mut rows = Vec::new();
+            for stored in &found {
+                let document = serde_json::to_value(stored.object.document(Some(&stored.revision)))
+                    .map_err(|error| CtlError::Usage(format!("cannot render: {error}")))?;
+                rows.push(
+                    columns
+                        .iter()
+                        .map(|(_, path)| cell_at(&document, path))
+                        .collect(),
+                );
+            }
+            write_table(out, &headings, &rows)?;
+        }
         OutputFormat::Yaml | OutputFormat::Json => {
             let single = names.len() == 1;
             if single {
                 if let Some(stored) = found.first() {
                     let document = stored.object.document(Some(&stored.revision));
-                    render(out, format, &document)?;
+                    render(out, &format, &document)?;
                 }
             } else {
                 let list = list_document(kind, &found, revision);
-                render(out, format, &list)?;
+                render(out, &format, &list)?;
             }
         }
     }
@@ -94,10 +112,10 @@ fn list_document(
 
 fn render<T: serde::Serialize>(
     out: &mut dyn Write,
-    format: OutputFormat,
+    format: &OutputFormat,
     value: &T,
 ) -> Result<(), CtlError> {
-    if format == OutputFormat::Json {
+    if *format == OutputFormat::Json {
         write_json(out, value)
     } else {
         write_yaml(out, value)

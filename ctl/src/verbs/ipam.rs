@@ -1,13 +1,18 @@
 //! `ipam show [--ip IP] [--show-blocks] [--show-configuration]` (calicoctl's bordered table of
-//! addresses per pool and block) and `ipam check` (manul-ipam's whole-store check; exit
-//! non-zero when it finds a problem). Reads only, through `Resources`; prints to `Write`.
+//! addresses per pool and block), `ipam check` (manul-ipam's whole-store check; exit
+//! non-zero when it finds a problem), `ipam release --ip IP...` (manul-ipam's release of
+//! single addresses) and `ipam configure` (the IPAM configuration, compare-and-swap). I/O
+//! through `Resources`; prints to `Write`.
 
 use std::{io::Write, net::IpAddr};
 
-use manul_ipam::block;
-use manul_store::{DatastoreExt, IpPool, IpamBlock};
+use manul_ipam::{block, retry::CasRetry};
+use manul_store::{DatastoreExt, IpPool, IpamBlock, IpamConfiguration, StoreError};
 
-use crate::{error::CtlError, store_access::Resources};
+use crate::{
+    cli::IpamConfigureArgs, error::CtlError, kinds::ResourceKind, object::Object,
+    store_access::Resources,
+};
 
 pub async fn show(
     resources: &Resources,
@@ -197,4 +202,87 @@ pub async fn check(resources: &Resources, out: &mut dyn Write) -> Result<(), Ctl
             report.problems.len()
         )))
     }
+}
+
+/// Releases `addresses`; Err naming those that were not allocated (the others are released).
+pub async fn release(
+    resources: &Resources,
+    addresses: &[IpAddr],
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let released = resources.ipam().release_ips(addresses).await?;
+    for address in &released {
+        writeln!(out, "Successfully released IP address {address}")?;
+    }
+    let missed: Vec<String> = addresses
+        .iter()
+        .filter(|address| !released.contains(address))
+        .map(IpAddr::to_string)
+        .collect();
+    if missed.is_empty() {
+        Ok(())
+    } else {
+        Err(CtlError::Usage(format!(
+            "not allocated, nothing released: {}; `manulctl ipam show --ip IP` shows an address",
+            missed.join(", ")
+        )))
+    }
+}
+
+/// Changes the given settings of the IPAM configuration by compare-and-swap, creating it with
+/// Calico's defaults when absent; a lost race is retried from a fresh read.
+pub async fn configure(
+    resources: &Resources,
+    args: &IpamConfigureArgs,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    if args.strict_affinity.is_none()
+        && args.max_blocks_per_host.is_none()
+        && args.auto_allocate_blocks.is_none()
+    {
+        return Err(CtlError::Usage(
+            "ipam configure: give --strictaffinity, --max-blocks-per-host or --autoallocateblocks"
+                .into(),
+        ));
+    }
+    let kind = ResourceKind::IpamConfiguration;
+    let mut retry = CasRetry::new(|| "configuring IPAM".to_string());
+    loop {
+        let current = resources.get(kind, IpamConfiguration::NAME).await?;
+        let mut config = match &current {
+            Some(stored) => match &stored.object {
+                Object::IpamConfiguration(config) => config.clone(),
+                _ => IpamConfiguration::default(),
+            },
+            None => IpamConfiguration::default(),
+        };
+        if let Some(strict) = args.strict_affinity {
+            config.strict_affinity = strict;
+        }
+        if let Some(max) = args.max_blocks_per_host {
+            config.max_blocks_per_host = max;
+        }
+        if let Some(auto) = args.auto_allocate_blocks {
+            config.auto_allocate_blocks = auto;
+        }
+        let object = Object::IpamConfiguration(config);
+        let result = match &current {
+            Some(stored) => resources.update(&object, stored).await,
+            None => resources.create(&object).await,
+        };
+        match result {
+            Ok(()) => break,
+            Err(error) if error.is_lost_race() => {
+                retry
+                    .lost(StoreError::Conflict {
+                        kind: kind.store_kind(),
+                        name: IpamConfiguration::NAME.into(),
+                    })
+                    .await?
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    writeln!(out, "Successfully configured IPAM")?;
+    Ok(())
 }
