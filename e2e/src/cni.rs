@@ -135,6 +135,14 @@ pub fn result_ipv4(result: &Value) -> Option<String> {
     })
 }
 
+/// The first IPv6 address of a CNI result, without its prefix length.
+pub fn result_ipv6(result: &Value) -> Option<String> {
+    result["ips"].as_array()?.iter().find_map(|ip| {
+        let addr = ip["address"].as_str()?.split('/').next()?;
+        addr.contains(':').then(|| addr.to_string())
+    })
+}
+
 /// A fresh container id, 64 hex characters like a runtime's.
 pub fn container_id() -> String {
     let nanos = std::time::SystemTime::now()

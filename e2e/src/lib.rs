@@ -36,6 +36,7 @@ pub mod iperf;
 pub mod lab;
 pub mod netns;
 pub mod node;
+pub mod ping;
 pub mod podman;
 
 use std::io::{Read, Write};

@@ -1,35 +1,34 @@
-//! `manul-lab-bench` at a tiny size (one repetition of one second, one join): it must build
-//! the lab, measure every iperf3 path with TSO/GSO on and off, time a join to reachability,
-//! and write all of it as JSON. Asserts that figures exist, never how fast they are. Needs
+//! `manul-lab-bench` at a tiny size (one repetition of one second, 20 pings, one join): it must
+//! build the lab (pool in CrossSubnet), measure every iperf3 path with TSO/GSO on and off (the
+//! one across subnets through VXLAN), the ping round trip of every path, time a join to
+//! reachability, and write all of it as JSON. Asserts that figures exist, never how fast they are. Needs
 //! root, etcd, BIRD, iperf3, ethtool (fails with what to install otherwise); the bench removes
 //! its namespaces when it exits.
 
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde_json::Value;
 
 #[test]
 fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
     manul_e2e::require_root()?;
-    for (program, package) in [
-        ("etcd", "etcd-server"),
-        ("bird", "bird2"),
-        ("iperf3", "iperf3"),
-        ("ethtool", "ethtool"),
-    ] {
-        let found = Command::new("which")
-            .arg(program)
-            .output()
-            .is_ok_and(|output| output.status.success());
-        if !found {
-            bail!("{program} is missing: apt-get install {package} (or scripts/install-deps.sh)");
-        }
-    }
+    manul_e2e::require_programs(&manul_e2e::lab::PROGRAMS)?;
+    manul_e2e::require_programs(&manul_e2e::iperf::PROGRAMS)?;
     let dir = tempfile::tempdir()?;
     let json = dir.path().join("figures.json");
     let output = Command::new(manul_e2e::bin_path("manul-lab-bench")?)
-        .args(["--joins", "1", "--reps", "1", "--seconds", "1", "--json"])
+        .args([
+            "--joins",
+            "1",
+            "--reps",
+            "1",
+            "--seconds",
+            "1",
+            "--pings",
+            "20",
+        ])
+        .arg("--json")
         .arg(&json)
         .output()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -57,7 +56,10 @@ fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
                 ("node → node, same subnet (n0 → n1)", offload),
                 ("pod → pod, same subnet (n0-p0 → n1-p0)", offload),
                 ("node → node, across the ToR (n0 → n2)", offload),
-                ("pod → pod, across the ToR (n0-p0 → n2-p0)", offload),
+                (
+                    "pod → pod, across the ToR over VXLAN (n0-p0 → n2-p0)",
+                    offload
+                ),
             ])
             .concat()
     );
@@ -68,6 +70,22 @@ fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
             "one measured run per cell: {cell}"
         );
     }
+    let pings: Vec<&str> = figures["ping"]
+        .as_array()
+        .context("ping figures")?
+        .iter()
+        .filter(|path| path["avg_us"].as_f64().is_some_and(|avg| avg > 0.0))
+        .filter_map(|path| path["path"].as_str())
+        .collect();
+    assert_eq!(
+        pings,
+        [
+            "raw veth",
+            "same node (n0-p0 → n0-p1)",
+            "routed (n0-p0 → n1-p0)",
+            "over VXLAN (n0-p0 → n2-p0)"
+        ]
+    );
     let joins = figures["joins"].as_array().context("join figures")?;
     assert_eq!(joins.len(), 1, "{joins:?}");
     assert_eq!(joins[0]["node"], "n3");

@@ -1,9 +1,9 @@
 //! VXLAN, NAT and node moves in the lab (issue 8): the full matrix in each vxlanMode, each
 //! pair over the path its mode prescribes (the route, and packets counted on vxlan.calico),
 //! mode switches followed without restarting anything; VXLAN alone (BGP off) carrying the
-//! cluster; a VXLAN datagram from an unknown host dropped while the same one from a node is
-//! delivered; a node's address change followed by every FDB entry; natOutgoing switched off
-//! and on. Needs root, etcd and BIRD (fails naming what to install). Namespaces are removed
+//! cluster over IPv4 and IPv6 (vxlan-v6.calico); a VXLAN datagram from an unknown host
+//! dropped while the same one from a node is delivered; a node's address change followed by
+//! every FDB entry; natOutgoing switched off and on. Needs root, etcd and BIRD (fails naming what to install). Namespaces are removed
 //! when the lab is dropped.
 
 use std::{
@@ -256,17 +256,22 @@ fn fdb_destinations(node: &LabNode) -> Result<Vec<String>> {
 }
 
 #[test]
-fn without_bgp_vxlan_alone_carries_the_cluster_drops_unknown_senders_and_follows_a_moved_node()
+fn without_bgp_dual_stack_vxlan_alone_carries_the_cluster_drops_unknown_senders_and_follows_a_moved_node()
 -> Result<()> {
     let mut lab = status::up_probed(LabOptions {
         nodes: 4,
         pods_per_node: 1,
         bgp: false,
+        ipv6: true,
         vxlan_mode: EncapsulationMode::CrossSubnet,
         ..LabOptions::default()
     })?;
     let cells = converge_in(&lab, EncapsulationMode::CrossSubnet)?;
-    assert_eq!(cells.len(), 4 * 3 + 4, "pod pairs and the outside (NAT)");
+    assert_eq!(
+        cells.len(),
+        (4 * 3 + 4) * 2,
+        "pod pairs and the outside (NAT), over IPv4 and IPv6"
+    );
     assert!(status::sessions(&lab)?.is_empty());
     for node in &lab.nodes {
         let kinds = status::routes_by_kind(node, false)?;
@@ -277,11 +282,43 @@ fn without_bgp_vxlan_alone_carries_the_cluster_drops_unknown_senders_and_follows
         );
         assert_eq!(
             kinds.get("direct block").map_or(0, Vec::len),
-            1,
-            "{kinds:?}"
+            2,
+            "the same-subnet node's IPv4 and IPv6 blocks: {kinds:?}"
         );
-        assert_eq!(kinds.get("vxlan block").map_or(0, Vec::len), 2, "{kinds:?}");
+        assert_eq!(
+            kinds.get("vxlan block").map_or(0, Vec::len),
+            4,
+            "the other subnet's two nodes, both families: {kinds:?}"
+        );
+        let device = node
+            .ns
+            .json(&["-d", "link", "show", status::VXLAN_DEVICE_V6])?;
+        assert_eq!(
+            device[0]["mtu"], 1430,
+            "{}: the uplink's 1500 less 70",
+            node.name
+        );
+        assert_eq!(
+            device[0]["linkinfo"]["info_data"]["local6"].as_str(),
+            node.address6.map(|address| address.to_string()).as_deref(),
+            "{}: vxlan-v6.calico's local address",
+            node.name
+        );
     }
+    let n3_v6 = lab.nodes[3]
+        .address6
+        .context("n3's IPv6 address")?
+        .to_string();
+    let n0_fdb6 =
+        lab.nodes[0]
+            .ns
+            .exec_ok(&["bridge", "fdb", "show", "dev", status::VXLAN_DEVICE_V6])?;
+    assert!(n0_fdb6.contains(&format!("dst {n3_v6}")), "{n0_fdb6}");
+    let peers6 =
+        lab.nodes[0]
+            .ns
+            .exec_ok(&["nft", "list", "set", "inet", "manul", "vxlan-peers-v6"])?;
+    assert!(peers6.contains(&n3_v6), "{peers6}");
     let tor_routes = lab
         .tor
         .ip(&["route", "show", "root", manul_e2e::lab::POOL])?;
@@ -295,8 +332,11 @@ fn without_bgp_vxlan_alone_carries_the_cluster_drops_unknown_senders_and_follows
         socket.set_read_timeout(Some(Duration::from_secs(10)))?;
         Ok(socket)
     })??;
-    let mac = manul_agent::vxlan::parse_mac(&manul_agent::vxlan::vtep_mac("n0"))
-        .context("the VTEP MAC")?;
+    let mac = manul_agent::vxlan::parse_mac(&manul_agent::vxlan::vtep_mac(
+        "n0",
+        manul_agent::vxlan::Family::V4,
+    ))
+    .context("the VTEP MAC")?;
     let n0 = lab.nodes[0].address;
     let dropped = spoofed_vxlan_drops(&lab.nodes[0])?;
     let spoofed = vxlan_datagram(mac, inner_source, target.address, 7072, b"spoofed");

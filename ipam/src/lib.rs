@@ -40,6 +40,11 @@ pub fn vxlan_tunnel_handle_id(node: &str) -> String {
     format!("vxlan-tunnel-addr-{node}")
 }
 
+/// Calico's handle id of a node's IPv6 VXLAN tunnel address: "vxlan-v6-tunnel-addr-<node>".
+pub fn vxlan_v6_tunnel_handle_id(node: &str) -> String {
+    format!("vxlan-v6-tunnel-addr-{node}")
+}
+
 /// Calico's handle id for a pod network attachment: "k8s-pod-network.<container-id>".
 pub fn pod_handle_id(container_id: &str) -> String {
     format!("k8s-pod-network.{container_id}")

@@ -1,5 +1,6 @@
 //! Release of a deleted node's IPAM state (Calico's ReleaseHostAffinities on node deletion):
-//! its VXLAN tunnel address is released (handle `vxlan-tunnel-addr-<node>`); every block
+//! its VXLAN tunnel addresses are released (handles `vxlan-tunnel-addr-<node>` and
+//! `vxlan-v6-tunnel-addr-<node>`); every block
 //! affinity of the node is deleted; its blocks without allocations are deleted;
 //! blocks still holding allocations stay, without affinity, so the addresses of pods that
 //! still run (or whose release is still to come) are never freed by this. I/O only through
@@ -26,7 +27,7 @@ pub struct NodeRelease {
     pub deleted_blocks: Vec<IpNet>,
     /// Blocks kept because they hold allocations; they no longer have an affinity.
     pub orphaned_blocks: Vec<IpNet>,
-    /// The node's VXLAN tunnel address, released.
+    /// The node's VXLAN tunnel addresses, released.
     pub tunnel_addresses: Vec<std::net::IpAddr>,
 }
 
@@ -60,13 +61,16 @@ impl Ipam {
         cidrs.sort();
         cidrs.dedup();
 
-        let mut release = NodeRelease {
-            // First, so that the blocks it was in can be released as empty.
-            tunnel_addresses: self
-                .release_by_handle(&crate::vxlan_tunnel_handle_id(node))
-                .await?,
-            ..NodeRelease::default()
-        };
+        // The tunnel addresses first, so that the blocks they were in can be released as empty.
+        let mut release = NodeRelease::default();
+        for handle in [
+            crate::vxlan_tunnel_handle_id(node),
+            crate::vxlan_v6_tunnel_handle_id(node),
+        ] {
+            release
+                .tunnel_addresses
+                .extend(self.release_by_handle(&handle).await?);
+        }
         for cidr in cidrs {
             self.mark_pending_deletion(node, &cidr).await?;
             match self.release_node_block(&ours, &cidr).await? {

@@ -269,10 +269,34 @@ pub struct Node {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<NodeBgpSpec>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Calico's spellings; records written before they were used (camelCase of the Rust
+    /// names) still read.
+    #[serde(
+        default,
+        rename = "ipv4VXLANTunnelAddr",
+        alias = "ipv4VxlanTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv4_vxlan_tunnel_addr: Option<std::net::Ipv4Addr>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddr",
+        alias = "vxlanTunnelMacAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vxlan_tunnel_mac_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "ipv6VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_vxlan_tunnel_addr: Option<std::net::Ipv6Addr>,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddrV6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr_v6: Option<String>,
 }
 
 impl Node {
@@ -376,5 +400,30 @@ mod tests {
         assert_eq!(IpamBlock::name_for(&cidr), "fd00---122");
         let cidr: IpNet = "10.0.0.64/26".parse().unwrap();
         assert_eq!(IpamBlock::name_for(&cidr), "10-0-0-64-26");
+    }
+
+    #[test]
+    fn node_tunnel_fields_use_calicos_spellings_and_old_records_still_read() {
+        let node = Node {
+            name: "n1".into(),
+            ipv4_vxlan_tunnel_addr: Some("10.244.1.0".parse().unwrap()),
+            vxlan_tunnel_mac_addr: Some("66:00:00:00:00:01".into()),
+            ipv6_vxlan_tunnel_addr: Some("fd00::1".parse().unwrap()),
+            vxlan_tunnel_mac_addr_v6: Some("66:00:00:00:00:02".into()),
+            ..Default::default()
+        };
+        let json = serde_json::to_value(&node).unwrap();
+        for field in [
+            "ipv4VXLANTunnelAddr",
+            "vxlanTunnelMACAddr",
+            "ipv6VXLANTunnelAddr",
+            "vxlanTunnelMACAddrV6",
+        ] {
+            assert!(json.get(field).is_some(), "{field} missing in {json}");
+        }
+        let old = r#"{"name":"n1","ipv4VxlanTunnelAddr":"10.244.1.0","vxlanTunnelMacAddr":"66:00:00:00:00:01"}"#;
+        let read: Node = serde_json::from_str(old).unwrap();
+        assert_eq!(read.ipv4_vxlan_tunnel_addr, node.ipv4_vxlan_tunnel_addr);
+        assert_eq!(read.vxlan_tunnel_mac_addr, node.vxlan_tunnel_mac_addr);
     }
 }

@@ -27,9 +27,11 @@ pub enum RouteSource {
     Kept,
     /// `blackhole <block>` for each block this node has affinity to.
     BlockBlackholes,
-    /// Remote blocks of encapsulating pools, as their pool's vxlanMode says (through
+    /// Remote blocks of encapsulating IPv4 pools, as their pool's vxlanMode says (through
     /// vxlan.calico, or straight to a same-subnet node without BGP): they win over BGP's.
     Vxlan,
+    /// The same for IPv6 pools (vxlan-v6.calico).
+    VxlanV6,
     /// Routes through the next hops of what manul-bgpd learned: other nodes' blocks and
     /// borrowed addresses, and routes from top-of-rack routers.
     Bgp,

@@ -194,6 +194,12 @@ impl Endpoints {
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// What `set_encapsulation_overhead` last set.
+    pub fn encapsulation_overhead(&self) -> u32 {
+        self.encapsulation_overhead
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Reads the default-route interface's MTU again (1500 when there is no default route).
     pub(crate) async fn refresh_default_mtu(&self) -> Result<u32, EndpointError> {
         let mtu = self

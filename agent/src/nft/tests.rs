@@ -15,6 +15,10 @@ fn state() -> NftState {
         .into(),
         vxlan: true,
         vxlan_peers: ["10.80.1.11".parse().unwrap(), "10.80.2.12".parse().unwrap()].into(),
+        masquerade_pools_v6: ["fd00:244::/48".parse().unwrap()].into(),
+        all_pools_v6: ["fd00:244::/48".parse().unwrap()].into(),
+        vxlan_v6: true,
+        vxlan_peers_v6: ["fd80:1::11".parse().unwrap()].into(),
     }
 }
 
@@ -27,13 +31,18 @@ table inet manul {
   set masq-pools { type ipv4_addr; flags interval; elements = { 10.244.0.0/16 }; }
   set all-pools { type ipv4_addr; flags interval; elements = { 10.244.0.0/16, 10.245.0.0/16 }; }
   set vxlan-peers { type ipv4_addr; elements = { 10.80.1.11, 10.80.2.12 }; }
+  set masq-pools-v6 { type ipv6_addr; flags interval; elements = { fd00:244::/48 }; }
+  set all-pools-v6 { type ipv6_addr; flags interval; elements = { fd00:244::/48 }; }
+  set vxlan-peers-v6 { type ipv6_addr; elements = { fd80:1::11 }; }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;
     ip saddr @masq-pools ip daddr != @all-pools oifname != \"vxlan.calico\" counter masquerade comment \"natOutgoing\"
+    ip6 saddr @masq-pools-v6 ip6 daddr != @all-pools-v6 oifname != \"vxlan-v6.calico\" counter masquerade comment \"natOutgoing (IPv6)\"
   }
   chain input {
     type filter hook input priority filter; policy accept;
     udp dport 4789 fib daddr type local ip saddr != @vxlan-peers counter drop comment \"VXLAN from unknown hosts\"
+    udp dport 4789 fib daddr type local ip6 saddr != @vxlan-peers-v6 counter drop comment \"VXLAN from unknown hosts (IPv6)\"
   }
 }
 ";

@@ -135,6 +135,8 @@ mod tests {
             }),
             ipv4_vxlan_tunnel_addr: Some("10.244.0.1".parse().unwrap()),
             vxlan_tunnel_mac_addr: Some("66:00:00:00:00:01".into()),
+            ipv6_vxlan_tunnel_addr: Some("fd00:244::1".parse().unwrap()),
+            vxlan_tunnel_mac_addr_v6: Some("66:00:00:00:00:02".into()),
         }
     }
 
@@ -156,6 +158,10 @@ mod tests {
             stored().ipv4_vxlan_tunnel_addr
         );
         assert_eq!(merged.vxlan_tunnel_mac_addr, stored().vxlan_tunnel_mac_addr);
+        assert_eq!(
+            merged.ipv6_vxlan_tunnel_addr,
+            stored().ipv6_vxlan_tunnel_addr
+        );
 
         let given = NodeRegistration {
             as_number: Some(65020),

@@ -32,7 +32,7 @@ use crate::{
     endpoint::Endpoints,
     netlink::Netlink,
     nft::{Nft, NftApplier, NftOutcome},
-    vxlan::{VXLAN_OVERHEAD, reconcile_tunnel},
+    vxlan::{Family, reconcile_tunnel},
 };
 
 /// How often the task checks everything even without a change (a table deleted behind its
@@ -80,7 +80,9 @@ pub async fn start(
         node: endpoints.node().to_string(),
         endpoints,
         nft: NftApplier::new(nft),
-        vxlan: VxlanStep::new(netlink, bgp),
+        vxlan: Family::ALL
+            .map(|family| VxlanStep::new(family, netlink.clone(), bgp))
+            .into(),
         changed,
     };
     if let Err(error) = task.pass().await {
@@ -95,7 +97,8 @@ struct PoolTask {
     node: String,
     endpoints: Arc<Endpoints>,
     nft: NftApplier,
-    vxlan: VxlanStep,
+    /// One per address family.
+    vxlan: Vec<VxlanStep>,
     changed: Arc<Notify>,
 }
 
@@ -121,13 +124,16 @@ impl PoolTask {
             .pools()
             .await
             .map_err(|error| error.to_string())?;
-        let tunnel = match reconcile_tunnel(&self.store, &self.node, &pools).await {
-            Ok(tunnel) => tunnel,
-            Err(error) => {
-                warn!(%error, "cannot reconcile this node's VXLAN tunnel address");
-                None
+        let mut tunnels = Vec::new();
+        for family in Family::ALL {
+            match reconcile_tunnel(&self.store, &self.node, &pools, family).await {
+                Ok(Some(_)) => tunnels.push(family),
+                Ok(None) => {}
+                Err(error) => {
+                    warn!(%error, ?family, "cannot reconcile this node's VXLAN tunnel address")
+                }
             }
-        };
+        }
         // After the tunnel reconcile: it may have just written this node's Node.
         let nodes: Vec<Node> = self
             .store
@@ -137,13 +143,20 @@ impl PoolTask {
             .into_iter()
             .map(|node| node.value)
             .collect();
-        let vxlan_in_use = pools.iter().any(|pool| {
-            pool.cidr.addr().is_ipv4()
-                && !pool.disabled
-                && pool.vxlan_mode != EncapsulationMode::Never
-        });
-        self.endpoints
-            .set_encapsulation_overhead(if vxlan_in_use { VXLAN_OVERHEAD } else { 0 });
+        // One MTU for both families in a pod: the larger overhead of the families in use.
+        let overhead = Family::ALL
+            .into_iter()
+            .filter(|family| {
+                pools.iter().any(|pool| {
+                    family.holds(&pool.cidr.addr())
+                        && !pool.disabled
+                        && pool.vxlan_mode != EncapsulationMode::Never
+                })
+            })
+            .map(Family::overhead)
+            .max()
+            .unwrap_or(0);
+        self.endpoints.set_encapsulation_overhead(overhead);
         let blocks: Vec<IpamBlock> = self
             .store
             .list_resources::<IpamBlock>("")
@@ -152,27 +165,35 @@ impl PoolTask {
             .into_iter()
             .map(|block| block.value)
             .collect();
-        match self
-            .vxlan
-            .apply(&self.endpoints, &nodes, &pools, &blocks)
-            .await
-        {
-            Ok(report) => {
-                for problem in report.problems.iter().take(10) {
-                    warn!(%problem, "VXLAN");
+        for step in &mut self.vxlan {
+            let device = step.family().device();
+            match step.apply(&self.endpoints, &nodes, &pools, &blocks).await {
+                Ok(report) => {
+                    for problem in report.problems.iter().take(10) {
+                        warn!(%problem, device, "VXLAN");
+                    }
+                    if report.changed {
+                        info!(
+                            device,
+                            present = report.device,
+                            vteps = report.vteps,
+                            routes = report.routes,
+                            "VXLAN dataplane updated"
+                        );
+                    }
                 }
-                if report.changed {
-                    info!(
-                        device = report.device,
-                        vteps = report.vteps,
-                        routes = report.routes,
-                        "VXLAN dataplane updated"
-                    );
+                Err(error) => {
+                    warn!(%error, device, "cannot bring the VXLAN device up to date; retrying")
                 }
             }
-            Err(error) => warn!(%error, "cannot bring vxlan.calico up to date; retrying"),
         }
-        let state = nft_state(&self.node, &nodes, &pools, tunnel.is_some());
+        let state = nft_state(
+            &self.node,
+            &nodes,
+            &pools,
+            tunnels.contains(&Family::V4),
+            tunnels.contains(&Family::V6),
+        );
         match self.nft.apply(&state).await {
             Ok(NftOutcome::Replaced) => info!(
                 masquerade = state.masquerade_pools.len(),

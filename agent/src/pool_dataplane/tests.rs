@@ -14,10 +14,10 @@ use tokio::sync::Notify;
 use super::{PoolTask, VxlanStep};
 use crate::{
     endpoint::Endpoints,
-    netlink::{InterfaceAddresses, RouteTarget, fake::FakeNetlink},
+    netlink::{InterfaceAddresses, Route, RouteTarget, fake::FakeNetlink},
     nft::{NftApplier, fake::FakeNft},
     sysctl::FakeSysctl,
-    vxlan::{VXLAN_DEVICE, reconcile_tunnel},
+    vxlan::{Family, VXLAN_DEVICE, reconcile_tunnel},
 };
 
 struct Fixture {
@@ -28,41 +28,61 @@ struct Fixture {
 }
 
 fn node(name: &str, address: &str) -> Node {
+    let address6 = match name {
+        "a" => "fd80:1::1/64",
+        "b" => "fd80:2::2/64",
+        _ => "fd80:1::3/64",
+    };
     Node {
         name: name.into(),
         bgp: Some(NodeBgpSpec {
             ipv4_address: Some(address.parse().unwrap()),
+            ipv6_address: Some(address6.parse().unwrap()),
             ..Default::default()
         }),
         ..Default::default()
     }
 }
 
-/// Node a (10.0.1.1/24 on eth0, this node) and node b (10.0.2.2/24, another subnet) with its
-/// tunnel endpoint already allocated, one pool in `mode`.
+/// Node a (10.0.1.1/24 and fd80:1::1/64 on eth0, this node) and node b (10.0.2.2/24,
+/// fd80:2::2/64: another subnet) with its tunnel endpoints already allocated, one pool in
+/// `mode`.
 async fn fixture(mode: EncapsulationMode, bgp: bool) -> Fixture {
+    fixture_with(
+        vec![IpPool {
+            vxlan_mode: mode,
+            ..IpPool::new("pool", "10.244.0.0/16".parse().unwrap())
+        }],
+        bgp,
+    )
+    .await
+}
+
+async fn fixture_with(pools: Vec<IpPool>, bgp: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Datastore> =
         Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let ipam = Ipam::new(store.clone());
-    ipam.create_pool(&IpPool {
-        vxlan_mode: mode,
-        ..IpPool::new("pool", "10.244.0.0/16".parse().unwrap())
-    })
-    .await
-    .unwrap();
+    for pool in &pools {
+        ipam.create_pool(pool).await.unwrap();
+    }
     for (name, address) in [("a", "10.0.1.1/24"), ("b", "10.0.2.2/24")] {
         store.create_resource(&node(name, address)).await.unwrap();
     }
-    reconcile_tunnel(&store, "b", &ipam.pools().await.unwrap())
-        .await
-        .unwrap();
+    for family in Family::ALL {
+        reconcile_tunnel(&store, "b", &ipam.pools().await.unwrap(), family)
+            .await
+            .unwrap();
+    }
     let netlink = Arc::new(FakeNetlink::new());
     netlink.add_link("eth0", 1500);
     netlink.set_interface_addresses(vec![InterfaceAddresses {
         name: "eth0".into(),
         up: true,
-        addresses: vec!["10.0.1.1/24".parse().unwrap()],
+        addresses: vec![
+            "10.0.1.1/24".parse().unwrap(),
+            "fd80:1::1/64".parse().unwrap(),
+        ],
     }]);
     let endpoints = Arc::new(Endpoints::new(
         "a".into(),
@@ -75,7 +95,9 @@ async fn fixture(mode: EncapsulationMode, bgp: bool) -> Fixture {
         node: "a".into(),
         endpoints,
         nft: NftApplier::new(Arc::new(FakeNft::default())),
-        vxlan: VxlanStep::new(netlink.clone(), bgp),
+        vxlan: Family::ALL
+            .map(|family| VxlanStep::new(family, netlink.clone(), bgp))
+            .into(),
         changed: Arc::new(Notify::new()),
     };
     Fixture {
@@ -223,9 +245,14 @@ async fn without_bgp_a_same_subnet_node_is_routed_straight_and_a_borrowed_addres
         .await
         .unwrap();
     let ipam = Ipam::new(fixture.store.clone());
-    reconcile_tunnel(&fixture.store, "c", &ipam.pools().await.unwrap())
-        .await
-        .unwrap();
+    reconcile_tunnel(
+        &fixture.store,
+        "c",
+        &ipam.pools().await.unwrap(),
+        Family::V4,
+    )
+    .await
+    .unwrap();
     let b_block = ipam.affine_blocks("b").await.unwrap()[0];
     let borrowed = ipam
         .assign_ip(&manul_ipam::AssignIpRequest {
@@ -265,5 +292,70 @@ async fn without_bgp_a_same_subnet_node_is_routed_straight_and_a_borrowed_addres
     assert!(
         routes.contains(&(borrowed, via("10.0.1.3", "eth0", false))),
         "the address c borrowed from b's block goes to c; {routes:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_ipv6_pool_gets_vxlan_v6_calico_beside_the_ipv4_device() {
+    let mut fixture = fixture_with(
+        vec![
+            IpPool {
+                vxlan_mode: EncapsulationMode::Always,
+                ..IpPool::new("pool", "10.244.0.0/16".parse().unwrap())
+            },
+            IpPool {
+                vxlan_mode: EncapsulationMode::Always,
+                ..IpPool::new("pool-v6", "fd00:244::/48".parse().unwrap())
+            },
+        ],
+        true,
+    )
+    .await;
+    fixture.task.pass().await.unwrap();
+
+    let links = fixture.netlink.links();
+    let mtu = |name: &str| {
+        links
+            .iter()
+            .find(|link| link.name == name)
+            .map(|link| link.mtu)
+    };
+    assert_eq!(mtu(VXLAN_DEVICE), Some(1450));
+    assert_eq!(mtu("vxlan-v6.calico"), Some(1430), "the uplink's less 70");
+    let b = fixture.node("b").await;
+    let b_tunnel6 = b.ipv6_vxlan_tunnel_addr.expect("b's IPv6 tunnel address");
+    let fdb: Vec<(String, String)> = fixture
+        .netlink
+        .fdb_entries()
+        .into_iter()
+        .map(|(device, entry)| (device, entry.destination.to_string()))
+        .collect();
+    assert!(
+        fdb.contains(&("vxlan-v6.calico".into(), "fd80:2::2".into())),
+        "{fdb:?}"
+    );
+    assert!(
+        fdb.contains(&(VXLAN_DEVICE.into(), "10.0.2.2".into())),
+        "{fdb:?}"
+    );
+    let v6_routes: Vec<Route> = fixture
+        .netlink
+        .routes()
+        .into_iter()
+        .filter(|route| route.destination.addr().is_ipv6())
+        .collect();
+    assert_eq!(v6_routes.len(), 1, "{v6_routes:?}");
+    assert_eq!(
+        v6_routes[0].target,
+        RouteTarget::via(vec![crate::netlink::NextHop {
+            gateway: std::net::IpAddr::V6(b_tunnel6),
+            device: "vxlan-v6.calico".into(),
+            onlink: true,
+        }])
+    );
+    assert_eq!(
+        fixture.task.endpoints.encapsulation_overhead(),
+        70,
+        "one pod MTU for both families: the larger overhead"
     );
 }

@@ -1,10 +1,10 @@
-//! The VXLAN step of a pool dataplane pass: from the Nodes, pools and IPAM blocks to
-//! vxlan.calico with its neighbour and FDB entries (`vxlan::apply_vxlan`) and to the routes
-//! through it (the route applier's `RouteSource::Vxlan`), in an order that never leaves a route
+//! The VXLAN step of a pool dataplane pass, one per address family: from the Nodes, pools and
+//! IPAM blocks to vxlan.calico (IPv6: vxlan-v6.calico) with its neighbour and FDB entries (`vxlan::apply_vxlan`) and to the routes
+//! through it (the route applier's `RouteSource::Vxlan` or `VxlanV6`), in an order that never leaves a route
 //! without its device: the device first, then its routes; the routes out before the device
 //! goes. I/O through the `Netlink` trait and the route applier.
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::{net::IpAddr, sync::Arc};
 
 use manul_store::{IpPool, IpamBlock, Node};
 use tracing::{info, warn};
@@ -13,7 +13,7 @@ use crate::{
     dataplane::RouteSource,
     endpoint::Endpoints,
     netlink::{Netlink, NetlinkError, RouteKey},
-    vxlan::{VxlanInputs, apply_vxlan, desired::block_owners, vxlan_state},
+    vxlan::{Family, VxlanInputs, apply_vxlan, desired::block_owners, vxlan_state},
 };
 
 /// What one VXLAN step left in place.
@@ -33,6 +33,7 @@ pub struct VxlanStepReport {
 /// The VXLAN part of the pool dataplane; remembers the device's interface index to notice when
 /// it was made anew (the kernel then dropped the routes through it).
 pub struct VxlanStep {
+    family: Family,
     netlink: Arc<dyn Netlink>,
     /// Whether BGP carries the routes VXLAN leaves alone (else same-subnet nodes are routed
     /// directly, as Calico does in VXLAN-only mode).
@@ -41,23 +42,26 @@ pub struct VxlanStep {
 }
 
 impl VxlanStep {
-    pub fn new(netlink: Arc<dyn Netlink>, bgp: bool) -> VxlanStep {
+    pub fn new(family: Family, netlink: Arc<dyn Netlink>, bgp: bool) -> VxlanStep {
         VxlanStep {
+            family,
             netlink,
             bgp,
             device_index: None,
         }
     }
 
+    pub fn family(&self) -> Family {
+        self.family
+    }
+
     /// The device holding `address` (the node's uplink: VXLAN's parent) and its MTU.
-    async fn uplink(&self, address: Ipv4Addr) -> Result<Option<(String, u32)>, NetlinkError> {
+    async fn uplink(&self, address: IpAddr) -> Result<Option<(String, u32)>, NetlinkError> {
         let interfaces = self.netlink.interface_addresses().await?;
-        let Some(interface) = interfaces.into_iter().find(|interface| {
-            interface
-                .addresses
-                .iter()
-                .any(|net| net.addr() == std::net::IpAddr::V4(address))
-        }) else {
+        let Some(interface) = interfaces
+            .into_iter()
+            .find(|interface| interface.addresses.iter().any(|net| net.addr() == address))
+        else {
             return Ok(None);
         };
         let mtu = match self.netlink.link(&interface.name).await? {
@@ -76,16 +80,20 @@ impl VxlanStep {
         blocks: &[IpamBlock],
     ) -> Result<VxlanStepReport, NetlinkError> {
         let node = endpoints.node();
-        let uplink = match nodes
+        let own_address = nodes
             .iter()
             .find(|other| other.name == node)
-            .and_then(Node::ipv4)
-        {
+            .and_then(|own| match self.family {
+                Family::V4 => own.ipv4().map(IpAddr::V4),
+                Family::V6 => own.ipv6().map(IpAddr::V6),
+            });
+        let uplink = match own_address {
             Some(address) => self.uplink(address).await?,
             None => None,
         };
         let (affine, borrowed) = block_owners(blocks);
         let state = vxlan_state(&VxlanInputs {
+            family: self.family,
             node,
             nodes,
             pools,
@@ -102,6 +110,10 @@ impl VxlanStep {
             ..VxlanStepReport::default()
         };
         let uplink = uplink.as_ref().map(|(name, mtu)| (name.as_str(), *mtu));
+        let source = match self.family {
+            Family::V4 => RouteSource::Vxlan,
+            Family::V6 => RouteSource::VxlanV6,
+        };
         let mut routes = endpoints.dataplane().routes.lock().await;
         if state.device.is_some() {
             let kernel = apply_vxlan(self.netlink.as_ref(), &state, uplink).await?;
@@ -109,24 +121,24 @@ impl VxlanStep {
             report.problems.extend(kernel.problems);
             if kernel.device_index != self.device_index {
                 let keys: Vec<RouteKey> = routes
-                    .source_routes(RouteSource::Vxlan)
+                    .source_routes(source)
                     .map(|route| route.key())
                     .collect();
                 routes.forget_applied(&keys);
                 if self.device_index.is_some() {
                     info!(
-                        device = crate::vxlan::VXLAN_DEVICE,
+                        device = self.family.device(),
                         "the VXLAN device was made anew"
                     );
                 }
                 self.device_index = kernel.device_index;
                 report.changed = true;
             }
-            routes.set_source(RouteSource::Vxlan, state.routes);
+            routes.set_source(source, state.routes);
             report.changed |= !routes.in_sync();
             push(&mut routes, &mut report).await;
         } else {
-            routes.set_source(RouteSource::Vxlan, Vec::new());
+            routes.set_source(source, Vec::new());
             report.changed |= !routes.in_sync();
             push(&mut routes, &mut report).await;
             drop(routes);

@@ -1,18 +1,16 @@
-//! Puts a `VxlanState` into the kernel through the `Netlink` trait: vxlan.calico (created or
-//! converged, or deleted when no tunnel is wanted), its tunnel address, and exactly the wanted
+//! Puts a `VxlanState` into the kernel through the `Netlink` trait: the family's device
+//! (vxlan.calico or vxlan-v6.calico; created or converged, or deleted when no tunnel is
+//! wanted), its tunnel address, and exactly the wanted
 //! permanent neighbour entries (tunnel address -> VTEP MAC) and FDB entries (VTEP MAC -> node
 //! address): stale ones removed, missing or different ones replaced, equal ones untouched.
 //! The routes through the device go through the route applier (source Vxlan), after the
 //! device exists and before it is deleted.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    net::IpAddr,
-};
+use std::collections::{BTreeMap, BTreeSet};
 
 use ipnet::IpNet;
 
-use super::desired::{VXLAN_DEVICE, VXLAN_PORT, VXLAN_VNI, VxlanState, vxlan_mtu};
+use super::desired::{VXLAN_PORT, VXLAN_VNI, VxlanState, vxlan_mtu};
 use crate::netlink::{FdbEntry, Netlink, NetlinkError, VxlanDevice, VxlanNeighbour};
 
 /// What one apply changed.
@@ -58,30 +56,32 @@ pub async fn apply_vxlan(
     uplink: Option<(&str, u32)>,
 ) -> Result<VxlanApplyReport, NetlinkError> {
     let mut report = VxlanApplyReport::default();
-    let Some((node_address, tunnel_address, mac)) = &state.device else {
-        if netlink.link(VXLAN_DEVICE).await?.is_some() {
-            netlink.delete_link(VXLAN_DEVICE, None).await?;
+    let name = state.family.device();
+    let Some(own) = &state.device else {
+        if netlink.link(name).await?.is_some() {
+            netlink.delete_link(name, None).await?;
             report.device_deleted = true;
         }
         return Ok(report);
     };
-    let Some(own_mac) = parse_mac(mac) else {
+    let Some(own_mac) = parse_mac(&own.mac) else {
         return Err(NetlinkError::Other(format!(
-            "this node's vxlanTunnelMACAddr {mac:?} is not a MAC address"
+            "this node's VTEP MAC {:?} ({name}) is not a MAC address",
+            own.mac
         )));
     };
     let device = VxlanDevice {
-        name: VXLAN_DEVICE.to_string(),
+        name: name.to_string(),
         vni: VXLAN_VNI,
         port: VXLAN_PORT,
-        local: IpAddr::V4(*node_address),
+        local: own.node_address,
         parent: uplink.map(|(name, _)| name.to_string()),
-        mtu: vxlan_mtu(uplink.map_or(1500, |(_, mtu)| mtu)),
+        mtu: vxlan_mtu(uplink.map_or(1500, |(_, mtu)| mtu), state.family),
         mac: own_mac,
     };
     report.device_index = Some(netlink.ensure_vxlan(&device).await?.index);
     netlink
-        .set_link_addresses(VXLAN_DEVICE, &[IpNet::from(IpAddr::V4(*tunnel_address))])
+        .set_link_addresses(name, &[IpNet::from(own.tunnel_address)])
         .await?;
 
     let mut neighbours = BTreeMap::new();
@@ -94,40 +94,40 @@ pub async fn apply_vxlan(
             ));
             continue;
         };
-        neighbours.insert(IpAddr::V4(vtep.tunnel_address), mac);
+        neighbours.insert(vtep.tunnel_address, mac);
         fdb.insert(FdbEntry {
             mac,
-            destination: IpAddr::V4(vtep.node_address),
+            destination: vtep.node_address,
         });
     }
 
-    for present in netlink.vxlan_neighbours(VXLAN_DEVICE).await? {
+    for present in netlink.vxlan_neighbours(name).await? {
         match neighbours.get(&present.ip) {
             Some(mac) if *mac == present.mac => {
                 neighbours.remove(&present.ip);
             }
             Some(_) => {}
             None => {
-                netlink.delete_neighbour(VXLAN_DEVICE, present.ip).await?;
+                netlink.delete_neighbour(name, present.ip).await?;
                 report.neighbours_deleted += 1;
             }
         }
     }
     for (ip, mac) in neighbours {
         netlink
-            .replace_neighbour(VXLAN_DEVICE, &VxlanNeighbour { ip, mac })
+            .replace_neighbour(name, &VxlanNeighbour { ip, mac })
             .await?;
         report.neighbours_replaced += 1;
     }
 
-    for present in netlink.vxlan_fdb(VXLAN_DEVICE).await? {
+    for present in netlink.vxlan_fdb(name).await? {
         if !fdb.remove(&present) {
-            netlink.delete_fdb(VXLAN_DEVICE, &present).await?;
+            netlink.delete_fdb(name, &present).await?;
             report.fdb_deleted += 1;
         }
     }
     for entry in fdb {
-        netlink.replace_fdb(VXLAN_DEVICE, &entry).await?;
+        netlink.replace_fdb(name, &entry).await?;
         report.fdb_replaced += 1;
     }
     Ok(report)

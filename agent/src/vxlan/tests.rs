@@ -1,7 +1,7 @@
 //! Unit tests of the VXLAN decisions: the VTEP MAC, the tunnel address decision and its
 //! datastore reconcile (embedded store), and the routes by pool mode.
 
-use std::{net::Ipv4Addr, sync::Arc};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use manul_ipam::Ipam;
@@ -10,6 +10,7 @@ use manul_store::{
 };
 
 use super::{
+    Family,
     desired::{VxlanInputs, vxlan_state},
     tunnel::{TunnelDecision, decide, reconcile_tunnel, vtep_mac},
 };
@@ -27,23 +28,37 @@ fn pool(mode: EncapsulationMode) -> IpPool {
 }
 
 fn node(name: &str, address: &str, tunnel: Option<&str>) -> Node {
+    node_v6(name, address, tunnel, None, None)
+}
+
+/// A dual-stack node: IPv4 address and tunnel, and optionally an IPv6 address and tunnel.
+fn node_v6(
+    name: &str,
+    address: &str,
+    tunnel: Option<&str>,
+    address6: Option<&str>,
+    tunnel6: Option<&str>,
+) -> Node {
     Node {
         name: name.into(),
         bgp: Some(NodeBgpSpec {
             ipv4_address: Some(net(address)),
+            ipv6_address: address6.map(net),
             ..Default::default()
         }),
         ipv4_vxlan_tunnel_addr: tunnel.map(|text| text.parse().unwrap()),
-        vxlan_tunnel_mac_addr: tunnel.map(|_| vtep_mac(name)),
+        vxlan_tunnel_mac_addr: tunnel.map(|_| vtep_mac(name, Family::V4)),
+        ipv6_vxlan_tunnel_addr: tunnel6.map(|text| text.parse().unwrap()),
+        vxlan_tunnel_mac_addr_v6: tunnel6.map(|_| vtep_mac(name, Family::V6)),
         ..Default::default()
     }
 }
 
 #[test]
 fn the_vtep_mac_is_stable_locally_administered_unicast_and_distinct_per_node() {
-    let mac = vtep_mac("node-1");
-    assert_eq!(mac, vtep_mac("node-1"));
-    assert_ne!(mac, vtep_mac("node-2"));
+    let mac = vtep_mac("node-1", Family::V4);
+    assert_eq!(mac, vtep_mac("node-1", Family::V4));
+    assert_ne!(mac, vtep_mac("node-2", Family::V4));
     let first = u8::from_str_radix(&mac[..2], 16).unwrap();
     assert_eq!(first & 0b10, 0b10, "locally administered: {mac}");
     assert_eq!(first & 0b01, 0, "unicast: {mac}");
@@ -53,8 +68,8 @@ fn the_vtep_mac_is_stable_locally_administered_unicast_and_distinct_per_node() {
 #[test]
 fn the_tunnel_address_is_kept_allocated_or_released_as_the_pools_say() {
     let vxlan = pool(EncapsulationMode::CrossSubnet);
-    let address: Ipv4Addr = "10.244.1.0".parse().unwrap();
-    let held = [address.into()];
+    let address: std::net::IpAddr = "10.244.1.0".parse().unwrap();
+    let held = [address];
     assert_eq!(
         decide(Some(address), &held, &[&vxlan]),
         TunnelDecision::Keep(address)
@@ -98,6 +113,7 @@ fn three_nodes() -> (Vec<Node>, Vec<(IpNet, String)>) {
 fn routes_of(mode: EncapsulationMode, bgp: bool, nodes: &[Node]) -> super::VxlanState {
     let (_, blocks) = three_nodes();
     vxlan_state(&VxlanInputs {
+        family: Family::V4,
         node: "a",
         nodes,
         pools: &[pool(mode)],
@@ -143,9 +159,9 @@ fn cross_subnet_encapsulates_only_blocks_of_nodes_on_other_subnets() {
     );
     assert_eq!(
         state.vteps[1].node_address,
-        "10.0.2.3".parse::<Ipv4Addr>().unwrap()
+        "10.0.2.3".parse::<std::net::IpAddr>().unwrap()
     );
-    assert_eq!(state.vteps[1].mac, vtep_mac("c"));
+    assert_eq!(state.vteps[1].mac, vtep_mac("c", Family::V4));
     assert!(state.device.is_some());
 
     // Without BGP, the same-subnet block is routed straight to its node on the uplink.
@@ -203,7 +219,7 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
         .await
         .unwrap();
     assert_eq!(
-        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap(), Family::V4)
             .await
             .unwrap(),
         None
@@ -223,32 +239,34 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
         .update_resource(&crossing, &stored.revision)
         .await
         .unwrap();
-    let endpoint = reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+    let endpoint = reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap(), Family::V4)
         .await
         .unwrap()
         .unwrap();
-    assert!(
-        crossing
-            .cidr
-            .contains(&std::net::IpAddr::from(endpoint.address))
-    );
-    assert_eq!(endpoint.mac, vtep_mac("a"));
+    assert!(crossing.cidr.contains(&endpoint.address));
+    assert_eq!(endpoint.mac, vtep_mac("a", Family::V4));
     let recorded = store.get_resource::<Node>("a").await.unwrap().unwrap();
     assert_eq!(
-        recorded.value.ipv4_vxlan_tunnel_addr,
+        recorded
+            .value
+            .ipv4_vxlan_tunnel_addr
+            .map(std::net::IpAddr::V4),
         Some(endpoint.address)
     );
-    assert_eq!(recorded.value.vxlan_tunnel_mac_addr, Some(vtep_mac("a")));
+    assert_eq!(
+        recorded.value.vxlan_tunnel_mac_addr,
+        Some(vtep_mac("a", Family::V4))
+    );
     assert_eq!(
         ipam.addresses_by_handle("vxlan-tunnel-addr-a")
             .await
             .unwrap(),
-        vec![std::net::IpAddr::from(endpoint.address)]
+        vec![endpoint.address]
     );
 
     // Again: nothing changes, not even the Node's revision.
     assert_eq!(
-        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap(), Family::V4)
             .await
             .unwrap(),
         Some(endpoint)
@@ -265,7 +283,7 @@ async fn the_tunnel_address_follows_the_pools_through_the_datastore() {
         .await
         .unwrap();
     assert_eq!(
-        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap())
+        reconcile_tunnel(&store, "a", &ipam.pools().await.unwrap(), Family::V4)
             .await
             .unwrap(),
         None
@@ -309,7 +327,10 @@ async fn the_kernel_gets_the_device_and_exactly_the_wanted_neighbours_and_fdb_en
         device.device.local,
         "10.0.1.1".parse::<std::net::IpAddr>().unwrap()
     );
-    assert_eq!(Some(device.device.mac), parse_mac(&vtep_mac("a")));
+    assert_eq!(
+        Some(device.device.mac),
+        parse_mac(&vtep_mac("a", Family::V4))
+    );
     assert!(!device.learning);
     assert_eq!(
         netlink.link_addresses("vxlan.calico"),
@@ -319,7 +340,7 @@ async fn the_kernel_gets_the_device_and_exactly_the_wanted_neighbours_and_fdb_en
     assert!(
         fdb.iter()
             .any(|entry| entry.destination.to_string() == "10.0.2.3"
-                && Some(entry.mac) == parse_mac(&vtep_mac("c")))
+                && Some(entry.mac) == parse_mac(&vtep_mac("c", Family::V4)))
     );
 
     // Again: nothing to do.
@@ -359,4 +380,79 @@ async fn the_kernel_gets_the_device_and_exactly_the_wanted_neighbours_and_fdb_en
             .unwrap()
             .is_none()
     );
+}
+
+#[test]
+fn ipv6_blocks_go_through_vxlan_v6_calico_to_the_ipv6_tunnel_addresses() {
+    let nodes = vec![
+        node_v6(
+            "a",
+            "10.0.1.1/24",
+            None,
+            Some("fd80:1::1/64"),
+            Some("fd00:244:0:1::"),
+        ),
+        node_v6(
+            "b",
+            "10.0.1.2/24",
+            None,
+            Some("fd80:1::2/64"),
+            Some("fd00:244:0:2::"),
+        ),
+        node_v6(
+            "c",
+            "10.0.2.3/24",
+            None,
+            Some("fd80:2::3/64"),
+            Some("fd00:244:0:3::"),
+        ),
+    ];
+    let blocks = vec![
+        (net("fd00:244:0:2::/122"), "b".to_string()),
+        (net("fd00:244:0:3::/122"), "c".to_string()),
+        (net("10.244.3.0/26"), "c".to_string()),
+    ];
+    let pools = [
+        IpPool {
+            vxlan_mode: EncapsulationMode::CrossSubnet,
+            ..IpPool::new("v6", net("fd00:244::/48"))
+        },
+        pool(EncapsulationMode::Always),
+    ];
+    let state_of = |family| {
+        vxlan_state(&VxlanInputs {
+            family,
+            node: "a",
+            nodes: &nodes,
+            pools: &pools,
+            blocks: &blocks,
+            borrowed: &[],
+            uplink: Some("eth0"),
+            bgp: true,
+        })
+    };
+    let state = state_of(Family::V6);
+    let own = state.device.clone().expect("a has an IPv6 tunnel endpoint");
+    assert_eq!(own.node_address.to_string(), "fd80:1::1");
+    assert_eq!(own.mac, vtep_mac("a", Family::V6));
+    assert_ne!(own.mac, vtep_mac("a", Family::V4), "the two devices differ");
+    assert_eq!(
+        state
+            .routes
+            .iter()
+            .map(|route| (route.destination, route.target.clone()))
+            .collect::<Vec<_>>(),
+        vec![(
+            net("fd00:244:0:3::/122"),
+            via("fd00:244:0:3::", "vxlan-v6.calico", true)
+        )],
+        "b is on a's IPv6 subnet (BGP's), c is not; the IPv4 block is the IPv4 device's"
+    );
+    assert_eq!(state.vteps.len(), 2);
+    assert_eq!(state.vteps[1].node_address.to_string(), "fd80:2::3");
+
+    // The IPv4 device of the same nodes: none, no IPv4 tunnel addresses.
+    let v4 = state_of(Family::V4);
+    assert_eq!(v4.device, None);
+    assert!(v4.routes.is_empty());
 }

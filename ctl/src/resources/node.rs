@@ -1,9 +1,10 @@
 //! Node documents: metadata.labels and Calico's v3 spec (bgp {asNumber, ipv4Address,
-//! ipv6Address, routeReflectorClusterID}, ipv4VXLANTunnelAddr, vxlanTunnelMACAddr) <->
+//! ipv6Address, routeReflectorClusterID}, ipv4VXLANTunnelAddr, vxlanTunnelMACAddr,
+//! ipv6VXLANTunnelAddr, vxlanTunnelMACAddrV6) <->
 //! manul-store's `Node`, and the table columns of `get node` as calicoctl prints them.
 //! Pure, no I/O.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use manul_store::{Node, NodeBgpSpec};
@@ -33,6 +34,18 @@ pub struct NodeSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub vxlan_tunnel_mac_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "ipv6VXLANTunnelAddr",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ipv6_vxlan_tunnel_addr: Option<String>,
+    #[serde(
+        default,
+        rename = "vxlanTunnelMACAddrV6",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vxlan_tunnel_mac_addr_v6: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,7 +65,13 @@ pub struct NodeBgp {
     pub route_reflector_cluster_id: Option<String>,
 }
 
-const FIELDS: [&str; 3] = ["bgp", "ipv4VXLANTunnelAddr", "vxlanTunnelMACAddr"];
+const FIELDS: [&str; 5] = [
+    "bgp",
+    "ipv4VXLANTunnelAddr",
+    "vxlanTunnelMACAddr",
+    "ipv6VXLANTunnelAddr",
+    "vxlanTunnelMACAddrV6",
+];
 const BGP_FIELDS: [&str; 4] = [
     "asNumber",
     "ipv4Address",
@@ -60,15 +79,7 @@ const BGP_FIELDS: [&str; 4] = [
     "routeReflectorClusterID",
 ];
 
-const UNSUPPORTED: [Unsupported; 7] = [
-    Unsupported {
-        field: "ipv6VXLANTunnelAddr",
-        advice: "VXLAN is IPv4 only in manul; remove it",
-    },
-    Unsupported {
-        field: "vxlanTunnelMACAddrV6",
-        advice: "VXLAN is IPv4 only in manul; remove it",
-    },
+const UNSUPPORTED: [Unsupported; 5] = [
     Unsupported {
         field: "orchRefs",
         advice: "remove it",
@@ -133,9 +144,18 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<Node, FieldErr
         .as_deref()
         .map(|text| parse("spec.ipv4VXLANTunnelAddr", text, "an IPv4 address"))
         .transpose()?;
+    let tunnel_v6 = spec
+        .ipv6_vxlan_tunnel_addr
+        .as_deref()
+        .map(|text| parse::<Ipv6Addr>("spec.ipv6VXLANTunnelAddr", text, "an IPv6 address"))
+        .transpose()?;
     let mac = spec.vxlan_tunnel_mac_addr;
     if let Some(mac) = &mac {
         check_mac("spec.vxlanTunnelMACAddr", mac)?;
+    }
+    let mac_v6 = spec.vxlan_tunnel_mac_addr_v6;
+    if let Some(mac) = &mac_v6 {
+        check_mac("spec.vxlanTunnelMACAddrV6", mac)?;
     }
     Ok(Node {
         name: metadata.name.clone(),
@@ -143,6 +163,8 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<Node, FieldErr
         bgp,
         ipv4_vxlan_tunnel_addr: tunnel,
         vxlan_tunnel_mac_addr: mac,
+        ipv6_vxlan_tunnel_addr: tunnel_v6,
+        vxlan_tunnel_mac_addr_v6: mac_v6,
     })
 }
 
@@ -176,6 +198,8 @@ pub fn to_spec(node: &Node) -> NodeSpec {
         }),
         ipv4_vxlan_tunnel_addr: node.ipv4_vxlan_tunnel_addr.map(|addr| addr.to_string()),
         vxlan_tunnel_mac_addr: node.vxlan_tunnel_mac_addr.clone(),
+        ipv6_vxlan_tunnel_addr: node.ipv6_vxlan_tunnel_addr.map(|addr| addr.to_string()),
+        vxlan_tunnel_mac_addr_v6: node.vxlan_tunnel_mac_addr_v6.clone(),
     }
 }
 
@@ -215,7 +239,9 @@ mod tests {
             "bgp": {"asNumber": 64513, "ipv4Address": "10.0.0.5/24", "ipv6Address": "fd00::5/64",
                     "routeReflectorClusterID": "224.0.0.1"},
             "ipv4VXLANTunnelAddr": "10.244.0.1",
-            "vxlanTunnelMACAddr": "66:0f:3e:2a:01:02"
+            "vxlanTunnelMACAddr": "66:0f:3e:2a:01:02",
+            "ipv6VXLANTunnelAddr": "fd00:10::1",
+            "vxlanTunnelMACAddrV6": "66:0f:3e:2a:01:03"
         });
         let node = from_document(&metadata(), &spec).unwrap();
         assert_eq!(node.labels["rack"], "a");

@@ -88,6 +88,10 @@ struct Options {
     /// The pool's natOutgoing: pod traffic to the outside leaves with the node's address.
     #[arg(long, value_enum, default_value_t = Switch::On)]
     nat_outgoing: Switch,
+    /// Dual stack: IPv6 on every link, an IPv6 pool (fd00:244::/48, same vxlanMode and
+    /// natOutgoing) and an IPv6 address for every pod; the matrix has a cell per family.
+    #[arg(long, value_enum, default_value_t = Switch::Off)]
+    ipv6: Switch,
     /// Members of the etcd cluster on the ToR: 1 or 3.
     #[arg(long, default_value_t = 1)]
     etcd_members: usize,
@@ -148,6 +152,7 @@ impl Options {
             bgp: self.bgp == Switch::On,
             vxlan_mode: self.vxlan_mode.encapsulation(),
             nat_outgoing: self.nat_outgoing == Switch::On,
+            ipv6: self.ipv6 == Switch::On,
             etcd_members: self.etcd_members,
             ..LabOptions::default()
         }
@@ -173,6 +178,7 @@ impl Options {
             ("--bgp", switch(self.bgp).to_string()),
             ("--vxlan-mode", vxlan_mode.to_string()),
             ("--nat-outgoing", switch(self.nat_outgoing).to_string()),
+            ("--ipv6", switch(self.ipv6).to_string()),
             ("--etcd-members", self.etcd_members.to_string()),
         ]
         .into_iter()

@@ -4,7 +4,7 @@
 //!                      outside host 10.80.9.1 (default via the ToR)
 //!                            │ out0
 //!   ToR namespace: BIRD 2 (AS 65000, eBGP to every node), etcd on :2379, routes between
-//!     br-a 10.80.1.254/24                 br-b 10.80.2.254/24
+//!     r-a 10.80.1.254/24 (into br-a)     r-b 10.80.2.254/24 (into br-b)
 //!      │            │                      │            │
 //!    n0 .10       n1 .11                 n2 .12       n3 .13      (AS 64512, mesh or RR)
 //!    manul-agent + manul-bgpd per node; pods through the real CNI plugin
@@ -23,15 +23,19 @@
 //! leaves everything running.
 
 pub mod join;
+mod pools;
 pub mod state;
 pub mod status;
 mod tor;
+mod wiring;
 
 pub use tor::{birdc, with_store};
+pub use wiring::OUTSIDE6;
+use wiring::subnet_gateway;
 
 use std::{
     fs::File,
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::Duration,
@@ -42,13 +46,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tempfile::TempDir;
 
-use manul_store::{DatastoreExt, EncapsulationMode, IpPool};
+use manul_store::EncapsulationMode;
 
 use crate::{CniCall, Netns, cni::container_id, netns::stop_child, poll_until};
 
 /// The lab's pool (made by the lab before the agents start).
 pub const POOL: &str = "10.244.0.0/16";
 pub const POOL_NAME: &str = "default-ipv4-ippool";
+/// The IPv6 pool of a dual-stack lab (`ipv6: true`).
+pub const POOL_V6: &str = "fd00:244::/48";
+pub const POOL_V6_NAME: &str = "default-ipv6-ippool";
 /// The cluster's AS number (Calico's default) and the ToR's.
 pub const NODE_ASN: u32 = 64512;
 pub const TOR_ASN: u32 = 65000;
@@ -80,6 +87,11 @@ pub struct LabOptions {
     pub vxlan_mode: EncapsulationMode,
     /// The pool's natOutgoing.
     pub nat_outgoing: bool,
+    /// Dual stack: nodes, router and outside host get IPv6 addresses (fd80:<subnet>::/64), the
+    /// lab makes an IPv6 pool too (`POOL_V6`, same vxlanMode and natOutgoing) and pods get an
+    /// address from each.
+    #[serde(default)]
+    pub ipv6: bool,
     /// Members of the etcd cluster on the ToR (1 or 3).
     pub etcd_members: usize,
     pub log_level: String,
@@ -95,6 +107,7 @@ impl Default for LabOptions {
             bgp: true,
             vxlan_mode: EncapsulationMode::Never,
             nat_outgoing: true,
+            ipv6: false,
             etcd_members: 1,
             log_level: std::env::var("MANUL_LAB_LOG").unwrap_or_else(|_| "info".into()),
         }
@@ -105,6 +118,8 @@ pub struct LabNode {
     pub name: String,
     pub ns: Netns,
     pub address: Ipv4Addr,
+    /// In a dual-stack lab.
+    pub address6: Option<Ipv6Addr>,
     /// 'a' or 'b'.
     pub subnet: char,
     pub dir: PathBuf,
@@ -136,6 +151,8 @@ pub struct LabPod {
     pub ns: Netns,
     pub container_id: String,
     pub address: Ipv4Addr,
+    /// In a dual-stack lab.
+    pub address6: Option<Ipv6Addr>,
 }
 
 pub struct Lab {
@@ -162,14 +179,6 @@ enum LabDir {
 fn etcd_ports(member: usize) -> (u16, u16) {
     let offset = 100 * member as u16;
     (2379 + offset, 2380 + offset)
-}
-
-fn subnet_gateway(subnet: char) -> Ipv4Addr {
-    if subnet == 'a' {
-        Ipv4Addr::new(10, 80, 1, 254)
-    } else {
-        Ipv4Addr::new(10, 80, 2, 254)
-    }
 }
 
 impl Lab {
@@ -204,7 +213,7 @@ impl Lab {
         }
         step("etcd");
         lab.start_etcd()?;
-        lab.create_pool()?;
+        lab.create_pools()?;
         if lab.tor_bgp() {
             step("BIRD on the ToR");
             let child = tor::start_bird(&lab)?;
@@ -237,49 +246,6 @@ impl Lab {
     /// routes to the pools, or through NAT.
     pub fn outside_reachable(&self) -> bool {
         self.tor_bgp() || self.opts.nat_outgoing
-    }
-
-    /// The lab's pool as its options say.
-    pub fn pool(&self) -> IpPool {
-        IpPool {
-            vxlan_mode: self.opts.vxlan_mode,
-            nat_outgoing: self.opts.nat_outgoing,
-            ..IpPool::new(POOL_NAME, POOL.parse().expect("POOL is a CIDR"))
-        }
-    }
-
-    fn create_pool(&self) -> Result<()> {
-        let pool = self.pool();
-        with_store(self, move |store| async move {
-            let ipam = manul_ipam::Ipam::new(store);
-            if ipam.pools().await?.is_empty() {
-                ipam.create_pool(&pool).await?;
-            }
-            Ok(())
-        })
-    }
-
-    /// Changes the lab's pool in the datastore (the agents follow without a restart) and the
-    /// lab's options with it.
-    pub fn update_pool(&mut self, change: fn(&mut IpPool)) -> Result<()> {
-        let updated = with_store(self, move |store| async move {
-            let mut retry = manul_ipam::retry::CasRetry::new(|| "updating the lab's pool".into());
-            loop {
-                let stored = store
-                    .get_resource::<IpPool>(POOL_NAME)
-                    .await?
-                    .context("the lab's pool is gone")?;
-                let mut pool = stored.value.clone();
-                change(&mut pool);
-                match store.update_resource(&pool, &stored.revision).await {
-                    Ok(_) => return Ok(pool),
-                    Err(error) => retry.lost(error).await?,
-                }
-            }
-        })?;
-        self.opts.vxlan_mode = updated.vxlan_mode;
-        self.opts.nat_outgoing = updated.nat_outgoing;
-        Ok(())
     }
 
     pub fn dir(&self) -> &Path {
@@ -316,73 +282,6 @@ impl Lab {
         child.kill()?;
         child.wait()?;
         Ok(())
-    }
-
-    fn wire_router(&self) -> Result<()> {
-        let tor = &self.tor;
-        tor.sysctl("net.ipv4.ip_forward", "1")?;
-        for (bridge, subnet) in [("br-a", 'a'), ("br-b", 'b')] {
-            tor.ip(&["link", "add", bridge, "type", "bridge"])?;
-            tor.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", subnet_gateway(subnet)),
-                "dev",
-                bridge,
-            ])?;
-            tor.ip(&["link", "set", bridge, "up"])?;
-        }
-        tor.ip(&[
-            "link", "add", "out0", "type", "veth", "peer", "name", "eth0",
-        ])?;
-        tor.ip(&["link", "set", "eth0", "netns", self.outside.name()])?;
-        tor.ip(&["addr", "add", &format!("{TOR_OUTSIDE}/24"), "dev", "out0"])?;
-        tor.ip(&["link", "set", "out0", "up"])?;
-        let outside = &self.outside;
-        outside.ip(&["addr", "add", &format!("{OUTSIDE}/24"), "dev", "eth0"])?;
-        outside.ip(&["link", "set", "eth0", "up"])?;
-        outside.ip(&["route", "add", "default", "via", &TOR_OUTSIDE.to_string()])?;
-        Ok(())
-    }
-
-    fn wire_node(&self, index: usize) -> Result<LabNode> {
-        let name = format!("n{index}");
-        let subnet = if self.opts.tor && index >= self.opts.nodes.div_ceil(2) {
-            'b'
-        } else {
-            'a'
-        };
-        let third = if subnet == 'a' { 1 } else { 2 };
-        let address = Ipv4Addr::new(10, 80, third, 10 + index as u8);
-        let ns = Netns::new(&name)?;
-        let port = format!("p-{name}");
-        self.tor
-            .ip(&["link", "add", &port, "type", "veth", "peer", "name", "eth0"])?;
-        self.tor.ip(&["link", "set", "eth0", "netns", ns.name()])?;
-        self.tor
-            .ip(&["link", "set", &port, "master", &format!("br-{subnet}")])?;
-        self.tor.ip(&["link", "set", &port, "up"])?;
-        ns.ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        ns.ip(&["link", "set", "eth0", "up"])?;
-        ns.ip(&[
-            "route",
-            "add",
-            "default",
-            "via",
-            &subnet_gateway(subnet).to_string(),
-        ])?;
-        ns.sysctl("net.ipv4.ip_forward", "1")?;
-        let dir = self.dir().join(&name);
-        std::fs::create_dir_all(dir.join("state"))?;
-        Ok(LabNode {
-            name,
-            ns,
-            address,
-            subnet,
-            dir,
-            agent: None,
-            bgpd: None,
-        })
     }
 
     fn start_etcd(&mut self) -> Result<()> {
@@ -463,34 +362,6 @@ impl Lab {
         start_agent(node, &launch)
     }
 
-    /// Moves node `index` to `address` (same subnet): the new address goes on its eth0, the
-    /// old one off, and its agent restarts with `--node-ip` the new one (it records it on its
-    /// Node, which every other node follows). The ToR's BIRD is reconfigured for it.
-    pub fn change_node_address(&mut self, index: usize, address: Ipv4Addr) -> Result<()> {
-        let node = &self.nodes[index];
-        let (old, gateway) = (node.address, node.gateway());
-        node.ns
-            .sysctl("net.ipv4.conf.eth0.promote_secondaries", "1")?;
-        node.ns
-            .ip(&["addr", "add", &format!("{address}/24"), "dev", "eth0"])?;
-        node.ns
-            .ip(&["addr", "del", &format!("{old}/24"), "dev", "eth0"])?;
-        node.ns.ip(&[
-            "route",
-            "replace",
-            "default",
-            "via",
-            &gateway.to_string(),
-            "src",
-            &address.to_string(),
-        ])?;
-        self.nodes[index].address = address;
-        if self.tor_bgp() {
-            tor::reconfigure(self)?;
-        }
-        self.restart_agent(index)
-    }
-
     /// Restarts one node's bgpd (SIGTERM, then the same command line).
     pub fn restart_bgpd(&mut self, index: usize) -> Result<()> {
         if !self.opts.bgp {
@@ -519,12 +390,18 @@ impl Lab {
         let address = crate::cni::result_ipv4(&result)
             .context("the CNI result has no IPv4 address")?
             .parse()?;
+        let address6 = match crate::cni::result_ipv6(&result) {
+            Some(text) => Some(text.parse()?),
+            None if self.opts.ipv6 => bail!("the CNI result of {name} has no IPv6 address"),
+            None => None,
+        };
         Ok(LabPod {
             name,
             node,
             ns,
             container_id,
             address,
+            address6,
         })
     }
 
@@ -542,7 +419,7 @@ impl Lab {
             "type": "manul",
             "agent_socket": node.agent_socket(),
             "mtu": 0,
-            "ipam": {"assign_ipv4": true},
+            "ipam": {"assign_ipv4": true, "assign_ipv6": self.opts.ipv6},
         });
         CniCall {
             container_id: container_id.to_string(),
@@ -620,6 +497,12 @@ fn start_agent(node: &mut LabNode, launch: &AgentLaunch) -> Result<()> {
         .arg(node.dir.join("state"))
         .args(["--default-ipv4-pool", "none"])
         .args(["--node-ip", &format!("{}/24", node.address)])
+        .args(
+            node.address6
+                .map(|address6| ["--node-ip6".to_string(), format!("{address6}/64")])
+                .into_iter()
+                .flatten(),
+        )
         .args([
             "--log-level",
             &launch.log_level,

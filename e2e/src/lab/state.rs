@@ -3,7 +3,7 @@
 //! processes, find the same lab. Written atomically (temporary file, rename). Does file I/O.
 
 use std::{
-    net::Ipv4Addr,
+    net::{Ipv4Addr, Ipv6Addr},
     path::{Path, PathBuf},
 };
 
@@ -37,6 +37,8 @@ pub struct NodeState {
     pub name: String,
     pub namespace: String,
     pub address: Ipv4Addr,
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
     pub subnet: char,
     pub dir: PathBuf,
 }
@@ -48,6 +50,8 @@ pub struct PodState {
     pub namespace: String,
     pub container_id: String,
     pub address: Ipv4Addr,
+    #[serde(default)]
+    pub address6: Option<Ipv6Addr>,
 }
 
 impl LabState {
@@ -67,6 +71,7 @@ impl LabState {
                     name: node.name.clone(),
                     namespace: node.ns.name().to_string(),
                     address: node.address,
+                    address6: node.address6,
                     subnet: node.subnet,
                     dir: node.dir.clone(),
                 })
@@ -80,6 +85,7 @@ impl LabState {
                     namespace: pod.ns.name().to_string(),
                     container_id: pod.container_id.clone(),
                     address: pod.address,
+                    address6: pod.address6,
                 })
                 .collect(),
         }
@@ -126,6 +132,7 @@ impl LabState {
                     name: node.name.clone(),
                     ns: Netns::attach(&node.namespace)?,
                     address: node.address,
+                    address6: node.address6,
                     subnet: node.subnet,
                     dir: node.dir.clone(),
                     agent: None,
@@ -143,6 +150,7 @@ impl LabState {
                     ns: Netns::attach(&pod.namespace)?,
                     container_id: pod.container_id.clone(),
                     address: pod.address,
+                    address6: pod.address6,
                 })
             })
             .collect::<Result<Vec<_>>>()?;

@@ -6,7 +6,7 @@ use std::{
     collections::BTreeMap,
     fmt::Write as _,
     io::Read,
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream},
     time::Duration,
 };
 
@@ -17,8 +17,9 @@ use serde_json::Value;
 use super::{Lab, LabNode, OUTSIDE, tor::birdc};
 use crate::Netns;
 
-/// Calico's VXLAN device.
+/// Calico's VXLAN devices.
 pub const VXLAN_DEVICE: &str = "vxlan.calico";
+pub const VXLAN_DEVICE_V6: &str = "vxlan-v6.calico";
 
 /// The TCP port every pod and the outside host listen on.
 pub const PROBE_PORT: u16 = 7070;
@@ -38,6 +39,8 @@ pub struct Session {
 pub struct Cell {
     pub from: String,
     pub to: String,
+    /// Over IPv6 (a dual-stack lab has a cell per family).
+    pub ipv6: bool,
     pub ping: bool,
     pub tcp: bool,
     pub path: String,
@@ -140,8 +143,19 @@ pub fn tor_sessions(lab: &Lab) -> Result<Vec<(String, String)>> {
 /// vxlan.calico), "learned block", "learned /32" (via another node, learned over BGP; "direct
 /// block" and "direct /32" without BGP: straight to a same-subnet node), "learned other".
 pub fn routes_by_kind(node: &LabNode, bgp: bool) -> Result<BTreeMap<String, Vec<String>>> {
-    let output = node.ns.ip(&["-j", "route", "show", "proto", "manul"])?;
-    let routes: Vec<Value> = serde_json::from_str(&output).unwrap_or_default();
+    let mut routes: Vec<Value> = Vec::new();
+    let families: &[&str] = if node.address6.is_some() {
+        &["-4", "-6"]
+    } else {
+        &["-4"]
+    };
+    for family in families {
+        let output = node
+            .ns
+            .ip(&["-j", family, "route", "show", "proto", "manul"])?;
+        let listed: Vec<Value> = serde_json::from_str(&output).unwrap_or_default();
+        routes.extend(listed);
+    }
     let mut kinds: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for route in routes {
         let destination = route["dst"].as_str().unwrap_or_default().to_string();
@@ -152,9 +166,9 @@ pub fn routes_by_kind(node: &LabNode, bgp: bool) -> Result<BTreeMap<String, Vec<
             .is_some_and(|dev| dev.starts_with("cali"))
         {
             "pod"
-        } else if !destination.starts_with("10.244.") {
+        } else if !destination.starts_with("10.244.") && !destination.starts_with("fd00:244:") {
             "learned other"
-        } else if route["dev"] == VXLAN_DEVICE {
+        } else if route["dev"] == VXLAN_DEVICE || route["dev"] == VXLAN_DEVICE_V6 {
             if destination.contains('/') {
                 "vxlan block"
             } else {
@@ -195,8 +209,9 @@ pub fn routes_by_kind(node: &LabNode, bgp: bool) -> Result<BTreeMap<String, Vec<
 /// Listens on `PROBE_PORT` inside `ns` and answers every connection with "ok" (for a pod
 /// added after [`start_probes`]).
 pub fn serve_probe(ns: &Netns) -> Result<()> {
+    // "::" takes IPv4 connections too (bindv6only is 0).
     let listener = ns
-        .run_in(|| TcpListener::bind(("0.0.0.0", PROBE_PORT)))?
+        .run_in(|| TcpListener::bind(("::", PROBE_PORT)))?
         .with_context(|| format!("listening on {PROBE_PORT} in {}", ns.name()))?;
     std::thread::spawn(move || {
         for stream in listener.incoming().flatten() {
@@ -215,12 +230,12 @@ pub fn start_probes(lab: &Lab) -> Result<()> {
     serve_probe(&lab.outside)
 }
 
-fn ping(ns: &Netns, address: Ipv4Addr) -> bool {
+fn ping(ns: &Netns, address: IpAddr) -> bool {
     ns.exec(&["ping", "-c", "1", "-W", "1", &address.to_string()])
         .is_ok_and(|output| output.status.success())
 }
 
-fn tcp(ns: &Netns, address: Ipv4Addr) -> bool {
+fn tcp(ns: &Netns, address: IpAddr) -> bool {
     ns.run_in(|| -> std::io::Result<bool> {
         let target = SocketAddr::from((address, PROBE_PORT));
         let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(1))?;
@@ -233,7 +248,7 @@ fn tcp(ns: &Netns, address: Ipv4Addr) -> bool {
 }
 
 /// The hops a packet from a pod of node `from` to `address` takes, from the nodes' routes.
-fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> String {
+fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: IpAddr) -> String {
     let source = &lab.nodes[from];
     if to_node == Some(from) {
         return format!("{} (same node)", source.name);
@@ -246,20 +261,23 @@ fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> St
         .map(|routes| routes[0].clone())
         .unwrap_or_default();
     let target = to_node.map_or("outside".to_string(), |node| lab.nodes[node].name.clone());
-    if route["dev"] == VXLAN_DEVICE {
+    if route["dev"] == VXLAN_DEVICE || route["dev"] == VXLAN_DEVICE_V6 {
         return format!("{} ⇒ {target} (vxlan)", source.name);
     }
     let Some(gateway) = route["gateway"].as_str() else {
         return format!("{} → ? (no route)", source.name);
     };
-    match lab
-        .nodes
-        .iter()
-        .position(|node| node.address.to_string() == gateway)
-    {
+    match lab.nodes.iter().position(|node| {
+        node.address.to_string() == gateway
+            || node
+                .address6
+                .is_some_and(|address6| address6.to_string() == gateway)
+    }) {
         Some(next) if Some(next) == to_node => format!("{} → {target}", source.name),
         Some(next) => format!("{} → {} → {target}", source.name, lab.nodes[next].name),
-        None if gateway == source.gateway().to_string() => {
+        None if gateway == source.gateway().to_string()
+            || gateway == super::wiring::subnet_gateway6(source.subnet).to_string() =>
+        {
             format!("{} → tor → {target}", source.name)
         }
         None => format!("{} → {gateway} → {target}", source.name),
@@ -269,27 +287,29 @@ fn path(lab: &Lab, from: usize, to_node: Option<usize>, address: Ipv4Addr) -> St
 /// Pings and connects every pair (and each pod to the outside host).
 pub fn matrix(lab: &Lab) -> Vec<Cell> {
     let mut cells = Vec::new();
+    let cell = |from: &super::LabPod, to: &str, to_node: Option<usize>, address: IpAddr| Cell {
+        from: from.name.clone(),
+        to: to.to_string(),
+        ipv6: address.is_ipv6(),
+        ping: ping(&from.ns, address),
+        tcp: tcp(&from.ns, address),
+        path: path(lab, from.node, to_node, address),
+    };
     for from in &lab.pods {
         for to in &lab.pods {
             if from.name == to.name {
                 continue;
             }
-            cells.push(Cell {
-                from: from.name.clone(),
-                to: to.name.clone(),
-                ping: ping(&from.ns, to.address),
-                tcp: tcp(&from.ns, to.address),
-                path: path(lab, from.node, Some(to.node), to.address),
-            });
+            cells.push(cell(from, &to.name, Some(to.node), to.address.into()));
+            if let (Some(_), Some(address6)) = (from.address6, to.address6) {
+                cells.push(cell(from, &to.name, Some(to.node), address6.into()));
+            }
         }
         if lab.outside_reachable() {
-            cells.push(Cell {
-                from: from.name.clone(),
-                to: "outside".into(),
-                ping: ping(&from.ns, OUTSIDE),
-                tcp: tcp(&from.ns, OUTSIDE),
-                path: path(lab, from.node, None, OUTSIDE),
-            });
+            cells.push(cell(from, "outside", None, OUTSIDE.into()));
+            if from.address6.is_some() {
+                cells.push(cell(from, "outside", None, super::OUTSIDE6.into()));
+            }
         }
     }
     cells
@@ -356,16 +376,17 @@ pub fn report(lab: &Lab, cells: &[Cell]) -> Result<String> {
     writeln!(out, "\nConnectivity (ping, tcp/{PROBE_PORT})")?;
     writeln!(
         out,
-        "  {:<8} {:<8} {:<5} {:<5} PATH",
-        "FROM", "TO", "PING", "TCP"
+        "  {:<8} {:<8} {:<4} {:<5} {:<5} PATH",
+        "FROM", "TO", "IP", "PING", "TCP"
     )?;
     let mark = |ok: bool| if ok { "✓" } else { "✗" };
     for cell in cells {
         writeln!(
             out,
-            "  {:<8} {:<8} {:<5} {:<5} {}",
+            "  {:<8} {:<8} {:<4} {:<5} {:<5} {}",
             cell.from,
             cell.to,
+            if cell.ipv6 { "v6" } else { "v4" },
             mark(cell.ping),
             mark(cell.tcp),
             cell.path

@@ -51,7 +51,7 @@ fn write_config(lab: &Lab) -> Result<PathBuf> {
     let mut config = format!(
         "router id {TOR_OUTSIDE};\n\
          protocol device {{ scan time 1; }}\n\
-         protocol direct {{ ipv4; interface \"br-*\", \"out0\"; }}\n\
+         protocol direct {{ ipv4; interface \"r-*\", \"out0\"; }}\n\
          protocol kernel {{ ipv4 {{ import none; export filter {{ if source = RTS_BGP then accept; reject; }}; }}; merge paths on; }}\n\
          filter to_nodes {{ if net = 10.80.9.0/24 then accept; reject; }}\n\
          template bgp node {{\n  local as {TOR_ASN};\n  connect delay time 1;\n  connect retry time 2;\n  graceful restart on;\n  ipv4 {{ import all; export filter to_nodes; }};\n}}\n"
