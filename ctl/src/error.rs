@@ -31,7 +31,11 @@ pub enum CtlError {
         kind.cli_name()
     )]
     NotFound { kind: ResourceKind, name: String },
-    #[error("{kind} {} not found; `manulctl get {}` lists what exists", names.join(", "), kind.cli_name())]
+    #[error(
+        "{kind} {} not found; `manulctl get {}` lists what exists",
+        names.iter().map(|name| format!("{name:?}")).collect::<Vec<_>>().join(", "),
+        kind.cli_name()
+    )]
     Missing {
         kind: ResourceKind,
         names: Vec<String>,

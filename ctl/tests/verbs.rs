@@ -114,7 +114,7 @@ fn get_prints_what_exists_and_fails_naming_what_does_not() {
         show(&output)
     );
     assert!(
-        stderr(&output).contains("Node node-7 not found"),
+        stderr(&output).contains("Node \"node-7\" not found"),
         "{}",
         show(&output)
     );
