@@ -3,6 +3,7 @@
 //! and every write is a compare-and-swap on a revision, retried from a fresh read on conflict.
 //!
 //! Modules: `block` (pure operations on one block), `pools` (validation, selectors),
+//! `selector` (Calico's selector language, the one parser of manul),
 //! `pool_index` (pool creation and deletion under one CAS-written index of all pools),
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
 //! `release` (release by handle or address), `release_node` (a deleted node's blocks and
@@ -27,6 +28,7 @@ pub mod pools;
 mod release;
 mod release_node;
 pub mod retry;
+mod selector;
 
 use std::{collections::BTreeMap, net::IpAddr, sync::Arc};
 

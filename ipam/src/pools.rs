@@ -1,15 +1,15 @@
 //! IP pools: validation of a new pool, node selectors, and the choice of pools for a request.
 //! Pure functions; the callers in lib.rs read the pools and nodes through the Datastore trait.
 //!
-//! Node selectors support the subset of Calico's selector language that pools use in practice:
-//! `all()` (or empty), `has(key)`, `!has(key)`, `key == 'value'`, `key != 'value'`, joined by
-//! `&&` and `||` (`&&` binds tighter). No parentheses, no `in {...}`.
+//! Node selectors are Calico's selector language, parsed by `selector` (re-exported here as
+//! `pools::Selector`, the path the agent and manulctl use).
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use manul_store::IpPool;
 
+pub use crate::selector::Selector;
 use crate::{IpamError, block::MAX_HOST_BITS, error::version_name};
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> IpamError {
@@ -175,133 +175,4 @@ pub fn select<'a>(
 /// The pool containing `address`, if any.
 pub fn containing(pools: &[IpPool], address: std::net::IpAddr) -> Option<&IpPool> {
     pools.iter().find(|pool| pool.cidr.contains(&address))
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Term {
-    All,
-    Has(String, bool),
-    Equals(String, String, bool),
-}
-
-/// A parsed node selector: an OR of ANDs of terms.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Selector {
-    any_of: Vec<Vec<Term>>,
-}
-
-fn is_key(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
-}
-
-fn unquote(text: &str) -> Option<&str> {
-    let text = text.trim();
-    let inner = text
-        .strip_prefix('\'')
-        .and_then(|rest| rest.strip_suffix('\''))
-        .or_else(|| {
-            text.strip_prefix('"')
-                .and_then(|rest| rest.strip_suffix('"'))
-        })?;
-    (!inner.contains(['\'', '"'])).then_some(inner)
-}
-
-fn parse_term(text: &str) -> Result<Term, String> {
-    let text = text.trim();
-    if text == "all()" {
-        return Ok(Term::All);
-    }
-    let (negated, body) = match text.strip_prefix('!') {
-        Some(rest) => (true, rest.trim()),
-        None => (false, text),
-    };
-    if let Some(key) = body
-        .strip_prefix("has(")
-        .and_then(|rest| rest.strip_suffix(')'))
-    {
-        let key = key.trim();
-        if is_key(key) {
-            return Ok(Term::Has(key.to_string(), !negated));
-        }
-    }
-    if !negated {
-        for (operator, equal) in [("==", true), ("!=", false)] {
-            if let Some((key, value)) = text.split_once(operator) {
-                let key = key.trim();
-                if let (true, Some(value)) = (is_key(key), unquote(value)) {
-                    return Ok(Term::Equals(key.to_string(), value.to_string(), equal));
-                }
-            }
-        }
-    }
-    Err(format!(
-        "cannot parse {text:?}; supported: all(), has(k), !has(k), k == 'v', k != 'v', joined by && and ||"
-    ))
-}
-
-impl Selector {
-    pub fn parse(text: &str) -> Result<Selector, String> {
-        if text.trim().is_empty() {
-            return Ok(Selector {
-                any_of: vec![vec![Term::All]],
-            });
-        }
-        let any_of = text
-            .split("||")
-            .map(|conjunction| conjunction.split("&&").map(parse_term).collect())
-            .collect::<Result<_, _>>()?;
-        Ok(Selector { any_of })
-    }
-
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.any_of.iter().any(|terms| {
-            terms.iter().all(|term| match term {
-                Term::All => true,
-                Term::Has(key, present) => labels.contains_key(key) == *present,
-                Term::Equals(key, value, equal) => (labels.get(key) == Some(value)) == *equal,
-            })
-        })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn selectors_match_labels() {
-        let zone_a = labels(&[("zone", "a"), ("gpu", "")]);
-        let cases = [
-            ("", true),
-            ("all()", true),
-            ("has(gpu)", true),
-            ("!has(gpu)", false),
-            ("zone == 'a'", true),
-            ("zone == \"b\"", false),
-            ("zone != 'b'", true),
-            ("zone == 'b' || has(gpu)", true),
-            ("zone == 'a' && !has(gpu)", false),
-        ];
-        for (text, expected) in cases {
-            let selector = Selector::parse(text).unwrap();
-            assert_eq!(selector.matches(&zone_a), expected, "{text}");
-        }
-    }
-
-    #[test]
-    fn bad_selectors_are_refused() {
-        for text in ["zone = 'a'", "has(", "zone == a", "in {'a'}"] {
-            assert!(Selector::parse(text).is_err(), "{text}");
-        }
-    }
 }

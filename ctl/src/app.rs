@@ -1,0 +1,184 @@
+//! Dispatch of a parsed command line: commands that need no datastore (version,
+//! completion, validate) run at once; the others open the datastore named by the settings
+//! and run against it. Opens the datastore; prints to the `Write` it is given.
+
+use std::{io::Write, path::Path};
+
+use clap::CommandFactory;
+use manul_store::open_datastore_with_options;
+
+use crate::{
+    cli::{Cli, Command, IpamCommand},
+    config::{self, Settings},
+    error::CtlError,
+    input::read_documents,
+    kinds::ResourceKind,
+    store_access::Resources,
+    verbs::{
+        delete::{self, Target},
+        get, ipam, parse_all, patch,
+        write::{self, WriteMode},
+    },
+};
+
+/// Runs `cli`, printing results to `out`; the error is what the binary prints to stderr.
+pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
+    match cli.command {
+        Command::Version => {
+            writeln!(out, "Client Version:    v{}", env!("CARGO_PKG_VERSION"))?;
+            writeln!(
+                out,
+                "Git commit:        {}",
+                option_env!("MANUL_GIT_COMMIT").unwrap_or("unknown")
+            )?;
+            return Ok(());
+        }
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "manulctl", out);
+            return Ok(());
+        }
+        Command::Validate(args) => {
+            return write::validate(&read_documents(&args.filename)?, out);
+        }
+        _ => {}
+    }
+    let settings = config::resolve(&cli.global)?;
+    match cli.command {
+        Command::Create(args) | Command::Apply(args) | Command::Replace(args)
+            if args.file.filename.is_empty() =>
+        {
+            Err(CtlError::Usage("-f needs a file name or -".into()))
+        }
+        Command::Create(args) => {
+            let parsed = parse_all(&read_documents(&args.file.filename)?)?;
+            let resources = open(&settings, false)?;
+            write::write(
+                &resources,
+                &parsed,
+                WriteMode::Create,
+                args.skip_exists,
+                out,
+            )
+            .await
+        }
+        Command::Apply(args) => {
+            let parsed = parse_all(&read_documents(&args.file.filename)?)?;
+            let resources = open(&settings, false)?;
+            write::write(&resources, &parsed, WriteMode::Apply, false, out).await
+        }
+        Command::Replace(args) => {
+            let parsed = parse_all(&read_documents(&args.file.filename)?)?;
+            let resources = open(&settings, true)?;
+            write::write(&resources, &parsed, WriteMode::Replace, false, out).await
+        }
+        Command::Delete(args) => {
+            let targets = match (&args.filename, &args.kind) {
+                (Some(file), _) => delete::targets_of(&read_documents(file)?)?,
+                (None, Some(kind)) => {
+                    let kind = kind_of(kind)?;
+                    if args.names.is_empty() {
+                        return Err(CtlError::Usage(format!(
+                            "delete {}: name the resources to delete",
+                            kind.cli_name()
+                        )));
+                    }
+                    args.names
+                        .iter()
+                        .map(|name| Target {
+                            kind,
+                            name: name.clone(),
+                            resource_version: None,
+                        })
+                        .collect()
+                }
+                (None, None) => {
+                    return Err(CtlError::Usage("delete: give -f FILE or KIND NAME".into()));
+                }
+            };
+            let resources = open(&settings, true)?;
+            delete::delete(&resources, &targets, args.skip_not_exists, out).await
+        }
+        Command::Get(args) => {
+            let kind = kind_of(&args.kind)?;
+            let resources = open(&settings, true)?;
+            get::get(&resources, kind, &args.names, args.output, out).await
+        }
+        Command::Patch(args) => {
+            let kind = kind_of(&args.kind)?;
+            let resources = open(&settings, true)?;
+            patch::patch(&resources, kind, &args.name, &args.patch, out).await
+        }
+        Command::Label(args) => {
+            let kind = kind_of(&args.kind)?;
+            let resources = open(&settings, true)?;
+            patch::label(
+                &resources,
+                kind,
+                &args.name,
+                &args.label,
+                args.overwrite,
+                out,
+            )
+            .await
+        }
+        Command::Ipam(IpamCommand::Show(args)) => {
+            let resources = open(&settings, true)?;
+            ipam::show(
+                &resources,
+                args.ip,
+                args.show_blocks,
+                args.show_configuration,
+                out,
+            )
+            .await
+        }
+        Command::Ipam(IpamCommand::Check) => {
+            let resources = open(&settings, true)?;
+            ipam::check(&resources, out).await
+        }
+        Command::Ipam(IpamCommand::Release(args)) => {
+            let resources = open(&settings, true)?;
+            ipam::release(&resources, &args.ip, out).await
+        }
+        Command::Ipam(IpamCommand::Configure(args)) => {
+            let resources = open(&settings, false)?;
+            ipam::configure(&resources, &args, out).await
+        }
+        Command::Version | Command::Completion { .. } | Command::Validate(_) => Ok(()),
+    }
+}
+
+fn kind_of(text: &str) -> Result<ResourceKind, CtlError> {
+    ResourceKind::from_cli(text).map_err(CtlError::Usage)
+}
+
+/// Opens the datastore. An embedded store file that does not exist is created only by
+/// commands that write new resources; reading one is an error that names the path.
+fn open(settings: &Settings, must_exist: bool) -> Result<Resources, CtlError> {
+    let url = &settings.datastore;
+    let embedded = url.strip_prefix("embedded://");
+    if let Some(path) = embedded
+        && must_exist
+        && !path.is_empty()
+        && !Path::new(path).exists()
+    {
+        return Err(CtlError::Open {
+            url: url.clone(),
+            reason: format!("{path} does not exist"),
+            hint: "; give the agent's store with --datastore (or MANUL_DATASTORE)",
+        });
+    }
+    let store = open_datastore_with_options(url, &settings.datastore_options).map_err(|error| {
+        CtlError::Open {
+            url: url.clone(),
+            reason: error.to_string(),
+            hint: if embedded.is_some() {
+                "; while manul-agent runs it holds the embedded store: stop it first \
+                 (reaching the store through the agent's socket is not implemented yet)"
+            } else {
+                ""
+            },
+        }
+    })?;
+    Ok(Resources::new(store))
+}
