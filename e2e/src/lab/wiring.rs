@@ -40,6 +40,11 @@ impl Lab {
     pub(super) fn wire_router(&self) -> Result<()> {
         let tor = &self.tor;
         tor.sysctl("net.ipv4.ip_forward", "1")?;
+        // Answer ARP only on the interface that holds the address. Otherwise the bridge device
+        // (same namespace, no address) answers for the router's address too, with its own MAC,
+        // which a bridge changes to its lowest port MAC whenever a node joins: the nodes that
+        // cached it lost the router (and etcd) until their ARP entry went stale, 25-50 s.
+        tor.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
         // Each subnet is a bridge (the rack's switch) that the router joins through a veth
         // pair, r-<subnet> (its address) to s-<subnet> (a bridge port), rather than with an
         // address on the bridge itself: a bridge device does not offer encapsulation offloads,
