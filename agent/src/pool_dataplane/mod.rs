@@ -21,7 +21,7 @@ pub mod vxlan;
 
 use std::{sync::Arc, time::Duration};
 
-use manul_store::{Datastore, DatastoreExt, EncapsulationMode, IpPool, IpamBlock, Kind, Node};
+use manul_store::{Datastore, DatastoreExt, IpPool, IpamBlock, Kind, Node};
 use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -32,7 +32,7 @@ use crate::{
     endpoint::Endpoints,
     netlink::Netlink,
     nft::{Nft, NftApplier, NftOutcome},
-    vxlan::{Family, reconcile_tunnel},
+    vxlan::{Family, reconcile_tunnel, tunnel::encapsulates},
 };
 
 /// How often the task checks everything even without a change (a table deleted behind its
@@ -146,13 +146,7 @@ impl PoolTask {
         // One MTU for both families in a pod: the larger overhead of the families in use.
         let overhead = Family::ALL
             .into_iter()
-            .filter(|family| {
-                pools.iter().any(|pool| {
-                    family.holds(&pool.cidr.addr())
-                        && !pool.disabled
-                        && pool.vxlan_mode != EncapsulationMode::Never
-                })
-            })
+            .filter(|family| pools.iter().any(|pool| encapsulates(pool, *family)))
             .map(Family::overhead)
             .max()
             .unwrap_or(0);

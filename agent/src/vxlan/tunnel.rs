@@ -46,6 +46,11 @@ pub fn vtep_mac(node: &str, family: Family) -> String {
     crate::netlink::format_mac(&mac)
 }
 
+/// Whether `pool` is an enabled pool of `family` with VXLAN on (for any node).
+pub fn encapsulates(pool: &IpPool, family: Family) -> bool {
+    family.holds(&pool.cidr.addr()) && !pool.disabled && pool.vxlan_mode != EncapsulationMode::Never
+}
+
 /// The enabled pools of `family` with VXLAN on that select a node with `labels`.
 pub fn vxlan_pools<'a>(
     pools: &'a [IpPool],
@@ -55,9 +60,7 @@ pub fn vxlan_pools<'a>(
     pools
         .iter()
         .filter(|pool| {
-            family.holds(&pool.cidr.addr())
-                && !pool.disabled
-                && pool.vxlan_mode != EncapsulationMode::Never
+            encapsulates(pool, family)
                 && Selector::parse(&pool.node_selector)
                     .is_ok_and(|selector| selector.matches(labels))
         })
