@@ -435,3 +435,53 @@ async fn pods_lose_the_vxlan_overhead_from_their_mtu_while_a_pool_uses_vxlan() {
     let added = fixture.endpoints.add(&fixture.request("c2")).await.unwrap();
     assert_eq!(added.host.mtu, 1450);
 }
+
+/// In Kubernetes mode an ADD takes its pools from the pod's annotation, over the CNI config's.
+#[tokio::test]
+async fn an_add_uses_the_pool_the_pods_annotation_names() {
+    let Fixture { dir, .. } = fixture("10.1.0.0/16").await;
+    let store: Arc<dyn Datastore> =
+        Arc::new(EmbeddedStore::open(&dir.path().join("annotated.redb")).unwrap());
+    let ipam = Ipam::new(store.clone());
+    for (name, cidr) in [("configured", "10.1.0.0/16"), ("annotated", "10.2.0.0/16")] {
+        ipam.create_pool(&IpPool::new(name, cidr.parse().unwrap()))
+            .await
+            .unwrap();
+    }
+    let pods = crate::pods::FakePodDirectory::default();
+    let annotations = [(
+        crate::pods::pools::IPV4_POOLS.to_string(),
+        r#"["annotated"]"#.to_string(),
+    )];
+    let pod = crate::pods::PodInfo {
+        node: "node1".into(),
+        annotations: annotations.into(),
+        ..Default::default()
+    };
+    pods.put_pod("default", "pod-c1", pod);
+    let endpoints = Endpoints::new(
+        "node1".into(),
+        store,
+        Arc::new(FakeNetlink::new()),
+        Arc::new(FakeSysctl::new()),
+    )
+    .with_pod_directory(Arc::new(pods));
+    let fixture = Fixture {
+        endpoints: Arc::new(endpoints),
+        netlink: Arc::new(FakeNetlink::new()),
+        sysctl: Arc::new(FakeSysctl::new()),
+        dir,
+    };
+    let mut request = fixture.request("c1");
+    request.ipv4_pools = vec!["configured".into()];
+    let added = fixture.endpoints.add(&request).await.unwrap();
+    let annotated: IpNet = "10.2.0.0/16".parse().unwrap();
+    assert!(
+        added
+            .addresses
+            .iter()
+            .all(|a| annotated.contains(&a.addr())),
+        "{:?}",
+        added.addresses
+    );
+}
