@@ -228,6 +228,18 @@ impl KubernetesStore {
     }
 }
 
+/// Refuses an empty expected revision: the API server takes a write without a
+/// resourceVersion as unconditional, which would make a compare-and-swap a blind write.
+fn conditional(kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
+    if expected.0.is_empty() {
+        return Err(StoreError::Conflict {
+            kind,
+            name: name.to_string(),
+        });
+    }
+    Ok(())
+}
+
 fn not_found(kind: Kind, name: &str) -> StoreError {
     StoreError::NotFound {
         kind,
@@ -292,6 +304,7 @@ impl Datastore for KubernetesStore {
         value: Vec<u8>,
         expected: &Revision,
     ) -> Result<Revision, StoreError> {
+        conditional(kind, name, expected)?;
         let record = json_object(kind, name, &value)?;
         match Mapping::of(kind) {
             Mapping::Node => self.write_node(name, record, Some(expected)).await,
@@ -310,6 +323,7 @@ impl Datastore for KubernetesStore {
     }
 
     async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
+        conditional(kind, name, expected)?;
         match Mapping::of(kind) {
             Mapping::Node => {
                 let api = self.api(kind).await?;

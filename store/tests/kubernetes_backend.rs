@@ -534,3 +534,18 @@ async fn workload_endpoints_are_written_to_and_derived_from_their_pods() {
     );
     assert!(bodies[5]["metadata"]["annotations"]["cni.projectcalico.org/podIP"].is_null());
 }
+
+#[tokio::test]
+async fn a_write_without_an_expected_revision_is_refused_before_any_request() {
+    let (client, served) = scripted(Vec::new());
+    let store = KubernetesStore::with_client(client);
+    let none = Revision(String::new());
+    let error = store
+        .update(Kind::IPPool, "p", br#"{"name":"p"}"#.to_vec(), &none)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+    let error = store.delete(Kind::Node, "n1", &none).await.unwrap_err();
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error}");
+    assert!(served.bodies().await.is_empty());
+}
