@@ -117,11 +117,20 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
     }
 
     /// `applied` becomes what the kernel held when it was read, except for keys written since
-    /// `begin_resync`, which keep what the write recorded.
+    /// `begin_resync`, which keep what the write recorded. A kernel value equal to the desired
+    /// one is kept as a clone of the desired value, so that values sharing memory (the routes'
+    /// next-hop lists) stay shared after a resync instead of being held twice.
     pub fn finish_resync(&mut self, kernel: BTreeMap<K, V>) {
         let written = self.written_during_resync.take().unwrap_or_default();
         let mut applied = kernel;
         applied.retain(|key, _| !written.contains(key));
+        for (key, value) in applied.iter_mut() {
+            if let Some(desired) = self.desired.get(key)
+                && desired == value
+            {
+                *value = desired.clone();
+            }
+        }
         for key in written {
             if let Some(value) = self.applied.get(&key) {
                 applied.insert(key, value.clone());
