@@ -94,7 +94,7 @@ impl RouteApplier {
     /// Counts of the applied routes by shape, without copying them.
     pub fn applied_counts(&self) -> AppliedRouteCounts {
         let mut counts = AppliedRouteCounts::default();
-        for target in self.tracker.applied().values() {
+        for (_, target) in self.tracker.applied() {
             match target {
                 RouteTarget::Device(_) => counts.pod += 1,
                 RouteTarget::Blackhole => counts.blackhole += 1,
@@ -179,7 +179,6 @@ impl RouteApplier {
     pub fn desired(&self) -> Vec<Route> {
         self.tracker
             .desired()
-            .iter()
             .map(|(key, target)| route(key, target))
             .collect()
     }
@@ -188,7 +187,6 @@ impl RouteApplier {
     pub fn applied(&self) -> Vec<Route> {
         self.tracker
             .applied()
-            .iter()
             .map(|(key, target)| route(key, target))
             .collect()
     }
@@ -364,7 +362,7 @@ fn recompute(
 ) {
     match sources.values().find_map(|routes| routes.get(&key)) {
         Some(target) => {
-            if tracker.desired().get(&key) != Some(target) {
+            if tracker.desired_at(&key) != Some(target) {
                 tracker.set_desired(key, target.clone());
             }
         }
