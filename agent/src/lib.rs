@@ -17,6 +17,7 @@ pub mod netlink;
 pub mod nft;
 pub mod node;
 pub mod pool_dataplane;
+pub mod raw_store;
 pub mod reconcile;
 pub mod server;
 pub mod sysctl;

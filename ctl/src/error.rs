@@ -64,7 +64,7 @@ pub enum CtlError {
     Open {
         url: String,
         reason: String,
-        hint: &'static str,
+        hint: String,
     },
     #[error("{0}")]
     Usage(String),
