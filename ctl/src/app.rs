@@ -14,7 +14,7 @@ use crate::{
     store_access::Resources,
     verbs::{
         delete::{self, Target},
-        get, ipam, parse_all, patch,
+        get, ipam, ipam_check, parse_all, patch,
         write::{self, WriteMode},
     },
 };
@@ -120,6 +120,10 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             )
             .await
         }
+        Command::Ipam(IpamCommand::Show(args)) if args.show_borrowed => {
+            let resources = open(&settings, true).await?;
+            ipam_check::show_borrowed(&resources, out).await
+        }
         Command::Ipam(IpamCommand::Show(args)) => {
             let resources = open(&settings, true).await?;
             ipam::show(
@@ -131,13 +135,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             )
             .await
         }
-        Command::Ipam(IpamCommand::Check) => {
+        Command::Ipam(IpamCommand::Check(args)) => {
             let resources = open(&settings, true).await?;
-            ipam::check(&resources, out).await
+            ipam_check::check(
+                &resources,
+                args.show_problem_ips,
+                args.output.as_deref(),
+                out,
+            )
+            .await
         }
         Command::Ipam(IpamCommand::Release(args)) => {
             let resources = open(&settings, true).await?;
-            ipam::release(&resources, &args.ip, out).await
+            match &args.from_report {
+                Some(report) => ipam_check::release_from_report(&resources, report, out).await,
+                None => ipam::release(&resources, &args.ip, out).await,
+            }
         }
         Command::Ipam(IpamCommand::Configure(args)) => {
             let resources = open(&settings, false).await?;

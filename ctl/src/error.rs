@@ -68,6 +68,11 @@ pub enum CtlError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
     #[error(transparent)]

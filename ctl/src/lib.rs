@@ -26,6 +26,7 @@ pub mod object;
 pub mod output;
 pub mod resources;
 pub mod store_access;
+pub mod timestamp;
 pub mod verbs;
 
 pub use error::CtlError;
