@@ -1,7 +1,8 @@
 //! The agent daemon: opens the datastore, makes sure a pool exists, registers this node (its
 //! addresses autodetected, `crate::node`), registers the route protocol name, reconciles the
 //! kernel at start and periodically, watches Node deletions, serves health and metrics over
-//! HTTP (`crate::health`) and gRPC on a Unix socket (mode 0600) until SIGTERM/SIGINT, or until
+//! HTTP (`crate::health`) and gRPC on a Unix socket (mode 0600: the CNI service and the raw
+//! store for manulctl, `crate::raw_store`) until SIGTERM/SIGINT, or until
 //! this node's Node is deleted (then it fails). Does I/O.
 
 use std::{
@@ -167,6 +168,14 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     let (readiness, liveness, metrics) =
         (Readiness::new(), Liveness::new(), Arc::new(Metrics::new()));
     observe_applies(&endpoints, &metrics).await;
+    let raw_store = crate::raw_store::RawStoreService::server(
+        store.clone(),
+        crate::raw_store::AgentInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            node_name: config.node_name.clone(),
+            datastore: config.datastore.clone(),
+        },
+    );
     let node_watcher = NodeWatcher::new(store, &config.node_name, readiness.clone());
     let (node_lost_tx, node_lost) = tokio::sync::oneshot::channel();
     let node_watch = tokio::spawn(async move {
@@ -258,6 +267,7 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     info!(socket = %config.socket.display(), node = %config.node_name, "manul-agent serving");
     let served = tonic::transport::Server::builder()
         .add_service(AgentServer::new(AgentService::new(endpoints)))
+        .add_service(raw_store)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await;
     reconciler.abort();

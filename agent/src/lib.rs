@@ -18,6 +18,7 @@ pub mod nft;
 pub mod node;
 pub mod pods;
 pub mod pool_dataplane;
+pub mod raw_store;
 pub mod reconcile;
 pub mod server;
 pub mod sysctl;

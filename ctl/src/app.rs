@@ -2,24 +2,23 @@
 //! completion, validate) run at once; the others open the datastore named by the settings
 //! and run against it. Opens the datastore; prints to the `Write` it is given.
 
-use std::{io::Write, path::Path};
-
-use clap::CommandFactory;
-use manul_store::open_datastore_with_options;
+use std::io::Write;
 
 use crate::{
     cli::{Cli, Command, IpamCommand},
     config::{self, Settings},
+    connect,
     error::CtlError,
     input::read_documents,
     kinds::ResourceKind,
     store_access::Resources,
     verbs::{
         delete::{self, Target},
-        get, ipam, parse_all, patch,
+        get, ipam, ipam_check, parse_all, patch,
         write::{self, WriteMode},
     },
 };
+use clap::CommandFactory;
 
 /// Runs `cli`, printing results to `out`; the error is what the binary prints to stderr.
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
@@ -51,7 +50,7 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         }
         Command::Create(args) => {
             let parsed = parse_all(&read_documents(&args.file.filename)?)?;
-            let resources = open(&settings, false)?;
+            let resources = open(&settings, false).await?;
             write::write(
                 &resources,
                 &parsed,
@@ -63,12 +62,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
         }
         Command::Apply(args) => {
             let parsed = parse_all(&read_documents(&args.file.filename)?)?;
-            let resources = open(&settings, false)?;
+            let resources = open(&settings, false).await?;
             write::write(&resources, &parsed, WriteMode::Apply, false, out).await
         }
         Command::Replace(args) => {
             let parsed = parse_all(&read_documents(&args.file.filename)?)?;
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             write::write(&resources, &parsed, WriteMode::Replace, false, out).await
         }
         Command::Delete(args) => {
@@ -95,22 +94,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
                     return Err(CtlError::Usage("delete: give -f FILE or KIND NAME".into()));
                 }
             };
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             delete::delete(&resources, &targets, args.skip_not_exists, out).await
         }
         Command::Get(args) => {
             let kind = kind_of(&args.kind)?;
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             get::get(&resources, kind, &args.names, args.output, out).await
         }
         Command::Patch(args) => {
             let kind = kind_of(&args.kind)?;
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             patch::patch(&resources, kind, &args.name, &args.patch, out).await
         }
         Command::Label(args) => {
             let kind = kind_of(&args.kind)?;
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             patch::label(
                 &resources,
                 kind,
@@ -121,8 +120,12 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             )
             .await
         }
+        Command::Ipam(IpamCommand::Show(args)) if args.show_borrowed => {
+            let resources = open(&settings, true).await?;
+            ipam_check::show_borrowed(&resources, out).await
+        }
         Command::Ipam(IpamCommand::Show(args)) => {
-            let resources = open(&settings, true)?;
+            let resources = open(&settings, true).await?;
             ipam::show(
                 &resources,
                 args.ip,
@@ -132,16 +135,25 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             )
             .await
         }
-        Command::Ipam(IpamCommand::Check) => {
-            let resources = open(&settings, true)?;
-            ipam::check(&resources, out).await
+        Command::Ipam(IpamCommand::Check(args)) => {
+            let resources = open(&settings, true).await?;
+            ipam_check::check(
+                &resources,
+                args.show_problem_ips,
+                args.output.as_deref(),
+                out,
+            )
+            .await
         }
         Command::Ipam(IpamCommand::Release(args)) => {
-            let resources = open(&settings, true)?;
-            ipam::release(&resources, &args.ip, out).await
+            let resources = open(&settings, true).await?;
+            match &args.from_report {
+                Some(report) => ipam_check::release_from_report(&resources, report, out).await,
+                None => ipam::release(&resources, &args.ip, out).await,
+            }
         }
         Command::Ipam(IpamCommand::Configure(args)) => {
-            let resources = open(&settings, false)?;
+            let resources = open(&settings, false).await?;
             ipam::configure(&resources, &args, out).await
         }
         Command::Version | Command::Completion { .. } | Command::Validate(_) => Ok(()),
@@ -152,33 +164,7 @@ fn kind_of(text: &str) -> Result<ResourceKind, CtlError> {
     ResourceKind::from_cli(text).map_err(CtlError::Usage)
 }
 
-/// Opens the datastore. An embedded store file that does not exist is created only by
-/// commands that write new resources; reading one is an error that names the path.
-fn open(settings: &Settings, must_exist: bool) -> Result<Resources, CtlError> {
-    let url = &settings.datastore;
-    let embedded = url.strip_prefix("embedded://");
-    if let Some(path) = embedded
-        && must_exist
-        && !path.is_empty()
-        && !Path::new(path).exists()
-    {
-        return Err(CtlError::Open {
-            url: url.clone(),
-            reason: format!("{path} does not exist"),
-            hint: "; give the agent's store with --datastore (or MANUL_DATASTORE)",
-        });
-    }
-    let store = open_datastore_with_options(url, &settings.datastore_options).map_err(|error| {
-        CtlError::Open {
-            url: url.clone(),
-            reason: error.to_string(),
-            hint: if embedded.is_some() {
-                "; while manul-agent runs it holds the embedded store: stop it first \
-                 (reaching the store through the agent's socket is not implemented yet)"
-            } else {
-                ""
-            },
-        }
-    })?;
-    Ok(Resources::new(store))
+/// The resources of the datastore the settings name (see `connect`).
+async fn open(settings: &Settings, must_exist: bool) -> Result<Resources, CtlError> {
+    Ok(connect::open(settings, must_exist).await?.resources)
 }

@@ -153,9 +153,9 @@ pub struct LabelArgs {
 pub enum IpamCommand {
     /// Addresses in use per pool, and optionally blocks or one address
     Show(IpamShowArgs),
-    /// Check blocks, handles and affinities against each other
-    Check,
-    /// Release addresses, whoever holds them
+    /// Check blocks, handles, affinities, nodes and endpoints against each other
+    Check(IpamCheckArgs),
+    /// Release addresses, whoever holds them, or the leaked addresses of a check's report
     Release(IpamReleaseArgs),
     /// Change the IPAM configuration (the singleton `default`)
     Configure(IpamConfigureArgs),
@@ -164,8 +164,25 @@ pub enum IpamCommand {
 #[derive(Clone, Debug, Args)]
 pub struct IpamReleaseArgs {
     /// An address to release (repeat for several)
-    #[arg(long, required = true)]
+    #[arg(
+        long,
+        required_unless_present = "from_report",
+        conflicts_with = "from_report"
+    )]
     pub ip: Vec<std::net::IpAddr>,
+    /// The report of `ipam check -o FILE`: release its leaked addresses that are still leaked
+    #[arg(long)]
+    pub from_report: Option<PathBuf>,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct IpamCheckArgs {
+    /// List every address, endpoint, block and handle with a problem
+    #[arg(long)]
+    pub show_problem_ips: bool,
+    /// Write the report as JSON to this file (for `ipam release --from-report`)
+    #[arg(short = 'o', long = "output")]
+    pub output: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Args)]
@@ -192,4 +209,7 @@ pub struct IpamShowArgs {
     /// Also show the IPAM configuration
     #[arg(long)]
     pub show_configuration: bool,
+    /// List the addresses allocated from a block affine to another node
+    #[arg(long)]
+    pub show_borrowed: bool,
 }

@@ -57,6 +57,9 @@ pub struct Settings {
     pub datastore: String,
     pub datastore_options: DatastoreOptions,
     pub agent_socket: PathBuf,
+    /// The agent socket was named (flag, environment or config file): the embedded store is
+    /// then reached only through the agent.
+    pub agent_socket_given: bool,
     pub bgpd_socket: PathBuf,
 }
 
@@ -93,7 +96,9 @@ pub fn resolve(flags: &GlobalFlags) -> Result<Settings, ConfigError> {
 }
 
 fn merge(flags: &GlobalFlags, file: ConfigFile) -> Settings {
+    let agent_socket_given = flags.agent_socket.is_some() || file.agent_socket.is_some();
     Settings {
+        agent_socket_given,
         datastore: flags
             .datastore
             .clone()
@@ -138,6 +143,7 @@ mod tests {
         let settings = merge(&flags, file);
         assert_eq!(settings.datastore, "etcd://127.0.0.1:2379");
         assert_eq!(settings.agent_socket, PathBuf::from("/flag.sock"));
+        assert!(settings.agent_socket_given);
         assert_eq!(settings.bgpd_socket, PathBuf::from(DEFAULT_BGPD_SOCKET));
         assert_eq!(
             settings.datastore_options.etcd_ca_file,
@@ -145,6 +151,7 @@ mod tests {
         );
         let defaults = merge(&GlobalFlags::default(), ConfigFile::default());
         assert_eq!(defaults.datastore, DEFAULT_DATASTORE);
+        assert!(!defaults.agent_socket_given);
     }
 
     #[test]

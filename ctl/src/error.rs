@@ -64,10 +64,15 @@ pub enum CtlError {
     Open {
         url: String,
         reason: String,
-        hint: &'static str,
+        hint: String,
     },
     #[error("{0}")]
     Usage(String),
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
     #[error(transparent)]

@@ -3,6 +3,7 @@
 //! tested without a process.
 //!
 //! Modules: `cli` (the clap definitions), `config` (flags, environment and the config file),
+//! `connect` (the datastore directly, or through the agent's socket),
 //! `kinds` (resource kinds and their short names), `fields` (field-naming input errors and
 //! the decoding helpers that produce them), `document` (kubernetes-shaped documents),
 //! `input` (reading YAML/JSON files with several documents), `resources/` (one module per
@@ -14,6 +15,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod document;
 pub mod error;
 pub mod fields;
@@ -24,6 +26,7 @@ pub mod object;
 pub mod output;
 pub mod resources;
 pub mod store_access;
+pub mod timestamp;
 pub mod verbs;
 
 pub use error::CtlError;

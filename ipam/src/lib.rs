@@ -8,7 +8,8 @@
 //! `affinity` (claiming blocks), `handles` (per-handle counts), `assign` (allocation),
 //! `release` (release by handle or address), `release_node` (a deleted node's blocks and
 //! affinities), `empty_blocks` (giving back blocks that stayed
-//! empty), `check` (whole-store consistency), `retry` (the
+//! empty), `check` (whole-store consistency), `audit` (pure cross-checks of allocations
+//! against endpoints, nodes and handles over a snapshot; borrowed addresses), `retry` (the
 //! one compare-and-swap retry policy, public so that other crates' CAS loops share it).
 //!
 //! Deliberate limits: two requests of one node racing past a full block may both claim a
@@ -18,6 +19,7 @@
 
 mod affinity;
 mod assign;
+pub mod audit;
 pub mod block;
 mod check;
 mod empty_blocks;
@@ -149,6 +151,18 @@ impl Ipam {
         Ok((v4, v6))
     }
 
+    /// Every block, handle, Node and WorkloadEndpoint, for [`audit::audit`]. Each kind is one
+    /// listing; writes between the listings can make an in-flight change look inconsistent,
+    /// so act on a finding only after checking it again.
+    pub async fn snapshot(&self) -> Result<audit::IpamSnapshot, IpamError> {
+        Ok(audit::IpamSnapshot {
+            blocks: values(self.store.list_resources("").await?),
+            handles: values(self.store.list_resources("").await?),
+            nodes: values(self.store.list_resources("").await?),
+            endpoints: values(self.store.list_resources("").await?),
+        })
+    }
+
     /// The IPAM configuration ("default"), or Calico's defaults when absent.
     pub async fn config(&self) -> Result<IpamConfiguration, IpamError> {
         Ok(self
@@ -198,4 +212,8 @@ impl Ipam {
             .map(|node| node.value.labels)
             .unwrap_or_default())
     }
+}
+
+fn values<T>(items: Vec<manul_store::Versioned<T>>) -> Vec<T> {
+    items.into_iter().map(|item| item.value).collect()
 }

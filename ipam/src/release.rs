@@ -124,6 +124,41 @@ impl Ipam {
         Ok(released)
     }
 
+    /// Releases `address` only while `handle_id` holds it, and lowers the handle's count:
+    /// false when the address is free or held by another handle (a leak that was reused).
+    /// The block's compare-and-swap makes the test and the release one step.
+    pub async fn release_ip_of_handle(
+        &self,
+        address: IpAddr,
+        handle_id: &str,
+    ) -> Result<bool, IpamError> {
+        let blocks = self.store.list_resources::<IpamBlock>("").await?;
+        let Some(cidr) = blocks
+            .iter()
+            .map(|block| block.value.cidr)
+            .find(|cidr| cidr.contains(&address))
+        else {
+            return Ok(false);
+        };
+        let Some(ordinal) = ordinal_of(&cidr, address) else {
+            return Ok(false);
+        };
+        let freed = self
+            .release_in_block(&cidr, Some(&[ordinal]), handle_id)
+            .await?;
+        if freed.is_empty() {
+            return Ok(false);
+        }
+        adjust(
+            self.store.as_ref(),
+            handle_id,
+            &IpamBlock::name_for(&cidr),
+            -1,
+        )
+        .await?;
+        Ok(true)
+    }
+
     /// The addresses the handle holds, in block and ordinal order.
     pub async fn addresses_by_handle(&self, handle_id: &str) -> Result<Vec<IpAddr>, IpamError> {
         let store = self.store.as_ref();

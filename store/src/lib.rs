@@ -22,7 +22,7 @@ pub use datastore::{
     Datastore, KeyValue, Kind, Listing, Revision, StoreError, WatchEvent, WatchStream,
 };
 pub use resources::*;
-pub use typed::{DatastoreExt, Resource, Versioned};
+pub use typed::{DatastoreExt, Resource, Versioned, decode};
 
 use std::{path::PathBuf, sync::Arc};
 

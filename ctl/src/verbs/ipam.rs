@@ -1,7 +1,7 @@
 //! `ipam show [--ip IP] [--show-blocks] [--show-configuration]` (calicoctl's bordered table of
-//! addresses per pool and block), `ipam check` (manul-ipam's whole-store check; exit
-//! non-zero when it finds a problem), `ipam release --ip IP...` (manul-ipam's release of
-//! single addresses) and `ipam configure` (the IPAM configuration, compare-and-swap). I/O
+//! addresses per pool and block), `ipam release --ip IP...` (manul-ipam's release of
+//! single addresses) and `ipam configure` (the IPAM configuration, compare-and-swap); `ipam
+//! check`, `release --from-report` and `show --show-borrowed` are in `ipam_check`. I/O
 //! through `Resources`; prints to `Write`.
 
 use std::{io::Write, net::IpAddr};
@@ -138,7 +138,7 @@ fn show_address(
 }
 
 /// calicoctl's tables for IPAM: bordered with `+---+` lines.
-fn write_bordered(
+pub(crate) fn write_bordered(
     out: &mut dyn Write,
     headings: &[&str],
     rows: &[Vec<String>],
@@ -171,37 +171,6 @@ fn write_bordered(
     }
     writeln!(out, "{border}")?;
     Ok(())
-}
-
-/// Runs manul-ipam's check; Err when it finds problems (leftovers are only listed).
-pub async fn check(resources: &Resources, out: &mut dyn Write) -> Result<(), CtlError> {
-    writeln!(out, "Checking IPAM for inconsistencies...")?;
-    let report = resources.ipam().check().await?;
-    writeln!(
-        out,
-        "Found {} block(s), {} handle(s), {} allocated address(es).",
-        report.blocks, report.handles, report.allocated
-    )?;
-    for problem in &report.problems {
-        writeln!(out, "problem: {problem}")?;
-    }
-    for leftover in &report.leftovers {
-        writeln!(out, "leftover (harmless): {leftover}")?;
-    }
-    writeln!(
-        out,
-        "Check complete; found {} problem(s) and {} leftover(s).",
-        report.problems.len(),
-        report.leftovers.len()
-    )?;
-    if report.problems.is_empty() {
-        Ok(())
-    } else {
-        Err(CtlError::Usage(format!(
-            "IPAM check found {} problem(s); see above",
-            report.problems.len()
-        )))
-    }
 }
 
 /// Releases `addresses`; Err naming those that were not allocated (the others are released).

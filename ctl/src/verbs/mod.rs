@@ -1,11 +1,13 @@
 //! The commands, one module per group: `write` (create, apply, replace, validate), `get`,
-//! `delete`, `patch` (patch and label), `ipam` (show, check). Here: parsing every input
+//! `delete`, `patch` (patch and label), `ipam` (show, release, configure), `ipam_check`
+//! (check and its report, release from a report, borrowed addresses). Here: parsing every input
 //! document before anything is written, and calicoctl's summary lines. I/O through the
 //! `Resources` and the output `Write` they are given.
 
 pub mod delete;
 pub mod get;
 pub mod ipam;
+pub mod ipam_check;
 pub mod patch;
 pub mod write;
 
