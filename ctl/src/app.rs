@@ -25,13 +25,8 @@ use clap::CommandFactory;
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
     match cli.command {
         Command::Version => {
-            writeln!(out, "Client Version:    v{}", env!("CARGO_PKG_VERSION"))?;
-            writeln!(
-                out,
-                "Git commit:        {}",
-                option_env!("MANUL_GIT_COMMIT").unwrap_or("unknown")
-            )?;
-            return Ok(());
+            let settings = config::resolve(&cli.global)?;
+            return version(&settings, out).await;
         }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "manulctl", out);
@@ -187,4 +182,36 @@ fn parse_prefix(text: &str) -> Result<ipnet::IpNet, CtlError> {
     text.parse::<ipnet::IpNet>()
         .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
         .map_err(|_| CtlError::Usage(format!("{text:?} is not a prefix or an address")))
+}
+
+/// `version`: the client's version and commit, and the cluster's when its agent answers
+/// (otherwise the datastore type from the settings, and why the agent was not reached).
+async fn version(settings: &Settings, out: &mut dyn Write) -> Result<(), CtlError> {
+    writeln!(out, "Client Version:    v{}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "Git commit:        {}", env!("MANUL_GIT_COMMIT"))?;
+    match connect::describe_agent(&settings.agent_socket).await {
+        Ok(info) => {
+            writeln!(out, "Cluster Version:   v{}", info.agent_version)?;
+            writeln!(out, "Cluster Type:      {}", info.datastore_type)?;
+            writeln!(
+                out,
+                "Agent:             node {} at {}",
+                info.node_name,
+                settings.agent_socket.display()
+            )?;
+        }
+        Err(reason) => {
+            writeln!(
+                out,
+                "Cluster Version:   unknown (manul-agent does not answer on {}: {reason})",
+                settings.agent_socket.display()
+            )?;
+            writeln!(
+                out,
+                "Cluster Type:      {}",
+                manul_agent::raw_store::AgentInfo::datastore_type(&settings.datastore)
+            )?;
+        }
+    }
+    Ok(())
 }
