@@ -30,6 +30,7 @@ use crate::{
     },
     netlink::{Netlink, ROUTE_PROTOCOL, ROUTE_PROTOCOL_NAME, real::RealNetlink},
     node::{NodeError, NodeSettings, NodeWatcher, register_node},
+    pods::{KubePodDirectory, PodDirectory, gc::PodGc},
     server::AgentService,
     sysctl::{ProcSysctl, Sysctl, node_sysctls},
 };
@@ -97,6 +98,34 @@ fn file_error(path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError + '_ {
     }
 }
 
+/// How long an address stays allocated to a pod that is gone before the collector releases
+/// it (Calico's kube-controllers default, leakGracePeriod, is 15 minutes).
+const POD_GC_GRACE: Duration = Duration::from_secs(15 * 60);
+/// How often the collector looks.
+const POD_GC_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The pod directory of the Kubernetes datastore (pool annotations, the IPAM collector);
+/// None for the other datastores.
+fn kubernetes_pods(config: &DaemonConfig) -> Result<Option<Arc<dyn PodDirectory>>, DaemonError> {
+    let url = config.datastore.as_str();
+    if url != "kubernetes" && !url.starts_with("kubernetes://") {
+        return Ok(None);
+    }
+    let kubeconfig = config.datastore_options.kubeconfig.clone();
+    let source = manul_store::kubernetes::ClientSource::from_url(url, kubeconfig)?;
+    Ok(Some(Arc::new(KubePodDirectory::new(source))))
+}
+
+/// Releases the addresses of pods that are gone, every `POD_GC_INTERVAL`; runs until aborted.
+async fn collect_pod_addresses(mut gc: PodGc) {
+    loop {
+        tokio::time::sleep(POD_GC_INTERVAL).await;
+        if let Err(error) = gc.run_once(std::time::SystemTime::now()).await {
+            tracing::warn!(%error, "the IPAM garbage collector failed; trying again");
+        }
+    }
+}
+
 /// Runs the agent until a termination signal arrives.
 pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
     std::fs::create_dir_all(&config.state_dir).map_err(file_error(&config.state_dir))?;
@@ -120,15 +149,22 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         register_route_protocol(dir);
     }
     let sysctl: Arc<dyn Sysctl> = Arc::new(ProcSysctl::default());
-    let endpoints = Arc::new(
-        Endpoints::new(
-            config.node_name.clone(),
-            store.clone(),
-            netlink.clone(),
-            sysctl,
-        )
-        .with_empty_block_grace(config.empty_block_grace),
-    );
+    let mut endpoints = Endpoints::new(
+        config.node_name.clone(),
+        store.clone(),
+        netlink.clone(),
+        sysctl,
+    )
+    .with_empty_block_grace(config.empty_block_grace);
+    let pod_gc = match kubernetes_pods(&config)? {
+        Some(pods) => {
+            endpoints = endpoints.with_pod_directory(pods.clone());
+            let gc = PodGc::new(&config.node_name, store.clone(), pods, POD_GC_GRACE);
+            Some(tokio::spawn(collect_pod_addresses(gc)))
+        }
+        None => None,
+    };
+    let endpoints = Arc::new(endpoints);
     let (readiness, liveness, metrics) =
         (Readiness::new(), Liveness::new(), Arc::new(Metrics::new()));
     observe_applies(&endpoints, &metrics).await;
@@ -251,6 +287,9 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         }
     }
     drop(pool_dataplane);
+    if let Some(pod_gc) = pod_gc {
+        pod_gc.abort();
+    }
     node_watch.abort();
     if let Some(health) = health {
         health.abort();

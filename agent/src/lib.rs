@@ -16,6 +16,7 @@ pub mod naming;
 pub mod netlink;
 pub mod nft;
 pub mod node;
+pub mod pods;
 pub mod pool_dataplane;
 pub mod raw_store;
 pub mod reconcile;

@@ -50,6 +50,10 @@ pub fn to_status(error: EndpointError) -> Status {
             _ => Status::internal(error.to_string()),
         },
         EndpointError::Store(store) => store_status(store, error.to_string()),
+        EndpointError::PoolAnnotation(crate::pods::pools::PoolAnnotationError::Invalid {
+            ..
+        }) => Status::invalid_argument(error.to_string()),
+        EndpointError::PoolAnnotation(_) => Status::unavailable(error.to_string()),
         EndpointError::Netlink(_) | EndpointError::Sysctl(_) | EndpointError::Several(_) => {
             Status::internal(error.to_string())
         }

@@ -110,6 +110,8 @@ fn merge(flags: &GlobalFlags, file: ConfigFile) -> Settings {
             etcd_cert_file: flags.etcd_cert_file.clone().or(file.etcd_cert_file),
             etcd_key_file: flags.etcd_key_file.clone().or(file.etcd_key_file),
             etcd_prefix: flags.etcd_prefix.clone().or(file.etcd_prefix),
+            // kubernetes:///path/to/kubeconfig names one; else KUBECONFIG or in-cluster.
+            kubeconfig: None,
         },
         agent_socket: flags
             .agent_socket

@@ -28,6 +28,7 @@ use std::{
 };
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{datastore::Kind, typed::Resource};
@@ -35,7 +36,7 @@ use crate::{datastore::Kind, typed::Resource};
 /// Calico's default AS number when neither the node nor the BGPConfiguration sets one.
 pub const DEFAULT_AS_NUMBER: u32 = 64512;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Community {
     pub name: String,
@@ -43,21 +44,23 @@ pub struct Community {
     pub value: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PrefixAdvertisement {
+    #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
     /// Community names (from `communities`) or literal values.
     #[serde(default)]
     pub communities: Vec<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ServiceCidr {
+    #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpConfiguration {
     /// "default" for the cluster, "node.<node name>" for one node's overrides.
@@ -197,7 +200,7 @@ impl Resource for BgpConfiguration {
 
 /// Where a BGP password comes from: a Kubernetes secret (Calico's secretKeyRef) or, outside
 /// Kubernetes, a file on the node.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpPassword {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -206,20 +209,20 @@ pub struct BgpPassword {
     pub file: Option<String>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct SecretKeyRef {
     pub name: String,
     pub key: String,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum SourceAddress {
     #[default]
     UseNodeIP,
     None,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum NextHopMode {
     /// Next hop self toward eBGP peers and for originated routes, unchanged toward iBGP.
     #[default]
@@ -229,7 +232,7 @@ pub enum NextHopMode {
     Keep,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BgpPeer {
     pub name: String,

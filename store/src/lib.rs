@@ -1,12 +1,15 @@
 //! manul-store: the resource model (Calico v3 shaped) and the `Datastore` trait that every
 //! backend implements, and `open_datastore` that picks a backend by URL. No I/O here;
-//! backends live in their own modules (embedded: a redb file; etcd: an etcd cluster).
+//! backends live in their own modules (embedded: a redb file; etcd: an etcd cluster;
+//! kubernetes: custom resources and annotations on Nodes and Pods).
 
 pub mod bgp_resources;
 pub mod datastore;
 pub mod embedded;
 pub mod etcd;
+pub mod kubernetes;
 pub mod resources;
+mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
 pub mod typed;
@@ -19,7 +22,7 @@ pub use datastore::{
     Datastore, KeyValue, Kind, Listing, Revision, StoreError, WatchEvent, WatchStream,
 };
 pub use resources::*;
-pub use typed::{DatastoreExt, Resource, Versioned};
+pub use typed::{DatastoreExt, Resource, Versioned, decode};
 
 use std::{path::PathBuf, sync::Arc};
 
@@ -36,10 +39,13 @@ pub struct DatastoreOptions {
     pub etcd_key_file: Option<PathBuf>,
     /// etcd: the key prefix (default `/manul/v1`), so several clusters can share one etcd.
     pub etcd_prefix: Option<String>,
+    /// Kubernetes: the kubeconfig file (else the URL's path, KUBECONFIG, ~/.kube/config or
+    /// the in-cluster service account).
+    pub kubeconfig: Option<PathBuf>,
 }
 
-/// Opens the datastore named by a URL: `embedded:///path/to/store.redb` or
-/// `etcd://host:port[,host:port...]`.
+/// Opens the datastore named by a URL: `embedded:///path/to/store.redb`,
+/// `etcd://host:port[,host:port...]` or `kubernetes[:///path/to/kubeconfig]`.
 pub fn open_datastore(url: &str) -> Result<Arc<dyn Datastore>, StoreError> {
     open_datastore_with_options(url, &DatastoreOptions::default())
 }
@@ -60,7 +66,8 @@ pub fn open_datastore_with(
 }
 
 /// Opens the datastore named by `url` with `options`. Opening etcd does no network I/O (the
-/// store connects on its first request) but reads the TLS files.
+/// store connects on its first request) but reads the TLS files; opening Kubernetes does no
+/// I/O (the client is built on the first request).
 pub fn open_datastore_with_options(
     url: &str,
     options: &DatastoreOptions,
@@ -74,6 +81,10 @@ pub fn open_datastore_with_options(
                 key_file: options.etcd_key_file.clone(),
             });
         return Ok(Arc::new(etcd::EtcdStore::new(&config)?));
+    }
+    if url == "kubernetes" || url.starts_with("kubernetes://") {
+        let source = kubernetes::ClientSource::from_url(url, options.kubeconfig.clone())?;
+        return Ok(Arc::new(kubernetes::KubernetesStore::new(source)));
     }
     if let Some(path) = url.strip_prefix("embedded://") {
         if path.is_empty() {
@@ -91,7 +102,7 @@ pub fn open_datastore_with_options(
     }
     Err(StoreError::BadUrl {
         url: url.to_string(),
-        reason: "unknown scheme; supported: embedded:///<path>, etcd://host:port[,host:port...]"
+        reason: "unknown scheme; supported: embedded:///<path>, etcd://host:port[,host:port...], kubernetes[:///<kubeconfig>]"
             .into(),
     })
 }

@@ -5,12 +5,13 @@
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::{datastore::Kind, typed::Resource};
 
 /// Encapsulation mode of a pool (vxlanMode / ipipMode).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum EncapsulationMode {
     #[default]
     Never,
@@ -18,10 +19,11 @@ pub enum EncapsulationMode {
     CrossSubnet,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpPool {
     pub name: String,
+    #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
     /// Prefix length of the blocks carved from this pool: 26 for IPv4, 122 for IPv6 by default.
     pub block_size: u8,
@@ -77,10 +79,11 @@ impl Resource for IpPool {
 /// concurrent creators of overlapping pools cannot both pass the overlap check: one of the two
 /// index writes loses the race and its retry sees the other pool. Works over any backend
 /// with per-object CAS (embedded, etcd, Kubernetes).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpPoolIndex {
     /// Pool name -> CIDR.
+    #[schemars(schema_with = "crate::schema::cidr_map")]
     pub pools: BTreeMap<String, IpNet>,
 }
 
@@ -96,7 +99,7 @@ impl Resource for IpPoolIndex {
 }
 
 /// What an address in a block is allocated to.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct AllocationAttribute {
     #[serde(rename = "handle_id", default, skip_serializing_if = "Option::is_none")]
     pub handle_id: Option<String>,
@@ -106,9 +109,10 @@ pub struct AllocationAttribute {
 
 /// A block of addresses carved from a pool. `allocations[i]` is the index into `attributes`
 /// of the owner of the i-th address; `unallocated` is the free list, in reuse order.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamBlock {
+    #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
     /// "host:<node>" when a node has affinity to the block.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,7 +135,7 @@ pub struct IpamBlock {
 /// When a block was seen empty, and at which `sequence_number`. The mark holds only while the
 /// block's sequence number is unchanged: any allocation or release in between bumps it, so a
 /// block that was used again is not taken for one that stayed empty.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EmptySince {
     pub unix_seconds: u64,
@@ -152,7 +156,7 @@ impl Resource for IpamBlock {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AffinityState {
     #[default]
@@ -161,10 +165,11 @@ pub enum AffinityState {
     PendingDeletion,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BlockAffinity {
     pub node: String,
+    #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
     pub state: AffinityState,
     #[serde(default)]
@@ -188,7 +193,7 @@ impl Resource for BlockAffinity {
 
 /// The addresses held by one owner (a container's attachment): how many in which block, so
 /// that release by handle touches only those blocks.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamHandle {
     pub handle_id: String,
@@ -205,7 +210,7 @@ impl Resource for IpamHandle {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamConfiguration {
     #[serde(default)]

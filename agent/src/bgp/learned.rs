@@ -33,7 +33,8 @@ use tracing::{debug, info, warn};
 use super::{
     bgpd_api::BgpdApi,
     remote_routes::{
-        BestPaths, LEARNED_METRIC, NextHopLookups, next_hops_of, remote_route, remote_routes,
+        BestPaths, LEARNED_METRIC, NextHopLookups, SharedNextHops, SharedSlices, next_hops_of,
+        remote_route, remote_routes,
     },
     status::BgpStatus,
 };
@@ -84,6 +85,8 @@ struct State {
     /// Kernel routes of an earlier agent run are still held.
     holding: bool,
     lookups: NextHopLookups,
+    /// The next-hop lists of `best`, `stale` and the applier's Bgp routes, each held once.
+    shared: SharedNextHops,
 }
 
 impl LearnedRoutes {
@@ -96,6 +99,7 @@ impl LearnedRoutes {
             stale_deadline: None,
             holding: true,
             lookups: NextHopLookups::new(),
+            shared: SharedNextHops::default(),
         };
         let mut failures = 0;
         loop {
@@ -271,14 +275,18 @@ impl LearnedRoutes {
     }
 
     /// Looks up the next hops not looked up yet.
-    async fn lookup_new(&self, state: &mut State, next_hops: impl IntoIterator<Item = IpAddr>) {
+    async fn lookup_new_hops(
+        &self,
+        lookups: &mut NextHopLookups,
+        next_hops: impl IntoIterator<Item = IpAddr>,
+    ) {
         for next_hop in next_hops {
-            if state.lookups.contains_key(&next_hop) {
+            if lookups.contains_key(&next_hop) {
                 continue;
             }
             match self.netlink.route_lookup(next_hop).await {
                 Ok(answer) => {
-                    state.lookups.insert(next_hop, answer);
+                    lookups.insert(next_hop, answer);
                 }
                 Err(error) => warn!(%next_hop, %error, "cannot look up a BGP next hop"),
             }
@@ -287,15 +295,26 @@ impl LearnedRoutes {
 
     /// Recomputes every route (best paths over stale ones) and replaces the applier's set.
     async fn install_all(&self, state: &mut State) {
-        let mut effective = state.stale.clone();
-        effective.extend(state.best.iter().map(|(k, v)| (*k, v.clone())));
-        self.lookup_new(state, next_hops_of(&effective)).await;
+        // Without stale paths (the common case) the best paths are used as they are: a copy of
+        // a million paths is what this avoids.
+        let merged;
+        let effective = if state.stale.is_empty() {
+            &state.best
+        } else {
+            let mut paths = state.stale.clone();
+            paths.extend(state.best.iter().map(|(k, v)| (*k, v.clone())));
+            merged = paths;
+            &merged
+        };
+        let next_hops = next_hops_of(effective);
+        self.lookup_new_hops(&mut state.lookups, next_hops).await;
         let context = self.context.borrow().clone();
         let (routes, problems) = remote_routes(
-            &effective,
+            effective,
             &context.originated,
             &context.pools,
             &state.lookups,
+            &mut state.shared.routes,
         );
         for problem in problems.iter().take(10) {
             warn!(%problem, "a learned route cannot be installed");
@@ -304,6 +323,9 @@ impl LearnedRoutes {
         let mut applier = self.endpoints.dataplane().routes.lock().await;
         applier.set_source(RouteSource::Bgp, routes);
         let report = applier.apply().await;
+        drop(applier);
+        state.shared.routes.drop_unused();
+        state.shared.paths.drop_unused();
         for error in report.errors.iter().take(10) {
             warn!(%error, "installing a learned route failed; retried on the next change or reconcile");
         }
@@ -312,12 +334,12 @@ impl LearnedRoutes {
     /// Applies one batch of changes after the snapshot: only the prefixes it names.
     async fn apply_changes(&self, state: &mut State, paths: &[proto::BestPath]) {
         let mut touched = Vec::with_capacity(paths.len());
-        apply_batch(&mut state.best, paths);
+        apply_batch(&mut state.best, paths, &mut state.shared.paths);
         let new_hops: BTreeSet<IpAddr> = paths
             .iter()
             .flat_map(|path| path.next_hops.iter().filter_map(|hop| hop.parse().ok()))
             .collect();
-        self.lookup_new(state, new_hops).await;
+        self.lookup_new_hops(&mut state.lookups, new_hops).await;
         let context = self.context.borrow().clone();
         let mut applier = self.endpoints.dataplane().routes.lock().await;
         for path in paths {
@@ -335,6 +357,7 @@ impl LearnedRoutes {
                     &context.originated,
                     &context.pools,
                     &state.lookups,
+                    &mut state.shared.routes,
                 ) {
                     Ok(route) => route,
                     Err(problem) => {
@@ -381,7 +404,7 @@ fn retry_delay(failures: u32) -> Duration {
         .min(RETRY)
 }
 
-fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath]) {
+fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath], shared: &mut SharedSlices<IpAddr>) {
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;
@@ -394,7 +417,7 @@ fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath]) {
                 .iter()
                 .filter_map(|hop| hop.parse().ok())
                 .collect();
-            best.insert(prefix, next_hops);
+            best.insert(prefix, shared.share(next_hops));
         }
     }
 }

@@ -12,10 +12,16 @@
 //! - What this node originates itself is never installed from BGP.
 //!
 //! A borrowed /32 beats its owner's block by longest-prefix match.
+//!
+//! Memory: a node may learn a million prefixes through a handful of gateways, so the next-hop
+//! lists of the best paths and of the routes are shared (`SharedSlices`): each distinct list is
+//! held once, and every path or route through it holds a reference.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
+    hash::Hash,
     net::IpAddr,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -26,8 +32,54 @@ use crate::netlink::{NextHop, Route, RouteLookup, RouteTarget};
 /// Metric of learned routes outside every pool (BIRD's kernel protocol uses 32 as well).
 pub const LEARNED_METRIC: u32 = 32;
 
-/// One best path as the agent keeps it: the next hops bgpd chose.
-pub type BestPaths = BTreeMap<IpNet, Vec<IpAddr>>;
+/// One best path as the agent keeps it: the next hops bgpd chose (shared, see `SharedSlices`).
+pub type BestPaths = BTreeMap<IpNet, Arc<[IpAddr]>>;
+
+/// Hands out one shared copy of each distinct list: equal lists come back as the same `Arc`.
+#[derive(Debug)]
+pub struct SharedSlices<T> {
+    lists: HashSet<Arc<[T]>>,
+}
+
+impl<T> Default for SharedSlices<T> {
+    fn default() -> Self {
+        SharedSlices {
+            lists: HashSet::new(),
+        }
+    }
+}
+
+impl<T: Eq + Hash> SharedSlices<T> {
+    /// The shared copy of `list`, made on first use.
+    pub fn share(&mut self, list: Vec<T>) -> Arc<[T]> {
+        if let Some(shared) = self.lists.get(list.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Arc<[T]> = list.into();
+        self.lists.insert(shared.clone());
+        shared
+    }
+
+    /// Drops the lists nothing else holds any more.
+    pub fn drop_unused(&mut self) {
+        self.lists.retain(|list| Arc::strong_count(list) > 1);
+    }
+
+    pub fn len(&self) -> usize {
+        self.lists.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.lists.is_empty()
+    }
+}
+
+/// The shared next-hop lists of best paths and of the routes made from them.
+#[derive(Debug, Default)]
+pub struct SharedNextHops {
+    pub paths: SharedSlices<IpAddr>,
+    pub routes: SharedSlices<NextHop>,
+}
 
 /// How the kernel reaches each next hop (None: unreachable).
 pub type NextHopLookups = BTreeMap<IpAddr, Option<RouteLookup>>;
@@ -38,11 +90,12 @@ pub fn remote_routes(
     originated: &BTreeSet<IpNet>,
     pools: &[IpPool],
     lookups: &NextHopLookups,
+    shared: &mut SharedSlices<NextHop>,
 ) -> (Vec<Route>, Vec<String>) {
     let mut routes = Vec::with_capacity(best.len());
     let mut problems = Vec::new();
     for (prefix, next_hops) in best {
-        match remote_route(*prefix, next_hops, originated, pools, lookups) {
+        match remote_route(*prefix, next_hops, originated, pools, lookups, shared) {
             Ok(Some(route)) => routes.push(route),
             Ok(None) => {}
             Err(problem) => problems.push(problem),
@@ -58,6 +111,7 @@ pub fn remote_route(
     originated: &BTreeSet<IpNet>,
     pools: &[IpPool],
     lookups: &NextHopLookups,
+    shared: &mut SharedSlices<NextHop>,
 ) -> Result<Option<Route>, String> {
     if originated.contains(&prefix) {
         return Ok(None);
@@ -87,7 +141,9 @@ pub fn remote_route(
                 .join(", ")
         ));
     }
-    let mut route = Route::main(prefix, RouteTarget::via(resolved));
+    resolved.sort();
+    resolved.dedup();
+    let mut route = Route::main(prefix, RouteTarget::Via(shared.share(resolved)));
     if !pools.iter().any(|pool| pool.cidr.contains(&prefix)) {
         route.metric = LEARNED_METRIC;
     }
@@ -96,5 +152,29 @@ pub fn remote_route(
 
 /// Every next hop the best paths use (to look up in the kernel).
 pub fn next_hops_of(best: &BestPaths) -> BTreeSet<IpAddr> {
-    best.values().flatten().copied().collect()
+    best.values()
+        .flat_map(|hops| hops.iter())
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_lists_are_held_once_until_unused() {
+        let mut shared = SharedSlices::default();
+        let first = shared.share(vec![1, 2]);
+        let second = shared.share(vec![1, 2]);
+        let other = shared.share(vec![3]);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(shared.len(), 2);
+        drop(other);
+        shared.drop_unused();
+        assert_eq!(shared.len(), 1);
+        drop((first, second));
+        shared.drop_unused();
+        assert!(shared.is_empty());
+    }
 }

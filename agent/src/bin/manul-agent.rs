@@ -31,7 +31,8 @@ struct Flags {
         default_value = "/var/run/manul/agent.sock"
     )]
     socket: PathBuf,
-    /// Datastore URL: embedded:///path/store.redb or etcd://host:port[,host:port...]
+    /// Datastore URL: embedded:///path/store.redb, etcd://host:port[,host:port...] or
+    /// kubernetes (in-cluster, or KUBECONFIG / ~/.kube/config; kubernetes:///path/to/kubeconfig).
     #[arg(
         long,
         env = "MANUL_DATASTORE",
@@ -50,6 +51,9 @@ struct Flags {
     /// etcd: the key prefix, so several clusters can share one etcd.
     #[arg(long, env = "MANUL_ETCD_PREFIX", default_value = "/manul/v1")]
     etcd_prefix: String,
+    /// kubernetes datastore: the kubeconfig file (default: the in-cluster service account).
+    #[arg(long, env = "KUBECONFIG")]
+    kubeconfig: Option<PathBuf>,
     /// Directory for the agent's own state.
     #[arg(long, env = "MANUL_STATE_DIR", default_value = "/var/lib/manul")]
     state_dir: PathBuf,
@@ -183,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
             etcd_cert_file: flags.etcd_cert_file,
             etcd_key_file: flags.etcd_key_file,
             etcd_prefix: Some(flags.etcd_prefix),
+            kubeconfig: flags.kubeconfig,
         },
         state_dir: flags.state_dir,
         default_ipv4_pool,

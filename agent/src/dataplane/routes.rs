@@ -10,10 +10,7 @@
 //! looks at manul's routes: if the key is not among them, the route belongs to someone else
 //! and is left alone (`RouteNotOurs`).
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-};
+use std::{collections::BTreeMap, sync::Arc};
 
 use super::{ApplyObserver, delta::DeltaTracker};
 use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget, RouteWrite as Write};
@@ -97,7 +94,7 @@ impl RouteApplier {
     /// Counts of the applied routes by shape, without copying them.
     pub fn applied_counts(&self) -> AppliedRouteCounts {
         let mut counts = AppliedRouteCounts::default();
-        for target in self.tracker.applied().values() {
+        for (_, target) in self.tracker.applied() {
             match target {
                 RouteTarget::Device(_) => counts.pod += 1,
                 RouteTarget::Blackhole => counts.blackhole += 1,
@@ -117,10 +114,13 @@ impl RouteApplier {
             .into_iter()
             .map(|route| (route.key(), route.target))
             .collect();
-        let old = self.sources.insert(source, new.clone()).unwrap_or_default();
-        let touched: BTreeSet<RouteKey> = old.keys().chain(new.keys()).copied().collect();
-        for key in touched {
-            self.recompute(key);
+        let old = self.sources.insert(source, new).unwrap_or_default();
+        let current = &self.sources[&source];
+        for key in old.keys().filter(|key| !current.contains_key(key)) {
+            recompute(&self.sources, &mut self.tracker, *key);
+        }
+        for key in current.keys() {
+            recompute(&self.sources, &mut self.tracker, *key);
         }
     }
 
@@ -172,21 +172,13 @@ impl RouteApplier {
     }
 
     fn recompute(&mut self, key: RouteKey) {
-        let winner = self
-            .sources
-            .values()
-            .find_map(|routes| routes.get(&key).cloned());
-        match winner {
-            Some(target) => self.tracker.set_desired(key, target),
-            None => self.tracker.remove_desired(&key),
-        }
+        recompute(&self.sources, &mut self.tracker, key);
     }
 
     /// The routes manul wants, merged.
     pub fn desired(&self) -> Vec<Route> {
         self.tracker
             .desired()
-            .iter()
             .map(|(key, target)| route(key, target))
             .collect()
     }
@@ -195,7 +187,6 @@ impl RouteApplier {
     pub fn applied(&self) -> Vec<Route> {
         self.tracker
             .applied()
-            .iter()
             .map(|(key, target)| route(key, target))
             .collect()
     }
@@ -360,6 +351,22 @@ fn route(key: &RouteKey, target: &RouteTarget) -> Route {
         destination: key.destination,
         metric: key.metric,
         target: target.clone(),
+    }
+}
+
+/// The route wanted at `key`: the earliest source's that wants it.
+fn recompute(
+    sources: &BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>,
+    tracker: &mut DeltaTracker<RouteKey, RouteTarget>,
+    key: RouteKey,
+) {
+    match sources.values().find_map(|routes| routes.get(&key)) {
+        Some(target) => {
+            if tracker.desired_at(&key) != Some(target) {
+                tracker.set_desired(key, target.clone());
+            }
+        }
+        None => tracker.remove_desired(&key),
     }
 }
 

@@ -80,7 +80,7 @@ impl SysctlApplier {
         let stale: Vec<String> = self
             .tracker
             .desired()
-            .keys()
+            .map(|(key, _)| key)
             .filter(|key| !wanted.contains_key(key))
             .cloned()
             .collect();

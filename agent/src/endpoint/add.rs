@@ -63,8 +63,9 @@ impl Endpoints {
                 "ipam: neither assign_ipv4 nor assign_ipv6 is set; nothing to assign".into(),
             ));
         }
-        let ipv4_pools = self.resolve_pools(&request.ipv4_pools, true).await?;
-        let ipv6_pools = self.resolve_pools(&request.ipv6_pools, false).await?;
+        let (ipv4_filters, ipv6_filters) = self.pool_filters(request).await?;
+        let ipv4_pools = self.resolve_pools(&ipv4_filters, true).await?;
+        let ipv6_pools = self.resolve_pools(&ipv6_filters, false).await?;
 
         let _container = self.locks.lock(&request.container_id).await;
         let _epoch = self.kernel_epoch.read().await;
@@ -358,6 +359,25 @@ impl Endpoints {
             })
             .await?;
         Ok(assignment.ipv4.into_iter().chain(assignment.ipv6).collect())
+    }
+
+    /// The request's pool filters, or in Kubernetes mode those of the pod's or its
+    /// namespace's pool annotations when they have one.
+    async fn pool_filters(
+        &self,
+        request: &EndpointRequest,
+    ) -> Result<(Vec<String>, Vec<String>), EndpointError> {
+        let configured = (&request.ipv4_pools[..], &request.ipv6_pools[..]);
+        match &self.pods {
+            Some(pods) if !request.pod_namespace.is_empty() && !request.pod_name.is_empty() => {
+                let (namespace, pod) = (&request.pod_namespace, &request.pod_name);
+                Ok(
+                    crate::pods::pools::pool_filters(pods.as_ref(), namespace, pod, configured)
+                        .await?,
+                )
+            }
+            _ => Ok((configured.0.to_vec(), configured.1.to_vec())),
+        }
     }
 
     /// Pool filters by CIDR or by name, resolved to CIDRs; each must be of the field's family.

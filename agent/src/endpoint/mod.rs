@@ -58,6 +58,8 @@ pub enum EndpointError {
     },
     #[error("check failed: {0}")]
     CheckFailed(String),
+    #[error("pool annotation: {0}")]
+    PoolAnnotation(#[from] crate::pods::pools::PoolAnnotationError),
     #[error(transparent)]
     Ipam(#[from] IpamError),
     #[error("datastore: {0}")]
@@ -100,6 +102,8 @@ pub struct Endpoints {
     pub(crate) refused_deletions: std::sync::atomic::AtomicU64,
     /// Blocks of this node that stay empty this long are given back (None: never).
     pub(crate) empty_block_grace: Option<std::time::Duration>,
+    /// Kubernetes mode: pods and namespaces, for pool selection by annotation.
+    pub(crate) pods: Option<Arc<dyn crate::pods::PodDirectory>>,
 }
 
 impl Endpoints {
@@ -123,7 +127,15 @@ impl Endpoints {
             ipam_writes: tokio::sync::Mutex::new(()),
             refused_deletions: std::sync::atomic::AtomicU64::new(0),
             empty_block_grace: None,
+            pods: None,
         }
+    }
+
+    /// Chooses pools by the pod's and its namespace's `cni.projectcalico.org/ipv4pools` /
+    /// `ipv6pools` annotations, read from `pods` (Kubernetes mode).
+    pub fn with_pod_directory(mut self, pods: Arc<dyn crate::pods::PodDirectory>) -> Endpoints {
+        self.pods = Some(pods);
+        self
     }
 
     /// Lets the reconciler release this node's blocks that stayed empty for `grace` (when the

@@ -15,6 +15,7 @@ pub use vxlan::{
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     path::PathBuf,
+    sync::Arc,
 };
 
 use ipnet::IpNet;
@@ -109,8 +110,9 @@ pub enum RouteTarget {
     /// `blackhole <dst>`
     Blackhole,
     /// `<dst> via <gateway> dev <device> [onlink]`; with several next hops, one multipath
-    /// (ECMP) route. Kept sorted, so that equal sets compare equal.
-    Via(Vec<NextHop>),
+    /// (ECMP) route. Kept sorted, so that equal sets compare equal. Shared: the routes through
+    /// one gateway (a million learned over BGP, say) hold one copy of it (see `NextHopSets`).
+    Via(Arc<[NextHop]>),
 }
 
 impl RouteTarget {
@@ -118,7 +120,7 @@ impl RouteTarget {
     pub fn via(mut next_hops: Vec<NextHop>) -> RouteTarget {
         next_hops.sort();
         next_hops.dedup();
-        RouteTarget::Via(next_hops)
+        RouteTarget::Via(next_hops.into())
     }
 
     /// Every device the route goes out of.
@@ -185,7 +187,7 @@ impl std::fmt::Display for Route {
             RouteTarget::Blackhole => write!(formatter, "blackhole {}", self.destination)?,
             RouteTarget::Via(next_hops) => {
                 write!(formatter, "{}", self.destination)?;
-                for hop in next_hops {
+                for hop in next_hops.iter() {
                     let nexthop = if next_hops.len() > 1 { " nexthop" } else { "" };
                     write!(
                         formatter,

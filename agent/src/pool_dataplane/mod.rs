@@ -5,14 +5,18 @@
 //! `PoolDataplane` is dropped:
 //!
 //! ```text
-//!   datastore watches (Node, IPPool, IPAMBlock)   every RESYNC
-//!        └──────────────┬────────────────────────────┘
+//!   mirrors of Nodes and IPAM blocks, watch of IPPools   every RESYNC
+//!        └──────────────┬─────────────────────────────────────┘
 //!                       v
-//!   reconcile_tunnel ─> read Nodes, pools, IPAM blocks
+//!   reconcile_tunnel ─> Nodes and blocks from the mirrors, pools from the store
 //!        ├─> vxlan_state() (pure) ─> vxlan.calico, neighbours, FDB ─> route applier (Vxlan)
 //!        ├─> nft_state() (pure) ─> NftApplier ─> nft -f
 //!        └─> the pods' MTU overhead (50 while a pool uses VXLAN)
 //! ```
+//!
+//! Nodes and blocks come from `watch::Mirror`s, not from a listing per pass: a pass runs on
+//! every block change anywhere in the cluster (each pod start may take an address), and
+//! listing every block each time made each node's work grow with nodes × pod events.
 //!
 //! I/O through the Datastore, `Netlink` and `Nft` traits.
 
@@ -33,6 +37,7 @@ use crate::{
     netlink::Netlink,
     nft::{Nft, NftApplier, NftOutcome},
     vxlan::{Family, reconcile_tunnel, tunnel::encapsulates},
+    watch::Mirror,
 };
 
 /// How often the task checks everything even without a change (a table deleted behind its
@@ -40,6 +45,8 @@ use crate::{
 const RESYNC: Duration = Duration::from_secs(10);
 /// Wait after a change before reading, so a burst of changes is one pass.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// How long the first pass waits for the mirrors' first listing.
+const FIRST_LISTING: Duration = Duration::from_secs(5);
 
 /// The running task; dropping it stops it.
 pub struct PoolDataplane {
@@ -64,19 +71,26 @@ pub async fn start(
 ) -> PoolDataplane {
     let store = endpoints.store();
     let changed = Arc::new(Notify::new());
-    let mut tasks: Vec<JoinHandle<()>> = [Kind::Node, Kind::IPPool, Kind::IPAMBlock]
-        .into_iter()
-        .map(|kind| {
-            tokio::spawn(crate::watch::notify_on_change(
-                store.clone(),
-                kind,
-                String::new(),
-                changed.clone(),
-            ))
-        })
-        .collect();
+    let mut tasks = vec![tokio::spawn(crate::watch::notify_on_change(
+        store.clone(),
+        Kind::IPPool,
+        String::new(),
+        changed.clone(),
+    ))];
+    let nodes = Mirror::start(store.clone(), changed.clone());
+    let blocks = Mirror::start(store.clone(), changed.clone());
+    for listed in [
+        nodes.wait_listed(FIRST_LISTING).await,
+        blocks.wait_listed(FIRST_LISTING).await,
+    ] {
+        if !listed {
+            warn!("the datastore has not answered a listing yet; the first pass waits for it");
+        }
+    }
     let mut task = PoolTask {
         store,
+        nodes,
+        blocks,
         node: endpoints.node().to_string(),
         endpoints,
         nft: NftApplier::new(nft),
@@ -94,6 +108,8 @@ pub async fn start(
 
 struct PoolTask {
     store: Arc<dyn Datastore>,
+    nodes: Mirror<Node>,
+    blocks: Mirror<IpamBlock>,
     node: String,
     endpoints: Arc<Endpoints>,
     nft: NftApplier,
@@ -134,15 +150,22 @@ impl PoolTask {
                 }
             }
         }
-        // After the tunnel reconcile: it may have just written this node's Node.
-        let nodes: Vec<Node> = self
+        let mut nodes: Vec<Node> = self
+            .nodes
+            .snapshot()
+            .ok_or("the Nodes have not been listed yet")?;
+        // The tunnel reconcile may have just written this node's Node: the mirror may not
+        // have it yet.
+        if let Some(own) = self
             .store
-            .list_resources::<Node>("")
+            .get_resource::<Node>(&self.node)
             .await
             .map_err(|error| error.to_string())?
-            .into_iter()
-            .map(|node| node.value)
-            .collect();
+        {
+            nodes.retain(|node| node.name != self.node);
+            nodes.push(own.value);
+            nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        }
         // One MTU for both families in a pod: the larger overhead of the families in use.
         let overhead = Family::ALL
             .into_iter()
@@ -152,13 +175,9 @@ impl PoolTask {
             .unwrap_or(0);
         self.endpoints.set_encapsulation_overhead(overhead);
         let blocks: Vec<IpamBlock> = self
-            .store
-            .list_resources::<IpamBlock>("")
-            .await
-            .map_err(|error| error.to_string())?
-            .into_iter()
-            .map(|block| block.value)
-            .collect();
+            .blocks
+            .snapshot()
+            .ok_or("the IPAM blocks have not been listed yet")?;
         for step in &mut self.vxlan {
             let device = step.family().device();
             match step.apply(&self.endpoints, &nodes, &pools, &blocks).await {

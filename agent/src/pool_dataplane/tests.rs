@@ -2,12 +2,13 @@
 //! fake: vxlan.calico and its routes follow the pools' mode, in the safe order, and come back
 //! when the device is deleted behind the agent's back.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use ipnet::IpNet;
 use manul_ipam::Ipam;
 use manul_store::{
-    Datastore, DatastoreExt, EncapsulationMode, IpPool, Node, NodeBgpSpec, embedded::EmbeddedStore,
+    Datastore, DatastoreExt, EncapsulationMode, IpPool, IpamBlock, Node, NodeBgpSpec,
+    embedded::EmbeddedStore,
 };
 use tokio::sync::Notify;
 
@@ -18,6 +19,7 @@ use crate::{
     nft::{NftApplier, fake::FakeNft},
     sysctl::FakeSysctl,
     vxlan::{Family, VXLAN_DEVICE, reconcile_tunnel},
+    watch::Mirror,
 };
 
 struct Fixture {
@@ -90,15 +92,18 @@ async fn fixture_with(pools: Vec<IpPool>, bgp: bool) -> Fixture {
         netlink.clone(),
         Arc::new(FakeSysctl::new()),
     ));
+    let changed = Arc::new(Notify::new());
     let task = PoolTask {
         store: store.clone(),
+        nodes: Mirror::start(store.clone(), changed.clone()),
+        blocks: Mirror::start(store.clone(), changed.clone()),
         node: "a".into(),
         endpoints,
         nft: NftApplier::new(Arc::new(FakeNft::default())),
         vxlan: Family::ALL
             .map(|family| VxlanStep::new(family, netlink.clone(), bgp))
             .into(),
-        changed: Arc::new(Notify::new()),
+        changed,
     };
     Fixture {
         store,
@@ -109,6 +114,26 @@ async fn fixture_with(pools: Vec<IpPool>, bgp: bool) -> Fixture {
 }
 
 impl Fixture {
+    /// One pass, once the mirrors hold what the store holds.
+    async fn pass(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let nodes = values::<Node>(&self.store).await;
+            let blocks = values::<IpamBlock>(&self.store).await;
+            if self.task.nodes.snapshot() == Some(nodes)
+                && self.task.blocks.snapshot() == Some(blocks)
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the mirrors did not catch up with the store"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.task.pass().await.unwrap();
+    }
+
     async fn set_mode(&self, mode: EncapsulationMode) {
         let stored = self
             .store
@@ -151,7 +176,7 @@ impl Fixture {
 #[tokio::test]
 async fn the_device_comes_before_its_routes_and_goes_after_them() {
     let mut fixture = fixture(EncapsulationMode::CrossSubnet, true).await;
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
 
     let b = fixture.node("b").await;
     let b_tunnel = b.ipv4_vxlan_tunnel_addr.unwrap();
@@ -180,7 +205,7 @@ async fn the_device_comes_before_its_routes_and_goes_after_them() {
 
     // A second pass changes nothing in the kernel.
     let calls = fixture.netlink.calls().len();
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
     let writes: Vec<String> = fixture.netlink.calls()[calls..]
         .iter()
         .filter(|call| !call.starts_with("interface_addresses") && !call.starts_with("link "))
@@ -193,7 +218,7 @@ async fn the_device_comes_before_its_routes_and_goes_after_them() {
     // Never: the routes go first, then the device.
     fixture.set_mode(EncapsulationMode::Never).await;
     let calls = fixture.netlink.calls().len();
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
     assert!(fixture.tunnel_routes().is_empty());
     assert!(
         fixture
@@ -219,7 +244,7 @@ async fn the_device_comes_before_its_routes_and_goes_after_them() {
 #[tokio::test]
 async fn a_device_deleted_behind_the_agents_back_comes_back_with_its_routes() {
     let mut fixture = fixture(EncapsulationMode::Always, true).await;
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
     assert_eq!(fixture.tunnel_routes().len(), 1);
     use crate::netlink::Netlink as _;
     fixture
@@ -228,7 +253,7 @@ async fn a_device_deleted_behind_the_agents_back_comes_back_with_its_routes() {
         .await
         .unwrap();
     assert!(fixture.tunnel_routes().is_empty(), "the kernel drops them");
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
     assert_eq!(fixture.tunnel_routes().len(), 1);
     assert_eq!(fixture.netlink.neighbours().len(), 1);
     assert_eq!(fixture.netlink.fdb_entries().len(), 1);
@@ -263,7 +288,7 @@ async fn without_bgp_a_same_subnet_node_is_routed_straight_and_a_borrowed_addres
         })
         .await
         .unwrap();
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
 
     let b_tunnel = fixture.node("b").await.ipv4_vxlan_tunnel_addr.unwrap();
     let c_block = ipam.affine_blocks("c").await.unwrap()[0];
@@ -311,7 +336,7 @@ async fn an_ipv6_pool_gets_vxlan_v6_calico_beside_the_ipv4_device() {
         true,
     )
     .await;
-    fixture.task.pass().await.unwrap();
+    fixture.pass().await;
 
     let links = fixture.netlink.links();
     let mtu = |name: &str| {
@@ -358,4 +383,14 @@ async fn an_ipv6_pool_gets_vxlan_v6_calico_beside_the_ipv4_device() {
         70,
         "one pod MTU for both families: the larger overhead"
     );
+}
+
+async fn values<T: manul_store::Resource>(store: &Arc<dyn Datastore>) -> Vec<T> {
+    store
+        .list_resources::<T>("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|versioned| versioned.value)
+        .collect()
 }

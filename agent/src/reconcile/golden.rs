@@ -57,7 +57,7 @@ fn parse_route(text: &str) -> Route {
     let (target, destination, mut rest) = if words[0] == "blackhole" {
         (RouteTarget::Blackhole, words[1], &words[2..])
     } else {
-        (RouteTarget::Via(Vec::new()), words[0], &words[1..])
+        (RouteTarget::via(Vec::new()), words[0], &words[1..])
     };
     let mut route = Route::main(destination.parse().expect(text), target);
     let mut next_hops = Vec::new();
