@@ -27,11 +27,12 @@ pub struct AgentInfo {
 }
 
 impl AgentInfo {
-    /// "embedded", "etcd", "kubernetes": the scheme of a datastore URL.
+    /// "embedded", "etcd", "kubernetes": the scheme of a datastore URL (`kubernetes` may
+    /// stand alone).
     pub fn datastore_type(url: &str) -> String {
         match url.split_once("://") {
-            Some(("k8s", _)) => "kubernetes".into(),
             Some((scheme, _)) => scheme.to_string(),
+            None if url == "kubernetes" => url.to_string(),
             None => "unknown".into(),
         }
     }
@@ -361,6 +362,10 @@ mod tests {
     fn datastore_types_come_from_the_url_scheme() {
         assert_eq!(AgentInfo::datastore_type("embedded:///x.redb"), "embedded");
         assert_eq!(AgentInfo::datastore_type("etcd://h:1"), "etcd");
-        assert_eq!(AgentInfo::datastore_type("kubernetes://"), "kubernetes");
+        assert_eq!(AgentInfo::datastore_type("kubernetes"), "kubernetes");
+        assert_eq!(
+            AgentInfo::datastore_type("kubernetes:///etc/kubeconfig"),
+            "kubernetes"
+        );
     }
 }

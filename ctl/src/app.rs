@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use crate::{
-    cli::{Cli, Command, IpamCommand},
+    cli::{BgpCommand, Cli, Command, IpamCommand, NodeCommand},
     config::{self, Settings},
     connect,
     error::CtlError,
@@ -13,6 +13,7 @@ use crate::{
     kinds::ResourceKind,
     store_access::Resources,
     verbs::{
+        bgp,
         delete::{self, Target},
         get, ipam, ipam_check, parse_all, patch,
         write::{self, WriteMode},
@@ -24,13 +25,8 @@ use clap::CommandFactory;
 pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
     match cli.command {
         Command::Version => {
-            writeln!(out, "Client Version:    v{}", env!("CARGO_PKG_VERSION"))?;
-            writeln!(
-                out,
-                "Git commit:        {}",
-                option_env!("MANUL_GIT_COMMIT").unwrap_or("unknown")
-            )?;
-            return Ok(());
+            let settings = config::resolve(&cli.global)?;
+            return version(&settings, out).await;
         }
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "manulctl", out);
@@ -156,6 +152,18 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             let resources = open(&settings, false).await?;
             ipam::configure(&resources, &args, out).await
         }
+        Command::Node(NodeCommand::Status) => {
+            let resources = open(&settings, true).await.ok();
+            bgp::node_status(&settings.bgpd_socket, resources.as_ref(), out).await
+        }
+        Command::Bgp(BgpCommand::Peers { output }) => {
+            let resources = open(&settings, true).await.ok();
+            bgp::bgp_peers_command(&settings.bgpd_socket, resources.as_ref(), output, out).await
+        }
+        Command::Bgp(BgpCommand::Routes { prefix, output }) => {
+            let filter = prefix.as_deref().map(parse_prefix).transpose()?;
+            bgp::bgp_routes(&settings.bgpd_socket, filter, output, out).await
+        }
         Command::Version | Command::Completion { .. } | Command::Validate(_) => Ok(()),
     }
 }
@@ -167,4 +175,43 @@ fn kind_of(text: &str) -> Result<ResourceKind, CtlError> {
 /// The resources of the datastore the settings name (see `connect`).
 async fn open(settings: &Settings, must_exist: bool) -> Result<Resources, CtlError> {
     Ok(connect::open(settings, must_exist).await?.resources)
+}
+
+/// A prefix or a single address (a /32 or /128) for `bgp routes`.
+fn parse_prefix(text: &str) -> Result<ipnet::IpNet, CtlError> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| CtlError::Usage(format!("{text:?} is not a prefix or an address")))
+}
+
+/// `version`: the client's version and commit, and the cluster's when its agent answers
+/// (otherwise the datastore type from the settings, and why the agent was not reached).
+async fn version(settings: &Settings, out: &mut dyn Write) -> Result<(), CtlError> {
+    writeln!(out, "Client Version:    v{}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(out, "Git commit:        {}", env!("MANUL_GIT_COMMIT"))?;
+    match connect::describe_agent(&settings.agent_socket).await {
+        Ok(info) => {
+            writeln!(out, "Cluster Version:   v{}", info.agent_version)?;
+            writeln!(out, "Cluster Type:      {}", info.datastore_type)?;
+            writeln!(
+                out,
+                "Agent:             node {} at {}",
+                info.node_name,
+                settings.agent_socket.display()
+            )?;
+        }
+        Err(reason) => {
+            writeln!(
+                out,
+                "Cluster Version:   unknown (manul-agent does not answer on {}: {reason})",
+                settings.agent_socket.display()
+            )?;
+            writeln!(
+                out,
+                "Cluster Type:      {}",
+                manul_agent::raw_store::AgentInfo::datastore_type(&settings.datastore)
+            )?;
+        }
+    }
+    Ok(())
 }

@@ -77,7 +77,13 @@ pub enum Command {
     /// IP address management
     #[command(subcommand)]
     Ipam(IpamCommand),
-    /// Print manulctl's version
+    /// This node: whether manul runs, and its BGP sessions
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// manul-bgpd's peers and routes
+    #[command(subcommand)]
+    Bgp(BgpCommand),
+    /// Print manulctl's version, and the cluster's when reachable
     Version,
     /// Print a shell completion script
     Completion {
@@ -212,4 +218,28 @@ pub struct IpamShowArgs {
     /// List the addresses allocated from a block affine to another node
     #[arg(long)]
     pub show_borrowed: bool,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum NodeCommand {
+    /// calicoctl's node status: the processes, then the IPv4 and IPv6 BGP peers
+    Status,
+}
+
+#[derive(Clone, Debug, Subcommand)]
+pub enum BgpCommand {
+    /// Every BGP session of manul-bgpd with its state and counters
+    Peers {
+        /// table or json
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: crate::verbs::bgp::BgpOutput,
+    },
+    /// The best routes manul-bgpd learned (Loc-RIB), optionally only those equal to or
+    /// covering PREFIX (an address is a /32 or /128)
+    Routes {
+        prefix: Option<String>,
+        /// table or json
+        #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
+        output: crate::verbs::bgp::BgpOutput,
+    },
 }

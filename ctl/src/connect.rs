@@ -76,6 +76,11 @@ pub async fn open(settings: &Settings, must_exist: bool) -> Result<Connection, C
     }
 }
 
+/// What the agent at `socket` says about itself (its version, node and datastore).
+pub async fn describe_agent(socket: &Path) -> Result<DescribeResponse, String> {
+    agent(socket).await.map(|(_, info)| info)
+}
+
 /// The agent at `socket` and what it says about itself.
 async fn agent(socket: &Path) -> Result<(RemoteDatastore, DescribeResponse), String> {
     let timeouts = Timeouts {

@@ -68,6 +68,14 @@ pub enum CtlError {
     },
     #[error("{0}")]
     Usage(String),
+    #[error(
+        "manul-bgpd does not answer on {socket}: {reason}; start manul-bgpd (it runs beside \
+         manul-agent), or give its socket with --bgpd-socket"
+    )]
+    Bgpd {
+        socket: std::path::PathBuf,
+        reason: String,
+    },
     #[error("{path}: {source}")]
     File {
         path: std::path::PathBuf,

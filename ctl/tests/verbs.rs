@@ -401,7 +401,26 @@ fn version_and_completion_need_no_datastore() {
     let fixture = Fixture::embedded();
     let out = fixture.ok(&["version"]);
     assert!(
-        out.contains(&format!("v{}", env!("CARGO_PKG_VERSION"))),
+        out.contains(&format!(
+            "Client Version:    v{}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{out}"
+    );
+    // Built from this checkout: the commit is git's short hash.
+    let commit = out
+        .lines()
+        .find_map(|line| line.strip_prefix("Git commit:"))
+        .map(str::trim)
+        .unwrap_or_default();
+    assert!(
+        commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{out}"
+    );
+    // No agent answers: the cluster's version is unknown, its type the datastore's.
+    assert!(
+        out.contains("Cluster Version:   unknown (manul-agent does not answer on")
+            && out.contains("Cluster Type:      embedded"),
         "{out}"
     );
     for shell in ["bash", "zsh", "fish"] {

@@ -1,7 +1,7 @@
 //! manulctl against the embedded store while the real `manul-agent` holds it: every command
 //! goes through the agent's socket (`RawStore`). apply -> get round trip, the pod the agent
 //! wired seen by `get workloadendpoint` and `ipam show --ip`, `ipam check` clean, a stale
-//! `replace` refused, a compare-and-swap lost through the socket coming back as Conflict, and
+//! `replace` refused, `version` with the agent's version and datastore type, a compare-and-swap lost through the socket coming back as Conflict, and
 //! without the socket the held file refused with what to do. Needs root and the workspace
 //! binaries (manul-agent, manul, manulctl); does I/O.
 
@@ -118,6 +118,15 @@ fn manulctl_reaches_the_embedded_store_through_the_running_agent() -> Result<()>
         shown.contains(&format!("IP {address} is in use"))
             && shown.contains(&format!("k8s-pod-network.{}", pod.container_id)),
         "{shown}"
+    );
+    let version = ok(&node, &["version"])?;
+    ensure!(
+        version.contains(&format!(
+            "Cluster Version:   v{}",
+            env!("CARGO_PKG_VERSION")
+        )) && version.contains("Cluster Type:      embedded")
+            && version.contains("Agent:             node ctl at"),
+        "{version}"
     );
     let check = ok(&node, &["ipam", "check"])?;
     ensure!(check.contains("found 0 problem(s)"), "{check}");

@@ -1,9 +1,11 @@
 //! The commands, one module per group: `write` (create, apply, replace, validate), `get`,
 //! `delete`, `patch` (patch and label), `ipam` (show, release, configure), `ipam_check`
-//! (check and its report, release from a report, borrowed addresses). Here: parsing every input
+//! (check and its report, release from a report, borrowed addresses), `bgp` (node status,
+//! bgp peers, bgp routes from manul-bgpd). Here: parsing every input
 //! document before anything is written, and calicoctl's summary lines. I/O through the
 //! `Resources` and the output `Write` they are given.
 
+pub mod bgp;
 pub mod delete;
 pub mod get;
 pub mod ipam;
