@@ -125,15 +125,17 @@ impl PodGc {
         Ok(orphaned(&self.node, info.as_ref()))
     }
 
-    /// One pass at `now`: the addresses it released.
+    /// One pass at `now`: the addresses it released. The scan is one list of the pods on this
+    /// node (a GET per pod each pass would load the API server with every node's pods); a
+    /// handle whose pod is not in it is looked up by name before its release.
     pub async fn run_once(&mut self, now: SystemTime) -> Result<Vec<IpAddr>, GcError> {
         let allocations = self.allocations().await?;
-        let mut orphans = BTreeSet::new();
-        for (handle, (namespace, pod)) in &allocations {
-            if self.is_orphan(namespace, pod).await? {
-                orphans.insert(handle.clone());
-            }
-        }
+        let here = self.directory.pods_on_node(&self.node).await?;
+        let orphans: BTreeSet<String> = allocations
+            .iter()
+            .filter(|(_, (namespace, pod))| !here.contains(&(namespace.clone(), pod.clone())))
+            .map(|(handle, _)| handle.clone())
+            .collect();
         let mut released = Vec::new();
         for handle in self.tracker.due(now, &orphans) {
             let (namespace, pod) = &allocations[&handle];

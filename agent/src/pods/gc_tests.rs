@@ -135,17 +135,28 @@ async fn a_pod_that_reappears_within_the_grace_period_keeps_its_address() {
     assert_eq!(gc.run_once(at(100)).await.unwrap().len(), 1);
 }
 
-/// A directory where the pod exists from the `appears_at`-th lookup on.
+/// A directory where the pod "shop/web" exists from the `appears_at`-th lookup on (a get or a
+/// list of the node's pods).
 struct AppearsLater {
     lookups: AtomicUsize,
     appears_at: usize,
 }
 
+impl AppearsLater {
+    fn exists_now(&self) -> bool {
+        self.lookups.fetch_add(1, Ordering::SeqCst) + 1 >= self.appears_at
+    }
+}
+
 #[async_trait::async_trait]
 impl PodDirectory for AppearsLater {
     async fn pod(&self, _: &str, _: &str) -> Result<Option<PodInfo>, PodDirectoryError> {
-        let lookup = self.lookups.fetch_add(1, Ordering::SeqCst) + 1;
-        Ok((lookup >= self.appears_at).then(|| pod_on("n1")))
+        Ok(self.exists_now().then(|| pod_on("n1")))
+    }
+
+    async fn pods_on_node(&self, _: &str) -> Result<BTreeSet<(String, String)>, PodDirectoryError> {
+        let web = ("shop".to_string(), "web".to_string());
+        Ok(self.exists_now().then_some(web).into_iter().collect())
     }
 
     async fn namespace(

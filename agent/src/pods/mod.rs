@@ -2,18 +2,18 @@
 //! pod's node, labels and annotations and a namespace's annotations, behind the narrow
 //! `PodDirectory` trait so that pool selection (`pools`) and the IPAM garbage collector
 //! (`gc`) are unit-tested against `FakePodDirectory`. `KubePodDirectory` does the I/O
-//! (HTTPS GETs of core/v1 Pods and Namespaces).
+//! (HTTPS GETs of core/v1 Pods and Namespaces, and one list of the pods on a node).
 
 pub mod gc;
 pub mod pools;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     sync::{Arc, Mutex},
 };
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::{Api, Client};
+use kube::{Api, Client, api::ListParams};
 use manul_store::kubernetes::ClientSource;
 use tokio::sync::OnceCell;
 
@@ -36,6 +36,11 @@ pub enum PodDirectoryError {
 #[async_trait::async_trait]
 pub trait PodDirectory: Send + Sync {
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, PodDirectoryError>;
+    /// (namespace, name) of every pod scheduled on `node`.
+    async fn pods_on_node(
+        &self,
+        node: &str,
+    ) -> Result<BTreeSet<(String, String)>, PodDirectoryError>;
     /// A namespace's annotations.
     async fn namespace(
         &self,
@@ -82,6 +87,23 @@ impl PodDirectory for KubePodDirectory {
         }))
     }
 
+    async fn pods_on_node(
+        &self,
+        node: &str,
+    ) -> Result<BTreeSet<(String, String)>, PodDirectoryError> {
+        let api: Api<Pod> = Api::all(self.client().await?);
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        let pods = api
+            .list_metadata(&params)
+            .await
+            .map_err(|error| PodDirectoryError::Api(format!("pods on node {node}: {error}")))?;
+        Ok(pods
+            .items
+            .into_iter()
+            .filter_map(|pod| Some((pod.metadata.namespace?, pod.metadata.name?)))
+            .collect())
+    }
+
     async fn namespace(
         &self,
         name: &str,
@@ -126,6 +148,18 @@ impl PodDirectory for FakePodDirectory {
     async fn pod(&self, namespace: &str, name: &str) -> Result<Option<PodInfo>, PodDirectoryError> {
         let key = (namespace.to_string(), name.to_string());
         Ok(self.pods.lock().unwrap().get(&key).cloned())
+    }
+
+    async fn pods_on_node(
+        &self,
+        node: &str,
+    ) -> Result<BTreeSet<(String, String)>, PodDirectoryError> {
+        let pods = self.pods.lock().unwrap();
+        Ok(pods
+            .iter()
+            .filter(|(_, pod)| pod.node == node)
+            .map(|(key, _)| key.clone())
+            .collect())
     }
 
     async fn namespace(
