@@ -121,6 +121,12 @@ impl<T: Resource> Mirror<T> {
     /// Every object, in name order; None until the first listing is in (an empty mirror then
     /// would say "nothing exists", which is not known).
     pub fn snapshot(&self) -> Option<Vec<T>> {
+        self.read(|objects| objects.cloned().collect())
+    }
+
+    /// What `read` makes of every object (in name order) without copying them; None until
+    /// the first listing is in. The mirror's updates wait while `read` runs: keep it short.
+    pub fn read<R>(&self, read: impl FnOnce(&mut dyn Iterator<Item = &T>) -> R) -> Option<R> {
         if !*self.listed.borrow() {
             return None;
         }
@@ -128,7 +134,7 @@ impl<T: Resource> Mirror<T> {
             .objects
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Some(objects.values().cloned().collect())
+        Some(read(&mut objects.values()))
     }
 }
 

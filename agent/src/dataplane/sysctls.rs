@@ -29,6 +29,10 @@ pub struct SysctlApplyReport {
 pub struct SysctlApplier {
     sysctl: Arc<dyn Sysctl>,
     owners: BTreeMap<SysctlOwner, Vec<(String, String)>>,
+    /// Per key, the value each owner wants; the greatest owner's wins (in practice an
+    /// interface's keys are its own). Kept so that a change of one owner touches only its keys,
+    /// not every key of every pod.
+    claims: BTreeMap<String, BTreeMap<SysctlOwner, String>>,
     tracker: DeltaTracker<String, String>,
     /// Told how long each apply that wrote something took (the metrics histogram).
     observer: Option<ApplyObserver>,
@@ -39,6 +43,7 @@ impl SysctlApplier {
         SysctlApplier {
             sysctl,
             owners: BTreeMap::new(),
+            claims: BTreeMap::new(),
             tracker: DeltaTracker::default(),
             observer: None,
         }
@@ -51,46 +56,78 @@ impl SysctlApplier {
 
     /// Replaces what `owner` wants.
     pub fn set(&mut self, owner: SysctlOwner, keys: Vec<(String, String)>) {
-        self.owners.insert(owner, keys);
-        self.recompute();
+        let previous = self.owners.insert(owner.clone(), keys.clone());
+        self.replace_claims(&owner, previous.unwrap_or_default(), keys);
     }
 
     /// Replaces every interface owner at once (a reconcile); node-wide keys stay.
     pub fn set_interfaces(&mut self, interfaces: BTreeMap<String, Vec<(String, String)>>) {
-        self.owners
-            .retain(|owner, _| !matches!(owner, SysctlOwner::Interface(_)));
-        for (name, keys) in interfaces {
-            self.owners.insert(SysctlOwner::Interface(name), keys);
+        let gone: Vec<SysctlOwner> = self
+            .owners
+            .keys()
+            .filter(|owner| match owner {
+                SysctlOwner::Interface(name) => !interfaces.contains_key(name),
+                SysctlOwner::Node => false,
+            })
+            .cloned()
+            .collect();
+        for owner in gone {
+            self.remove(&owner);
         }
-        self.recompute();
+        for (name, keys) in interfaces {
+            self.set(SysctlOwner::Interface(name), keys);
+        }
     }
 
     pub fn remove(&mut self, owner: &SysctlOwner) {
-        self.owners.remove(owner);
-        self.recompute();
+        if let Some(previous) = self.owners.remove(owner) {
+            self.replace_claims(owner, previous, Vec::new());
+        }
     }
 
-    fn recompute(&mut self) {
-        let wanted: BTreeMap<&String, &String> = self
-            .owners
-            .values()
-            .flatten()
-            .map(|(key, value)| (key, value))
-            .collect();
-        let stale: Vec<String> = self
-            .tracker
-            .desired()
-            .map(|(key, _)| key)
-            .filter(|key| !wanted.contains_key(key))
-            .cloned()
-            .collect();
-        for key in stale {
-            self.tracker.remove_desired(&key);
-            // Nothing to undo in the kernel: forget it.
-            self.tracker.record_deleted(&key);
+    /// Moves `owner`'s claims from `previous` to `keys` and brings the desired value of every
+    /// key it touched up to date: work in the size of one owner, not of all of them.
+    fn replace_claims(
+        &mut self,
+        owner: &SysctlOwner,
+        previous: Vec<(String, String)>,
+        keys: Vec<(String, String)>,
+    ) {
+        let mut touched = Vec::with_capacity(previous.len() + keys.len());
+        for (key, _) in previous {
+            if let Some(claims) = self.claims.get_mut(&key) {
+                claims.remove(owner);
+            }
+            touched.push(key);
         }
-        for (key, value) in wanted {
-            self.tracker.set_desired(key.clone(), value.clone());
+        for (key, value) in keys {
+            self.claims
+                .entry(key.clone())
+                .or_default()
+                .insert(owner.clone(), value);
+            touched.push(key);
+        }
+        for key in touched {
+            let winner = self
+                .claims
+                .get(&key)
+                .and_then(|claims| claims.values().next_back())
+                .cloned();
+            match winner {
+                Some(value) => {
+                    if self.tracker.desired_at(&key) != Some(&value) {
+                        self.tracker.set_desired(key, value);
+                    }
+                }
+                None => {
+                    self.claims.remove(&key);
+                    if self.tracker.desired_at(&key).is_some() {
+                        self.tracker.remove_desired(&key);
+                        // Nothing to undo in the kernel: forget it.
+                        self.tracker.record_deleted(&key);
+                    }
+                }
+            }
         }
     }
 
@@ -173,5 +210,48 @@ mod tests {
         );
         let again = applier.apply();
         assert_eq!((again.changed, again.errors.len()), (0, 1));
+    }
+
+    proptest::proptest! {
+        /// Owner by owner, the desired keys are those of a recomputation from every owner
+        /// (the greatest owner's value winning a key that two owners want).
+        #[test]
+        fn desired_keys_follow_the_owners(
+            changes in proptest::collection::vec(
+                (0u8..4, proptest::option::of(proptest::collection::vec((0u8..6, 0u8..3), 0..4))),
+                0..40,
+            )
+        ) {
+            let mut applier = SysctlApplier::new(Arc::new(FakeSysctl::new()));
+            let mut model: BTreeMap<SysctlOwner, Vec<(String, String)>> = BTreeMap::new();
+            for (owner, keys) in changes {
+                let owner = match owner {
+                    0 => SysctlOwner::Node,
+                    n => SysctlOwner::Interface(format!("cali{n}")),
+                };
+                match keys {
+                    Some(keys) => {
+                        let keys: Vec<(String, String)> = keys
+                            .into_iter()
+                            .map(|(key, value)| (format!("key{key}"), format!("{value}")))
+                            .collect();
+                        model.insert(owner.clone(), keys.clone());
+                        applier.set(owner, keys);
+                    }
+                    None => {
+                        model.remove(&owner);
+                        applier.remove(&owner);
+                    }
+                }
+                let expected: BTreeMap<String, String> =
+                    model.values().flatten().cloned().collect();
+                let desired: BTreeMap<String, String> = applier
+                    .tracker
+                    .desired()
+                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .collect();
+                proptest::prop_assert_eq!(desired, expected);
+            }
+        }
     }
 }

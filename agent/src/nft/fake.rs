@@ -15,6 +15,7 @@ pub struct FakeNft {
 struct FakeState {
     table: Option<String>,
     applied: Vec<String>,
+    listings: usize,
     refuse: Option<String>,
 }
 
@@ -22,6 +23,11 @@ impl FakeNft {
     /// Every script applied, in order.
     pub fn applied(&self) -> Vec<String> {
         self.lock().applied.clone()
+    }
+
+    /// How many times the table was listed.
+    pub fn listings(&self) -> usize {
+        self.lock().listings
     }
 
     /// The next applies fail with this stderr (None: they succeed again).
@@ -60,6 +66,8 @@ impl Nft for FakeNft {
     }
 
     async fn list_table(&self) -> Result<Option<String>, NftError> {
-        Ok(self.lock().table.clone())
+        let mut state = self.lock();
+        state.listings += 1;
+        Ok(state.table.clone())
     }
 }

@@ -5,18 +5,24 @@
 //! `PoolDataplane` is dropped:
 //!
 //! ```text
-//!   mirrors of Nodes and IPAM blocks, watch of IPPools   every RESYNC
-//!        └──────────────┬─────────────────────────────────────┘
+//!   mirrors of IPPools, Nodes and IPAM blocks (watches)      every RESYNC
+//!        │ a change: inputs (pools, Nodes, block owners)          │
+//!        │ as the last clean pass saw them? ──yes──> nothing      │
+//!        └──────────────┬ no ─────────────────────────────────────┘
 //!                       v
-//!   reconcile_tunnel ─> Nodes and blocks from the mirrors, pools from the store
+//!   reconcile_tunnel ─> this node's tunnel address on its Node
 //!        ├─> vxlan_state() (pure) ─> vxlan.calico, neighbours, FDB ─> route applier (Vxlan)
 //!        ├─> nft_state() (pure) ─> NftApplier ─> nft -f
 //!        └─> the pods' MTU overhead (50 while a pool uses VXLAN)
 //! ```
 //!
-//! Nodes and blocks come from `watch::Mirror`s, not from a listing per pass: a pass runs on
-//! every block change anywhere in the cluster (each pod start may take an address), and
-//! listing every block each time made each node's work grow with nodes × pod events.
+//! Pools, Nodes and blocks come from `watch::Mirror`s, not from a listing per pass, and a
+//! change wakes the task on every block change anywhere in the cluster (each pod start takes an
+//! address). Of the blocks a pass needs only their owners and the borrowed addresses, which
+//! such a change leaves as they were: the task compares the inputs with those of the last pass
+//! that left nothing to retry and does nothing when they are equal, so a pod start costs the
+//! other nodes a comparison, not a pass (a dump of the host's addresses, netlink reads, an
+//! `nft list` process). The pass every RESYNC checks everything regardless.
 //!
 //! I/O through the Datastore, `Netlink` and `Nft` traits.
 
@@ -25,7 +31,7 @@ pub mod vxlan;
 
 use std::{sync::Arc, time::Duration};
 
-use manul_store::{Datastore, DatastoreExt, IpPool, IpamBlock, Kind, Node};
+use manul_store::{Datastore, DatastoreExt, IpPool, IpamBlock, Node};
 use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
 
@@ -36,7 +42,12 @@ use crate::{
     endpoint::Endpoints,
     netlink::Netlink,
     nft::{Nft, NftApplier, NftOutcome},
-    vxlan::{Family, reconcile_tunnel, tunnel::encapsulates},
+    vxlan::{
+        Family,
+        desired::{BlockOwners, block_owners},
+        reconcile_tunnel,
+        tunnel::encapsulates,
+    },
     watch::Mirror,
 };
 
@@ -50,14 +61,13 @@ const FIRST_LISTING: Duration = Duration::from_secs(5);
 
 /// The running task; dropping it stops it.
 pub struct PoolDataplane {
-    tasks: Vec<JoinHandle<()>>,
+    /// The task owns the mirrors: aborting it stops their watches too.
+    task: JoinHandle<()>,
 }
 
 impl Drop for PoolDataplane {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
@@ -71,15 +81,11 @@ pub async fn start(
 ) -> PoolDataplane {
     let store = endpoints.store();
     let changed = Arc::new(Notify::new());
-    let mut tasks = vec![tokio::spawn(crate::watch::notify_on_change(
-        store.clone(),
-        Kind::IPPool,
-        String::new(),
-        changed.clone(),
-    ))];
+    let pools = Mirror::start(store.clone(), changed.clone());
     let nodes = Mirror::start(store.clone(), changed.clone());
     let blocks = Mirror::start(store.clone(), changed.clone());
     for listed in [
+        pools.wait_listed(FIRST_LISTING).await,
         nodes.wait_listed(FIRST_LISTING).await,
         blocks.wait_listed(FIRST_LISTING).await,
     ] {
@@ -89,6 +95,7 @@ pub async fn start(
     }
     let mut task = PoolTask {
         store,
+        pools,
         nodes,
         blocks,
         node: endpoints.node().to_string(),
@@ -98,16 +105,19 @@ pub async fn start(
             .map(|family| VxlanStep::new(family, netlink.clone(), bgp))
             .into(),
         changed,
+        last_clean: None,
     };
     if let Err(error) = task.pass().await {
         warn!(%error, "cannot bring the pools' dataplane up to date; retrying");
     }
-    tasks.push(tokio::spawn(task.run()));
-    PoolDataplane { tasks }
+    PoolDataplane {
+        task: tokio::spawn(task.run()),
+    }
 }
 
 struct PoolTask {
     store: Arc<dyn Datastore>,
+    pools: Mirror<IpPool>,
     nodes: Mirror<Node>,
     blocks: Mirror<IpamBlock>,
     node: String,
@@ -116,44 +126,92 @@ struct PoolTask {
     /// One per address family.
     vxlan: Vec<VxlanStep>,
     changed: Arc<Notify>,
+    /// The inputs of the last pass that left nothing to retry.
+    last_clean: Option<PassInputs>,
+}
+
+/// What a pass reads of the datastore. A wake-up that finds them as the last clean pass left
+/// them has no kernel work to do: the usual wake-up, an address taken or freed inside a block
+/// by the block's own node (every pod start or stop in the cluster), changes none of them.
+#[derive(Clone, Debug, PartialEq)]
+struct PassInputs {
+    pools: Vec<IpPool>,
+    nodes: Vec<Node>,
+    owners: BlockOwners,
 }
 
 impl PoolTask {
     async fn run(mut self) {
         let mut ticker = tokio::time::interval(RESYNC);
         loop {
-            tokio::select! {
-                _ = self.changed.notified() => tokio::time::sleep(DEBOUNCE).await,
-                _ = ticker.tick() => {}
-            }
-            if let Err(error) = self.pass().await {
+            let resync = tokio::select! {
+                _ = self.changed.notified() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    false
+                }
+                _ = ticker.tick() => true,
+            };
+            let result = if resync {
+                self.pass().await
+            } else {
+                self.pass_if_changed().await
+            };
+            if let Err(error) = result {
                 warn!(%error, "cannot bring the pools' dataplane up to date; retrying");
             }
         }
     }
 
-    /// One pass over everything.
+    /// The pools, Nodes and block owners as the mirrors hold them.
+    fn inputs(&self) -> Result<PassInputs, String> {
+        Ok(PassInputs {
+            pools: self
+                .pools
+                .snapshot()
+                .ok_or("the IP pools have not been listed yet")?,
+            nodes: self
+                .nodes
+                .snapshot()
+                .ok_or("the Nodes have not been listed yet")?,
+            owners: self
+                .blocks
+                .read(|blocks| block_owners(blocks))
+                .ok_or("the IPAM blocks have not been listed yet")?,
+        })
+    }
+
+    /// A pass when the inputs differ from the last clean pass's (or it left work to retry).
+    async fn pass_if_changed(&mut self) -> Result<(), String> {
+        let inputs = self.inputs()?;
+        if self.last_clean.as_ref() == Some(&inputs) {
+            return Ok(());
+        }
+        self.pass_with(inputs).await
+    }
+
+    /// One pass over everything, whatever changed: the kernel and the nftables table are
+    /// checked too (something deleted behind the agent's back comes back).
     async fn pass(&mut self) -> Result<(), String> {
-        let pools: Vec<IpPool> = self
-            .endpoints
-            .ipam()
-            .pools()
-            .await
-            .map_err(|error| error.to_string())?;
+        let inputs = self.inputs()?;
+        self.pass_with(inputs).await
+    }
+
+    async fn pass_with(&mut self, inputs: PassInputs) -> Result<(), String> {
+        self.last_clean = None;
+        let mut clean = true;
+        let pools = &inputs.pools;
         let mut tunnels = Vec::new();
         for family in Family::ALL {
-            match reconcile_tunnel(&self.store, &self.node, &pools, family).await {
+            match reconcile_tunnel(&self.store, &self.node, pools, family).await {
                 Ok(Some(_)) => tunnels.push(family),
                 Ok(None) => {}
                 Err(error) => {
+                    clean = false;
                     warn!(%error, ?family, "cannot reconcile this node's VXLAN tunnel address")
                 }
             }
         }
-        let mut nodes: Vec<Node> = self
-            .nodes
-            .snapshot()
-            .ok_or("the Nodes have not been listed yet")?;
+        let mut nodes = inputs.nodes.clone();
         // The tunnel reconcile may have just written this node's Node: the mirror may not
         // have it yet.
         if let Some(own) = self
@@ -174,14 +232,14 @@ impl PoolTask {
             .max()
             .unwrap_or(0);
         self.endpoints.set_encapsulation_overhead(overhead);
-        let blocks: Vec<IpamBlock> = self
-            .blocks
-            .snapshot()
-            .ok_or("the IPAM blocks have not been listed yet")?;
         for step in &mut self.vxlan {
             let device = step.family().device();
-            match step.apply(&self.endpoints, &nodes, &pools, &blocks).await {
+            match step
+                .apply(&self.endpoints, &nodes, pools, &inputs.owners)
+                .await
+            {
                 Ok(report) => {
+                    clean &= report.problems.is_empty();
                     for problem in report.problems.iter().take(10) {
                         warn!(%problem, device, "VXLAN");
                     }
@@ -196,6 +254,7 @@ impl PoolTask {
                     }
                 }
                 Err(error) => {
+                    clean = false;
                     warn!(%error, device, "cannot bring the VXLAN device up to date; retrying")
                 }
             }
@@ -203,7 +262,7 @@ impl PoolTask {
         let state = nft_state(
             &self.node,
             &nodes,
-            &pools,
+            pools,
             tunnels.contains(&Family::V4),
             tunnels.contains(&Family::V6),
         );
@@ -216,6 +275,9 @@ impl PoolTask {
             ),
             Ok(NftOutcome::Unchanged) => {}
             Err(error) => return Err(error.to_string()),
+        }
+        if clean {
+            self.last_clean = Some(inputs);
         }
         Ok(())
     }

@@ -25,6 +25,7 @@ use crate::{
 struct Fixture {
     store: Arc<dyn Datastore>,
     netlink: Arc<FakeNetlink>,
+    nft: Arc<FakeNft>,
     task: PoolTask,
     _dir: tempfile::TempDir,
 }
@@ -93,21 +94,25 @@ async fn fixture_with(pools: Vec<IpPool>, bgp: bool) -> Fixture {
         Arc::new(FakeSysctl::new()),
     ));
     let changed = Arc::new(Notify::new());
+    let nft = Arc::new(FakeNft::default());
     let task = PoolTask {
         store: store.clone(),
+        pools: Mirror::start(store.clone(), changed.clone()),
         nodes: Mirror::start(store.clone(), changed.clone()),
         blocks: Mirror::start(store.clone(), changed.clone()),
         node: "a".into(),
         endpoints,
-        nft: NftApplier::new(Arc::new(FakeNft::default())),
+        nft: NftApplier::new(nft.clone()),
         vxlan: Family::ALL
             .map(|family| VxlanStep::new(family, netlink.clone(), bgp))
             .into(),
         changed,
+        last_clean: None,
     };
     Fixture {
         store,
         netlink,
+        nft,
         task,
         _dir: dir,
     }
@@ -116,14 +121,27 @@ async fn fixture_with(pools: Vec<IpPool>, bgp: bool) -> Fixture {
 impl Fixture {
     /// One pass, once the mirrors hold what the store holds.
     async fn pass(&mut self) {
+        self.catch_up().await;
+        self.task.pass().await.unwrap();
+    }
+
+    /// What a wake-up by a change does, once the mirrors hold what the store holds.
+    async fn pass_if_changed(&mut self) {
+        self.catch_up().await;
+        self.task.pass_if_changed().await.unwrap();
+    }
+
+    async fn catch_up(&self) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
+            let pools = values::<IpPool>(&self.store).await;
             let nodes = values::<Node>(&self.store).await;
             let blocks = values::<IpamBlock>(&self.store).await;
-            if self.task.nodes.snapshot() == Some(nodes)
+            if self.task.pools.snapshot() == Some(pools)
+                && self.task.nodes.snapshot() == Some(nodes)
                 && self.task.blocks.snapshot() == Some(blocks)
             {
-                break;
+                return;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
@@ -131,7 +149,40 @@ impl Fixture {
             );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        self.task.pass().await.unwrap();
+    }
+
+    /// Another node `name` at `address` with its IPv4 tunnel endpoint.
+    async fn add_node(&self, name: &str, address: &str) {
+        self.store
+            .create_resource(&node(name, address))
+            .await
+            .unwrap();
+        let pools = Ipam::new(self.store.clone()).pools().await.unwrap();
+        reconcile_tunnel(&self.store, name, &pools, Family::V4)
+            .await
+            .unwrap();
+    }
+
+    /// `holder` takes the `nth` address of `block` (borrowed unless the block is its own).
+    async fn take_address(&self, holder: &str, block: IpNet, nth: usize) -> IpNet {
+        Ipam::new(self.store.clone())
+            .assign_ip(&manul_ipam::AssignIpRequest {
+                address: block.hosts().nth(nth).unwrap(),
+                handle_id: format!("{holder}-{nth}"),
+                node: holder.into(),
+                attributes: [("node".to_string(), holder.to_string())].into(),
+            })
+            .await
+            .unwrap()
+    }
+
+    /// The kernel and nftables operations so far (netlink calls, nft listings and scripts).
+    fn kernel_work(&self) -> (usize, usize, usize) {
+        (
+            self.netlink.calls().len(),
+            self.nft.listings(),
+            self.nft.applied().len(),
+        )
     }
 
     async fn set_mode(&self, mode: EncapsulationMode) {
@@ -264,30 +315,10 @@ async fn without_bgp_a_same_subnet_node_is_routed_straight_and_a_borrowed_addres
 {
     let mut fixture = fixture(EncapsulationMode::CrossSubnet, false).await;
     // c shares a's subnet and holds an address of b's block (borrowed).
-    fixture
-        .store
-        .create_resource(&node("c", "10.0.1.3/24"))
-        .await
-        .unwrap();
+    fixture.add_node("c", "10.0.1.3/24").await;
     let ipam = Ipam::new(fixture.store.clone());
-    reconcile_tunnel(
-        &fixture.store,
-        "c",
-        &ipam.pools().await.unwrap(),
-        Family::V4,
-    )
-    .await
-    .unwrap();
     let b_block = ipam.affine_blocks("b").await.unwrap()[0];
-    let borrowed = ipam
-        .assign_ip(&manul_ipam::AssignIpRequest {
-            address: b_block.hosts().nth(5).unwrap(),
-            handle_id: "borrowed".into(),
-            node: "c".into(),
-            attributes: [("node".to_string(), "c".to_string())].into(),
-        })
-        .await
-        .unwrap();
+    let borrowed = fixture.take_address("c", b_block, 5).await;
     fixture.pass().await;
 
     let b_tunnel = fixture.node("b").await.ipv4_vxlan_tunnel_addr.unwrap();
@@ -393,4 +424,42 @@ async fn values<T: manul_store::Resource>(store: &Arc<dyn Datastore>) -> Vec<T> 
         .into_iter()
         .map(|versioned| versioned.value)
         .collect()
+}
+
+#[tokio::test]
+async fn an_address_taken_inside_a_block_costs_no_kernel_work_and_a_borrowed_one_does() {
+    let mut fixture = fixture(EncapsulationMode::CrossSubnet, true).await;
+    fixture.pass().await;
+    // The first pass wrote a's tunnel address on its Node: one more pass sees that.
+    fixture.pass_if_changed().await;
+    let ipam = Ipam::new(fixture.store.clone());
+    let b_block = ipam.affine_blocks("b").await.unwrap()[0];
+
+    // b takes an address of its own block: a block change that moves no route.
+    let before = fixture.kernel_work();
+    fixture.take_address("b", b_block, 3).await;
+    fixture.pass_if_changed().await;
+    assert_eq!(
+        fixture.kernel_work(),
+        before,
+        "no netlink call, no nft listing or script for an address b took in its own block"
+    );
+
+    // A third node borrows an address of b's block: that one is routed to its holder.
+    fixture.add_node("c", "10.0.2.3/24").await;
+    let borrowed = fixture.take_address("c", b_block, 5).await;
+    fixture.pass_if_changed().await;
+    let c_tunnel = fixture.node("c").await.ipv4_vxlan_tunnel_addr.unwrap();
+    assert!(
+        fixture
+            .tunnel_routes()
+            .contains(&(borrowed, c_tunnel.to_string())),
+        "the borrowed address goes to c's tunnel: {:?}",
+        fixture.tunnel_routes()
+    );
+
+    // A pool's mode change is acted on by a wake-up too.
+    fixture.set_mode(EncapsulationMode::Never).await;
+    fixture.pass_if_changed().await;
+    assert!(fixture.tunnel_routes().is_empty());
 }

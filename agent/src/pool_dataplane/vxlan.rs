@@ -6,14 +6,14 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use manul_store::{IpPool, IpamBlock, Node};
+use manul_store::{IpPool, Node};
 use tracing::{info, warn};
 
 use crate::{
     dataplane::RouteSource,
     endpoint::Endpoints,
     netlink::{Netlink, NetlinkError, RouteKey},
-    vxlan::{Family, VxlanInputs, apply_vxlan, desired::block_owners, vxlan_state},
+    vxlan::{Family, VxlanInputs, apply_vxlan, desired::BlockOwners, vxlan_state},
 };
 
 /// What one VXLAN step left in place.
@@ -77,7 +77,7 @@ impl VxlanStep {
         endpoints: &Endpoints,
         nodes: &[Node],
         pools: &[IpPool],
-        blocks: &[IpamBlock],
+        owners: &BlockOwners,
     ) -> Result<VxlanStepReport, NetlinkError> {
         let node = endpoints.node();
         let own_address = nodes
@@ -91,14 +91,13 @@ impl VxlanStep {
             Some(address) => self.uplink(address).await?,
             None => None,
         };
-        let (affine, borrowed) = block_owners(blocks);
         let state = vxlan_state(&VxlanInputs {
             family: self.family,
             node,
             nodes,
             pools,
-            blocks: &affine,
-            borrowed: &borrowed,
+            blocks: &owners.affine,
+            borrowed: &owners.borrowed,
             uplink: uplink.as_ref().map(|(name, _)| name.as_str()),
             bgp: self.bgp,
         });

@@ -222,13 +222,22 @@ pub fn vxlan_state(inputs: &VxlanInputs<'_>) -> VxlanState {
     state
 }
 
-/// The `blocks` and `borrowed` inputs from the IPAM blocks: each block with the node it is
-/// affine to ("host:<node>"), and each allocated address whose allocation names a node other
-/// than the block's (the "node" attribute the CNI ADD writes).
-pub fn block_owners(blocks: &[IpamBlock]) -> (Vec<PrefixOwner>, Vec<PrefixOwner>) {
+/// What VXLAN needs of the IPAM blocks: who owns each block and each borrowed address. Most
+/// block changes (an address taken or freed by the block's own node) leave it as it was.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockOwners {
+    /// Each block with the node it is affine to ("host:<node>").
+    pub affine: Vec<PrefixOwner>,
+    /// Each allocated address whose allocation names a node other than the block's (the
+    /// "node" attribute the CNI ADD writes), as a /32 (/128).
+    pub borrowed: Vec<PrefixOwner>,
+}
+
+/// The `blocks` and `borrowed` inputs of [`VxlanInputs`] from the IPAM blocks.
+pub fn block_owners<'a>(blocks: impl IntoIterator<Item = &'a IpamBlock>) -> BlockOwners {
     let mut affine = Vec::new();
     let mut borrowed = Vec::new();
-    for block in blocks.iter().filter(|block| !block.deleted) {
+    for block in blocks.into_iter().filter(|block| !block.deleted) {
         let owner = block
             .affinity
             .as_deref()
@@ -254,7 +263,7 @@ pub fn block_owners(blocks: &[IpamBlock]) -> (Vec<PrefixOwner>, Vec<PrefixOwner>
             }
         }
     }
-    (affine, borrowed)
+    BlockOwners { affine, borrowed }
 }
 
 /// The MTU of the VXLAN device of `family`: the uplink's less the overhead.

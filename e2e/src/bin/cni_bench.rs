@@ -40,6 +40,10 @@ struct Args {
     /// Measure ptp+host-local alone (no agent): checks the bench itself.
     #[arg(long)]
     reference_only: bool,
+    /// Keep manul-agent's log: copied to this file when the run ends (with
+    /// `--agent-log-level info` it holds each ADD's phases in milliseconds).
+    #[arg(long)]
+    agent_log: Option<PathBuf>,
 }
 
 /// The latencies of one (phase, variant).
@@ -88,6 +92,11 @@ fn main() -> Result<()> {
             "benchmark failed: {e:#}\n--- agent log ---\n{}",
             node.agent_log()
         );
+    }
+    if let Some(path) = &args.agent_log {
+        std::fs::copy(node.agent_log_path(), path)
+            .with_context(|| format!("copy the agent's log to {}", path.display()))?;
+        println!("agent log written to {}", path.display());
     }
     let rows = rows?;
     print_summary(&args, &variants, &rows);
