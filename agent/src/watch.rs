@@ -1,8 +1,8 @@
 //! Following the datastore for the agent's driver tasks (BGP, pool dataplane): a list, then a
-//! watch from the list's revision, listing again after an error or a compaction. Two ways to
-//! use it: `notify_on_change` pokes a `Notify` on every event of a kind; a `Mirror` also keeps
-//! the decoded objects, so that a task woken by one changed object reads the rest from memory
-//! instead of listing them all from the store again. I/O through the Datastore trait.
+//! watch from the list's revision, listing again after an error or a compaction. A `Mirror`
+//! keeps the decoded objects and pokes a `Notify` on every change, so that a task woken by one
+//! changed object reads the rest from memory instead of listing them all from the store again.
+//! I/O through the Datastore trait.
 
 use std::{
     collections::BTreeMap,
@@ -64,17 +64,6 @@ async fn follow(
     }
 }
 
-/// Pokes `changed` once per listing and on every event of `kind` under `prefix`; runs until
-/// aborted.
-pub async fn notify_on_change(
-    store: Arc<dyn Datastore>,
-    kind: Kind,
-    prefix: String,
-    changed: Arc<Notify>,
-) {
-    follow(store, kind, prefix, move |_| changed.notify_one()).await;
-}
-
 /// The objects of one kind as the datastore holds them, kept by a task that follows the kind;
 /// dropping the mirror stops the task. An object that does not decode is left out (logged).
 /// After a broken watch the mirror keeps what it had until the next listing replaces it.
@@ -94,10 +83,19 @@ impl<T: Resource> Mirror<T> {
     /// Starts following every object of `T::KIND`; `changed` is poked after each listing and
     /// each event, once the mirror holds it.
     pub fn start(store: Arc<dyn Datastore>, changed: Arc<Notify>) -> Mirror<T> {
+        Mirror::start_under(store, String::new(), changed)
+    }
+
+    /// [`Mirror::start`] for the objects whose names start with `prefix` only.
+    pub fn start_under(
+        store: Arc<dyn Datastore>,
+        prefix: String,
+        changed: Arc<Notify>,
+    ) -> Mirror<T> {
         let objects = Arc::new(RwLock::new(BTreeMap::new()));
         let (listed_sender, listed) = watch::channel(false);
         let kept = objects.clone();
-        let task = tokio::spawn(follow(store, T::KIND, String::new(), move |update| {
+        let task = tokio::spawn(follow(store, T::KIND, prefix, move |update| {
             apply_update(&kept, update);
             listed_sender.send_replace(true);
             changed.notify_one();

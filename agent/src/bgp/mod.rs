@@ -3,10 +3,11 @@
 //! learns. Two tasks, aborted when the `BgpDriver` is dropped:
 //!
 //! ```text
-//!   datastore watches (Node, BGPPeer, BGPConfiguration, IPPool, BlockAffinity, endpoints)
+//!   mirrors of Node, BGPPeer, BGPConfiguration, IPPool, this node's BlockAffinities and
+//!   WorkloadEndpoints (watches; `watch::Mirror`)
 //!        │ (any change, or every RESYNC)
 //!        v
-//!   speaker task: read inputs ─> speaker_config() (pure) ─> SpeakerSync ─gRPC─> manul-bgpd
+//!   speaker task: inputs from the mirrors ─> speaker_config() (pure) ─> SpeakerSync ─gRPC─> manul-bgpd
 //!        │ RouteContext (originated prefixes, pools)                              │
 //!        v                                                                        │
 //!   learned-routes task <──────────── WatchBestPaths stream ──────────────────────┘
@@ -32,8 +33,8 @@ mod tests;
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use manul_store::{
-    BgpConfiguration, BgpPassword, BgpPeer, Datastore, Kind, Node, Resource, StoreError,
-    WorkloadEndpoint,
+    AffinityState, BgpConfiguration, BgpPassword, BgpPeer, BlockAffinity, IpPool, Node, Resource,
+    StoreError, WorkloadEndpoint,
 };
 use tokio::{sync::Notify, task::JoinHandle};
 use tracing::{info, warn};
@@ -45,7 +46,7 @@ use self::{
     status::{BgpStatus, Session},
     sync::{SpeakerSync, SyncReport, display_name},
 };
-use crate::{endpoint::Endpoints, netlink::Netlink};
+use crate::{endpoint::Endpoints, netlink::Netlink, watch::Mirror};
 
 /// How often the speaker task recomputes and syncs even without a datastore change (and polls
 /// bgpd's sessions for readiness and metrics).
@@ -53,6 +54,8 @@ const RESYNC: Duration = Duration::from_secs(10);
 /// Wait after a change before reading the inputs, so a burst of changes is one sync.
 const DEBOUNCE: Duration = Duration::from_millis(50);
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the start waits for the mirrors' first listing.
+const FIRST_LISTING: Duration = Duration::from_secs(5);
 
 /// The running BGP tasks; dropping it stops them.
 pub struct BgpDriver {
@@ -103,27 +106,12 @@ pub async fn start(
         restart_time: Duration::from_secs(u64::from(speaker_config::DEFAULT_RESTART_SECONDS)),
         ..Default::default()
     });
+    let inputs = SpeakerMirrors::start(&endpoints, &changed).await;
     let mut tasks = Vec::new();
-    let store = endpoints.store();
-    let node_prefix = WorkloadEndpoint::node_prefix(endpoints.node());
-    for (kind, prefix) in [
-        (Kind::Node, String::new()),
-        (Kind::BGPPeer, String::new()),
-        (Kind::BGPConfiguration, String::new()),
-        (Kind::IPPool, String::new()),
-        (Kind::BlockAffinity, String::new()),
-        (Kind::WorkloadEndpoint, node_prefix),
-    ] {
-        tasks.push(tokio::spawn(crate::watch::notify_on_change(
-            store.clone(),
-            kind,
-            prefix,
-            changed.clone(),
-        )));
-    }
     let bgpd_configured = Arc::new(Notify::new());
     let speaker = SpeakerTask {
         endpoints: endpoints.clone(),
+        inputs,
         bgpd: bgpd.clone(),
         changed,
         context: context_sender,
@@ -147,8 +135,61 @@ pub async fn start(
     }
 }
 
+/// What the speaker task reads, kept in memory by watches: a pod started on this node or a Node
+/// changed elsewhere costs a recomputation, not a listing of every kind from the datastore.
+struct SpeakerMirrors {
+    nodes: Mirror<Node>,
+    peers: Mirror<BgpPeer>,
+    configurations: Mirror<BgpConfiguration>,
+    pools: Mirror<IpPool>,
+    /// This node's block affinities (their names start with the node's).
+    affinities: Mirror<BlockAffinity>,
+    /// This node's WorkloadEndpoints.
+    endpoints: Mirror<WorkloadEndpoint>,
+}
+
+impl SpeakerMirrors {
+    /// Starts the mirrors; waits a little for their first listing, so the first sync has them.
+    async fn start(endpoints: &Endpoints, changed: &Arc<Notify>) -> SpeakerMirrors {
+        let store = endpoints.store();
+        let node = endpoints.node();
+        let mirrors = SpeakerMirrors {
+            nodes: Mirror::start(store.clone(), changed.clone()),
+            peers: Mirror::start(store.clone(), changed.clone()),
+            configurations: Mirror::start(store.clone(), changed.clone()),
+            pools: Mirror::start(store.clone(), changed.clone()),
+            affinities: Mirror::start_under(store.clone(), format!("{node}-"), changed.clone()),
+            endpoints: Mirror::start_under(
+                store.clone(),
+                WorkloadEndpoint::node_prefix(node),
+                changed.clone(),
+            ),
+        };
+        let listed = [
+            mirrors.nodes.wait_listed(FIRST_LISTING).await,
+            mirrors.peers.wait_listed(FIRST_LISTING).await,
+            mirrors.configurations.wait_listed(FIRST_LISTING).await,
+            mirrors.pools.wait_listed(FIRST_LISTING).await,
+            mirrors.affinities.wait_listed(FIRST_LISTING).await,
+            mirrors.endpoints.wait_listed(FIRST_LISTING).await,
+        ];
+        if listed.contains(&false) {
+            warn!("the datastore has not answered a listing yet; the first BGP sync waits for it");
+        }
+        mirrors
+    }
+}
+
+/// Every object a mirror holds, or why there is nothing yet.
+fn mirrored<T: Resource>(mirror: &Mirror<T>) -> Result<Vec<T>, StoreError> {
+    mirror
+        .snapshot()
+        .ok_or_else(|| StoreError::Backend(format!("the {}s have not been listed yet", T::KIND)))
+}
+
 struct SpeakerTask {
     endpoints: Arc<Endpoints>,
+    inputs: SpeakerMirrors,
     bgpd: Arc<dyn BgpdApi>,
     changed: Arc<Notify>,
     context: tokio::sync::watch::Sender<RouteContext>,
@@ -205,32 +246,27 @@ impl SpeakerTask {
     }
 
     async fn desired(&self) -> Result<SpeakerConfig, StoreError> {
-        let store = self.endpoints.store();
         let node = self.endpoints.node();
-        let mut problems = Vec::new();
-        let nodes: Vec<Node> = decode_all(store.as_ref(), &mut problems).await?;
-        let peers: Vec<BgpPeer> = decode_all(store.as_ref(), &mut problems).await?;
-        let configurations: Vec<BgpConfiguration> =
-            decode_all(store.as_ref(), &mut problems).await?;
-        let ipam = self.endpoints.ipam();
-        let pools = ipam
-            .pools()
-            .await
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
-        let affine_blocks = ipam
-            .affine_blocks(node)
-            .await
-            .map_err(|error| StoreError::Backend(error.to_string()))?;
-        let endpoint_addresses: Vec<_> = self
-            .endpoints
-            .list()
-            .await
-            .map_err(|error| StoreError::Backend(error.to_string()))?
+        let nodes = mirrored(&self.inputs.nodes)?;
+        let peers = mirrored(&self.inputs.peers)?;
+        let configurations = mirrored(&self.inputs.configurations)?;
+        let pools = mirrored(&self.inputs.pools)?;
+        let mut affine_blocks: Vec<ipnet::IpNet> = mirrored(&self.inputs.affinities)?
             .into_iter()
-            .flat_map(|endpoint| endpoint.value.ip_networks)
+            .filter(|affinity| {
+                affinity.node == node
+                    && !affinity.deleted
+                    && affinity.state == AffinityState::Confirmed
+            })
+            .map(|affinity| affinity.cidr)
+            .collect();
+        affine_blocks.sort();
+        let endpoint_addresses: Vec<_> = mirrored(&self.inputs.endpoints)?
+            .into_iter()
+            .flat_map(|endpoint| endpoint.ip_networks)
             .map(|network| ipnet::IpNet::from(network.addr()))
             .collect();
-        let mut config = speaker_config(&SpeakerInputs {
+        let config = speaker_config(&SpeakerInputs {
             node,
             nodes: &nodes,
             peers: &peers,
@@ -240,7 +276,6 @@ impl SpeakerTask {
             endpoint_addresses: &endpoint_addresses,
             password: &read_password,
         });
-        config.problems.extend(problems);
         let restart_time = config
             .peers
             .values()
@@ -285,26 +320,6 @@ impl SpeakerTask {
             }
         }
     }
-}
-
-/// Every stored object of a kind that decodes; the others are reported, not fatal.
-async fn decode_all<T: Resource>(
-    store: &dyn Datastore,
-    problems: &mut Vec<String>,
-) -> Result<Vec<T>, StoreError> {
-    let listing = store.list(T::KIND, "").await?;
-    let mut values = Vec::with_capacity(listing.items.len());
-    for item in listing.items {
-        match serde_json::from_slice::<T>(&item.value) {
-            Ok(value) => values.push(value),
-            Err(error) => problems.push(format!(
-                "{} {:?} cannot be read, ignored: {error}",
-                T::KIND,
-                item.name
-            )),
-        }
-    }
-    Ok(values)
 }
 
 /// A BGP password from a file on the node; secrets need the Kubernetes datastore.
