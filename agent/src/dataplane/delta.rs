@@ -5,22 +5,27 @@
 //! A resync replaces `applied` with a fresh read of the kernel. The read is taken without the
 //! appliers' lock (a dump of a large table takes a while), so writes may land between the read
 //! and `finish_resync`: keys written since `begin_resync` keep what the write recorded.
+//!
+//! Each slot may carry an `extra` value of the owner's (the route applier keeps there what the
+//! BGP source wants at the key, so that a million learned routes need no map of their own).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Pending work: updates (key, value, whether an applied value of ours is there) and deletes.
 pub type Pending<K, V> = (Vec<(K, V, bool)>, Vec<(K, V)>);
 
-/// What one key should hold and what it holds. A key with neither is not kept.
+/// What one key should hold and what it holds. A key with neither (and a default extra) is
+/// not kept.
 #[derive(Clone, Debug)]
-struct Slot<V> {
+struct Slot<V, X> {
     desired: Option<V>,
     applied: Option<V>,
+    extra: X,
 }
 
-impl<V: Eq> Slot<V> {
+impl<V: Eq, X: Default + PartialEq> Slot<V, X> {
     fn is_empty(&self) -> bool {
-        self.desired.is_none() && self.applied.is_none()
+        self.desired.is_none() && self.applied.is_none() && self.extra == X::default()
     }
 
     fn in_sync(&self) -> bool {
@@ -31,13 +36,13 @@ impl<V: Eq> Slot<V> {
 /// Desired and applied of every key, in one map: a node may track a million routes, and one
 /// map (one search per change) costs half of two.
 #[derive(Clone, Debug)]
-pub struct DeltaTracker<K, V> {
-    slots: BTreeMap<K, Slot<V>>,
+pub struct DeltaTracker<K, V, X = ()> {
+    slots: BTreeMap<K, Slot<V, X>>,
     /// Keys recorded since `begin_resync`; None when no resync is in progress.
     written_during_resync: Option<BTreeSet<K>>,
 }
 
-impl<K: Ord + Clone, V: Eq + Clone> Default for DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> Default for DeltaTracker<K, V, X> {
     fn default() -> Self {
         DeltaTracker {
             slots: BTreeMap::new(),
@@ -46,7 +51,7 @@ impl<K: Ord + Clone, V: Eq + Clone> Default for DeltaTracker<K, V> {
     }
 }
 
-impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X> {
     pub fn set_desired(&mut self, key: K, value: V) {
         match self.slots.get_mut(&key) {
             Some(slot) => slot.desired = Some(value),
@@ -56,8 +61,52 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                     Slot {
                         desired: Some(value),
                         applied: None,
+                        extra: X::default(),
                     },
                 );
+            }
+        }
+    }
+
+    /// The owner's extra value at `key` (None: the key is not kept).
+    pub fn extra(&self, key: &K) -> Option<&X> {
+        Some(&self.slots.get(key)?.extra)
+    }
+
+    /// Every extra value other than the default, in key order.
+    pub fn extras(&self) -> impl Iterator<Item = (&K, &X)> {
+        let default = X::default();
+        self.slots
+            .iter()
+            .filter(move |(_, slot)| slot.extra != default)
+            .map(|(key, slot)| (key, &slot.extra))
+    }
+
+    /// Sets the extra value and the desired one of `key` in one search; the slot goes when
+    /// nothing is left in it. `decide` gives the desired value from the new extra. Returns the
+    /// extra value the key had.
+    pub fn set_extra(&mut self, key: K, extra: X, decide: impl FnOnce(&X) -> Option<V>) -> X {
+        match self.slots.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut entry) => {
+                let slot = entry.get_mut();
+                let old = std::mem::replace(&mut slot.extra, extra);
+                slot.desired = decide(&slot.extra);
+                if slot.is_empty() {
+                    entry.remove();
+                }
+                old
+            }
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let desired = decide(&extra);
+                let slot = Slot {
+                    desired,
+                    applied: None,
+                    extra,
+                };
+                if !slot.is_empty() {
+                    entry.insert(slot);
+                }
+                X::default()
             }
         }
     }
@@ -144,6 +193,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                     Slot {
                         desired: None,
                         applied: Some(value),
+                        extra: X::default(),
                     },
                 );
             }
@@ -164,7 +214,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
         });
     }
 
-    fn change_slot(&mut self, key: &K, change: impl FnOnce(&mut Slot<V>)) {
+    fn change_slot(&mut self, key: &K, change: impl FnOnce(&mut Slot<V, X>)) {
         if let Some(slot) = self.slots.get_mut(key) {
             change(slot);
             if slot.is_empty() {
@@ -208,6 +258,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                 Slot {
                     desired: None,
                     applied: Some(value),
+                    extra: X::default(),
                 },
             );
         }
@@ -222,7 +273,7 @@ mod tests {
 
     #[test]
     fn pending_work_is_the_difference() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
         tracker.finish_resync(BTreeMap::from([(2, "old"), (3, "stray")]));
@@ -239,7 +290,7 @@ mod tests {
 
     #[test]
     fn writes_during_a_resync_win_over_the_older_read() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "new");
         tracker.begin_resync();
         // Written after the kernel was read: the read does not have it.
@@ -255,7 +306,7 @@ mod tests {
 
     #[test]
     fn pending_for_limits_the_work_to_some_keys() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
         tracker.finish_resync(BTreeMap::from([(3, "c")]));
@@ -267,7 +318,7 @@ mod tests {
 
     #[test]
     fn pending_for_names_a_key_named_twice_once() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.finish_resync(BTreeMap::from([(3, "c")]));
         assert_eq!(
@@ -283,7 +334,7 @@ mod tests {
             desired in proptest::collection::btree_map(0u8..20, 0u8..3, 0..20),
             kernel in proptest::collection::btree_map(0u8..20, 0u8..3, 0..20),
         ) {
-            let mut tracker = DeltaTracker::default();
+            let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
             for (key, value) in &desired {
                 tracker.set_desired(*key, *value);
             }

@@ -11,6 +11,7 @@
 pub mod delta;
 pub mod routes;
 pub mod sysctls;
+pub mod targets;
 
 use std::sync::Arc;
 
