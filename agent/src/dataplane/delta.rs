@@ -9,7 +9,58 @@
 //! Each slot may carry an `extra` value of the owner's (the route applier keeps there what the
 //! BGP source wants at the key, so that a million learned routes need no map of their own).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    marker::PhantomData,
+};
+
+/// The ordered map a tracker keeps its slots in: a `BTreeMap`, or a map of a more compact
+/// layout for one kind of key (`super::route_keys::RouteKeyMap`). Iteration yields keys by value
+/// (a compact map does not hold them as `K`).
+pub trait SlotMap<K, S>: Default {
+    fn get(&self, key: &K) -> Option<&S>;
+    fn get_mut(&mut self, key: &K) -> Option<&mut S>;
+    fn insert(&mut self, key: K, slot: S);
+    fn remove(&mut self, key: &K);
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
+    where
+        S: 'a;
+    fn retain(&mut self, keep: impl FnMut(&K, &mut S) -> bool);
+    fn len(&self) -> usize;
+}
+
+impl<K: Ord + Clone, S> SlotMap<K, S> for BTreeMap<K, S> {
+    fn get(&self, key: &K) -> Option<&S> {
+        BTreeMap::get(self, key)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut S> {
+        BTreeMap::get_mut(self, key)
+    }
+
+    fn insert(&mut self, key: K, slot: S) {
+        BTreeMap::insert(self, key, slot);
+    }
+
+    fn remove(&mut self, key: &K) {
+        BTreeMap::remove(self, key);
+    }
+
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
+    where
+        S: 'a,
+    {
+        BTreeMap::iter(self).map(|(key, slot)| (key.clone(), slot))
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&K, &mut S) -> bool) {
+        BTreeMap::retain(self, keep);
+    }
+
+    fn len(&self) -> usize {
+        BTreeMap::len(self)
+    }
+}
 
 /// Pending work: updates (key, value, whether an applied value of ours is there) and deletes.
 pub type Pending<K, V> = (Vec<(K, V, bool)>, Vec<(K, V)>);
@@ -17,7 +68,7 @@ pub type Pending<K, V> = (Vec<(K, V, bool)>, Vec<(K, V)>);
 /// What one key should hold and what it holds. A key with neither (and a default extra) is
 /// not kept.
 #[derive(Clone, Debug)]
-struct Slot<V, X> {
+pub struct Slot<V, X> {
     desired: Option<V>,
     applied: Option<V>,
     extra: X,
@@ -36,22 +87,28 @@ impl<V: Eq, X: Default + PartialEq> Slot<V, X> {
 /// Desired and applied of every key, in one map: a node may track a million routes, and one
 /// map (one search per change) costs half of two.
 #[derive(Clone, Debug)]
-pub struct DeltaTracker<K, V, X = ()> {
-    slots: BTreeMap<K, Slot<V, X>>,
+pub struct DeltaTracker<K, V, X = (), M = BTreeMap<K, Slot<V, X>>> {
+    slots: M,
     /// Keys recorded since `begin_resync`; None when no resync is in progress.
     written_during_resync: Option<BTreeSet<K>>,
+    values: PhantomData<fn() -> (V, X)>,
 }
 
-impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> Default for DeltaTracker<K, V, X> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V, X>>> Default
+    for DeltaTracker<K, V, X, M>
+{
     fn default() -> Self {
         DeltaTracker {
-            slots: BTreeMap::new(),
+            slots: M::default(),
             written_during_resync: None,
+            values: PhantomData,
         }
     }
 }
 
-impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V, X>>>
+    DeltaTracker<K, V, X, M>
+{
     pub fn set_desired(&mut self, key: K, value: V) {
         match self.slots.get_mut(&key) {
             Some(slot) => slot.desired = Some(value),
@@ -73,8 +130,8 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
         Some(&self.slots.get(key)?.extra)
     }
 
-    /// Every extra value other than the default, in key order.
-    pub fn extras(&self) -> impl Iterator<Item = (&K, &X)> {
+    /// Every extra value other than the default, in the map's order.
+    pub fn extras(&self) -> impl Iterator<Item = (K, &X)> {
         let default = X::default();
         self.slots
             .iter()
@@ -86,17 +143,16 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
     /// nothing is left in it. `decide` gives the desired value from the new extra. Returns the
     /// extra value the key had.
     pub fn set_extra(&mut self, key: K, extra: X, decide: impl FnOnce(&X) -> Option<V>) -> X {
-        match self.slots.entry(key) {
-            std::collections::btree_map::Entry::Occupied(mut entry) => {
-                let slot = entry.get_mut();
+        match self.slots.get_mut(&key) {
+            Some(slot) => {
                 let old = std::mem::replace(&mut slot.extra, extra);
                 slot.desired = decide(&slot.extra);
                 if slot.is_empty() {
-                    entry.remove();
+                    self.slots.remove(&key);
                 }
                 old
             }
-            std::collections::btree_map::Entry::Vacant(entry) => {
+            None => {
                 let desired = decide(&extra);
                 let slot = Slot {
                     desired,
@@ -104,7 +160,7 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
                     extra,
                 };
                 if !slot.is_empty() {
-                    entry.insert(slot);
+                    self.slots.insert(key, slot);
                 }
                 X::default()
             }
@@ -120,15 +176,15 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
         self.slots.get(key)?.desired.as_ref()
     }
 
-    /// Every desired entry, in key order.
-    pub fn desired(&self) -> impl Iterator<Item = (&K, &V)> {
+    /// Every desired entry, in the map's order.
+    pub fn desired(&self) -> impl Iterator<Item = (K, &V)> {
         self.slots
             .iter()
             .filter_map(|(key, slot)| Some((key, slot.desired.as_ref()?)))
     }
 
-    /// Every applied entry, in key order.
-    pub fn applied(&self) -> impl Iterator<Item = (&K, &V)> {
+    /// Every applied entry, in the map's order.
+    pub fn applied(&self) -> impl Iterator<Item = (K, &V)> {
         self.slots
             .iter()
             .filter_map(|(key, slot)| Some((key, slot.applied.as_ref()?)))
@@ -142,7 +198,7 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
             .filter(|(_, slot)| !slot.in_sync())
             .filter_map(|(key, slot)| {
                 let desired = slot.desired.as_ref()?;
-                Some((key.clone(), desired.clone(), slot.applied.is_some()))
+                Some((key, desired.clone(), slot.applied.is_some()))
             })
             .collect()
     }
@@ -152,7 +208,7 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
         self.slots
             .iter()
             .filter(|(_, slot)| slot.desired.is_none())
-            .filter_map(|(key, slot)| Some((key.clone(), slot.applied.clone()?)))
+            .filter_map(|(key, slot)| Some((key, slot.applied.clone()?)))
             .collect()
     }
 
@@ -162,7 +218,7 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
     pub fn pending_for(&self, keys: &[K]) -> Pending<K, V> {
         let mut updates = Vec::new();
         let mut deletes = Vec::new();
-        let keys: BTreeSet<&K> = keys.iter().collect();
+        let keys: BTreeSet<&K> = keys.iter().collect::<BTreeSet<&K>>();
         for key in keys {
             let Some(slot) = self.slots.get(key) else {
                 continue;
@@ -179,7 +235,7 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq> DeltaTracker<K, V, X
     }
 
     pub fn in_sync(&self) -> bool {
-        self.slots.values().all(Slot::in_sync)
+        self.slots.iter().all(|(_, slot)| slot.in_sync())
     }
 
     /// The kernel now holds `value` at `key`.
@@ -347,7 +403,7 @@ mod tests {
             }
             prop_assert!(tracker.in_sync());
             let applied: BTreeMap<u8, u8> =
-                tracker.applied().map(|(key, value)| (*key, *value)).collect();
+                tracker.applied().map(|(key, value)| (key, *value)).collect();
             prop_assert_eq!(&applied, &desired);
             prop_assert_eq!(tracker.slots.len(), desired.len());
         }

@@ -16,7 +16,8 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use super::{
     ApplyObserver,
-    delta::DeltaTracker,
+    delta::{DeltaTracker, Slot},
+    route_keys::RouteKeyMap,
     targets::{TargetId, TargetTable},
 };
 use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget, RouteWrite as Write};
@@ -58,7 +59,7 @@ pub struct RouteApplier {
     sources: BTreeMap<RouteSource, BTreeMap<RouteKey, TargetId>>,
     /// Desired and applied per key, and what Bgp wants there (its million learned routes need
     /// no map of their own: the slot's extra value).
-    tracker: DeltaTracker<RouteKey, TargetId, Option<TargetId>>,
+    tracker: Tracker,
     /// How many keys Bgp wants.
     bgp_len: usize,
     /// The targets the ids of `sources` and `tracker` stand for.
@@ -70,6 +71,15 @@ pub struct RouteApplier {
     /// Told how long each apply that wrote something took (the metrics histogram).
     observer: Option<ApplyObserver>,
 }
+
+/// Desired and applied target per route key, and Bgp's want as the slot's extra value, in the
+/// compact map (`route_keys`).
+type Tracker = DeltaTracker<
+    RouteKey,
+    TargetId,
+    Option<TargetId>,
+    RouteKeyMap<Slot<TargetId, Option<TargetId>>>,
+>;
 
 /// How many routes of each shape the kernel is believed to hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -135,7 +145,7 @@ impl RouteApplier {
                 .tracker
                 .extras()
                 .filter(|(key, _)| !new.contains_key(key))
-                .map(|(key, _)| *key)
+                .map(|(key, _)| key)
                 .collect();
             for key in gone {
                 self.set_bgp(key, None);
@@ -210,11 +220,13 @@ impl RouteApplier {
     /// The routes `source` wants, in key order.
     pub fn source_routes(&self, source: RouteSource) -> Box<dyn Iterator<Item = Route> + '_> {
         if source == RouteSource::Bgp {
-            return Box::new(
-                self.tracker
-                    .extras()
-                    .filter_map(|(key, id)| Some(route(key, self.targets.get((*id)?)))),
-            );
+            let mut routes: Vec<Route> = self
+                .tracker
+                .extras()
+                .filter_map(|(key, id)| Some(route(&key, self.targets.get((*id)?))))
+                .collect();
+            routes.sort();
+            return Box::new(routes.into_iter());
         }
         Box::new(
             self.sources
@@ -278,20 +290,26 @@ impl RouteApplier {
         }
     }
 
-    /// The routes manul wants, merged.
+    /// The routes manul wants, merged, in order.
     pub fn desired(&self) -> Vec<Route> {
-        self.tracker
+        let mut routes: Vec<Route> = self
+            .tracker
             .desired()
-            .map(|(key, id)| route(key, self.targets.get(*id)))
-            .collect()
+            .map(|(key, id)| route(&key, self.targets.get(*id)))
+            .collect();
+        routes.sort();
+        routes
     }
 
-    /// The routes of manul's the kernel is believed to hold.
+    /// The routes of manul's the kernel is believed to hold, in order.
     pub fn applied(&self) -> Vec<Route> {
-        self.tracker
+        let mut routes: Vec<Route> = self
+            .tracker
             .applied()
-            .map(|(key, id)| route(key, self.targets.get(*id)))
-            .collect()
+            .map(|(key, id)| route(&key, self.targets.get(*id)))
+            .collect();
+        routes.sort();
+        routes
     }
 
     /// What the next apply would write: routes to install (new or changed) and routes to
@@ -302,14 +320,14 @@ impl RouteApplier {
             .pending_updates()
             .iter()
             .map(|(key, id, _)| route(key, self.targets.get(*id)))
-            .collect();
+            .collect::<Vec<_>>();
         let removing = self
             .tracker
             .pending_deletes()
             .iter()
             .map(|(key, id)| route(key, self.targets.get(*id)))
-            .collect();
-        (installing, removing)
+            .collect::<Vec<_>>();
+        (sorted(installing), sorted(removing))
     }
 
     pub fn in_sync(&self) -> bool {
@@ -453,6 +471,11 @@ impl RouteApplier {
         }
         self.write_batch(replacements, report).await;
     }
+}
+
+fn sorted(mut routes: Vec<Route>) -> Vec<Route> {
+    routes.sort();
+    routes
 }
 
 fn route(key: &RouteKey, target: &RouteTarget) -> Route {

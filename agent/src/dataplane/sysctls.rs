@@ -82,7 +82,6 @@ impl SysctlApplier {
             .desired()
             .map(|(key, _)| key)
             .filter(|key| !wanted.contains_key(key))
-            .cloned()
             .collect();
         for key in stale {
             self.tracker.remove_desired(&key);
