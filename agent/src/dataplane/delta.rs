@@ -27,6 +27,10 @@ pub trait SlotMap<K, S>: Default {
         S: 'a;
     fn retain(&mut self, keep: impl FnMut(&K, &mut S) -> bool);
     fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl<K: Ord + Clone, S> SlotMap<K, S> for BTreeMap<K, S> {

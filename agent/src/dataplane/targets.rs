@@ -92,10 +92,10 @@ impl TargetTable {
             if mark {
                 continue;
             }
-            if let Some(target) = self.targets[index].take() {
-                if let Some(id) = self.ids.remove(&target) {
-                    self.free.push(id);
-                }
+            if let Some(target) = self.targets[index].take()
+                && let Some(id) = self.ids.remove(&target)
+            {
+                self.free.push(id);
             }
         }
         self.live_at_sweep = self.ids.len();
