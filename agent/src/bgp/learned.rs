@@ -33,7 +33,7 @@ use tracing::{debug, info, warn};
 use super::{
     bgpd_api::BgpdApi,
     remote_routes::{
-        BestPaths, LEARNED_METRIC, NextHopLookups, SharedNextHops, SharedSlices, next_hops_of,
+        BestPaths, LEARNED_METRIC, NextHopLookups, SharedNextHops, SharedPathHops, next_hops_of,
         remote_route, remote_routes,
     },
     status::BgpStatus,
@@ -302,7 +302,7 @@ impl LearnedRoutes {
             &state.best
         } else {
             let mut paths = state.stale.clone();
-            paths.extend(state.best.iter().map(|(k, v)| (*k, v.clone())));
+            paths.extend(state.best.clone());
             merged = paths;
             &merged
         };
@@ -404,7 +404,7 @@ fn retry_delay(failures: u32) -> Duration {
         .min(RETRY)
 }
 
-fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath], shared: &mut SharedSlices<IpAddr>) {
+fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath], shared: &mut SharedPathHops) {
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;

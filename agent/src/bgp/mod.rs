@@ -18,6 +18,7 @@
 //! everything again; the learned routes stay (stale) until the new stream has them. If the
 //! agent restarts, it reads back what bgpd runs and changes only what differs.
 
+pub mod best_paths;
 pub mod bgpd_api;
 pub mod learned;
 pub mod remote_routes;

@@ -27,13 +27,11 @@ use std::{
 use ipnet::IpNet;
 use manul_store::IpPool;
 
+pub use super::best_paths::{BestPaths, PathHops, SharedPathHops};
 use crate::netlink::{NextHop, Route, RouteLookup, RouteTarget};
 
 /// Metric of learned routes outside every pool (BIRD's kernel protocol uses 32 as well).
 pub const LEARNED_METRIC: u32 = 32;
-
-/// One best path as the agent keeps it: the next hops bgpd chose (shared, see `SharedSlices`).
-pub type BestPaths = BTreeMap<IpNet, Arc<[IpAddr]>>;
 
 /// Hands out one shared copy of each distinct list: equal lists come back as the same `Arc`.
 #[derive(Debug)]
@@ -77,7 +75,7 @@ impl<T: Eq + Hash> SharedSlices<T> {
 /// The shared next-hop lists of best paths and of the routes made from them.
 #[derive(Debug, Default)]
 pub struct SharedNextHops {
-    pub paths: SharedSlices<IpAddr>,
+    pub paths: SharedPathHops,
     pub routes: SharedSlices<NextHop>,
 }
 
@@ -94,8 +92,8 @@ pub fn remote_routes(
 ) -> (Vec<Route>, Vec<String>) {
     let mut routes = Vec::with_capacity(best.len());
     let mut problems = Vec::new();
-    for (prefix, next_hops) in best {
-        match remote_route(*prefix, next_hops, originated, pools, lookups, shared) {
+    for (prefix, next_hops) in best.iter() {
+        match remote_route(prefix, next_hops, originated, pools, lookups, shared) {
             Ok(Some(route)) => routes.push(route),
             Ok(None) => {}
             Err(problem) => problems.push(problem),

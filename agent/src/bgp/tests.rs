@@ -20,7 +20,7 @@ use super::{
     bgpd_api::BgpdApi,
     fake::FakeBgpd,
     learned::{LearnedRoutes, RouteContext},
-    remote_routes::{LEARNED_METRIC, SharedSlices, remote_routes},
+    remote_routes::{BestPaths, LEARNED_METRIC, SharedSlices, remote_routes},
     speaker_config::{SpeakerConfig, SpeakerInputs, speaker_config},
     status::BgpStatus,
     sync::SpeakerSync,
@@ -333,15 +333,17 @@ fn learned_paths_route_through_resolved_next_hops() {
         ),
         (ip("10.9.9.9"), None),
     ]);
-    let best = BTreeMap::from([
+    let best: BestPaths = [
         (
             net("10.244.2.0/26"),
-            [ip("10.0.0.2"), ip("10.0.1.3")].into(),
+            Arc::new(vec![ip("10.0.0.2"), ip("10.0.1.3")]),
         ),
-        (net("10.244.1.0/26"), [ip("10.0.0.2")].into()),
-        (net("0.0.0.0/0"), [ip("10.0.1.3")].into()),
-        (net("10.244.9.0/26"), [ip("10.9.9.9")].into()),
-    ]);
+        (net("10.244.1.0/26"), Arc::new(vec![ip("10.0.0.2")])),
+        (net("0.0.0.0/0"), Arc::new(vec![ip("10.0.1.3")])),
+        (net("10.244.9.0/26"), Arc::new(vec![ip("10.9.9.9")])),
+    ]
+    .into_iter()
+    .collect();
     let originated = [net("10.244.1.0/26")].into_iter().collect();
     let mut shared = SharedSlices::default();
     let (routes, problems) = remote_routes(&best, &originated, &pools, &lookups, &mut shared);

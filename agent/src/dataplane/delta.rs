@@ -5,22 +5,82 @@
 //! A resync replaces `applied` with a fresh read of the kernel. The read is taken without the
 //! appliers' lock (a dump of a large table takes a while), so writes may land between the read
 //! and `finish_resync`: keys written since `begin_resync` keep what the write recorded.
+//!
+//! Each slot may carry an `extra` value of the owner's (the route applier keeps there what the
+//! BGP source wants at the key, so that a million learned routes need no map of their own).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    marker::PhantomData,
+};
+
+/// The ordered map a tracker keeps its slots in: a `BTreeMap`, or a map of a more compact
+/// layout for one kind of key (`super::route_keys::RouteKeyMap`). Iteration yields keys by value
+/// (a compact map does not hold them as `K`).
+pub trait SlotMap<K, S>: Default {
+    fn get(&self, key: &K) -> Option<&S>;
+    fn get_mut(&mut self, key: &K) -> Option<&mut S>;
+    fn insert(&mut self, key: K, slot: S);
+    fn remove(&mut self, key: &K);
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
+    where
+        S: 'a;
+    fn retain(&mut self, keep: impl FnMut(&K, &mut S) -> bool);
+    fn len(&self) -> usize;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<K: Ord + Clone, S> SlotMap<K, S> for BTreeMap<K, S> {
+    fn get(&self, key: &K) -> Option<&S> {
+        BTreeMap::get(self, key)
+    }
+
+    fn get_mut(&mut self, key: &K) -> Option<&mut S> {
+        BTreeMap::get_mut(self, key)
+    }
+
+    fn insert(&mut self, key: K, slot: S) {
+        BTreeMap::insert(self, key, slot);
+    }
+
+    fn remove(&mut self, key: &K) {
+        BTreeMap::remove(self, key);
+    }
+
+    fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
+    where
+        S: 'a,
+    {
+        BTreeMap::iter(self).map(|(key, slot)| (key.clone(), slot))
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&K, &mut S) -> bool) {
+        BTreeMap::retain(self, keep);
+    }
+
+    fn len(&self) -> usize {
+        BTreeMap::len(self)
+    }
+}
 
 /// Pending work: updates (key, value, whether an applied value of ours is there) and deletes.
 pub type Pending<K, V> = (Vec<(K, V, bool)>, Vec<(K, V)>);
 
-/// What one key should hold and what it holds. A key with neither is not kept.
+/// What one key should hold and what it holds. A key with neither (and a default extra) is
+/// not kept.
 #[derive(Clone, Debug)]
-struct Slot<V> {
+pub struct Slot<V, X> {
     desired: Option<V>,
     applied: Option<V>,
+    extra: X,
 }
 
-impl<V: Eq> Slot<V> {
+impl<V: Eq, X: Default + PartialEq> Slot<V, X> {
     fn is_empty(&self) -> bool {
-        self.desired.is_none() && self.applied.is_none()
+        self.desired.is_none() && self.applied.is_none() && self.extra == X::default()
     }
 
     fn in_sync(&self) -> bool {
@@ -31,22 +91,28 @@ impl<V: Eq> Slot<V> {
 /// Desired and applied of every key, in one map: a node may track a million routes, and one
 /// map (one search per change) costs half of two.
 #[derive(Clone, Debug)]
-pub struct DeltaTracker<K, V> {
-    slots: BTreeMap<K, Slot<V>>,
+pub struct DeltaTracker<K, V, X = (), M = BTreeMap<K, Slot<V, X>>> {
+    slots: M,
     /// Keys recorded since `begin_resync`; None when no resync is in progress.
     written_during_resync: Option<BTreeSet<K>>,
+    values: PhantomData<fn() -> (V, X)>,
 }
 
-impl<K: Ord + Clone, V: Eq + Clone> Default for DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V, X>>> Default
+    for DeltaTracker<K, V, X, M>
+{
     fn default() -> Self {
         DeltaTracker {
-            slots: BTreeMap::new(),
+            slots: M::default(),
             written_during_resync: None,
+            values: PhantomData,
         }
     }
 }
 
-impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
+impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V, X>>>
+    DeltaTracker<K, V, X, M>
+{
     pub fn set_desired(&mut self, key: K, value: V) {
         match self.slots.get_mut(&key) {
             Some(slot) => slot.desired = Some(value),
@@ -56,8 +122,51 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                     Slot {
                         desired: Some(value),
                         applied: None,
+                        extra: X::default(),
                     },
                 );
+            }
+        }
+    }
+
+    /// The owner's extra value at `key` (None: the key is not kept).
+    pub fn extra(&self, key: &K) -> Option<&X> {
+        Some(&self.slots.get(key)?.extra)
+    }
+
+    /// Every extra value other than the default, in the map's order.
+    pub fn extras(&self) -> impl Iterator<Item = (K, &X)> {
+        let default = X::default();
+        self.slots
+            .iter()
+            .filter(move |(_, slot)| slot.extra != default)
+            .map(|(key, slot)| (key, &slot.extra))
+    }
+
+    /// Sets the extra value and the desired one of `key` in one search; the slot goes when
+    /// nothing is left in it. `decide` gives the desired value from the new extra. Returns the
+    /// extra value the key had.
+    pub fn set_extra(&mut self, key: K, extra: X, decide: impl FnOnce(&X) -> Option<V>) -> X {
+        match self.slots.get_mut(&key) {
+            Some(slot) => {
+                let old = std::mem::replace(&mut slot.extra, extra);
+                slot.desired = decide(&slot.extra);
+                if slot.is_empty() {
+                    self.slots.remove(&key);
+                }
+                old
+            }
+            None => {
+                let desired = decide(&extra);
+                let slot = Slot {
+                    desired,
+                    applied: None,
+                    extra,
+                };
+                if !slot.is_empty() {
+                    self.slots.insert(key, slot);
+                }
+                X::default()
             }
         }
     }
@@ -71,15 +180,15 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
         self.slots.get(key)?.desired.as_ref()
     }
 
-    /// Every desired entry, in key order.
-    pub fn desired(&self) -> impl Iterator<Item = (&K, &V)> {
+    /// Every desired entry, in the map's order.
+    pub fn desired(&self) -> impl Iterator<Item = (K, &V)> {
         self.slots
             .iter()
             .filter_map(|(key, slot)| Some((key, slot.desired.as_ref()?)))
     }
 
-    /// Every applied entry, in key order.
-    pub fn applied(&self) -> impl Iterator<Item = (&K, &V)> {
+    /// Every applied entry, in the map's order.
+    pub fn applied(&self) -> impl Iterator<Item = (K, &V)> {
         self.slots
             .iter()
             .filter_map(|(key, slot)| Some((key, slot.applied.as_ref()?)))
@@ -93,7 +202,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
             .filter(|(_, slot)| !slot.in_sync())
             .filter_map(|(key, slot)| {
                 let desired = slot.desired.as_ref()?;
-                Some((key.clone(), desired.clone(), slot.applied.is_some()))
+                Some((key, desired.clone(), slot.applied.is_some()))
             })
             .collect()
     }
@@ -103,7 +212,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
         self.slots
             .iter()
             .filter(|(_, slot)| slot.desired.is_none())
-            .filter_map(|(key, slot)| Some((key.clone(), slot.applied.clone()?)))
+            .filter_map(|(key, slot)| Some((key, slot.applied.clone()?)))
             .collect()
     }
 
@@ -113,7 +222,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
     pub fn pending_for(&self, keys: &[K]) -> Pending<K, V> {
         let mut updates = Vec::new();
         let mut deletes = Vec::new();
-        let keys: BTreeSet<&K> = keys.iter().collect();
+        let keys: BTreeSet<&K> = keys.iter().collect::<BTreeSet<&K>>();
         for key in keys {
             let Some(slot) = self.slots.get(key) else {
                 continue;
@@ -130,7 +239,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
     }
 
     pub fn in_sync(&self) -> bool {
-        self.slots.values().all(Slot::in_sync)
+        self.slots.iter().all(|(_, slot)| slot.in_sync())
     }
 
     /// The kernel now holds `value` at `key`.
@@ -144,6 +253,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                     Slot {
                         desired: None,
                         applied: Some(value),
+                        extra: X::default(),
                     },
                 );
             }
@@ -164,7 +274,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
         });
     }
 
-    fn change_slot(&mut self, key: &K, change: impl FnOnce(&mut Slot<V>)) {
+    fn change_slot(&mut self, key: &K, change: impl FnOnce(&mut Slot<V, X>)) {
         if let Some(slot) = self.slots.get_mut(key) {
             change(slot);
             if slot.is_empty() {
@@ -208,6 +318,7 @@ impl<K: Ord + Clone, V: Eq + Clone> DeltaTracker<K, V> {
                 Slot {
                     desired: None,
                     applied: Some(value),
+                    extra: X::default(),
                 },
             );
         }
@@ -222,7 +333,7 @@ mod tests {
 
     #[test]
     fn pending_work_is_the_difference() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
         tracker.finish_resync(BTreeMap::from([(2, "old"), (3, "stray")]));
@@ -239,7 +350,7 @@ mod tests {
 
     #[test]
     fn writes_during_a_resync_win_over_the_older_read() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "new");
         tracker.begin_resync();
         // Written after the kernel was read: the read does not have it.
@@ -255,7 +366,7 @@ mod tests {
 
     #[test]
     fn pending_for_limits_the_work_to_some_keys() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
         tracker.finish_resync(BTreeMap::from([(3, "c")]));
@@ -267,7 +378,7 @@ mod tests {
 
     #[test]
     fn pending_for_names_a_key_named_twice_once() {
-        let mut tracker = DeltaTracker::default();
+        let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.finish_resync(BTreeMap::from([(3, "c")]));
         assert_eq!(
@@ -283,7 +394,7 @@ mod tests {
             desired in proptest::collection::btree_map(0u8..20, 0u8..3, 0..20),
             kernel in proptest::collection::btree_map(0u8..20, 0u8..3, 0..20),
         ) {
-            let mut tracker = DeltaTracker::default();
+            let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
             for (key, value) in &desired {
                 tracker.set_desired(*key, *value);
             }
@@ -296,7 +407,7 @@ mod tests {
             }
             prop_assert!(tracker.in_sync());
             let applied: BTreeMap<u8, u8> =
-                tracker.applied().map(|(key, value)| (*key, *value)).collect();
+                tracker.applied().map(|(key, value)| (key, *value)).collect();
             prop_assert_eq!(&applied, &desired);
             prop_assert_eq!(tracker.slots.len(), desired.len());
         }

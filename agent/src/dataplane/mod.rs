@@ -9,8 +9,10 @@
 //! it (and by the reconciler for links nothing owns).
 
 pub mod delta;
+pub mod route_keys;
 pub mod routes;
 pub mod sysctls;
+pub mod targets;
 
 use std::sync::Arc;
 

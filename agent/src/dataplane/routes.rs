@@ -5,6 +5,8 @@
 //! tracks desired against applied, and pushes the difference in concurrent batches. I/O only
 //! through the `Netlink` trait.
 //!
+//! Memory: the maps hold a `TargetId` per key, not the target itself (`super::targets`).
+//!
 //! Ownership: a key the applier has seen holding a route of manul's is replaced; any other key
 //! is created without replace, and when the kernel answers that the key is taken, the applier
 //! looks at manul's routes: if the key is not among them, the route belongs to someone else
@@ -12,10 +14,16 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use super::{ApplyObserver, delta::DeltaTracker};
+use super::{
+    ApplyObserver,
+    delta::{DeltaTracker, Slot},
+    route_keys::RouteKeyMap,
+    targets::{TargetId, TargetTable},
+};
 use crate::netlink::{Netlink, NetlinkError, Route, RouteKey, RouteTarget, RouteWrite as Write};
 
-/// Where a wanted route comes from; earlier sources win a key wanted twice.
+/// Where a wanted route comes from; earlier sources win a key wanted twice. Bgp must stay the
+/// last: its wants are held in the tracker's slots and lose to every other source's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum RouteSource {
     /// `<pod-ip>/32 dev cali…`, one per endpoint address.
@@ -47,8 +55,15 @@ pub struct RouteApplier {
     netlink: Arc<dyn Netlink>,
     /// Extra tables manul owns besides main (none yet).
     tables: Vec<u32>,
-    sources: BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>,
-    tracker: DeltaTracker<RouteKey, RouteTarget>,
+    /// What each source but Bgp wants (a few routes each).
+    sources: BTreeMap<RouteSource, BTreeMap<RouteKey, TargetId>>,
+    /// Desired and applied per key, and what Bgp wants there (its million learned routes need
+    /// no map of their own: the slot's extra value).
+    tracker: Tracker,
+    /// How many keys Bgp wants.
+    bgp_len: usize,
+    /// The targets the ids of `sources` and `tracker` stand for.
+    targets: TargetTable,
     /// While set, gateway routes in the kernel that no source wants are kept: after a restart
     /// the BGP routes of the previous run stay until bgpd's view is known again (graceful
     /// restart), instead of being removed by the first reconcile and added back seconds later.
@@ -56,6 +71,15 @@ pub struct RouteApplier {
     /// Told how long each apply that wrote something took (the metrics histogram).
     observer: Option<ApplyObserver>,
 }
+
+/// Desired and applied target per route key, and Bgp's want as the slot's extra value, in the
+/// compact map (`route_keys`).
+type Tracker = DeltaTracker<
+    RouteKey,
+    TargetId,
+    Option<TargetId>,
+    RouteKeyMap<Slot<TargetId, Option<TargetId>>>,
+>;
 
 /// How many routes of each shape the kernel is believed to hold.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,6 +99,8 @@ impl RouteApplier {
             tables: Vec::new(),
             sources: BTreeMap::new(),
             tracker: DeltaTracker::default(),
+            bgp_len: 0,
+            targets: TargetTable::default(),
             hold_gateway_routes: false,
             observer: None,
         }
@@ -94,8 +120,8 @@ impl RouteApplier {
     /// Counts of the applied routes by shape, without copying them.
     pub fn applied_counts(&self) -> AppliedRouteCounts {
         let mut counts = AppliedRouteCounts::default();
-        for (_, target) in self.tracker.applied() {
-            match target {
+        for (_, id) in self.tracker.applied() {
+            match self.targets.get(*id) {
                 RouteTarget::Device(_) => counts.pod += 1,
                 RouteTarget::Blackhole => counts.blackhole += 1,
                 RouteTarget::Via(_) => counts.remote += 1,
@@ -110,32 +136,73 @@ impl RouteApplier {
 
     /// Replaces everything `source` wants.
     pub fn set_source(&mut self, source: RouteSource, routes: impl IntoIterator<Item = Route>) {
-        let new: BTreeMap<RouteKey, RouteTarget> = routes
+        let new: BTreeMap<RouteKey, TargetId> = routes
             .into_iter()
-            .map(|route| (route.key(), route.target))
+            .map(|route| (route.key(), self.targets.intern(route.target)))
             .collect();
-        let old = self.sources.insert(source, new).unwrap_or_default();
-        let current = &self.sources[&source];
-        for key in old.keys().filter(|key| !current.contains_key(key)) {
-            recompute(&self.sources, &mut self.tracker, *key);
+        if source == RouteSource::Bgp {
+            let gone: Vec<RouteKey> = self
+                .tracker
+                .extras()
+                .filter(|(key, _)| !new.contains_key(key))
+                .map(|(key, _)| key)
+                .collect();
+            for key in gone {
+                self.set_bgp(key, None);
+            }
+            for (key, id) in new {
+                self.set_bgp(key, Some(id));
+            }
+        } else {
+            let old = self.sources.insert(source, new).unwrap_or_default();
+            let current = &self.sources[&source];
+            let changed: Vec<RouteKey> = old
+                .keys()
+                .filter(|key| !current.contains_key(key))
+                .chain(current.keys())
+                .copied()
+                .collect();
+            for key in changed {
+                self.recompute(key);
+            }
         }
-        for key in current.keys() {
-            recompute(&self.sources, &mut self.tracker, *key);
+        self.sweep_if_due();
+    }
+
+    /// Drops the targets no key refers to any more, once enough were made since the last time.
+    fn sweep_if_due(&mut self) {
+        if !self.targets.sweep_due() {
+            return;
         }
+        let in_sources = self.sources.values().flat_map(|routes| routes.values());
+        let in_tracker = self
+            .tracker
+            .desired()
+            .chain(self.tracker.applied())
+            .map(|(_, id)| id);
+        let of_bgp = self.tracker.extras().filter_map(|(_, id)| id.as_ref());
+        self.targets
+            .sweep(in_sources.chain(in_tracker).chain(of_bgp).copied());
     }
 
     /// Adds or changes one route of `source`.
     pub fn upsert(&mut self, source: RouteSource, route: Route) {
         let key = route.key();
-        self.sources
-            .entry(source)
-            .or_default()
-            .insert(key, route.target);
-        self.recompute(key);
+        let id = self.targets.intern(route.target);
+        if source == RouteSource::Bgp {
+            self.set_bgp(key, Some(id));
+        } else {
+            self.sources.entry(source).or_default().insert(key, id);
+            self.recompute(key);
+        }
     }
 
     /// Removes one route of `source`.
     pub fn remove(&mut self, source: RouteSource, key: RouteKey) {
+        if source == RouteSource::Bgp {
+            self.set_bgp(key, None);
+            return;
+        }
         if let Some(routes) = self.sources.get_mut(&source) {
             routes.remove(&key);
         }
@@ -150,45 +217,99 @@ impl RouteApplier {
         }
     }
 
-    /// The routes `source` wants.
-    pub fn source_routes(&self, source: RouteSource) -> impl Iterator<Item = Route> + '_ {
-        self.sources
-            .get(&source)
-            .into_iter()
-            .flatten()
-            .map(|(key, target)| route(key, target))
+    /// The routes `source` wants, in key order.
+    pub fn source_routes(&self, source: RouteSource) -> Box<dyn Iterator<Item = Route> + '_> {
+        if source == RouteSource::Bgp {
+            let mut routes: Vec<Route> = self
+                .tracker
+                .extras()
+                .filter_map(|(key, id)| Some(route(&key, self.targets.get((*id)?))))
+                .collect();
+            routes.sort();
+            return Box::new(routes.into_iter());
+        }
+        Box::new(
+            self.sources
+                .get(&source)
+                .into_iter()
+                .flatten()
+                .map(|(key, id)| route(key, self.targets.get(*id))),
+        )
     }
 
     /// How many routes `source` wants.
     pub fn source_len(&self, source: RouteSource) -> usize {
+        if source == RouteSource::Bgp {
+            return self.bgp_len;
+        }
         self.sources.get(&source).map_or(0, BTreeMap::len)
     }
 
     /// Whether `source` wants this key.
     pub fn wants(&self, source: RouteSource, key: &RouteKey) -> bool {
+        if source == RouteSource::Bgp {
+            return self.tracker.extra(key).is_some_and(Option::is_some);
+        }
         self.sources
             .get(&source)
             .is_some_and(|routes| routes.contains_key(key))
     }
 
+    /// What the other sources want at `key` (they all come before Bgp).
+    fn other_want(&self, key: &RouteKey) -> Option<TargetId> {
+        self.sources
+            .values()
+            .find_map(|routes| routes.get(key))
+            .copied()
+    }
+
+    /// Sets what Bgp wants at `key` (held in the tracker's slot) and the key's desired target.
+    fn set_bgp(&mut self, key: RouteKey, want: Option<TargetId>) {
+        let other = self.other_want(&key);
+        let had = self
+            .tracker
+            .set_extra(key, want, |bgp| other.or(*bgp))
+            .is_some();
+        match (had, want.is_some()) {
+            (false, true) => self.bgp_len += 1,
+            (true, false) => self.bgp_len -= 1,
+            _ => {}
+        }
+    }
+
+    /// The key's desired target after a change of a source other than Bgp.
     fn recompute(&mut self, key: RouteKey) {
-        recompute(&self.sources, &mut self.tracker, key);
+        let bgp = self.tracker.extra(&key).copied().flatten();
+        match self.other_want(&key).or(bgp) {
+            Some(id) => {
+                if self.tracker.desired_at(&key) != Some(&id) {
+                    self.tracker.set_desired(key, id);
+                }
+            }
+            None => self.tracker.remove_desired(&key),
+        }
     }
 
-    /// The routes manul wants, merged.
+    /// The routes manul wants, merged, in order.
     pub fn desired(&self) -> Vec<Route> {
-        self.tracker
+        let mut routes: Vec<Route> = self
+            .tracker
             .desired()
-            .map(|(key, target)| route(key, target))
-            .collect()
+            .map(|(key, id)| route(&key, self.targets.get(*id)))
+            .collect();
+        routes.sort();
+        routes
     }
 
-    /// The routes of manul's the kernel is believed to hold.
+    /// The routes of manul's the kernel is believed to hold, in order.
     pub fn applied(&self) -> Vec<Route> {
-        self.tracker
+        let mut routes: Vec<Route> = self
+            .tracker
             .applied()
-            .map(|(key, target)| route(key, target))
-            .collect()
+            .map(|(key, id)| route(&key, self.targets.get(*id)))
+            .collect();
+        routes.sort();
+        routes
     }
 
     /// What the next apply would write: routes to install (new or changed) and routes to
@@ -198,15 +319,15 @@ impl RouteApplier {
             .tracker
             .pending_updates()
             .iter()
-            .map(|(key, target, _)| route(key, target))
-            .collect();
+            .map(|(key, id, _)| route(key, self.targets.get(*id)))
+            .collect::<Vec<_>>();
         let removing = self
             .tracker
             .pending_deletes()
             .iter()
-            .map(|(key, target)| route(key, target))
-            .collect();
-        (installing, removing)
+            .map(|(key, id)| route(key, self.targets.get(*id)))
+            .collect::<Vec<_>>();
+        (sorted(installing), sorted(removing))
     }
 
     pub fn in_sync(&self) -> bool {
@@ -220,12 +341,12 @@ impl RouteApplier {
 
     /// What the kernel held at the read (routes written since keep what the write recorded).
     pub fn finish_resync(&mut self, kernel: Vec<Route>) {
-        self.tracker.finish_resync(
-            kernel
-                .into_iter()
-                .map(|route| (route.key(), route.target))
-                .collect(),
-        );
+        let kernel = kernel
+            .into_iter()
+            .map(|route| (route.key(), self.targets.intern(route.target)))
+            .collect();
+        self.tracker.finish_resync(kernel);
+        self.sweep_if_due();
     }
 
     /// Pushes every pending change: deletions first (a key may move between shapes), then
@@ -234,7 +355,7 @@ impl RouteApplier {
         let updates = self.tracker.pending_updates();
         let mut deletes = self.tracker.pending_deletes();
         if self.hold_gateway_routes {
-            deletes.retain(|(_, target)| !matches!(target, RouteTarget::Via(_)));
+            deletes.retain(|(_, id)| !matches!(self.targets.get(*id), RouteTarget::Via(_)));
         }
         self.push(updates, deletes).await
     }
@@ -247,8 +368,8 @@ impl RouteApplier {
 
     async fn push(
         &mut self,
-        updates: Vec<(RouteKey, RouteTarget, bool)>,
-        deletes: Vec<(RouteKey, RouteTarget)>,
+        updates: Vec<(RouteKey, TargetId, bool)>,
+        deletes: Vec<(RouteKey, TargetId)>,
     ) -> RouteApplyReport {
         let mut report = RouteApplyReport::default();
         if updates.is_empty() && deletes.is_empty() {
@@ -257,13 +378,13 @@ impl RouteApplier {
         let started = std::time::Instant::now();
         let deletions = deletes
             .into_iter()
-            .map(|(key, target)| Write::Delete(route(&key, &target)))
+            .map(|(key, id)| Write::Delete(route(&key, self.targets.get(id))))
             .collect();
         self.write_batch(deletions, &mut report).await;
         let writes = updates
             .into_iter()
-            .map(|(key, target, ours)| {
-                let route = route(&key, &target);
+            .map(|(key, id, ours)| {
+                let route = route(&key, self.targets.get(id));
                 if ours {
                     Write::Replace(route)
                 } else {
@@ -275,6 +396,7 @@ impl RouteApplier {
         if !taken.is_empty() {
             self.claim_taken_keys(taken, &mut report).await;
         }
+        self.sweep_if_due();
         if let Some(observer) = &self.observer {
             observer(started.elapsed());
         }
@@ -297,11 +419,15 @@ impl RouteApplier {
             match (write, result) {
                 (Write::Add(route), Ok(())) => {
                     report.added += 1;
-                    self.tracker.record_applied(route.key(), route.target);
+                    let key = route.key();
+                    let id = self.targets.intern(route.target);
+                    self.tracker.record_applied(key, id);
                 }
                 (Write::Replace(route), Ok(())) => {
                     report.replaced += 1;
-                    self.tracker.record_applied(route.key(), route.target);
+                    let key = route.key();
+                    let id = self.targets.intern(route.target);
+                    self.tracker.record_applied(key, id);
                 }
                 (Write::Delete(route), Ok(())) => {
                     report.deleted += 1;
@@ -332,7 +458,9 @@ impl RouteApplier {
         for route in taken {
             match ours.get(&route.key()) {
                 Some(present) if *present == route.target => {
-                    self.tracker.record_applied(route.key(), route.target);
+                    let key = route.key();
+                    let id = self.targets.intern(route.target);
+                    self.tracker.record_applied(key, id);
                 }
                 Some(_) => replacements.push(Write::Replace(route)),
                 None => report.errors.push(NetlinkError::RouteNotOurs {
@@ -345,28 +473,17 @@ impl RouteApplier {
     }
 }
 
+fn sorted(mut routes: Vec<Route>) -> Vec<Route> {
+    routes.sort();
+    routes
+}
+
 fn route(key: &RouteKey, target: &RouteTarget) -> Route {
     Route {
         table: key.table,
         destination: key.destination,
         metric: key.metric,
         target: target.clone(),
-    }
-}
-
-/// The route wanted at `key`: the earliest source's that wants it.
-fn recompute(
-    sources: &BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>,
-    tracker: &mut DeltaTracker<RouteKey, RouteTarget>,
-    key: RouteKey,
-) {
-    match sources.values().find_map(|routes| routes.get(&key)) {
-        Some(target) => {
-            if tracker.desired_at(&key) != Some(target) {
-                tracker.set_desired(key, target.clone());
-            }
-        }
-        None => tracker.remove_desired(&key),
     }
 }
 
@@ -482,5 +599,122 @@ mod tests {
         assert_eq!(report.errors.len(), 2);
         assert_eq!(report.added, 1);
         assert!(!applier.in_sync());
+    }
+}
+
+#[cfg(test)]
+mod merge_tests {
+    //! The applier's merged view against a model that keeps every source's routes in a map of
+    //! its own (what the applier did before Bgp's routes moved into the tracker's slots and
+    //! targets into a table of ids).
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::netlink::fake::FakeNetlink;
+
+    const SOURCES: [RouteSource; 4] = [
+        RouteSource::PodRoutes,
+        RouteSource::BlockBlackholes,
+        RouteSource::Vxlan,
+        RouteSource::Bgp,
+    ];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Upsert(usize, u8, u8),
+        Remove(usize, u8),
+        SetSource(usize, Vec<(u8, u8)>),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..SOURCES.len(), 0u8..8, 0u8..100).prop_map(|(s, k, t)| Op::Upsert(s, k, t)),
+            (0..SOURCES.len(), 0u8..8).prop_map(|(s, k)| Op::Remove(s, k)),
+            (
+                0..SOURCES.len(),
+                proptest::collection::vec((0u8..8, 0u8..100), 0..8)
+            )
+                .prop_map(|(s, routes)| Op::SetSource(s, routes)),
+        ]
+    }
+
+    fn route_of(key: u8, target: u8) -> Route {
+        let target = if target == 0 {
+            RouteTarget::Blackhole
+        } else {
+            RouteTarget::Device(format!("cali{target}"))
+        };
+        Route::main(format!("10.0.0.{key}/32").parse().unwrap(), target)
+    }
+
+    type Model = BTreeMap<RouteSource, BTreeMap<RouteKey, RouteTarget>>;
+
+    fn merged(model: &Model) -> Vec<Route> {
+        let mut merged: BTreeMap<RouteKey, RouteTarget> = BTreeMap::new();
+        for routes in model.values() {
+            for (key, target) in routes {
+                merged.entry(*key).or_insert_with(|| target.clone());
+            }
+        }
+        merged
+            .iter()
+            .map(|(key, target)| route(key, target))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn the_merged_routes_are_those_of_separate_maps(ops in proptest::collection::vec(op(), 1..40)) {
+            let fake = Arc::new(FakeNetlink::new());
+            for index in 1..100 {
+                fake.add_link(&format!("cali{index}"), 1500);
+            }
+            let mut applier = RouteApplier::new(fake.clone());
+            let mut model = Model::new();
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            for (step, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Upsert(source, key, target) => {
+                        let route = route_of(key, target);
+                        model.entry(SOURCES[source]).or_default().insert(route.key(), route.target.clone());
+                        applier.upsert(SOURCES[source], route);
+                    }
+                    Op::Remove(source, key) => {
+                        let key = route_of(key, 0).key();
+                        model.entry(SOURCES[source]).or_default().remove(&key);
+                        applier.remove(SOURCES[source], key);
+                    }
+                    Op::SetSource(source, routes) => {
+                        let routes: Vec<Route> =
+                            routes.into_iter().map(|(key, target)| route_of(key, target)).collect();
+                        model.insert(
+                            SOURCES[source],
+                            routes.iter().map(|route| (route.key(), route.target.clone())).collect(),
+                        );
+                        applier.set_source(SOURCES[source], routes);
+                    }
+                }
+                prop_assert_eq!(applier.desired(), merged(&model));
+                for source in SOURCES {
+                    let wanted = model.get(&source).cloned().unwrap_or_default();
+                    let routes: Vec<Route> = applier.source_routes(source).collect();
+                    let expected: Vec<Route> =
+                        wanted.iter().map(|(key, target)| route(key, target)).collect();
+                    prop_assert_eq!(routes, expected);
+                    prop_assert_eq!(applier.source_len(source), wanted.len());
+                    for key in 0..8 {
+                        let key = route_of(key, 0).key();
+                        prop_assert_eq!(applier.wants(source, &key), wanted.contains_key(&key));
+                    }
+                }
+                if step % 3 == 0 {
+                    let report = runtime.block_on(applier.apply());
+                    prop_assert!(report.errors.is_empty(), "{:?}", report.errors);
+                    prop_assert_eq!(fake.routes(), merged(&model));
+                    prop_assert_eq!(applier.applied(), merged(&model));
+                }
+            }
+        }
     }
 }

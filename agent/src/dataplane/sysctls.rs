@@ -248,7 +248,7 @@ mod tests {
                 let desired: BTreeMap<String, String> = applier
                     .tracker
                     .desired()
-                    .map(|(key, value)| (key.clone(), value.clone()))
+                    .map(|(key, value)| (key, value.clone()))
                     .collect();
                 proptest::prop_assert_eq!(desired, expected);
             }

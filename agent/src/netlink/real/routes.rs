@@ -3,7 +3,7 @@
 //! pure functions at the bottom.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
     sync::Arc,
 };
@@ -284,9 +284,23 @@ pub(crate) async fn manul_routes(
         .map(|link| (link.index, link.name))
         .collect();
     let mut routes = Vec::new();
+    // A node may hold a million routes through a handful of gateways: each distinct next-hop
+    // list is kept once (a list and a device name per route would double the dump's memory).
+    let mut lists: HashSet<Arc<[NextHop]>> = HashSet::new();
     for table in all_tables {
         for request in family_requests() {
-            let parse = |message: &RouteMessage| parse_route(message, &names);
+            let parse = |message: &RouteMessage| {
+                let mut route = parse_route(message, &names)?;
+                if let RouteTarget::Via(hops) = &route.target {
+                    match lists.get(hops) {
+                        Some(shared) => route.target = RouteTarget::Via(shared.clone()),
+                        None => {
+                            lists.insert(hops.clone());
+                        }
+                    }
+                }
+                Some(route)
+            };
             routes.append(
                 &mut dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL), parse).await?,
             );
