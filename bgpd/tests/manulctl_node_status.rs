@@ -1,8 +1,9 @@
 //! manulctl's `node status`, `bgp peers -o json` and `bgp routes` against a real manul-bgpd
 //! peered with a real BIRD 2, each in a namespace of the test's own: the session shows
 //! Established (state "up") with the peer type from the BGPPeer in the datastore (node
-//! specific), and the prefix BIRD originates is a route with BIRD as next hop, found by a
-//! covering filter and not by a disjoint one. Needs root, bird, birdc and the manulctl binary
+//! specific), and the prefixes BIRD originates are routes with BIRD as next hop and as peer
+//! (ListRoutes), bgpd's own originated prefix has peer "local", and the covering, exact and
+//! `--longer` filters return exactly the routes they should. Needs root, bird, birdc and the manulctl binary
 //! of the same profile (`cargo build --release -p manul-ctl`). Does I/O: processes, netns.
 
 mod common;
@@ -10,6 +11,7 @@ mod common;
 use std::{
     path::PathBuf,
     process::{Command, Output},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail, ensure};
@@ -18,6 +20,7 @@ use common::{
     bgpd::{self, Paths, established},
     peers::{Bird, bird_bgp, bird_static},
 };
+use manul_proto::bgpd as proto;
 
 /// manulctl of the profile this test was built in (target/<profile>/manulctl).
 fn manulctl_binary() -> Result<PathBuf> {
@@ -108,7 +111,7 @@ async fn node_status(lab: &mut Lab) -> Result<()> {
             && text.contains("start manul-bgpd"),
         "{text}"
     );
-    let bird_config = bird_static("originated", &["10.2.0.0/24"])
+    let bird_config = bird_static("originated", &BIRD_PREFIXES)
         + &bird_bgp(
             "bgpd",
             (&peer, 65002),
@@ -131,7 +134,18 @@ async fn node_status(lab: &mut Lab) -> Result<()> {
     let bird_address = peer.address.to_string();
     bgpd::wait_peer(&mut client, &bird_address, "Established", established).await?;
     let mut paths = Paths::watch(&mut client).await?;
-    paths.wait_prefix("10.2.0.0/24").await?;
+    for prefix in BIRD_PREFIXES {
+        paths.wait_prefix(prefix).await?;
+    }
+    // One route of bgpd's own: "local" as its peer.
+    client
+        .add_prefixes(proto::AddPrefixesRequest {
+            prefixes: vec![proto::OriginatedPrefix {
+                prefix: "10.50.0.0/24".to_string(),
+                ..Default::default()
+            }],
+        })
+        .await?;
 
     let status = ok(lab, &["node", "status"])?;
     ensure!(
@@ -169,27 +183,110 @@ async fn node_status(lab: &mut Lab) -> Result<()> {
         peers[0]["address"] == bird_address.as_str()
             && peers[0]["state"] == "Established"
             && peers[0]["name"] == "peer-tor"
-            && peers[0]["prefixesAccepted"] == 1,
+            && peers[0]["prefixesAccepted"] == BIRD_PREFIXES.len(),
         "{peers}"
     );
 
-    let routes: serde_json::Value =
-        serde_json::from_str(&ok(lab, &["bgp", "routes", "10.2.0.7", "-o", "json"])?)?;
+    // Every route, BIRD's with BIRD as their peer, bgpd's own as "local" (polled: the
+    // origination reaches the RIB after AddPrefixes returns).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let all = loop {
+        let all = routes(lab, &["bgp", "routes", "-o", "json"])?;
+        if all.iter().any(|route| route["prefix"] == "10.50.0.0/24") || Instant::now() > deadline {
+            break all;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut expected: Vec<&str> = BIRD_PREFIXES.to_vec();
+    expected.push("10.50.0.0/24");
+    expected.sort_by_key(|prefix| prefix.parse::<ipnet::IpNet>().ok());
+    ensure!(prefixes(&all) == expected, "{all:?}");
+    for route in &all {
+        let local = route["prefix"] == "10.50.0.0/24";
+        ensure!(
+            if local {
+                route["peer"] == "local" && route.get("peerAsn").is_none()
+            } else {
+                route["peer"] == bird_address.as_str()
+                    && route["peerAsn"] == 65002
+                    && route["nextHops"][0] == bird_address.as_str()
+                    && route["asPath"][0] == 65002
+                    && route["origin"] == "IGP"
+            },
+            "{route}"
+        );
+    }
+
+    // Filters: covering an address, exact, and every route a prefix covers.
+    let covering = routes(lab, &["bgp", "routes", "10.2.0.7", "-o", "json"])?;
+    ensure!(prefixes(&covering) == ["10.2.0.0/24"], "{covering:?}");
+    let covering = routes(lab, &["bgp", "routes", "10.2.0.200", "-o", "json"])?;
     ensure!(
-        routes.as_array().map(Vec::len) == Some(1)
-            && routes[0]["prefix"] == "10.2.0.0/24"
-            && routes[0]["nextHops"][0] == bird_address.as_str()
-            && routes[0]["asPath"][0] == 65002
-            && routes[0]["origin"] == "IGP",
-        "{routes}"
+        prefixes(&covering) == ["10.2.0.0/24", "10.2.0.128/25"],
+        "{covering:?}"
     );
-    let table = ok(lab, &["bgp", "routes"])?;
+    let exact = routes(
+        lab,
+        &["bgp", "routes", "10.2.0.0/24", "--exact", "-o", "json"],
+    )?;
+    ensure!(prefixes(&exact) == ["10.2.0.0/24"], "{exact:?}");
+    let longer = routes(
+        lab,
+        &["bgp", "routes", "10.2.0.0/16", "--longer", "-o", "json"],
+    )?;
     ensure!(
-        table.contains(&format!("| 10.2.0.0/24 | {bird_address} | 65002   | IGP ")),
+        prefixes(&longer) == ["10.2.0.0/24", "10.2.0.128/25", "10.2.1.0/24"],
+        "{longer:?}"
+    );
+    let none = routes(lab, &["bgp", "routes", "10.3.0.0/24", "-o", "json"])?;
+    ensure!(none.is_empty(), "{none:?}");
+
+    let table = ok(lab, &["bgp", "routes", "10.2.0.0/24", "--exact"])?;
+    let row = table
+        .lines()
+        .find(|line| line.contains("| 10.2.0.0/24 "))
+        .with_context(|| table.clone())?;
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    ensure!(
+        cells[1..6]
+            == [
+                "10.2.0.0/24",
+                bird_address.as_str(),
+                format!("{bird_address} (AS 65002)").as_str(),
+                "65002",
+                "IGP"
+            ],
         "{table}"
     );
-    eprintln!("{status}\n{table}");
-    let none = ok(lab, &["bgp", "routes", "10.3.0.0/24", "-o", "json"])?;
-    ensure!(none.trim() == "[]", "{none}");
+    ensure!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|line| line.contains("| PEER ")),
+        "{table}"
+    );
+    let whole = ok(lab, &["bgp", "routes"])?;
+    ensure!(
+        whole
+            .lines()
+            .any(|line| line.contains("| 10.50.0.0/24 ") && line.contains("| local ")),
+        "{whole}"
+    );
+    eprintln!("{status}\n{whole}");
     Ok(())
+}
+
+/// What BIRD originates: nested and disjoint prefixes for the filters.
+const BIRD_PREFIXES: [&str; 4] = ["10.2.0.0/24", "10.2.0.128/25", "10.2.1.0/24", "10.9.0.0/16"];
+
+/// `manulctl ARGS` (with `-o json`) as a list of routes.
+fn routes(lab: &Lab, args: &[&str]) -> Result<Vec<serde_json::Value>> {
+    Ok(serde_json::from_str(&ok(lab, args)?)?)
+}
+
+fn prefixes(routes: &[serde_json::Value]) -> Vec<&str> {
+    routes
+        .iter()
+        .filter_map(|route| route["prefix"].as_str())
+        .collect()
 }

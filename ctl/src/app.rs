@@ -2,6 +2,7 @@
 //! completion, validate) run at once; the others open the datastore named by the settings
 //! and run against it. Opens the datastore; prints to the `Write` it is given.
 
+use manul_proto::bgpd::RouteMatch;
 use std::io::Write;
 
 use crate::{
@@ -160,8 +161,22 @@ pub async fn run(cli: Cli, out: &mut dyn Write) -> Result<(), CtlError> {
             let resources = open(&settings, true).await.ok();
             bgp::bgp_peers_command(&settings.bgpd_socket, resources.as_ref(), output, out).await
         }
-        Command::Bgp(BgpCommand::Routes { prefix, output }) => {
-            let filter = prefix.as_deref().map(parse_prefix).transpose()?;
+        Command::Bgp(BgpCommand::Routes {
+            prefix,
+            exact,
+            longer,
+            output,
+        }) => {
+            let route_match = match (exact, longer) {
+                (true, _) => RouteMatch::Exact,
+                (_, true) => RouteMatch::Covered,
+                _ => RouteMatch::Covering,
+            };
+            let filter = prefix
+                .as_deref()
+                .map(parse_prefix)
+                .transpose()?
+                .map(|prefix| (prefix, route_match));
             bgp::bgp_routes(&settings.bgpd_socket, filter, output, out).await
         }
         Command::Version | Command::Completion { .. } | Command::Validate(_) => Ok(()),

@@ -234,10 +234,17 @@ pub enum BgpCommand {
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: crate::verbs::bgp::BgpOutput,
     },
-    /// The best routes manul-bgpd learned (Loc-RIB), optionally only those equal to or
-    /// covering PREFIX (an address is a /32 or /128)
+    /// The best routes of manul-bgpd (Loc-RIB: learned, and originated as "local") with the
+    /// peer each came from; with PREFIX only those equal to or covering it (an address is a
+    /// /32 or /128), or with --exact the one equal to it, or with --longer those it covers
     Routes {
         prefix: Option<String>,
+        /// Only the route of exactly PREFIX
+        #[arg(long, requires = "prefix", conflicts_with = "longer")]
+        exact: bool,
+        /// The routes PREFIX covers (equal or more specific) instead of those covering it
+        #[arg(long, requires = "prefix")]
+        longer: bool,
         /// table or json
         #[arg(short = 'o', long = "output", value_enum, default_value = "table")]
         output: crate::verbs::bgp::BgpOutput,

@@ -2,9 +2,10 @@
 //! resourceVersion, uid, creationTimestamp}, spec. Splitting a decoded value into its parts
 //! (with every unknown key refused by name) and the shapes written out. Pure, no I/O.
 //!
-//! `uid` and `creationTimestamp` are read-only (set by a datastore that keeps them): they are
-//! accepted and ignored on input, as kubectl does, and today's records do not store them, so
-//! they are not written out. A top-level `status` is read-only in the same way.
+//! `uid` and `creationTimestamp` are set when a resource is created and kept after that (see
+//! `store_access`): a create ignores the document's, an update refuses a document whose uid is
+//! another object's, as the Kubernetes API server does, and ignores its creationTimestamp. A
+//! top-level `status` is read-only: accepted and ignored.
 
 use std::collections::BTreeMap;
 
@@ -25,6 +26,8 @@ pub struct Metadata {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -43,20 +46,17 @@ impl Metadata {
     }
 }
 
-const METADATA_FIELDS: [&str; 6] = [
+const METADATA_FIELDS: [&str; 7] = [
     "name",
     "namespace",
     "labels",
+    "annotations",
     "resourceVersion",
     "uid",
     "creationTimestamp",
 ];
 
-const METADATA_UNSUPPORTED: [Unsupported; 6] = [
-    Unsupported {
-        field: "annotations",
-        advice: "manul does not store annotations; remove them",
-    },
+const METADATA_UNSUPPORTED: [Unsupported; 5] = [
     Unsupported {
         field: "generateName",
         advice: "give metadata.name",
@@ -223,17 +223,6 @@ pub fn list_items(value: &Value) -> Option<Result<&Vec<Value>, FieldError>> {
     )
 }
 
-/// Refuses labels on kinds whose records do not keep them yet.
-pub fn refuse_labels(kind: ResourceKind, metadata: &Metadata) -> Result<(), FieldError> {
-    if metadata.labels.is_empty() {
-        return Ok(());
-    }
-    Err(FieldError::new(
-        "metadata.labels",
-        format!("manul does not store labels on {kind} yet; remove them (only Node keeps labels)"),
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -275,8 +264,13 @@ mod tests {
             ),
             (
                 json!({"apiVersion": "manul.dev/v1", "kind": "IPPool",
-                       "metadata": {"name": "p", "annotations": {"a": "b"}}}),
+                       "metadata": {"name": "p", "annotations": {"a": 1}}}),
                 "metadata.annotations",
+            ),
+            (
+                json!({"apiVersion": "manul.dev/v1", "kind": "IPPool",
+                       "metadata": {"name": "p", "finalizers": ["x"]}}),
+                "metadata.finalizers",
             ),
             (
                 json!({"apiVersion": "manul.dev/v1", "kind": "IPPool",

@@ -19,6 +19,7 @@ pub mod connect;
 pub mod document;
 pub mod error;
 pub mod fields;
+pub mod identity;
 pub mod input;
 pub mod kinds;
 pub mod merge_patch;

@@ -2,11 +2,9 @@
 //! (with every check that needs no datastore), encoded for and decoded from the store, and
 //! turned back into a document or a table row. Pure, no I/O.
 
-use std::collections::BTreeMap;
-
 use manul_store::{
-    BgpConfiguration, BgpPeer, IpPool, IpamConfiguration, KeyValue, Node, Resource, Revision,
-    StoreError, WorkloadEndpoint, typed,
+    BgpConfiguration, BgpPeer, HasMetadata, IpPool, IpamConfiguration, KeyValue, Node, Resource,
+    ResourceMeta, Revision, StoreError, WorkloadEndpoint, typed,
 };
 use serde::Serialize;
 
@@ -14,7 +12,10 @@ use crate::{
     document::{Document, Metadata, RawDocument},
     fields::{FieldError, check_name},
     kinds::ResourceKind,
-    resources::{TableContext, bgp_config, bgp_peer, ipam_config, ippool, node, workload},
+    resources::{
+        TableContext, bgp_config, bgp_peer, check_label_key, check_labels, ipam_config, ippool,
+        node, workload,
+    },
 };
 
 #[derive(Clone, Debug, PartialEq)]
@@ -44,7 +45,11 @@ impl Object {
     pub fn from_document(raw: &RawDocument) -> Result<Object, FieldError> {
         check_name("metadata.name", &raw.metadata.name)?;
         let (metadata, spec) = (&raw.metadata, &raw.spec);
-        Ok(match raw.kind {
+        check_labels(&metadata.labels)?;
+        for key in metadata.annotations.keys() {
+            check_label_key(&format!("metadata.annotations.{key}"), key)?;
+        }
+        let mut object = match raw.kind {
             ResourceKind::IpPool => Object::IpPool(ippool::from_document(metadata, spec)?),
             ResourceKind::IpamConfiguration => {
                 Object::IpamConfiguration(ipam_config::from_document(metadata, spec)?)
@@ -57,7 +62,14 @@ impl Object {
             ResourceKind::WorkloadEndpoint => {
                 Object::WorkloadEndpoint(workload::from_document(metadata, spec)?)
             }
-        })
+        };
+        *object.metadata_mut() = ResourceMeta {
+            labels: metadata.labels.clone(),
+            annotations: metadata.annotations.clone(),
+            uid: metadata.uid.clone().unwrap_or_default(),
+            creation_timestamp: metadata.creation_timestamp.clone().unwrap_or_default(),
+        };
+        Ok(object)
     }
 
     pub fn kind(&self) -> ResourceKind {
@@ -117,18 +129,26 @@ impl Object {
         })
     }
 
-    /// Labels, for the kinds whose records keep them (Node).
-    pub fn labels(&self) -> Option<&BTreeMap<String, String>> {
+    /// Labels, annotations, uid and creation time: every kind keeps them.
+    pub fn metadata(&self) -> &ResourceMeta {
         match self {
-            Object::Node(node) => Some(&node.labels),
-            _ => None,
+            Object::IpPool(value) => value.metadata(),
+            Object::IpamConfiguration(value) => value.metadata(),
+            Object::Node(value) => value.metadata(),
+            Object::BgpPeer(value) => value.metadata(),
+            Object::BgpConfiguration(value) => value.metadata(),
+            Object::WorkloadEndpoint(value) => value.metadata(),
         }
     }
 
-    pub fn labels_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
+    pub fn metadata_mut(&mut self) -> &mut ResourceMeta {
         match self {
-            Object::Node(node) => Some(&mut node.labels),
-            _ => None,
+            Object::IpPool(value) => value.metadata_mut(),
+            Object::IpamConfiguration(value) => value.metadata_mut(),
+            Object::Node(value) => value.metadata_mut(),
+            Object::BgpPeer(value) => value.metadata_mut(),
+            Object::BgpConfiguration(value) => value.metadata_mut(),
+            Object::WorkloadEndpoint(value) => value.metadata_mut(),
         }
     }
 
@@ -142,10 +162,12 @@ impl Object {
                 }
                 _ => None,
             },
-            labels: self.labels().cloned().unwrap_or_default(),
+            labels: self.metadata().labels.clone(),
+            annotations: self.metadata().annotations.clone(),
             resource_version: revision.map(|revision| revision.0.clone()),
-            uid: None,
-            creation_timestamp: None,
+            uid: Some(self.metadata().uid.clone()).filter(|uid| !uid.is_empty()),
+            creation_timestamp: Some(self.metadata().creation_timestamp.clone())
+                .filter(|created| !created.is_empty()),
         };
         let spec = match self {
             Object::IpPool(value) => AnySpec::IpPool(ippool::to_spec(value)),

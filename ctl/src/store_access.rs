@@ -9,6 +9,7 @@ use manul_store::{BgpConfiguration, Datastore, DatastoreExt, Revision};
 
 use crate::{
     error::CtlError,
+    identity,
     kinds::ResourceKind,
     object::Object,
     resources::{TableContext, ippool},
@@ -71,9 +72,12 @@ impl Resources {
 
     /// Creates `object`; `AlreadyExists` when its name is taken. Pools go through
     /// `Ipam::create_pool` (overlap check and pools index).
+    /// The object gets a new uid and creationTimestamp (`identity::stamp_new`).
     pub async fn create(&self, object: &Object) -> Result<(), CtlError> {
         let (kind, name) = (object.kind(), object.name());
-        if let Object::IpPool(pool) = object {
+        let mut object = object.clone();
+        identity::stamp_new(object.metadata_mut());
+        if let Object::IpPool(pool) = &object {
             if self.get(kind, &name).await?.is_some() {
                 return Err(CtlError::AlreadyExists { kind, name });
             }
@@ -91,10 +95,19 @@ impl Resources {
     }
 
     /// Replaces `current` (read at its revision) with `object`: `Conflict` when someone wrote
-    /// it since. A pool's CIDR and blockSize cannot change.
+    /// it since. A pool's CIDR and blockSize cannot change; uid and creationTimestamp stay
+    /// the stored ones (`identity::keep_stored`).
     pub async fn update(&self, object: &Object, current: &Stored) -> Result<(), CtlError> {
         let (kind, name) = (object.kind(), object.name());
-        if let (Object::IpPool(new), Object::IpPool(old)) = (object, &current.object) {
+        let mut object = object.clone();
+        identity::keep_stored(object.metadata_mut(), current.object.metadata()).map_err(
+            |error| CtlError::Refused {
+                kind,
+                name: name.clone(),
+                error,
+            },
+        )?;
+        if let (Object::IpPool(new), Object::IpPool(old)) = (&object, &current.object) {
             ippool::check_update(old, new).map_err(|error| CtlError::Refused {
                 kind,
                 name: name.clone(),

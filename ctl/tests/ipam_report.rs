@@ -28,6 +28,7 @@ fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
 
 fn endpoint(node: &str, container: &str, handle: &str, address: &str) -> WorkloadEndpoint {
     WorkloadEndpoint {
+        metadata: Default::default(),
         name: WorkloadEndpoint::name_for(node, container, "eth0"),
         node: node.into(),
         orchestrator: "k8s".into(),

@@ -60,7 +60,10 @@ impl Datastore for RacingWriter {
                 .get_resource::<Node>(name)
                 .await?
                 .expect("the node exists");
-            node.value.labels.insert("other".into(), "writer".into());
+            node.value
+                .metadata
+                .labels
+                .insert("other".into(), "writer".into());
             self.inner
                 .update_resource(&node.value, &node.revision)
                 .await?;
@@ -119,8 +122,11 @@ async fn apply_retries_a_lost_race_from_a_fresh_read() {
     let node = inner.get_resource::<Node>("node-1").await.unwrap().unwrap();
     // Apply writes the whole document: its labels replace the other writer's, but only after
     // re-reading (the first write, at the stale revision, was refused by the store).
-    assert_eq!(node.value.labels.get("rack").map(String::as_str), Some("a"));
-    assert_eq!(node.value.labels.get("other"), None);
+    assert_eq!(
+        node.value.metadata.labels.get("rack").map(String::as_str),
+        Some("a")
+    );
+    assert_eq!(node.value.metadata.labels.get("other"), None);
 }
 
 #[tokio::test]
@@ -139,11 +145,11 @@ async fn replace_reports_a_lost_race_and_writes_nothing() {
     );
     let node = inner.get_resource::<Node>("node-1").await.unwrap().unwrap();
     assert_eq!(
-        node.value.labels.get("other").map(String::as_str),
+        node.value.metadata.labels.get("other").map(String::as_str),
         Some("writer")
     );
     assert_eq!(
-        node.value.labels.get("rack"),
+        node.value.metadata.labels.get("rack"),
         None,
         "replace wrote after losing"
     );
@@ -166,11 +172,11 @@ async fn label_retries_a_lost_race_and_keeps_the_other_writers_change() {
     .unwrap();
     let node = inner.get_resource::<Node>("node-1").await.unwrap().unwrap();
     assert_eq!(
-        node.value.labels.get("zone").map(String::as_str),
+        node.value.metadata.labels.get("zone").map(String::as_str),
         Some("z1")
     );
     assert_eq!(
-        node.value.labels.get("other").map(String::as_str),
+        node.value.metadata.labels.get("other").map(String::as_str),
         Some("writer"),
         "the label was written over the other writer's change"
     );

@@ -66,6 +66,18 @@ fn applied_documents_come_back_unchanged(fixture: &Fixture, api_version: &str) {
             "{kind} {name}"
         );
         assert_eq!(
+            got["metadata"]["annotations"], expected["metadata"]["annotations"],
+            "{kind} {name}"
+        );
+        for field in ["uid", "creationTimestamp"] {
+            assert!(
+                got["metadata"][field]
+                    .as_str()
+                    .is_some_and(|v| !v.is_empty()),
+                "{kind} {name} has no {field}: {got}"
+            );
+        }
+        assert_eq!(
             got["metadata"]["namespace"],
             expected["metadata"]["namespace"]
         );

@@ -201,11 +201,9 @@ fn label_sets_overwrites_only_when_told_and_removes() {
         &["label", "node", "node-1", "bad key=x"],
         "metadata.labels.bad key",
     );
-    fails_with(
-        &fixture,
-        &["label", "ippool", "default-ipv4-ippool", "team=a"],
-        "metadata.labels: manul does not store labels on IPPool yet",
-    );
+    fixture.ok(&["label", "ippool", "default-ipv4-ippool", "team=a"]);
+    let pool = get_json(&fixture, "ippool", "default-ipv4-ippool");
+    assert_eq!(pool["metadata"]["labels"]["team"], "a", "{pool}");
 }
 
 #[test]

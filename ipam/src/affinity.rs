@@ -218,6 +218,7 @@ mod tests {
 
     fn pool(cidr: &str, block_size: u8) -> IpPool {
         IpPool {
+            metadata: Default::default(),
             name: "p".into(),
             cidr: cidr.parse().unwrap(),
             block_size,

@@ -209,7 +209,7 @@ impl Ipam {
             .store
             .get_resource::<Node>(node)
             .await?
-            .map(|node| node.value.labels)
+            .map(|node| node.value.metadata.labels)
             .unwrap_or_default())
     }
 }

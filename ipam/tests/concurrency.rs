@@ -17,6 +17,7 @@ async fn eight_tasks_never_share_an_address() -> Result<()> {
     let store: Arc<dyn Datastore> = Arc::new(EmbeddedStore::open(&dir.path().join("s.redb"))?);
     let ipam = Ipam::new(store.clone());
     ipam.create_pool(&IpPool {
+        metadata: Default::default(),
         name: "default".into(),
         cidr: "10.0.0.0/16".parse()?,
         block_size: 26,

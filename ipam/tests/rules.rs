@@ -28,6 +28,7 @@ fn fixture() -> Fixture {
 
 fn pool(name: &str, cidr: &str, block_size: u8) -> IpPool {
     IpPool {
+        metadata: Default::default(),
         name: name.into(),
         cidr: cidr.parse().unwrap(),
         block_size,
@@ -70,6 +71,7 @@ fn assign_ip(address: &str, handle: &str, node: &str) -> AssignIpRequest {
 async fn set_config(f: &Fixture, strict: bool, auto: bool, max: u32) -> Result<()> {
     f.ipam
         .set_config(&IpamConfiguration {
+            metadata: Default::default(),
             strict_affinity: strict,
             auto_allocate_blocks: auto,
             max_blocks_per_host: max,
@@ -269,10 +271,13 @@ async fn node_selectors_choose_pools_by_node_labels() -> Result<()> {
         f.store
             .create_resource(&Node {
                 name: name.into(),
-                labels: labels
-                    .into_iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
+                metadata: manul_store::ResourceMeta {
+                    labels: labels
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                    ..Default::default()
+                },
                 ..Default::default()
             })
             .await?;
@@ -595,7 +600,10 @@ async fn a_relabelled_node_stops_using_its_blocks_in_a_pool_that_no_longer_selec
     f.ipam.create_pool(&zone_b).await?;
     let node = |zone: &str| Node {
         name: "n1".into(),
-        labels: [("zone".to_string(), zone.to_string())].into(),
+        metadata: manul_store::ResourceMeta {
+            labels: [("zone".to_string(), zone.to_string())].into(),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let revision = f.store.create_resource(&node("a")).await?;

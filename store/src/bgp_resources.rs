@@ -31,7 +31,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{datastore::Kind, typed::Resource};
+use crate::{datastore::Kind, metadata::ResourceMeta, typed::Resource};
 
 /// Calico's default AS number when neither the node nor the BGPConfiguration sets one.
 pub const DEFAULT_AS_NUMBER: u32 = 64512;
@@ -65,6 +65,11 @@ pub struct ServiceCidr {
 pub struct BgpConfiguration {
     /// "default" for the cluster, "node.<node name>" for one node's overrides.
     pub name: String,
+    /// Labels, annotations, uid and creation time. Not part of the CRD's spec: the
+    /// Kubernetes backend keeps them in the object's own metadata.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    #[schemars(skip)]
+    pub metadata: ResourceMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub as_number: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +121,7 @@ impl BgpConfiguration {
             service_external_ips: Vec::new(),
             service_load_balancer_ips: Vec::new(),
             node_mesh_max_restart_time: None,
+            metadata: ResourceMeta::default(),
         }
     }
 
@@ -236,6 +242,11 @@ pub enum NextHopMode {
 #[serde(rename_all = "camelCase")]
 pub struct BgpPeer {
     pub name: String,
+    /// Labels, annotations, uid and creation time. Not part of the CRD's spec: the
+    /// Kubernetes backend keeps them in the object's own metadata.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    #[schemars(skip)]
+    pub metadata: ResourceMeta,
     /// The one node that peers ("" with an empty `node_selector`: every node).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub node: String,
@@ -285,6 +296,7 @@ impl BgpPeer {
             ttl_security: None,
             next_hop_mode: NextHopMode::Auto,
             num_allowed_local_as_numbers: 0,
+            metadata: ResourceMeta::default(),
         }
     }
 

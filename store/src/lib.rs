@@ -8,6 +8,7 @@ pub mod datastore;
 pub mod embedded;
 pub mod etcd;
 pub mod kubernetes;
+pub mod metadata;
 pub mod resources;
 mod schema;
 #[cfg(feature = "test-support")]
@@ -21,6 +22,7 @@ pub use bgp_resources::{
 pub use datastore::{
     Datastore, KeyValue, Kind, Listing, Revision, StoreError, WatchEvent, WatchStream,
 };
+pub use metadata::{HasMetadata, ResourceMeta};
 pub use resources::*;
 pub use typed::{DatastoreExt, Resource, Versioned, decode};
 

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::{datastore::Kind, typed::Resource};
+use crate::{datastore::Kind, metadata::ResourceMeta, typed::Resource};
 
 /// Encapsulation mode of a pool (vxlanMode / ipipMode).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -23,6 +23,11 @@ pub enum EncapsulationMode {
 #[serde(rename_all = "camelCase")]
 pub struct IpPool {
     pub name: String,
+    /// Labels, annotations, uid and creation time. Not part of the CRD's spec: the
+    /// Kubernetes backend keeps them in the object's own metadata.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    #[schemars(skip)]
+    pub metadata: ResourceMeta,
     #[schemars(schema_with = "crate::schema::cidr")]
     pub cidr: IpNet,
     /// Prefix length of the blocks carved from this pool: 26 for IPv4, 122 for IPv6 by default.
@@ -56,6 +61,7 @@ impl IpPool {
             vxlan_mode: EncapsulationMode::Never,
             ipip_mode: EncapsulationMode::Never,
             disable_bgp_export: false,
+            metadata: ResourceMeta::default(),
         }
     }
 
@@ -213,6 +219,11 @@ impl Resource for IpamHandle {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IpamConfiguration {
+    /// Labels, annotations, uid and creation time. Not part of the CRD's spec: the
+    /// Kubernetes backend keeps them in the object's own metadata.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    #[schemars(skip)]
+    pub metadata: ResourceMeta,
     #[serde(default)]
     pub strict_affinity: bool,
     #[serde(default = "default_true")]
@@ -236,6 +247,7 @@ impl Default for IpamConfiguration {
             strict_affinity: false,
             auto_allocate_blocks: true,
             max_blocks_per_host: 0,
+            metadata: ResourceMeta::default(),
         }
     }
 }
@@ -266,12 +278,16 @@ pub struct NodeBgpSpec {
     pub route_reflector_cluster_id: Option<std::net::Ipv4Addr>,
 }
 
+/// A node. Records written before `metadata` existed kept the labels in a top-level
+/// `labels`; they still read (see `NodeRecord`), and are written back with the labels in
+/// `metadata.labels`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "NodeRecord")]
 pub struct Node {
     pub name: String,
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    /// Labels (what IPPool and BGPPeer selectors match), annotations, uid, creation time.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    pub metadata: ResourceMeta,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<NodeBgpSpec>,
     /// Calico's spellings; records written before they were used (camelCase of the Rust
@@ -332,11 +348,54 @@ impl Resource for Node {
     }
 }
 
+/// How a Node record reads: today's shape, or the older one with top-level `labels` (merged
+/// into `metadata.labels`, which wins where both name a key).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeRecord {
+    name: String,
+    #[serde(default)]
+    metadata: ResourceMeta,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    bgp: Option<NodeBgpSpec>,
+    #[serde(default, rename = "ipv4VXLANTunnelAddr", alias = "ipv4VxlanTunnelAddr")]
+    ipv4_vxlan_tunnel_addr: Option<std::net::Ipv4Addr>,
+    #[serde(default, rename = "vxlanTunnelMACAddr", alias = "vxlanTunnelMacAddr")]
+    vxlan_tunnel_mac_addr: Option<String>,
+    #[serde(default, rename = "ipv6VXLANTunnelAddr")]
+    ipv6_vxlan_tunnel_addr: Option<std::net::Ipv6Addr>,
+    #[serde(default, rename = "vxlanTunnelMACAddrV6")]
+    vxlan_tunnel_mac_addr_v6: Option<String>,
+}
+
+impl From<NodeRecord> for Node {
+    fn from(record: NodeRecord) -> Node {
+        let mut metadata = record.metadata;
+        for (key, value) in record.labels {
+            metadata.labels.entry(key).or_insert(value);
+        }
+        Node {
+            name: record.name,
+            metadata,
+            bgp: record.bgp,
+            ipv4_vxlan_tunnel_addr: record.ipv4_vxlan_tunnel_addr,
+            vxlan_tunnel_mac_addr: record.vxlan_tunnel_mac_addr,
+            ipv6_vxlan_tunnel_addr: record.ipv6_vxlan_tunnel_addr,
+            vxlan_tunnel_mac_addr_v6: record.vxlan_tunnel_mac_addr_v6,
+        }
+    }
+}
+
 /// One network attachment of a workload (a pod's eth0), as the agent recorded it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadEndpoint {
     pub name: String,
+    /// Labels, annotations, uid and creation time.
+    #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
+    pub metadata: ResourceMeta,
     pub node: String,
     pub orchestrator: String,
     #[serde(default)]
@@ -405,6 +464,41 @@ mod tests {
         assert_eq!(IpamBlock::name_for(&cidr), "fd00---122");
         let cidr: IpNet = "10.0.0.64/26".parse().unwrap();
         assert_eq!(IpamBlock::name_for(&cidr), "10-0-0-64-26");
+    }
+
+    #[test]
+    fn records_without_metadata_read_and_encode_as_they_were() {
+        let old = r#"{"name":"p","cidr":"10.0.0.0/16","blockSize":26,"disabled":false,"nodeSelector":"all()","natOutgoing":false,"vxlanMode":"Never","ipipMode":"Never","disableBGPExport":false}"#;
+        let pool: IpPool = serde_json::from_str(old).unwrap();
+        assert!(pool.metadata.is_empty());
+        assert_eq!(serde_json::to_string(&pool).unwrap(), old);
+
+        let old_node = r#"{"name":"n1","labels":{"rack":"a","zone":"z"},"metadata":{"labels":{"rack":"b"},"uid":"u"}}"#;
+        let node: Node = serde_json::from_str(old_node).unwrap();
+        assert_eq!(node.metadata.labels["rack"], "b", "metadata.labels wins");
+        assert_eq!(
+            node.metadata.labels["zone"], "z",
+            "top-level labels are kept"
+        );
+        assert_eq!(node.metadata.uid, "u");
+        let written = serde_json::to_value(&node).unwrap();
+        assert!(written.get("labels").is_none(), "{written}");
+        assert_eq!(written["metadata"]["labels"]["zone"], "z");
+
+        let with_metadata = IpPool {
+            metadata: ResourceMeta {
+                labels: [("team".to_string(), "a".to_string())].into(),
+                uid: "0b9c5f3e-5a36-4c61-9d5e-0c3f4a2b1d7e".into(),
+                creation_timestamp: "2026-12-06T17:30:05Z".into(),
+                ..Default::default()
+            },
+            ..pool
+        };
+        let json = serde_json::to_string(&with_metadata).unwrap();
+        assert_eq!(
+            serde_json::from_str::<IpPool>(&json).unwrap(),
+            with_metadata
+        );
     }
 
     #[test]

@@ -359,7 +359,10 @@ async fn node_records_are_created_updated_and_deleted_in_the_nodes_annotations()
     let store = KubernetesStore::with_client(client);
     let mut record = Node {
         name: "node-1".into(),
-        labels: [("kubernetes.io/os".to_string(), "linux".to_string())].into(),
+        metadata: manul_store::ResourceMeta {
+            labels: [("kubernetes.io/os".to_string(), "linux".to_string())].into(),
+            ..Default::default()
+        },
         bgp: Some(NodeBgpSpec {
             ipv4_address: Some("10.0.0.1/24".parse().unwrap()),
             ..Default::default()
@@ -453,6 +456,7 @@ fn pod(version: &str, annotations: serde_json::Value) -> serde_json::Value {
 #[tokio::test]
 async fn workload_endpoints_are_written_to_and_derived_from_their_pods() {
     let endpoint = WorkloadEndpoint {
+        metadata: Default::default(),
         name: WorkloadEndpoint::name_for("node-1", "c0ffee", "eth0"),
         node: "node-1".into(),
         orchestrator: "k8s".into(),

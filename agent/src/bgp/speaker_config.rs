@@ -300,7 +300,7 @@ fn explicit_peers(
     } else if !peer.node_selector.is_empty() {
         Selector::parse(&peer.node_selector)
             .map_err(|reason| format!("spec.nodeSelector: {reason}"))?
-            .matches(&this.labels)
+            .matches(&this.metadata.labels)
     } else {
         true
     };
@@ -313,7 +313,7 @@ fn explicit_peers(
         for other in inputs
             .nodes
             .iter()
-            .filter(|node| node.name != this.name && selector.matches(&node.labels))
+            .filter(|node| node.name != this.name && selector.matches(&node.metadata.labels))
         {
             for ipv6 in [false, true] {
                 let (Some(local), Some(address)) = (

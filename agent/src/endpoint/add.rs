@@ -187,6 +187,7 @@ impl Endpoints {
         let allocated = started.elapsed();
 
         let endpoint = WorkloadEndpoint {
+            metadata: Default::default(),
             name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
             node: self.node.clone(),
             orchestrator: if request.pod_namespace.is_empty() {

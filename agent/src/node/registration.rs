@@ -44,7 +44,7 @@ pub fn merge(stored: Option<&Node>, registration: &NodeRegistration) -> Node {
             .or(stored_bgp.route_reflector_cluster_id),
     };
     node.bgp = (bgp != NodeBgpSpec::default()).then_some(bgp);
-    node.labels.extend(
+    node.metadata.labels.extend(
         registration
             .labels
             .iter()
@@ -122,11 +122,14 @@ mod tests {
     fn stored() -> Node {
         Node {
             name: "n1".into(),
-            labels: [
-                ("rack".to_string(), "old".to_string()),
-                ("zone".to_string(), "z".to_string()),
-            ]
-            .into(),
+            metadata: manul_store::ResourceMeta {
+                labels: [
+                    ("rack".to_string(), "old".to_string()),
+                    ("zone".to_string(), "z".to_string()),
+                ]
+                .into(),
+                ..Default::default()
+            },
             bgp: Some(NodeBgpSpec {
                 ipv4_address: Some("10.0.9.9/24".parse().unwrap()),
                 ipv6_address: Some("fd00::9/64".parse().unwrap()),
@@ -151,8 +154,8 @@ mod tests {
             bgp.route_reflector_cluster_id,
             Some("1.2.3.4".parse().unwrap())
         );
-        assert_eq!(merged.labels["rack"], "r1", "given labels win");
-        assert_eq!(merged.labels["zone"], "z", "others stay");
+        assert_eq!(merged.metadata.labels["rack"], "r1", "given labels win");
+        assert_eq!(merged.metadata.labels["zone"], "z", "others stay");
         assert_eq!(
             merged.ipv4_vxlan_tunnel_addr,
             stored().ipv4_vxlan_tunnel_addr

@@ -160,7 +160,7 @@ pub async fn reconcile_tunnel(
         .await?
         .ok_or_else(|| TunnelError::NoNode(node.to_string()))?
         .value;
-    let candidates = vxlan_pools(pools, &stored.labels, family);
+    let candidates = vxlan_pools(pools, &stored.metadata.labels, family);
     let held = ipam.addresses_by_handle(&handle).await?;
     let (stored_address, stored_mac) = stored_endpoint(&stored, family);
     let address = match decide(stored_address, &held, &candidates) {

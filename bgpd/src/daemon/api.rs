@@ -5,6 +5,7 @@ use std::{
     net::IpAddr, os::unix::fs::PermissionsExt, path::Path, pin::Pin, sync::Arc, time::Instant,
 };
 
+use ipnet::IpNet;
 use manul_proto::bgpd::{self as proto, bgpd_server::Bgpd};
 use tokio::{net::UnixListener, sync::mpsc};
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -13,13 +14,16 @@ use tonic::{Request, Response, Status};
 use super::{
     api_convert::{
         global_from_proto, global_to_proto, peer_from_proto, prefix_to_proto, prefixes_from_proto,
-        report_to_proto,
+        report_to_proto, route_to_proto,
     },
     best_wire::BestPathEncoder,
-    rib_actor::WatchHandle,
+    rib_actor::{RibHandle, WatchHandle},
     speaker::{Speaker, SpeakerError},
 };
-use crate::config::{ConfigError, parse_prefix};
+use crate::{
+    config::{ConfigError, parse_prefix},
+    rib::RouteFilter,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -186,6 +190,23 @@ impl Bgpd for BgpdService {
         Ok(Response::new(proto::ListPrefixesResponse { prefixes }))
     }
 
+    type ListRoutesStream = RouteStream;
+
+    async fn list_routes(
+        &self,
+        request: Request<proto::ListRoutesRequest>,
+    ) -> Result<Response<RouteStream>, Status> {
+        let filter = route_filter(request.get_ref())?;
+        let rib = self.speaker.rib().await.map_err(status)?;
+        let prefixes = rib
+            .route_prefixes(filter)
+            .await
+            .ok_or_else(|| status(SpeakerError::RibStopped))?;
+        let (tx, rx) = mpsc::channel(1);
+        tokio::spawn(forward_routes(rib, prefixes, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
     type WatchBestPathsStream = BatchStream;
 
     async fn watch_best_paths(
@@ -196,6 +217,56 @@ impl Bgpd for BgpdService {
         let (tx, rx) = mpsc::channel(1);
         tokio::spawn(forward_best_paths(watch, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+/// Routes per `ListRoutesResponse`: one RIB command resolves one page, so the RIB thread is
+/// never held for long and no message grows with the table (about 100 bytes a route).
+const ROUTES_PAGE: usize = 4096;
+
+type RouteStream = Pin<Box<dyn Stream<Item = Result<proto::ListRoutesResponse, Status>> + Send>>;
+
+/// The RIB filter of a `ListRoutesRequest`.
+fn route_filter(request: &proto::ListRoutesRequest) -> Result<RouteFilter, Status> {
+    if request.prefix.is_empty() {
+        return Ok(RouteFilter::All);
+    }
+    let prefix: IpNet = match request.prefix.parse::<IpNet>() {
+        Ok(prefix) => prefix,
+        Err(_) => parse_address(&request.prefix, "prefix")?.into(),
+    };
+    Ok(match proto::RouteMatch::try_from(request.r#match) {
+        Ok(proto::RouteMatch::Exact) => RouteFilter::Exact(prefix),
+        Ok(proto::RouteMatch::Covering) => RouteFilter::Covering(prefix),
+        Ok(proto::RouteMatch::Covered) => RouteFilter::CoveredBy(prefix),
+        Err(_) => {
+            return Err(status(crate::config::ConfigError::Field {
+                field: "match".into(),
+                message: format!("{} is not a RouteMatch", request.r#match),
+            }));
+        }
+    })
+}
+
+/// Sends the routes of `prefixes` (sorted here, off the RIB thread) a page at a time,
+/// resolving each page only when the previous one has been taken (HTTP/2 flow control).
+async fn forward_routes(
+    rib: RibHandle,
+    mut prefixes: Vec<IpNet>,
+    tx: mpsc::Sender<Result<proto::ListRoutesResponse, Status>>,
+) {
+    prefixes.sort_unstable();
+    for page in prefixes.chunks(ROUTES_PAGE) {
+        let Ok(permit) = tx.reserve().await else {
+            return;
+        };
+        let Some(routes) = rib.routes(page.to_vec()).await else {
+            permit.send(Err(status(SpeakerError::RibStopped)));
+            return;
+        };
+        permit.send(Ok(proto::ListRoutesResponse {
+            routes: routes.iter().map(route_to_proto).collect(),
+        }));
     }
 }
 

@@ -14,6 +14,7 @@ use crate::{
     },
     fsm::State,
     message::{Origin, PathAttributes},
+    rib::RouteView,
 };
 
 fn text(value: String) -> Option<String> {
@@ -299,6 +300,22 @@ pub fn report_to_proto(report: &PeerReport, now: Instant) -> proto::PeerStatus {
         prefixes_advertised: report.counters.advertised,
         negotiated,
         established_transitions: status.established_transitions,
+    }
+}
+
+/// A Loc-RIB route of a listing, with the peer it came from.
+pub fn route_to_proto(route: &RouteView) -> proto::Route {
+    let event = BestEvent {
+        prefix: route.prefix,
+        best: Some((route.next_hops.clone(), Arc::clone(&route.attributes))),
+    };
+    let (peer_address, peer_asn) = route.peer.map_or((String::new(), 0), |(address, asn)| {
+        (address.to_string(), asn)
+    });
+    proto::Route {
+        path: Some(best_to_proto(&event)),
+        peer_address,
+        peer_asn,
     }
 }
 

@@ -44,7 +44,10 @@ use super::{
 use crate::{
     config::PrefixSettings,
     message::{Family, Update},
-    rib::{LocalConfig, PeerConfig, PeerCounters, PeerId, Rib, RibOutput, SessionInfo},
+    rib::{
+        LocalConfig, PeerConfig, PeerCounters, PeerId, Rib, RibOutput, RouteFilter, RouteView,
+        SessionInfo,
+    },
 };
 
 /// Batches of received updates allowed in flight to the RIB, over all peers.
@@ -89,6 +92,9 @@ pub(crate) enum RibCommand {
     Originate(Vec<PrefixSettings>),
     Withdraw(Vec<IpNet>),
     Counters(Vec<PeerId>, oneshot::Sender<Vec<PeerCounters>>),
+    /// The prefixes a route listing will resolve, page by page, with `Routes`.
+    RoutePrefixes(RouteFilter, oneshot::Sender<Vec<IpNet>>),
+    Routes(Vec<IpNet>, oneshot::Sender<Vec<RouteView>>),
     /// A new watcher: its snapshot is every current best path.
     Watch(u64),
     /// The watcher's next chunk, sent as soon as it has one.
@@ -177,6 +183,22 @@ impl RibHandle {
     pub async fn counters(&self, ids: Vec<PeerId>) -> Option<Vec<PeerCounters>> {
         let (reply, answer) = oneshot::channel();
         self.tx.send(RibCommand::Counters(ids, reply)).ok()?;
+        answer.await.ok()
+    }
+
+    /// The prefixes of the Loc-RIB routes `filter` keeps (one walk of the table at most).
+    pub async fn route_prefixes(&self, filter: RouteFilter) -> Option<Vec<IpNet>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(RibCommand::RoutePrefixes(filter, reply))
+            .ok()?;
+        answer.await.ok()
+    }
+
+    /// The current best paths of `prefixes` (one page of a listing).
+    pub async fn routes(&self, prefixes: Vec<IpNet>) -> Option<Vec<RouteView>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(RibCommand::Routes(prefixes, reply)).ok()?;
         answer.await.ok()
     }
 
@@ -401,6 +423,14 @@ impl Actor {
                 .collect(),
             RibCommand::Counters(ids, reply) => {
                 let _ = reply.send(ids.into_iter().map(|id| self.rib.counters(id)).collect());
+                Vec::new()
+            }
+            RibCommand::RoutePrefixes(filter, reply) => {
+                let _ = reply.send(self.rib.route_prefixes(&filter));
+                Vec::new()
+            }
+            RibCommand::Routes(prefixes, reply) => {
+                let _ = reply.send(self.rib.routes(&prefixes));
                 Vec::new()
             }
             RibCommand::Watch(id) => {

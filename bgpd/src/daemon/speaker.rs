@@ -21,7 +21,7 @@ use super::{
     convert::{rib_peer_config, session_config},
     held::HeldConnections,
     peer::{self, PeerCommand, PeerHandle, PeerStatus},
-    rib_actor::{RibActor, RibCommand, WatchHandle},
+    rib_actor::{RibActor, RibCommand, RibHandle, WatchHandle},
     transport::{self, TransportError},
 };
 use crate::{
@@ -307,13 +307,18 @@ impl Speaker {
 
     /// The best paths: snapshot, `snapshot_done`, then changes (see `rib_actor`).
     pub async fn watch_best_paths(&self) -> Result<WatchHandle, SpeakerError> {
+        Ok(self.rib().await?.watch())
+    }
+
+    /// The RIB's handle, for listings that page through it without holding the speaker.
+    pub async fn rib(&self) -> Result<RibHandle, SpeakerError> {
         let state = self.state.lock().await;
         Ok(state
             .rib
             .as_ref()
             .ok_or(SpeakerError::NoGlobal)?
             .handle()
-            .watch())
+            .clone())
     }
 
     /// Ceases every session and stops the listeners and the RIB.

@@ -38,6 +38,40 @@ pub struct PeerId(pub u32);
 /// A learned best path as `RibOutput::BestChanged` reports it: ECMP next hops, attributes.
 pub type LearnedBest = (Vec<IpAddr>, Arc<PathAttributes>);
 
+/// Which Loc-RIB routes a listing wants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RouteFilter {
+    All,
+    /// The route of exactly this prefix.
+    Exact(IpNet),
+    /// Routes equal to or covering this prefix (those that forward to its addresses).
+    Covering(IpNet),
+    /// Routes this prefix covers: equal or more specific.
+    CoveredBy(IpNet),
+}
+
+impl RouteFilter {
+    pub fn keeps(&self, route: &IpNet) -> bool {
+        match self {
+            RouteFilter::All => true,
+            RouteFilter::Exact(prefix) => prefix.trunc() == *route,
+            RouteFilter::Covering(prefix) => route.contains(prefix),
+            RouteFilter::CoveredBy(prefix) => prefix.contains(route),
+        }
+    }
+}
+
+/// A Loc-RIB best path as a listing reports it.
+#[derive(Clone, Debug)]
+pub struct RouteView {
+    pub prefix: IpNet,
+    /// Empty for a route originated here.
+    pub next_hops: Vec<IpAddr>,
+    pub attributes: Arc<PathAttributes>,
+    /// The peer's address and AS; `None`: originated here.
+    pub peer: Option<(IpAddr, u32)>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LocalConfig {
     pub asn: u32,
@@ -302,6 +336,53 @@ impl Rib {
                 accepted: state.accepted,
                 advertised: state.adj_out.len() as u64,
             })
+    }
+
+    /// The prefixes with a Loc-RIB best path (learned or originated) that `filter` keeps,
+    /// in no particular order. Exact and covering filters look up a handful of entries; the
+    /// others walk the table once, copying only prefixes.
+    pub fn route_prefixes(&self, filter: &RouteFilter) -> Vec<IpNet> {
+        let present = |prefix: &IpNet| {
+            self.table
+                .get(prefix)
+                .is_some_and(|paths| !paths.as_slice().is_empty())
+        };
+        match filter {
+            RouteFilter::Exact(prefix) => [prefix.trunc()].into_iter().filter(present).collect(),
+            RouteFilter::Covering(prefix) => (0..=prefix.prefix_len())
+                .filter_map(|len| IpNet::new(prefix.addr(), len).ok())
+                .map(|net| net.trunc())
+                .filter(present)
+                .collect(),
+            RouteFilter::All | RouteFilter::CoveredBy(_) => self
+                .table
+                .iter()
+                .filter(|(prefix, paths)| !paths.as_slice().is_empty() && filter.keeps(prefix))
+                .map(|(prefix, _)| prefix)
+                .collect(),
+        }
+    }
+
+    /// The Loc-RIB best path of each of `prefixes` that still has one, with the peer it came
+    /// from (`None`: originated here).
+    pub fn routes(&self, prefixes: &[IpNet]) -> Vec<RouteView> {
+        prefixes
+            .iter()
+            .filter_map(|prefix| {
+                let paths = self.table.get(prefix)?;
+                let best = best::select(paths.as_slice(), &self.state.peers)?;
+                let peer = (!best.is_local())
+                    .then(|| self.state.peers.get(best.peer))
+                    .flatten()
+                    .map(|peer| (peer.config.address, peer.config.asn));
+                Some(RouteView {
+                    prefix: *prefix,
+                    next_hops: best.next_hops,
+                    attributes: best.attrs,
+                    peer,
+                })
+            })
+            .collect()
     }
 
     /// The learned Loc-RIB best paths (as `BestChanged` reports them), in prefix order.

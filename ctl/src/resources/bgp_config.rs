@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    document::{Metadata, refuse_labels},
+    document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, in_range, parse},
-    kinds::ResourceKind,
     resources::{bgp_peer::store_field_error, check_asn},
 };
 
@@ -118,7 +117,6 @@ const SEVERITIES: [&str; 5] = ["Debug", "Info", "Warning", "Error", "Fatal"];
 pub const COLUMNS: &[&str] = &["NAME", "LOGSEVERITY", "MESHENABLED", "ASNUMBER"];
 
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<BgpConfiguration, FieldError> {
-    refuse_labels(ResourceKind::BgpConfiguration, metadata)?;
     let name = &metadata.name;
     let node_config = name
         .strip_prefix("node.")
@@ -161,6 +159,7 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<BgpConfigurati
             .collect::<Result<Vec<_>, FieldError>>()
     };
     let config = BgpConfiguration {
+        metadata: Default::default(),
         name: name.clone(),
         as_number: spec
             .as_number

@@ -8,9 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    document::{Metadata, refuse_labels},
+    document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, in_range, is_false},
-    kinds::ResourceKind,
     resources::{check_asn, check_selector},
 };
 
@@ -112,7 +111,6 @@ const UNSUPPORTED: [Unsupported; 5] = [
 pub const COLUMNS: &[&str] = &["NAME", "PEERIP", "NODE", "ASN"];
 
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<BgpPeer, FieldError> {
-    refuse_labels(ResourceKind::BgpPeer, metadata)?;
     check_keys(spec, "spec", &FIELDS, &UNSUPPORTED)?;
     let spec: BgpPeerSpec = decode(spec, "spec")?;
     let as_number = match spec.as_number {
@@ -155,6 +153,7 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<BgpPeer, Field
         }
     };
     let peer = BgpPeer {
+        metadata: Default::default(),
         name: metadata.name.clone(),
         node: spec.node,
         node_selector: spec.node_selector,

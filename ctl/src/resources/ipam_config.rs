@@ -7,9 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    document::{Metadata, refuse_labels},
+    document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, in_range},
-    kinds::ResourceKind,
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -39,7 +38,6 @@ pub const WIDE_COLUMNS: &[&str] = &[
 ];
 
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<IpamConfiguration, FieldError> {
-    refuse_labels(ResourceKind::IpamConfiguration, metadata)?;
     if metadata.name != IpamConfiguration::NAME {
         return Err(FieldError::new(
             "metadata.name",
@@ -52,6 +50,7 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<IpamConfigurat
     check_keys(spec, "spec", &FIELDS, &UNSUPPORTED)?;
     let spec: IpamConfigurationSpec = decode(spec, "spec")?;
     Ok(IpamConfiguration {
+        metadata: Default::default(),
         strict_affinity: spec.strict_affinity,
         auto_allocate_blocks: spec.auto_allocate_blocks.unwrap_or(true),
         max_blocks_per_host: in_range(

@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    document::{Metadata, refuse_labels},
+    document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, is_false, parse},
-    kinds::ResourceKind,
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -84,7 +83,6 @@ pub const WIDE_COLUMNS: &[&str] = &[
 /// Decodes and checks an IPPool document. Overlap with other pools is checked at write time
 /// (by manul-ipam, against the stored pools).
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<IpPool, FieldError> {
-    refuse_labels(ResourceKind::IpPool, metadata)?;
     check_keys(spec, "spec", &FIELDS, &UNSUPPORTED)?;
     let spec: IpPoolSpec = decode(spec, "spec")?;
     if spec.cidr.is_empty() {
@@ -141,6 +139,7 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<IpPool, FieldE
         ));
     }
     let pool = IpPool {
+        metadata: Default::default(),
         name: metadata.name.clone(),
         cidr,
         block_size,

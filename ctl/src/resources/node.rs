@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::{
     document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, parse},
-    resources::{TableContext, check_asn, check_labels, check_mac},
+    resources::{TableContext, check_asn, check_mac},
 };
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -111,7 +111,6 @@ pub const PS_COLUMNS: &[&str] = &["NAME"];
 pub const WIDE_COLUMNS: &[&str] = &["NAME", "ASN", "IPV4", "IPV6"];
 
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<Node, FieldError> {
-    check_labels(&metadata.labels)?;
     check_keys(spec, "spec", &FIELDS, &UNSUPPORTED)?;
     if let Some(bgp) = spec.get("bgp") {
         check_keys(bgp, "spec.bgp", &BGP_FIELDS, &BGP_UNSUPPORTED)?;
@@ -159,12 +158,12 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<Node, FieldErr
     }
     Ok(Node {
         name: metadata.name.clone(),
-        labels: metadata.labels.clone(),
         bgp,
         ipv4_vxlan_tunnel_addr: tunnel,
         vxlan_tunnel_mac_addr: mac,
         ipv6_vxlan_tunnel_addr: tunnel_v6,
         vxlan_tunnel_mac_addr_v6: mac_v6,
+        ..Default::default()
     })
 }
 
@@ -244,7 +243,6 @@ mod tests {
             "vxlanTunnelMACAddrV6": "66:0f:3e:2a:01:03"
         });
         let node = from_document(&metadata(), &spec).unwrap();
-        assert_eq!(node.labels["rack"], "a");
         assert_eq!(node.bgp.as_ref().unwrap().as_number, Some(64513));
         assert_eq!(serde_json::to_value(to_spec(&node)).unwrap(), spec);
     }

@@ -9,9 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    document::{Metadata, refuse_labels},
+    document::Metadata,
     fields::{FieldError, Unsupported, check_keys, decode, parse},
-    kinds::ResourceKind,
     resources::check_mac,
 };
 
@@ -104,7 +103,6 @@ pub const WIDE_COLUMNS: &[&str] = &[
 ];
 
 pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<WorkloadEndpoint, FieldError> {
-    refuse_labels(ResourceKind::WorkloadEndpoint, metadata)?;
     check_keys(spec, "spec", &FIELDS, &UNSUPPORTED)?;
     let spec: WorkloadEndpointSpec = decode(spec, "spec")?;
     for (field, value) in [
@@ -132,6 +130,7 @@ pub fn from_document(metadata: &Metadata, spec: &Value) -> Result<WorkloadEndpoi
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(WorkloadEndpoint {
+        metadata: Default::default(),
         name: metadata.name.clone(),
         node: spec.node,
         orchestrator: spec.orchestrator,

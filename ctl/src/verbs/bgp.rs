@@ -3,7 +3,7 @@
 //! and `bgp routes [PREFIX] [-o json]`, from manul-bgpd's gRPC API on its Unix socket. Peer
 //! types come from the names the agent gives bgpd's peers ("node-<node>": the node-to-node
 //! mesh; "peer-<BGPPeer>": global or node specific, as the BGPPeer in the datastore says).
-//! The routes are the Loc-RIB best paths, read as the snapshot of WatchBestPaths. I/O: the
+//! The routes are the Loc-RIB best paths with their peers, from ListRoutes. I/O: the
 //! bgpd socket, the datastore (best effort), the output `Write`.
 
 use std::{collections::BTreeMap, io::Write, net::IpAddr, path::Path, time::Duration};
@@ -11,8 +11,10 @@ use std::{collections::BTreeMap, io::Write, net::IpAddr, path::Path, time::Durat
 use clap::ValueEnum;
 use ipnet::IpNet;
 use manul_agent::client::{Timeouts, unix_channel};
+#[cfg(test)]
+use manul_proto::bgpd::BestPath;
 use manul_proto::bgpd::{
-    BestPath, ListPeersRequest, PeerStatus, WatchBestPathsRequest, bgpd_client::BgpdClient,
+    ListPeersRequest, ListRoutesRequest, PeerStatus, Route, RouteMatch, bgpd_client::BgpdClient,
 };
 use manul_store::{BgpPeer, DatastoreExt};
 use serde::Serialize;
@@ -271,6 +273,10 @@ fn write_json<T: Serialize>(value: &T, out: &mut dyn Write) -> Result<(), CtlErr
 pub struct RouteRow {
     pub prefix: String,
     pub next_hops: Vec<String>,
+    /// The peer the best path came from, or "local" for a route bgpd originates.
+    pub peer: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_asn: Option<u32>,
     pub as_path: Vec<u32>,
     pub origin: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,61 +287,54 @@ pub struct RouteRow {
     pub communities: Vec<String>,
 }
 
-/// Whether `route` is shown for the filter: equal to it or covering it.
-pub fn covers(route: &IpNet, filter: &IpNet) -> bool {
-    route.contains(filter)
-}
-
-/// `bgp routes [PREFIX] [-o json]`: the learned best paths (Loc-RIB) in prefix order.
-pub async fn bgp_routes(
-    socket: &Path,
-    filter: Option<IpNet>,
-    output: BgpOutput,
-    out: &mut dyn Write,
-) -> Result<(), CtlError> {
-    let mut client = connect(socket).await?;
-    let mut stream = client
-        .watch_best_paths(WatchBestPathsRequest {})
-        .await
-        .map_err(bgpd_error(socket))?
-        .into_inner();
-    let mut best: BTreeMap<IpNet, BestPath> = BTreeMap::new();
-    loop {
-        let batch = stream
-            .message()
-            .await
-            .map_err(bgpd_error(socket))?
-            .ok_or_else(|| CtlError::Bgpd {
-                socket: socket.to_path_buf(),
-                reason: "the best-path stream ended before its snapshot".into(),
-            })?;
-        for path in batch.paths {
-            let Ok(prefix) = path.prefix.parse::<IpNet>() else {
-                continue;
-            };
-            if path.withdrawn {
-                best.remove(&prefix);
-            } else {
-                best.insert(prefix, path);
-            }
-        }
-        if batch.snapshot_done {
-            break;
-        }
-    }
-    let rows: Vec<RouteRow> = best
-        .into_iter()
-        .filter(|(prefix, _)| filter.is_none_or(|filter| covers(prefix, &filter)))
-        .map(|(prefix, path)| RouteRow {
-            prefix: prefix.to_string(),
+impl RouteRow {
+    fn from_proto(route: Route) -> RouteRow {
+        let path = route.path.unwrap_or_default();
+        let local = route.peer_address.is_empty();
+        RouteRow {
+            prefix: path.prefix,
             next_hops: path.next_hops,
+            peer: if local {
+                "local".into()
+            } else {
+                route.peer_address
+            },
+            peer_asn: (!local).then_some(route.peer_asn),
             as_path: path.as_path,
             origin: path.origin,
             local_pref: path.local_pref,
             med: path.med,
             communities: path.communities,
+        }
+    }
+}
+
+/// `bgp routes [PREFIX] [--exact|--longer] [-o json]`: the Loc-RIB best paths, learned and
+/// originated, with the peer each came from, in prefix order (bgpd's ListRoutes, which pages
+/// through its RIB). With PREFIX: the routes equal to or covering it, only the one equal to
+/// it (`RouteMatch::Exact`), or those it covers (`RouteMatch::Covered`).
+pub async fn bgp_routes(
+    socket: &Path,
+    filter: Option<(IpNet, RouteMatch)>,
+    output: BgpOutput,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let mut client = connect(socket).await?;
+    let (prefix, route_match) = filter.map_or((String::new(), RouteMatch::Covering), |(p, m)| {
+        (p.to_string(), m)
+    });
+    let mut stream = client
+        .list_routes(ListRoutesRequest {
+            prefix,
+            r#match: route_match.into(),
         })
-        .collect();
+        .await
+        .map_err(bgpd_error(socket))?
+        .into_inner();
+    let mut rows = Vec::new();
+    while let Some(page) = stream.message().await.map_err(bgpd_error(socket))? {
+        rows.extend(page.routes.into_iter().map(RouteRow::from_proto));
+    }
     if output == BgpOutput::Json {
         return write_json(&rows, out);
     }
@@ -345,7 +344,15 @@ pub async fn bgp_routes(
         .map(|row| {
             vec![
                 row.prefix.clone(),
-                row.next_hops.join(","),
+                if row.next_hops.is_empty() {
+                    "-".into()
+                } else {
+                    row.next_hops.join(",")
+                },
+                match row.peer_asn {
+                    Some(asn) => format!("{} (AS {asn})", row.peer),
+                    None => row.peer.clone(),
+                },
                 row.as_path
                     .iter()
                     .map(u32::to_string)
@@ -362,6 +369,7 @@ pub async fn bgp_routes(
         &[
             "PREFIX",
             "NEXT HOP",
+            "PEER",
             "AS PATH",
             "ORIGIN",
             "LOCAL PREF",
@@ -385,11 +393,25 @@ mod tests {
     }
 
     #[test]
-    fn a_filter_shows_the_routes_equal_to_or_covering_it() {
-        let route: IpNet = "10.2.0.0/24".parse().unwrap();
-        assert!(covers(&route, &"10.2.0.0/24".parse().unwrap()));
-        assert!(covers(&route, &"10.2.0.7/32".parse().unwrap()));
-        assert!(!covers(&route, &"10.2.0.0/16".parse().unwrap()));
-        assert!(!covers(&route, &"10.3.0.0/24".parse().unwrap()));
+    fn originated_routes_show_local_as_their_peer() {
+        let path = BestPath {
+            prefix: "10.2.0.0/24".into(),
+            origin: "IGP".into(),
+            ..Default::default()
+        };
+        let local = RouteRow::from_proto(Route {
+            path: Some(path.clone()),
+            ..Default::default()
+        });
+        assert_eq!((local.peer.as_str(), local.peer_asn), ("local", None));
+        let learned = RouteRow::from_proto(Route {
+            path: Some(path),
+            peer_address: "10.0.0.2".into(),
+            peer_asn: 65002,
+        });
+        assert_eq!(
+            (learned.peer.as_str(), learned.peer_asn),
+            ("10.0.0.2", Some(65002))
+        );
     }
 }

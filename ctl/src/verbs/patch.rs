@@ -115,12 +115,7 @@ pub async fn label(
     loop {
         let current = read(resources, kind, name).await?;
         let mut object = current.object.clone();
-        let Some(labels) = object.labels_mut() else {
-            return Err(refused(
-                "metadata.labels".into(),
-                format!("manul does not store labels on {kind} yet (only Node keeps labels)"),
-            ));
-        };
+        let labels = &mut object.metadata_mut().labels;
         let existing = labels.get(&key).cloned();
         match (&value, existing) {
             (None, None) => {

@@ -101,6 +101,24 @@ impl Fixture {
         self.ok(&["apply", "-f", path.to_str().expect("a UTF-8 path")]);
     }
 
+    /// Creates a record with exactly these bytes, past manulctl (as an older version wrote
+    /// it).
+    pub fn put_raw(&self, kind: Kind, name: &str, value: &str) {
+        let (url, name, value) = (
+            self.url.clone(),
+            name.to_string(),
+            value.as_bytes().to_vec(),
+        );
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+            .block_on(async move {
+                let store = open_datastore(&url).expect("open the store");
+                store.create(kind, &name, value).await.expect("create");
+            });
+    }
+
     /// Every stored object of every kind with its revision, and each listing's revision:
     /// any write changes it.
     pub fn dump(&self) -> String {

@@ -15,6 +15,7 @@ const WINDOW: usize = 12;
 
 fn pool(name: &str, cidr: &str, block_size: u8) -> Result<IpPool> {
     Ok(IpPool {
+        metadata: Default::default(),
         name: name.into(),
         cidr: cidr.parse()?,
         block_size,

@@ -6,9 +6,10 @@
 //! Calico has no annotation for, and one annotation read back whole is the record exactly as
 //! written (a round trip cannot lose a field). The Calico annotations
 //! (`projectcalico.org/IPv4Address`, ...) are written alongside so that tools that know
-//! Calico read the addresses; they are never read back. The record's labels are the Node's
-//! own labels (kubelet and operators own them), so a write does not change labels and a read
-//! returns the Node's. kubelet owns the Node itself: a record is created on an existing Node
+//! Calico read the addresses; they are never read back. The record's metadata is the Node's
+//! own: labels (kubelet and operators own them, so a write does not change labels and a read
+//! returns the Node's), uid and creationTimestamp; the Node's annotations are not shown as
+//! the record's (they hold this record and kubelet's and Calico's entries). kubelet owns the Node itself: a record is created on an existing Node
 //! only, and deleting it removes our annotations and leaves a `manul.dev/deleted` tombstone
 //! so that a watch can report the deletion.
 
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use kube::api::DynamicObject;
 use serde_json::{Map, Value, json};
 
-use super::objects::{Translated, resource_version};
+use super::objects::{Translated, record_metadata, resource_version};
 use crate::datastore::{KeyValue, Kind, Revision, StoreError};
 
 /// The annotation holding the Node record's JSON.
@@ -73,8 +74,13 @@ pub fn translate(node: &DynamicObject) -> Result<Translated, StoreError> {
         Err(error) => return Err(decode_error(error.to_string())),
     };
     record.insert("name".into(), Value::String(name.clone()));
-    let labels = node.metadata.labels.clone().unwrap_or_default();
-    record.insert("labels".into(), json!(labels));
+    record.remove("labels");
+    let metadata = record_metadata(&node.metadata, false);
+    if metadata.is_empty() {
+        record.remove("metadata");
+    } else {
+        record.insert("metadata".into(), Value::Object(metadata));
+    }
     Ok(Translated::Record(KeyValue {
         kind: Kind::Node,
         value: serde_json::to_vec(&record).map_err(|error| decode_error(error.to_string()))?,
@@ -87,6 +93,7 @@ pub fn translate(node: &DynamicObject) -> Result<Translated, StoreError> {
 /// resourceVersion: a patch carrying one fails with 409 Conflict when the Node has changed).
 pub fn write_patch(mut record: Map<String, Value>, expected: &Revision) -> Value {
     record.remove("labels");
+    record.remove("metadata");
     let value = Value::Object(record);
     let mut annotations: BTreeMap<&str, Value> = CALICO_MIRRORS
         .iter()
@@ -129,6 +136,7 @@ mod tests {
             metadata: ObjectMeta {
                 name: Some("n1".into()),
                 resource_version: Some("42".into()),
+                uid: Some("node-uid".into()),
                 // A merge patch's nulls remove annotations: keep the strings.
                 annotations: Some(
                     annotations
@@ -153,7 +161,7 @@ mod tests {
     #[test]
     fn the_record_goes_to_one_annotation_and_calicos_mirrors_and_reads_back_with_the_nodes_labels()
     {
-        let record = json!({"name": "n1", "labels": {"ignored": "x"},
+        let record = json!({"name": "n1", "metadata": {"labels": {"ignored": "x"}, "uid": "u"},
             "bgp": {"ipv4Address": "10.0.0.1/24", "asNumber": 64512},
             "ipv4VXLANTunnelAddr": "10.244.1.0"});
         let patch = write_patch(record.as_object().unwrap().clone(), &Revision("41".into()));
@@ -174,7 +182,7 @@ mod tests {
         };
         let read: Value = serde_json::from_slice(&kv.value).unwrap();
         let mut expected = record.clone();
-        expected["labels"] = json!({"zone": "a"});
+        expected["metadata"] = json!({"labels": {"zone": "a"}, "uid": "node-uid"});
         assert_eq!(read, expected);
         assert_eq!((kv.name.as_str(), kv.revision.0.as_str()), ("n1", "42"));
     }

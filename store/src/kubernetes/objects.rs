@@ -2,8 +2,13 @@
 //! (manul's own kinds as custom resources of group manul.dev/v1, Node records in annotations
 //! of the Kubernetes Node, WorkloadEndpoints in annotations of their Pod). Pure, no I/O.
 
-use kube::{api::DynamicObject, core::ApiResource};
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use kube::{
+    api::{DynamicObject, ObjectMeta},
+    core::ApiResource,
+};
+use serde_json::{Map, Value, json};
 
 use super::{names, nodes, pods};
 use crate::datastore::{KeyValue, Kind, Revision, StoreError};
@@ -124,7 +129,15 @@ fn custom_record(kind: Kind, object: &DynamicObject) -> Result<KeyValue, StoreEr
         name: object_name.clone(),
         reason: "not a name manul writes".into(),
     })?;
-    let spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
+    let mut spec = object.data.get("spec").cloned().unwrap_or(Value::Null);
+    if keeps_metadata(kind)
+        && let Value::Object(record) = &mut spec
+    {
+        let metadata = record_metadata(&object.metadata, true);
+        if !metadata.is_empty() {
+            record.insert("metadata".into(), Value::Object(metadata));
+        }
+    }
     let value = serde_json::to_vec(&spec).map_err(|error| StoreError::Decode {
         kind,
         name: name.clone(),
@@ -146,14 +159,67 @@ pub fn custom_object(
     value: &[u8],
     resource_version: Option<&Revision>,
 ) -> Result<DynamicObject, StoreError> {
-    let spec = json_object(kind, name, value)?;
+    let mut spec = json_object(kind, name, value)?;
     let mut object = DynamicObject::new(
         &object_name(kind, name)?,
         &Mapping::Custom(kind).api_resource(),
     );
     object.metadata.resource_version = resource_version.map(|revision| revision.0.clone());
+    // The record's labels and annotations become the object's; its uid and creation time
+    // are the API server's to set (a create gets new ones, an update keeps the object's).
+    if let Some(Value::Object(metadata)) = spec.remove("metadata") {
+        object.metadata.labels = string_map(metadata.get("labels"));
+        object.metadata.annotations = string_map(metadata.get("annotations"));
+    }
     object.data = Value::Object(Map::from_iter([("spec".to_string(), Value::Object(spec))]));
     Ok(object)
+}
+
+/// The custom kinds whose records carry `metadata` (labels, annotations, uid, creation
+/// time): those manulctl shows. The others' records have none to fill.
+fn keeps_metadata(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::IPPool | Kind::IPAMConfiguration | Kind::BGPPeer | Kind::BGPConfiguration
+    )
+}
+
+/// A record's `metadata` from the object's own: labels, (annotations,) uid and
+/// creationTimestamp, each only when set.
+pub fn record_metadata(metadata: &ObjectMeta, with_annotations: bool) -> Map<String, Value> {
+    let mut record = Map::new();
+    let maps = [
+        ("labels", metadata.labels.as_ref()),
+        (
+            "annotations",
+            metadata.annotations.as_ref().filter(|_| with_annotations),
+        ),
+    ];
+    for (key, map) in maps {
+        if let Some(map) = map.filter(|map| !map.is_empty()) {
+            record.insert(key.into(), json!(map));
+        }
+    }
+    if let Some(uid) = &metadata.uid {
+        record.insert("uid".into(), Value::String(uid.clone()));
+    }
+    if let Some(Ok(created)) = metadata
+        .creation_timestamp
+        .as_ref()
+        .map(serde_json::to_value)
+    {
+        record.insert("creationTimestamp".into(), created);
+    }
+    record
+}
+
+fn string_map(value: Option<&Value>) -> Option<BTreeMap<String, String>> {
+    let map: BTreeMap<String, String> = value
+        .and_then(Value::as_object)?
+        .iter()
+        .filter_map(|(key, value)| Some((key.clone(), value.as_str()?.to_string())))
+        .collect();
+    (!map.is_empty()).then_some(map)
 }
 
 /// The Kubernetes object name of a store name, or an Encode error saying why there is none.
@@ -220,6 +286,36 @@ mod tests {
         };
         assert_eq!((kv.name.as_str(), kv.revision.0.as_str()), ("k8s/Pod", "7"));
         assert_eq!(kv.value, br#"{"handleId":"k8s/Pod"}"#);
+    }
+
+    #[test]
+    fn record_metadata_lives_in_the_objects_own_metadata() {
+        let record = br#"{"name":"p","cidr":"10.0.0.0/16","blockSize":26,
+            "metadata":{"labels":{"rack":"a"},"annotations":{"note":"x"},"uid":"mine"}}"#;
+        let object = custom_object(Kind::IPPool, "p", record, None).unwrap();
+        let json = serde_json::to_value(&object).unwrap();
+        assert!(json["spec"].get("metadata").is_none(), "{json}");
+        assert_eq!(json["metadata"]["labels"], json!({"rack": "a"}));
+        assert_eq!(json["metadata"]["annotations"], json!({"note": "x"}));
+        assert!(
+            json["metadata"].get("uid").is_none(),
+            "the server sets uid: {json}"
+        );
+
+        let mut stored: DynamicObject = serde_json::from_value(json).unwrap();
+        stored.metadata.resource_version = Some("3".into());
+        stored.metadata.uid = Some("0b9c5f3e-5a36-4c61-9d5e-0c3f4a2b1d7e".into());
+        stored.metadata.creation_timestamp =
+            serde_json::from_value(json!("2026-12-06T17:30:05Z")).unwrap();
+        let Translated::Record(kv) = Mapping::Custom(Kind::IPPool).translate(&stored).unwrap()
+        else {
+            panic!("no record");
+        };
+        let read: crate::IpPool = serde_json::from_slice(&kv.value).unwrap();
+        assert_eq!(read.metadata.labels["rack"], "a");
+        assert_eq!(read.metadata.annotations["note"], "x");
+        assert_eq!(read.metadata.uid, "0b9c5f3e-5a36-4c61-9d5e-0c3f4a2b1d7e");
+        assert_eq!(read.metadata.creation_timestamp, "2026-12-06T17:30:05Z");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::message::Origin;
+use crate::rib::RouteFilter;
 
 const P: &str = "203.0.113.0/24";
 
@@ -228,4 +229,39 @@ fn unchanged_best_is_not_reported_again() {
     rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "10.1.0.1")));
     let out = rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "10.1.0.1")));
     assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn listings_name_the_peer_of_each_best_path_and_filter_by_prefix() {
+    let mut rib = new_rib();
+    up(&mut rib, 1, config("10.1.0.1", 65001));
+    let learned = ["10.2.0.0/16", "10.2.0.0/24", "10.2.0.128/25", "10.3.0.0/24"];
+    rib.receive(PeerId(1), announce(&learned, attrs(&[65001], "10.1.0.1")));
+    rib.originate(net("10.50.0.0/24"), vec![], vec![]);
+    let listed = |filter: RouteFilter| {
+        let mut prefixes = rib.route_prefixes(&filter);
+        prefixes.sort();
+        prefixes.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(listed(RouteFilter::All).len(), 5);
+    assert_eq!(
+        listed(RouteFilter::Covering(net("10.2.0.200/32"))),
+        ["10.2.0.0/16", "10.2.0.0/24", "10.2.0.128/25"]
+    );
+    assert_eq!(
+        listed(RouteFilter::CoveredBy(net("10.2.0.0/24"))),
+        ["10.2.0.0/24", "10.2.0.128/25"]
+    );
+    assert_eq!(
+        listed(RouteFilter::Exact(net("10.2.0.0/24"))),
+        ["10.2.0.0/24"]
+    );
+    assert!(listed(RouteFilter::Exact(net("10.2.1.0/24"))).is_empty());
+
+    let routes = rib.routes(&[net("10.3.0.0/24"), net("10.50.0.0/24"), net("10.9.0.0/24")]);
+    assert_eq!(routes.len(), 2, "a prefix without a route is left out");
+    assert_eq!(routes[0].peer, Some((ip("10.1.0.1"), 65001)));
+    assert_eq!(routes[0].next_hops, vec![ip("10.1.0.1")]);
+    assert_eq!(routes[1].peer, None, "originated here");
+    assert!(routes[1].next_hops.is_empty());
 }
