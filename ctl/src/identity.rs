@@ -5,31 +5,11 @@
 
 use manul_store::ResourceMeta;
 
-use crate::{fields::FieldError, timestamp};
-
-/// A random UUID, version 4 (RFC 9562): "0b9c5f3e-5a36-4c61-9d5e-0c3f4a2b1d7e".
-pub fn new_uid() -> String {
-    format_uuid_v4(rand::random())
-}
-
-fn format_uuid_v4(mut bytes: [u8; 16]) -> String {
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let hex: String = bytes.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
-}
+use crate::fields::FieldError;
 
 /// A new resource's identity: a fresh uid and the current time, whatever the document said.
 pub fn stamp_new(metadata: &mut ResourceMeta) {
-    metadata.uid = new_uid();
-    metadata.creation_timestamp = timestamp::now();
+    metadata.stamp_new();
 }
 
 /// An update's identity: the stored one, kept. A document that names a uid other than the
@@ -37,11 +17,7 @@ pub fn stamp_new(metadata: &mut ResourceMeta) {
 /// and created again); its creationTimestamp is ignored. A stored record older than uids
 /// gets a fresh identity on this write.
 pub fn keep_stored(metadata: &mut ResourceMeta, stored: &ResourceMeta) -> Result<(), FieldError> {
-    if stored.uid.is_empty() {
-        stamp_new(metadata);
-        return Ok(());
-    }
-    if !metadata.uid.is_empty() && metadata.uid != stored.uid {
+    if !stored.uid.is_empty() && !metadata.uid.is_empty() && metadata.uid != stored.uid {
         return Err(FieldError::new(
             "metadata.uid",
             format!(
@@ -51,27 +27,13 @@ pub fn keep_stored(metadata: &mut ResourceMeta, stored: &ResourceMeta) -> Result
             ),
         ));
     }
-    metadata.uid = stored.uid.clone();
-    metadata.creation_timestamp = stored.creation_timestamp.clone();
+    metadata.keep_identity(stored);
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn uids_are_version_4_and_differ() {
-        assert_eq!(
-            format_uuid_v4([0xff; 16]),
-            "ffffffff-ffff-4fff-bfff-ffffffffffff"
-        );
-        assert_eq!(
-            format_uuid_v4([0; 16]),
-            "00000000-0000-4000-8000-000000000000"
-        );
-        assert_ne!(new_uid(), new_uid());
-    }
 
     #[test]
     fn an_update_keeps_the_stored_identity_and_refuses_another_uid() {

@@ -27,7 +27,7 @@ pub mod object;
 pub mod output;
 pub mod resources;
 pub mod store_access;
-pub mod timestamp;
+pub use manul_store::timestamp;
 pub mod verbs;
 
 pub use error::CtlError;

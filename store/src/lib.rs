@@ -13,6 +13,7 @@ pub mod resources;
 mod schema;
 #[cfg(feature = "test-support")]
 pub mod testing;
+pub mod timestamp;
 pub mod typed;
 
 pub use bgp_resources::{

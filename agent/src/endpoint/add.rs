@@ -441,19 +441,26 @@ impl Endpoints {
     }
 
     /// Creates or replaces the endpoint record (CAS, retried on conflict).
+    /// A new record gets a uid and creationTimestamp; a replaced one keeps the stored ones.
     async fn record(&self, endpoint: &WorkloadEndpoint) -> Result<(), EndpointError> {
+        let mut endpoint = endpoint.clone();
         for _ in 0..10 {
             let result = match self
                 .store
                 .get_resource::<WorkloadEndpoint>(&endpoint.name)
                 .await?
             {
-                Some(current) => self
-                    .store
-                    .update_resource(endpoint, &current.revision)
-                    .await
-                    .map(|_| ()),
-                None => self.store.create_resource(endpoint).await.map(|_| ()),
+                Some(current) => {
+                    endpoint.metadata.keep_identity(&current.value.metadata);
+                    self.store
+                        .update_resource(&endpoint, &current.revision)
+                        .await
+                        .map(|_| ())
+                }
+                None => {
+                    endpoint.metadata.stamp_new();
+                    self.store.create_resource(&endpoint).await.map(|_| ())
+                }
             };
             match result {
                 Ok(()) => return Ok(()),

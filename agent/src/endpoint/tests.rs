@@ -118,6 +118,8 @@ async fn add_wires_pod_host_routes_sysctls_and_records_the_endpoint() {
         .value;
     assert_eq!(recorded.ip_networks, vec![address]);
     assert_eq!(recorded.interface_name, host);
+    assert_eq!(recorded.metadata.uid.len(), 36, "a new record gets a uid");
+    assert!(!recorded.metadata.creation_timestamp.is_empty());
 }
 
 #[tokio::test]

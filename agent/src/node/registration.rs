@@ -50,6 +50,11 @@ pub fn merge(stored: Option<&Node>, registration: &NodeRegistration) -> Node {
             .iter()
             .map(|(key, value)| (key.clone(), value.clone())),
     );
+    // A new Node, or one stored before records had an identity, gets a uid and
+    // creationTimestamp; a stored one keeps its own.
+    if node.metadata.uid.is_empty() {
+        node.metadata.stamp_new();
+    }
     node
 }
 
@@ -186,6 +191,25 @@ mod tests {
         );
         assert_eq!(fresh.name, "n1");
         assert_eq!(fresh.bgp, None, "no BGP fields at all: no bgp section");
+    }
+
+    #[test]
+    fn a_new_or_older_node_gets_an_identity_and_a_stored_one_keeps_it() {
+        let fresh = merge(None, &registration());
+        assert_eq!(
+            fresh.metadata.uid.len(),
+            36,
+            "a UUID: {:?}",
+            fresh.metadata.uid
+        );
+        assert!(fresh.metadata.creation_timestamp.ends_with('Z'));
+        let older = merge(Some(&stored()), &registration());
+        assert!(
+            !older.metadata.uid.is_empty(),
+            "a record older than uids gets one"
+        );
+        let again = merge(Some(&older), &registration());
+        assert_eq!(again.metadata, older.metadata, "kept: no write for nothing");
     }
 
     #[test]
