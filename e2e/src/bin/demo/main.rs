@@ -233,25 +233,29 @@ fn demo(args: &Args, out: &Out, report: &mut Report) -> Result<String> {
                 ))
             })?;
             report.cleaned_up = true;
-            if !failed.is_empty() {
-                bail!(
-                    "{} of {} paths failed:\n  {}",
-                    failed.len(),
-                    paths.len(),
-                    failed.join("\n  ")
-                );
-            }
-            Ok(format!(
-                "demo passed: {} containers, {}/{} paths ok, cleaned up",
-                containers,
-                paths.len(),
-                paths.len()
-            ))
+            verdict(containers, &paths, "cleaned up")
         }
     }
 }
 
 /// "label: error" of each path that failed.
+/// The demo's last line: every path ok, or the ones that failed (an error).
+fn verdict(containers: usize, paths: &[Check], ending: &str) -> Result<String> {
+    let failed = failed_paths(paths);
+    if !failed.is_empty() {
+        bail!(
+            "{} of {} paths failed:\n  {}",
+            failed.len(),
+            paths.len(),
+            failed.join("\n  ")
+        );
+    }
+    Ok(format!(
+        "demo passed: {containers} containers, {0}/{0} paths ok, {ending}",
+        paths.len()
+    ))
+}
+
 fn failed_paths(paths: &[Check]) -> Vec<String> {
     paths
         .iter()
@@ -305,21 +309,7 @@ fn on_node(args: &Args, out: &Out, node: &Node) -> Outcome {
         // Forgotten, not dropped: its guard would remove the containers and their storage.
         std::mem::forget(podman);
         return Outcome::Kept(shown.and_then(|(containers, paths)| {
-            let failed = failed_paths(&paths);
-            if !failed.is_empty() {
-                bail!(
-                    "{} of {} paths failed:\n  {}",
-                    failed.len(),
-                    paths.len(),
-                    failed.join("\n  ")
-                );
-            }
-            Ok(format!(
-                "demo passed: {} containers, {}/{} paths ok, kept running (--keep)",
-                containers.len(),
-                paths.len(),
-                paths.len()
-            ))
+            verdict(containers.len(), &paths, "kept running (--keep)")
         }));
     }
     let (containers, paths) = match shown {
