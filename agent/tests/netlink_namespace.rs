@@ -63,6 +63,9 @@ fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
     let host_link = &host.ip_json(&["link", "show", "cali0123456789a"])?[0];
     assert_eq!(field(host_link, "address"), "ee:ee:ee:ee:ee:ee");
     assert_eq!(host_link["mtu"], 1400);
+    // The link as the kernel echoed its creation: its index, and the owner set after it.
+    assert_eq!(host_link["ifindex"], created.index);
+    assert_eq!(created.alias.as_deref(), host_link["ifalias"].as_str());
     let pod_link = &pod.ip_json(&["link", "show", "eth0"])?[0];
     assert_eq!(pod_link["mtu"], 1400);
     assert_eq!(

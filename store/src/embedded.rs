@@ -35,6 +35,9 @@ pub struct EmbeddedStore {
     events_kept: u64,
     /// Writes commit without a disk flush; `sync` flushes them all (see `Datastore::sync`).
     deferred_durability: bool,
+    /// Held by every write transaction, so that a write can tell without waiting whether it
+    /// would wait for another one (redb has one writer at a time).
+    writer: Arc<std::sync::Mutex<()>>,
 }
 
 fn backend<E: std::fmt::Display>(error: E) -> StoreError {
@@ -149,6 +152,7 @@ impl EmbeddedStore {
             committed,
             events_kept: events_kept.max(1),
             deferred_durability: false,
+            writer: Arc::new(std::sync::Mutex::new(())),
         })
     }
 
@@ -158,6 +162,44 @@ impl EmbeddedStore {
     pub fn with_deferred_durability(mut self) -> EmbeddedStore {
         self.deferred_durability = true;
         self
+    }
+
+    /// Reads run on the caller's thread: a read transaction never waits for a writer (redb
+    /// keeps the last committed version), and reading a few pages costs less than the hop to a
+    /// blocking thread would.
+    fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Database) -> Result<T, StoreError>,
+    {
+        work(&self.database)
+    }
+
+    /// A write: on the caller's thread when it commits without a flush (`flushes` false) and no
+    /// other write is in progress (tens of microseconds: cheaper than a thread hop), else on
+    /// the blocking pool, where waiting for the other writer or the disk stalls no task.
+    async fn write_transaction<T, F>(&self, flushes: bool, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    {
+        if !flushes {
+            let free = match self.writer.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            };
+            if let Some(_guard) = free {
+                return work(&self.database);
+            }
+        }
+        let writer = self.writer.clone();
+        self.blocking(move |database| {
+            let _guard = writer
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            work(database)
+        })
+        .await
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -319,7 +361,7 @@ impl EmbeddedStore {
 impl Datastore for EmbeddedStore {
     async fn get(&self, kind: Kind, name: &str) -> Result<Option<KeyValue>, StoreError> {
         let name = name.to_string();
-        self.blocking(move |database| {
+        self.read(move |database| {
             let read = database.begin_read().map_err(backend)?;
             let objects = read.open_table(OBJECTS).map_err(backend)?;
             let found = objects
@@ -329,12 +371,11 @@ impl Datastore for EmbeddedStore {
                 .map(|guard| split_object(kind, &name, guard.value()))
                 .transpose()
         })
-        .await
     }
 
     async fn list(&self, kind: Kind, name_prefix: &str) -> Result<Listing, StoreError> {
         let prefix = object_key(kind, name_prefix);
-        self.blocking(move |database| {
+        self.read(move |database| {
             let read = database.begin_read().map_err(backend)?;
             let meta = read.open_table(META).map_err(backend)?;
             let revision = meta
@@ -358,14 +399,13 @@ impl Datastore for EmbeddedStore {
                 revision: Revision::from_number(revision),
             })
         })
-        .await
     }
 
     async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
         let name = name.to_string();
         let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
-            .blocking(move |database| {
+            .write_transaction(!deferred, move |database| {
                 Self::write(
                     database,
                     kind,
@@ -392,7 +432,7 @@ impl Datastore for EmbeddedStore {
         let expected = expected.clone();
         let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
-            .blocking(move |database| {
+            .write_transaction(!deferred, move |database| {
                 Self::write(
                     database,
                     kind,
@@ -413,7 +453,7 @@ impl Datastore for EmbeddedStore {
         let expected = expected.clone();
         let (events_kept, deferred) = (self.events_kept, self.deferred_durability);
         let revision = self
-            .blocking(move |database| {
+            .write_transaction(!deferred, move |database| {
                 Self::write(
                     database,
                     kind,
@@ -433,7 +473,7 @@ impl Datastore for EmbeddedStore {
         if !self.deferred_durability {
             return Ok(());
         }
-        self.blocking(|database| {
+        self.write_transaction(true, |database| {
             // An empty durable commit flushes every non-durable commit before it.
             let write = database.begin_write().map_err(backend)?;
             write.commit().map_err(backend)

@@ -14,8 +14,8 @@ use crate::{
     dataplane::{RouteSource, SysctlOwner},
     naming,
     netlink::{
-        HOST_SIDE_MAC, LinkDeletion, LinkInfo, PodInterface, PodInterfaceConfig, Route, RouteKey,
-        RouteTarget, VethRequest, format_mac,
+        HOST_SIDE_MAC, LinkDeletion, LinkInfo, NetlinkError, PodInterface, PodInterfaceConfig,
+        Route, RouteKey, RouteTarget, VethRequest, format_mac,
     },
     sysctl::{host_interface_sysctls, node_sysctls},
 };
@@ -28,6 +28,23 @@ pub struct AddedEndpoint {
     pub pod_ifname: String,
     pub netns: String,
     pub addresses: Vec<IpNet>,
+}
+
+/// When the datastore branch of an ADD finished each step (since the start of the wiring).
+#[derive(Default)]
+struct DatastoreTimes {
+    allocated: std::time::Duration,
+    recorded: Option<std::time::Duration>,
+    synced: std::time::Duration,
+}
+
+/// How long the kernel branch of an ADD took: the veth (since the start of the wiring), then
+/// the pod side and the host side (since both branches had what they need).
+#[derive(Default)]
+struct KernelTimes {
+    veth: std::time::Duration,
+    pod: std::time::Duration,
+    host: std::time::Duration,
 }
 
 /// Something ADD did that a failure must undo.
@@ -147,20 +164,12 @@ impl Endpoints {
             None => self.pod_mtu().await?,
         };
 
-        // A link of this name is a leftover: of an earlier attempt of this container, or of an
-        // earlier sandbox of the same pod (the name comes from namespace and pod), whose DEL
-        // may still come. The new sandbox needs the name; the old sandbox's DEL will see that
-        // the link is no longer its own (the alias names this container) and leave it alone.
-        if let Some(existing) = self.netlink.link(&host_name).await? {
-            let owner = existing.alias.clone().unwrap_or_else(|| "unknown".into());
-            info!(link = %host_name, %owner, container = %request.container_id,
-                "replacing the host end of an earlier sandbox of this pod");
-            self.netlink.delete_link(&host_name, None).await?;
-        }
-
-        // The allocation (datastore round trips) and the veth (netlink) do not depend on each
-        // other: they run at once. The pod end's MAC is chosen here, so that the endpoint
-        // record does not wait for the kernel.
+        // Two branches run at once, for they do not depend on each other: the datastore's
+        // (allocate, record the endpoint, one disk flush for both) and the kernel's (the veth).
+        // The pod end's MAC is chosen here, so that the record does not wait for the kernel.
+        // They meet for what needs both: the pod's addresses and routes, the host's routes and
+        // sysctls. A crash after the flush leaves a record whose interface is missing, which
+        // the next ADD, DEL or GC cleans up.
         let pod_mac = naming::pod_mac(&request.container_id, &request.ifname);
         let veth = VethRequest {
             host_name: host_name.clone(),
@@ -171,89 +180,141 @@ impl Endpoints {
             pod_mac,
             mtu,
         };
-        let (allocation, created) = tokio::join!(
-            self.allocate(request, &handle, ipv4_pools, ipv6_pools),
-            self.netlink.create_veth(&veth)
-        );
-        undo.push(Undo::Release(handle.clone()));
-        if created.is_ok() {
-            undo.push(Undo::DeleteLink {
-                name: host_name.clone(),
-                owner: request.container_id.clone(),
-            });
-        }
-        let addresses = allocation?;
-        let host = created?;
-        let allocated = started.elapsed();
-
-        let endpoint = WorkloadEndpoint {
-            metadata: Default::default(),
-            name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
-            node: self.node.clone(),
-            orchestrator: if request.pod_namespace.is_empty() {
-                "cni".into()
-            } else {
-                "k8s".into()
-            },
-            namespace: request.pod_namespace.clone(),
-            pod: request.pod_name.clone(),
-            container_id: request.container_id.clone(),
-            endpoint: request.ifname.clone(),
-            interface_name: host_name.clone(),
-            mac: format_mac(&pod_mac),
-            ip_networks: addresses.clone(),
-            ipam_handle: handle,
-            netns: netns.to_string_lossy().into_owned(),
-            network: request.network_name.clone(),
-        };
-        // The record, made durable with the allocation (one disk flush), and the kernel side
-        // (the pod's interface; the host's sysctls and routes) run at once: the flush costs as
-        // much as the wiring. A crash in between leaves a record whose interface is
-        // missing, which the next ADD, DEL or GC cleans up.
-        let persisted = async {
-            self.record(&endpoint).await?;
-            let recorded = started.elapsed();
-            self.store.sync().await?;
-            Ok::<_, EndpointError>(recorded)
-        };
-        // The pod side and the host side do not depend on each other either: the host end
-        // exists, and a route to an address the pod does not hold yet is harmless.
-        let pod_side = async {
-            let pod = self
-                .netlink
-                .configure_pod_interface(&PodInterfaceConfig {
-                    netns: netns.to_path_buf(),
-                    ifname: request.ifname.clone(),
-                    addresses: addresses.clone(),
-                })
+        let endpoint_name =
+            WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname);
+        let mut datastore_times = DatastoreTimes::default();
+        let (addresses_sender, addresses_receiver) = tokio::sync::oneshot::channel();
+        let datastore = async {
+            let addresses = self
+                .allocate(request, &handle, ipv4_pools, ipv6_pools)
                 .await?;
-            Ok::<_, EndpointError>((pod, started.elapsed()))
+            datastore_times.allocated = started.elapsed();
+            // The kernel branch goes on with the addresses while they are recorded.
+            let _ = addresses_sender.send(addresses.clone());
+            let endpoint = WorkloadEndpoint {
+                metadata: Default::default(),
+                name: endpoint_name.clone(),
+                node: self.node.clone(),
+                orchestrator: if request.pod_namespace.is_empty() {
+                    "cni".into()
+                } else {
+                    "k8s".into()
+                },
+                namespace: request.pod_namespace.clone(),
+                pod: request.pod_name.clone(),
+                container_id: request.container_id.clone(),
+                endpoint: request.ifname.clone(),
+                interface_name: host_name.clone(),
+                mac: format_mac(&pod_mac),
+                ip_networks: addresses.clone(),
+                ipam_handle: handle.clone(),
+                netns: netns.to_string_lossy().into_owned(),
+                network: request.network_name.clone(),
+            };
+            self.record(&endpoint).await?;
+            datastore_times.recorded = Some(started.elapsed());
+            self.store.sync().await?;
+            datastore_times.synced = started.elapsed();
+            Ok::<_, EndpointError>(addresses)
         };
-        let host_side = self.wire_host_side(&host_name, &addresses, undo);
-        let (persisted, pod_side, host_side) = tokio::join!(persisted, pod_side, host_side);
-        if persisted.is_ok() {
-            undo.push(Undo::Forget(endpoint.name.clone()));
+        let mut kernel_times = KernelTimes::default();
+        let mut kernel_undo = Vec::new();
+        let kernel = async {
+            let created = self.create_veth(&veth).await;
+            kernel_times.veth = started.elapsed();
+            if created.is_ok() {
+                kernel_undo.push(Undo::DeleteLink {
+                    name: host_name.clone(),
+                    owner: request.container_id.clone(),
+                });
+            }
+            let host = created?;
+            // Without addresses the datastore branch failed, and its error is the answer.
+            let Ok(addresses) = addresses_receiver.await else {
+                return Ok(None);
+            };
+            let met = started.elapsed();
+            // The pod side and the host side do not depend on each other: the host end
+            // exists, and a route to an address the pod does not hold yet is harmless.
+            let pod_side = async {
+                let pod = self
+                    .netlink
+                    .configure_pod_interface(&PodInterfaceConfig {
+                        netns: netns.to_path_buf(),
+                        ifname: request.ifname.clone(),
+                        addresses: addresses.clone(),
+                    })
+                    .await;
+                (pod, started.elapsed())
+            };
+            let host_side = async {
+                let result = self
+                    .wire_host_side(&host_name, &addresses, &mut kernel_undo)
+                    .await;
+                (result, started.elapsed())
+            };
+            let ((pod, pod_done), (host_side, host_done)) = tokio::join!(pod_side, host_side);
+            kernel_times.pod = pod_done - met;
+            kernel_times.host = host_done - met;
+            host_side?;
+            Ok::<_, EndpointError>(Some((host, pod?)))
+        };
+        let (addressed, wired) = tokio::join!(datastore, kernel);
+        undo.push(Undo::Release(handle.clone()));
+        undo.append(&mut kernel_undo);
+        if datastore_times.recorded.is_some() {
+            undo.push(Undo::Forget(endpoint_name));
         }
-        let recorded = persisted?;
-        let (pod, pod_done) = pod_side?;
-        host_side?;
+        let addresses = addressed?;
+        // The datastore branch sent its addresses before it could succeed, so the kernel
+        // branch went on with them: None here would be a broken invariant, not a request's fault.
+        let Some((host, pod)) = wired? else {
+            return Err(EndpointError::Netlink(NetlinkError::Other(
+                "the pod was not wired although addresses were allocated".into(),
+            )));
+        };
+        let milliseconds = |duration: std::time::Duration| duration.as_secs_f64() * 1e3;
         info!(
             container = %request.container_id,
             interface = %host_name,
             ?addresses,
-            ipam_and_veth_ms = allocated.as_secs_f64() * 1e3,
-            record_ms = (recorded - allocated).as_secs_f64() * 1e3,
-            pod_ms = (pod_done - allocated).as_secs_f64() * 1e3,
-            total_ms = started.elapsed().as_secs_f64() * 1e3,
-            "endpoint added"
+            ipam_ms = milliseconds(datastore_times.allocated),
+            record_ms = milliseconds(datastore_times.recorded.unwrap_or_default()),
+            sync_ms = milliseconds(datastore_times.synced),
+            veth_ms = milliseconds(kernel_times.veth),
+            pod_ms = milliseconds(kernel_times.pod),
+            host_ms = milliseconds(kernel_times.host),
+            total_ms = milliseconds(started.elapsed()),
+            "endpoint added (times since the start of wiring)"
         );
         Ok(AddedEndpoint {
             host,
             pod,
             pod_ifname: request.ifname.clone(),
-            netns: endpoint.netns,
+            netns: netns.to_string_lossy().into_owned(),
             addresses,
         })
+    }
+
+    /// The veth, replacing a leftover host end of this name. A link of this name is of an
+    /// earlier attempt of this container (then `create_veth` adopts it), or of an earlier
+    /// sandbox of the same pod (the name comes from namespace and pod), whose DEL may still
+    /// come. The new sandbox needs the name; the old sandbox's DEL will see that the link is no
+    /// longer its own (the alias names this container) and leave it alone. The name is looked
+    /// up only when the creation fails: most ADDs make one request.
+    async fn create_veth(&self, veth: &VethRequest) -> Result<LinkInfo, EndpointError> {
+        let error = match self.netlink.create_veth(veth).await {
+            Ok(host) => return Ok(host),
+            Err(error) => error,
+        };
+        let Some(existing) = self.netlink.link(&veth.host_name).await? else {
+            return Err(error.into());
+        };
+        let owner = existing.alias.unwrap_or_else(|| "unknown".into());
+        info!(link = %veth.host_name, %owner, container = %veth.owner,
+            "replacing the host end of an earlier sandbox of this pod");
+        self.netlink.delete_link(&veth.host_name, None).await?;
+        Ok(self.netlink.create_veth(veth).await?)
     }
 
     /// Sysctls of the host end, its /32 (/128) routes, and the blackholes of the node's blocks,

@@ -3,10 +3,17 @@
 
 use std::os::fd::AsRawFd;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use rtnetlink::{
     Handle, LinkMessageBuilder, LinkUnspec, LinkVeth,
-    packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
+    packet_core::{
+        NLM_F_ACK, NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REQUEST, NetlinkMessage,
+        NetlinkPayload,
+    },
+    packet_route::{
+        RouteNetlinkMessage,
+        link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkMessage},
+    },
 };
 
 use super::namespace::{connect_in_netns, open_netns};
@@ -166,9 +173,6 @@ pub(crate) async fn create_veth(
     handle: &Handle,
     request: &VethRequest,
 ) -> Result<LinkInfo, NetlinkError> {
-    if let Some(existing) = link_message(handle, &request.host_name).await? {
-        return adopt_existing(handle, request, &existing).await;
-    }
     let netns =
         open_netns(&request.pod_netns).map_err(|error| error.into_error(&request.pod_netns))?;
     let peer = LinkMessageBuilder::<LinkUnspec>::new()
@@ -185,13 +189,19 @@ pub(crate) async fn create_veth(
         .mtu(request.mtu)
         .up()
         .build();
-    let created = handle.link().add(message).execute().await;
+    // Created first and looked at only when the name is taken: the common case is one round
+    // trip, and the kernel echoes the new link (NLM_F_ECHO) so no lookup follows it.
+    let created = create_link_echoed(handle, message).await;
     // The fd is read by the kernel while it handles the request; keep it open until then.
     drop(netns);
-    match created {
-        Ok(()) => {}
+    let host = match created {
+        Ok(Some(host)) => host,
+        // A kernel that does not echo link creation (before Linux 6.3).
+        Ok(None) => link_by_name(handle, &request.host_name)
+            .await?
+            .ok_or_else(|| link_error(&request.host_name, "vanished right after creation"))?,
         Err(error) if errno(&error) == Some(EEXIST) => {
-            // Lost a race with another creator, or the pod side name is taken.
+            // A retried ADD, a lost race with another creator, or the pod side name is taken.
             if let Some(existing) = link_message(handle, &request.host_name).await? {
                 return adopt_existing(handle, request, &existing).await;
             }
@@ -206,15 +216,36 @@ pub(crate) async fn create_veth(
                 format!("creating veth: {error}"),
             ));
         }
-    }
-    let host = link_by_name(handle, &request.host_name)
-        .await?
-        .ok_or_else(|| link_error(&request.host_name, "vanished right after creation"))?;
+    };
     set_owner(handle, &host, &request.owner).await?;
     Ok(LinkInfo {
         alias: Some(request.owner.clone()),
         ..host
     })
+}
+
+/// `RTM_NEWLINK` with NLM_F_ECHO: the new link as the kernel made it, or None when the kernel
+/// answers with the acknowledgement alone.
+async fn create_link_echoed(
+    handle: &Handle,
+    message: LinkMessage,
+) -> Result<Option<LinkInfo>, rtnetlink::Error> {
+    let mut request = NetlinkMessage::from(RouteNetlinkMessage::NewLink(message));
+    request.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO;
+    let mut responses = handle.clone().request(request)?;
+    let mut echoed = None;
+    while let Some(response) = responses.next().await {
+        match response.payload {
+            NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
+                echoed = Some(link_info(&link));
+            }
+            NetlinkPayload::Error(error) if error.code.is_some() => {
+                return Err(rtnetlink::Error::NetlinkError(error));
+            }
+            _ => {}
+        }
+    }
+    Ok(echoed)
 }
 
 /// Writes the owner into the link's alias. The kernel ignores `IFLA_IFALIAS` in a request that

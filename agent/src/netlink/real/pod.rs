@@ -27,6 +27,12 @@ use crate::netlink::{
 /// Protocol of the routes inside the pod: they are the pod's, not manul's host routes.
 const POD_ROUTE_PROTOCOL: RouteProtocol = RouteProtocol::Boot;
 
+/// Index of `lo` in every network namespace (the kernel makes it first).
+const LOOPBACK_INDEX: u32 = 1;
+
+/// Brings `lo` and the interface up and sets its addresses at once (they do not depend on each
+/// other), then the routes (the default route needs the interface up and the gateway route).
+/// The answer is built from what was written, not read back: each write was acknowledged.
 pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterface, NetlinkError> {
     let handle = connect_in_netns(&config.netns)
         .await
@@ -38,12 +44,23 @@ pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterfac
             name: ifname.clone(),
             reason: format!("missing in {}", config.netns.display()),
         })?;
-    if let Some(lo) = links::link_by_name(&handle, "lo").await? {
-        links::set_up(&handle, &lo).await?;
-    }
-    links::set_up(&handle, &link).await?;
+    let loopback = LinkInfo {
+        index: LOOPBACK_INDEX,
+        name: "lo".to_string(),
+        mac: [0; 6],
+        mtu: 0,
+        up: false,
+        alias: None,
+    };
     let wanted: Vec<IpNet> = config.addresses.clone();
-    set_global_addresses(&handle, &link, &wanted).await?;
+    let (loopback_up, link_up, addresses) = tokio::join!(
+        links::set_up(&handle, &loopback),
+        links::set_up(&handle, &link),
+        set_global_addresses(&handle, &link, &wanted)
+    );
+    loopback_up?;
+    link_up?;
+    addresses?;
     let gateway_v4 = IpNet::from(IpAddr::V4(POD_GATEWAY_V4));
     if wanted.iter().any(|address| address.addr().is_ipv4()) {
         let scope_link = RouteMessageBuilder::<Ipv4Addr>::new()
@@ -68,12 +85,13 @@ pub(crate) async fn configure(config: &PodInterfaceConfig) -> Result<PodInterfac
             .build();
         routes::replace_message(&handle, default, &IpNet::from(IpAddr::V6(POD_GATEWAY_V6))).await?;
     }
-    read(&handle, ifname)
-        .await?
-        .ok_or_else(|| NetlinkError::Link {
-            name: ifname.clone(),
-            reason: "vanished while being configured".to_string(),
-        })
+    Ok(PodInterface {
+        index: link.index,
+        mac: link.mac,
+        mtu: link.mtu,
+        has_default_routes: !wanted.is_empty(),
+        addresses: wanted,
+    })
 }
 
 /// The pod's interface; None when the namespace or the interface is gone.
