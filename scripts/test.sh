@@ -8,4 +8,7 @@ source scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
+# The plugin as it ships (statically linked), and the test of it that needs it.
+scripts/build-plugin.sh
 cargo test --release --workspace --no-fail-fast
+cargo test --release -p manul-e2e --test static_plugin -- --ignored

@@ -44,6 +44,10 @@ struct Args {
     /// `--agent-log-level info` it holds each ADD's phases in milliseconds).
     #[arg(long)]
     agent_log: Option<PathBuf>,
+    /// The manul plugin binary to measure: by default the workspace build's `manul` (dynamically
+    /// linked); `e2e/bench.sh` passes the one that ships, `target/release/static/manul`.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
 }
 
 /// The latencies of one (phase, variant).
@@ -74,9 +78,14 @@ fn main() -> Result<()> {
         .extend(dirs);
     let mut variants = Vec::new();
     if !args.reference_only {
+        let plugin = match &args.plugin {
+            Some(path) => path.clone(),
+            None => manul_e2e::bin_path("manul")?,
+        };
+        println!("manul plugin: {}", plugin.display());
         variants.push(Variant {
             label: "manul".into(),
-            plugin: manul_e2e::bin_path("manul")?,
+            plugin,
             config: node.manul_conf("benchnet"),
         });
     }
@@ -272,7 +281,7 @@ fn to_json(args: &Args, rows: &[Row]) -> serde_json::Value {
             })
         })
         .collect();
-    json!({"pods": args.pods, "concurrent": args.concurrent, "results": results})
+    json!({"pods": args.pods, "concurrent": args.concurrent, "plugin": args.plugin, "results": results})
 }
 
 /// Temporary directories to remove on Ctrl-C (exit skips their destructors).
