@@ -166,7 +166,8 @@ impl EmbeddedStore {
 
     /// Reads run on the caller's thread: a read transaction never waits for a writer (redb
     /// keeps the last committed version), and reading a few pages costs less than the hop to a
-    /// blocking thread would.
+    /// blocking thread would. A list holds the caller for its length: the embedded store is one
+    /// node's, thousands of records at most.
     fn read<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         F: FnOnce(&Database) -> Result<T, StoreError>,

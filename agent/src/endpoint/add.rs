@@ -180,8 +180,8 @@ impl Endpoints {
             pod_mac,
             mtu,
         };
-        let endpoint_name =
-            WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname);
+        let unaddressed = self.endpoint_record(request, netns, &host_name, &pod_mac, &handle);
+        let endpoint_name = unaddressed.name.clone();
         let mut datastore_times = DatastoreTimes::default();
         let (addresses_sender, addresses_receiver) = tokio::sync::oneshot::channel();
         let datastore = async {
@@ -192,24 +192,8 @@ impl Endpoints {
             // The kernel branch goes on with the addresses while they are recorded.
             let _ = addresses_sender.send(addresses.clone());
             let endpoint = WorkloadEndpoint {
-                metadata: Default::default(),
-                name: endpoint_name.clone(),
-                node: self.node.clone(),
-                orchestrator: if request.pod_namespace.is_empty() {
-                    "cni".into()
-                } else {
-                    "k8s".into()
-                },
-                namespace: request.pod_namespace.clone(),
-                pod: request.pod_name.clone(),
-                container_id: request.container_id.clone(),
-                endpoint: request.ifname.clone(),
-                interface_name: host_name.clone(),
-                mac: format_mac(&pod_mac),
                 ip_networks: addresses.clone(),
-                ipam_handle: handle.clone(),
-                netns: netns.to_string_lossy().into_owned(),
-                network: request.network_name.clone(),
+                ..unaddressed
             };
             self.record(&endpoint).await?;
             datastore_times.recorded = Some(started.elapsed());
@@ -294,6 +278,37 @@ impl Endpoints {
             netns: netns.to_string_lossy().into_owned(),
             addresses,
         })
+    }
+
+    /// The WorkloadEndpoint an ADD records, without its addresses.
+    fn endpoint_record(
+        &self,
+        request: &EndpointRequest,
+        netns: &Path,
+        host_name: &str,
+        pod_mac: &[u8; 6],
+        handle: &str,
+    ) -> WorkloadEndpoint {
+        WorkloadEndpoint {
+            metadata: Default::default(),
+            name: WorkloadEndpoint::name_for(&self.node, &request.container_id, &request.ifname),
+            node: self.node.clone(),
+            orchestrator: if request.pod_namespace.is_empty() {
+                "cni".into()
+            } else {
+                "k8s".into()
+            },
+            namespace: request.pod_namespace.clone(),
+            pod: request.pod_name.clone(),
+            container_id: request.container_id.clone(),
+            endpoint: request.ifname.clone(),
+            interface_name: host_name.to_string(),
+            mac: format_mac(pod_mac),
+            ip_networks: Vec::new(),
+            ipam_handle: handle.to_string(),
+            netns: netns.to_string_lossy().into_owned(),
+            network: request.network_name.clone(),
+        }
     }
 
     /// The veth, replacing a leftover host end of this name. A link of this name is of an
