@@ -11,4 +11,4 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 # The plugin as it ships (statically linked), and the test of it that needs it.
 scripts/build-plugin.sh
 cargo test --release --workspace --no-fail-fast
-cargo test --release -p manul-e2e --test static_plugin -- --ignored
+cargo test --release --workspace --test static_plugin -- --ignored   # --workspace: no rebuild
