@@ -4,7 +4,7 @@
 //! in MP_REACH, with an IPv6 next hop when RFC 8950 was negotiated. Also locally originated
 //! routes. Logs (warn) the routes it ignores for a bad next hop or AS_PATH.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
@@ -132,7 +132,9 @@ fn changes(
         }
         _ => None,
     };
-    let mut accepted: HashMap<(bool, Decision), Option<Arc<PathAttributes>>> = HashMap::new();
+    // The stored attributes per (MP_REACH or not, policy decision): a handful of keys at
+    // most, looked up per prefix, so a vector beats hashing.
+    let mut accepted: Vec<((bool, Decision), Option<Arc<PathAttributes>>)> = Vec::new();
     let mut announce =
         |family: Family, from_reach: bool, nlri: &Nlri, attrs: Option<&PathAttributes>| {
             let (prefix, path_id) = key(family, nlri);
@@ -141,16 +143,22 @@ fn changes(
             };
             let policy = &peer.config.import;
             let decision = policy.decide(&prefix, attrs, false);
-            let result = accepted.entry((from_reach, decision)).or_insert_with(|| {
-                (decision != Decision::Reject).then(|| {
-                    let mut attrs = attrs.clone();
-                    if let Some(rule) = policy.rule(decision) {
-                        rule.apply(&mut attrs, true);
-                    }
-                    interner.intern(attrs)
-                })
-            });
-            changes.push((prefix, path_id, result.clone()));
+            let key = (from_reach, decision);
+            let result = match accepted.iter().find(|(k, _)| *k == key) {
+                Some((_, result)) => result.clone(),
+                None => {
+                    let result = (decision != Decision::Reject).then(|| {
+                        let mut attrs = attrs.clone();
+                        if let Some(rule) = policy.rule(decision) {
+                            rule.apply(&mut attrs, true);
+                        }
+                        interner.intern(attrs)
+                    });
+                    accepted.push((key, result.clone()));
+                    result
+                }
+            };
+            changes.push((prefix, path_id, result));
         };
     for n in nlri.iter().filter(in_family(Family::IPV4_UNICAST)) {
         announce(Family::IPV4_UNICAST, false, n, v4_attrs.as_ref());
