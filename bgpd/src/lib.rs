@@ -6,6 +6,6 @@ pub mod config;
 pub mod daemon;
 pub mod fsm;
 pub mod message;
-mod prefix_hash;
+pub mod prefix_hash;
 pub mod rib;
 pub mod sys;

@@ -45,8 +45,8 @@ use crate::{
     config::PrefixSettings,
     message::{Family, Update},
     rib::{
-        LocalConfig, PeerConfig, PeerCounters, PeerId, Rib, RibOutput, RouteFilter, RouteView,
-        SessionInfo,
+        LocalConfig, PeerConfig, PeerCounters, PeerId, Position, Rib, RibOutput, RouteFilter,
+        RouteView, SessionInfo,
     },
 };
 
@@ -285,12 +285,12 @@ struct Actor {
 }
 
 impl WatchedRib for Rib {
-    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
         self.set_watch_mark(prefix, bit)
     }
 
-    fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<Best>) {
-        self.clear_watch_mark(prefix, bit)
+    fn clear_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> (bool, Option<Best>) {
+        self.clear_watch_mark(prefix, hint, bit)
     }
 
     fn best(&self, prefix: &IpNet) -> Option<Best> {

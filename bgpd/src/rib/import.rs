@@ -20,6 +20,9 @@ use super::{LocalConfig, PeerId, Rib, RibOutput, graceful};
 use crate::message::{AsPath, Family, MpReach, Nlri, Origin, PathAttributes, Update};
 use crate::prefix_hash::PrefixHashBuilder;
 
+/// Whether a route came in MP_REACH, and what import policy decided for it.
+type PolicyKey = (bool, Decision);
+
 /// One Adj-RIB-In change: `None` withdraws.
 type Change = (IpNet, u32, Option<Arc<PathAttributes>>);
 
@@ -134,7 +137,7 @@ fn changes(
     };
     // The stored attributes per (MP_REACH or not, policy decision): a handful of keys at
     // most, looked up per prefix, so a vector beats hashing.
-    let mut accepted: Vec<((bool, Decision), Option<Arc<PathAttributes>>)> = Vec::new();
+    let mut accepted: Vec<(PolicyKey, Option<Arc<PathAttributes>>)> = Vec::new();
     let mut announce =
         |family: Family, from_reach: bool, nlri: &Nlri, attrs: Option<&PathAttributes>| {
             let (prefix, path_id) = key(family, nlri);

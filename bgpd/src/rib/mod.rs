@@ -22,6 +22,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use prefix_table::Position;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
@@ -406,15 +407,20 @@ impl Rib {
     }
 
     /// Sets best-path watcher mark `bit` on `prefix`'s table entry (see `prefix_table`):
-    /// whether it was set; `None`: the table has no entry for it.
-    pub fn set_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
+    /// whether it was set, and where the entry is; `None`: the table has no entry for it.
+    pub fn set_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
         self.table.set_mark(prefix, bit)
     }
 
     /// Clears watcher mark `bit` on `prefix`'s entry: whether it was set, and the learned
-    /// best path (as `best_path`), in one lookup.
-    pub fn clear_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<LearnedBest>) {
-        let (was_set, paths) = self.table.clear_mark(prefix, bit);
+    /// best path (as `best_path`), in one lookup (none when the entry is still at `hint`).
+    pub fn clear_watch_mark(
+        &mut self,
+        prefix: &IpNet,
+        hint: Position,
+        bit: u8,
+    ) -> (bool, Option<LearnedBest>) {
+        let (was_set, paths) = self.table.clear_mark(prefix, hint, bit);
         let best = paths
             .and_then(|paths| best::select(paths.as_slice(), &self.state.peers))
             .filter(|best| !best.is_local())

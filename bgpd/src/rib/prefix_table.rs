@@ -86,23 +86,25 @@ impl<V> Table<V> {
         Some(value)
     }
 
-    /// Sets `bit` of the marks of `prefix`: whether it was set, `None` without an entry.
-    pub fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<bool> {
-        let marks = match prefix {
+    /// Sets `bit` of the marks of `prefix`: whether it was set and where the entry is (a
+    /// `Position` for `clear_mark`), `None` without an entry.
+    pub fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
+        let (marks, position) = match prefix {
             IpNet::V4(net) => self.v4.marks_mut(net)?,
             IpNet::V6(net) => self.v6.marks_mut(net)?,
         };
         let was = *marks & bit != 0;
         *marks |= bit;
-        Some(was)
+        Some((was, position))
     }
 
     /// Clears `bit` of the marks of `prefix`: whether it was set (false without an entry),
-    /// and the value.
-    pub fn clear_mark(&mut self, prefix: &IpNet, bit: u8) -> (bool, Option<&V>) {
+    /// and the value. `hint` is where `set_mark` found the entry: when it is still there (no
+    /// removal moved it), the index is not probed.
+    pub fn clear_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> (bool, Option<&V>) {
         let found = match prefix {
-            IpNet::V4(net) => self.v4.marks_and_value(net),
-            IpNet::V6(net) => self.v6.marks_and_value(net),
+            IpNet::V4(net) => self.v4.marks_and_value(net, hint),
+            IpNet::V6(net) => self.v6.marks_and_value(net, hint),
         };
         match found {
             Some((marks, value)) => {
@@ -176,6 +178,12 @@ impl<V> Table<V> {
     }
 }
 
+/// Where an entry was in its family's slab: a hint that saves probing the index while no
+/// removal has moved the entry (a full table transfer removes nothing). Any value is safe:
+/// a stale or made-up hint only costs the probe.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position(pub u32);
+
 /// The entries of one family and the hash table of their indices.
 #[derive(Debug)]
 struct Slab<K, V> {
@@ -211,12 +219,17 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
         self.find(key).map(|i| &mut self.entries[i].1)
     }
 
-    fn marks_mut(&mut self, key: &K) -> Option<&mut u8> {
-        self.find(key).map(|i| &mut self.entries[i].2)
+    fn marks_mut(&mut self, key: &K) -> Option<(&mut u8, Position)> {
+        let position = self.find(key)?;
+        Some((&mut self.entries[position].2, Position(position as u32)))
     }
 
-    fn marks_and_value(&mut self, key: &K) -> Option<(&mut u8, &V)> {
-        let position = self.find(key)?;
+    fn marks_and_value(&mut self, key: &K, hint: Position) -> Option<(&mut u8, &V)> {
+        let hinted = hint.0 as usize;
+        let position = match self.entries.get(hinted) {
+            Some((found, _, _)) if found == key => hinted,
+            _ => self.find(key)?,
+        };
         let (_, value, marks) = &mut self.entries[position];
         Some((marks, value))
     }
@@ -520,18 +533,31 @@ mod tests {
         for (index, prefix) in prefixes.iter().enumerate() {
             table.insert(*prefix, index as u32);
         }
-        assert_eq!(table.set_mark(&prefixes[5], 2), Some(false));
-        assert_eq!(table.set_mark(&prefixes[5], 2), Some(true));
-        assert_eq!(table.set_mark(&prefixes[1], 1), Some(false));
-        assert_eq!(table.set_mark(&prefixes[2], 4), Some(false));
+        let set = |table: &mut Table<u32>, prefix: &IpNet, bit| {
+            table.set_mark(prefix, bit).map(|(was, _)| was)
+        };
+        assert_eq!(table.set_mark(&prefixes[5], 2), Some((false, Position(5))));
+        assert_eq!(set(&mut table, &prefixes[5], 2), Some(true));
+        assert_eq!(set(&mut table, &prefixes[1], 1), Some(false));
+        assert_eq!(set(&mut table, &prefixes[2], 4), Some(false));
         let v6: IpNet = "2001:db8::/48".parse().unwrap();
         assert_eq!(table.set_mark(&v6, 1), None);
-        // Removing 0 moves the last entry (5) into its slot: its mark goes with it.
+        // Removing 0 moves the last entry (5) into its slot: its mark goes with it, and the
+        // old position, now out of the slab, is a stale hint that costs only a probe.
         table.remove(&prefixes[0]);
         assert!(table.take_evicted().is_empty());
-        assert_eq!(table.clear_mark(&prefixes[5], 2), (true, Some(&5)));
-        assert_eq!(table.clear_mark(&prefixes[5], 2), (false, Some(&5)));
-        assert_eq!(table.clear_mark(&v6, 2), (false, None));
+        let clear = |table: &mut Table<u32>, index: usize, hint: u32, bit| {
+            let (was, value) = table.clear_mark(&prefixes[index], Position(hint), bit);
+            (was, value.copied())
+        };
+        assert_eq!(clear(&mut table, 5, 5, 2), (true, Some(5)));
+        assert_eq!(clear(&mut table, 5, 0, 2), (false, Some(5)));
+        // A hint pointing at another entry does not clear that entry's mark.
+        assert_eq!(clear(&mut table, 1, 2, 1), (true, Some(1)));
+        assert_eq!(clear(&mut table, 2, 2, 4), (true, Some(2)));
+        assert_eq!(set(&mut table, &prefixes[1], 1), Some(false));
+        assert_eq!(set(&mut table, &prefixes[2], 4), Some(false));
+        assert_eq!(table.clear_mark(&v6, Position(0), 2), (false, None));
         table.remove(&prefixes[1]);
         table.retain(|value| *value != 2);
         assert_eq!(
@@ -540,8 +566,8 @@ mod tests {
         );
         table.set_mark(&prefixes[3], 1 | 4);
         table.clear_mark_everywhere(1);
-        assert_eq!(table.set_mark(&prefixes[3], 1), Some(false));
-        assert_eq!(table.set_mark(&prefixes[3], 4), Some(true));
+        assert_eq!(set(&mut table, &prefixes[3], 1), Some(false));
+        assert_eq!(set(&mut table, &prefixes[3], 4), Some(true));
         // The marks byte fits in the padding of an IPv4 entry of the RIB.
         assert_eq!(
             std::mem::size_of::<(Ipv4Net, super::super::table::Paths, u8)>(),

@@ -117,6 +117,7 @@ pub async fn measure_in(
         hwm_kib,
         stream: None,
         cpu_seconds: Some(cpu_seconds),
+        counterpart_cpu_seconds: None,
     })
 }
 

@@ -310,6 +310,11 @@ async fn measure_in(
             (pid, Probe::Manul(client))
         }
     };
+    // CPU time of both processes over the transfer (both have loaded their configuration).
+    let cpu_before = (
+        lab::cpu_seconds(sender_pid)?,
+        lab::cpu_seconds(receiver_pid)?,
+    );
     if !scenario.reverse
         && let Some(Probe::Bird(ctl)) = &mut sender_ctl
     {
@@ -336,6 +341,8 @@ async fn measure_in(
     })
     .await?;
     let finished = unix_now();
+    let sender_cpu = lab::cpu_seconds(sender_pid)? - cpu_before.0;
+    let receiver_cpu = lab::cpu_seconds(receiver_pid)? - cpu_before.1;
     let first_up = match receiver_side {
         Side::Bird => done.first_up.or(up.first_up),
         Side::Manul => probe::manul_first_up(&lab.dir.join("receiver.log")),
@@ -350,17 +357,18 @@ async fn measure_in(
         Some(watcher) => Some(watcher.finish(deadline, first_up, finished).await?),
         None => None,
     };
-    let pid = if scenario.reverse {
-        sender_pid
+    let (pid, cpu_seconds, counterpart_cpu_seconds) = if scenario.reverse {
+        (sender_pid, sender_cpu, receiver_cpu)
     } else {
-        receiver_pid
+        (receiver_pid, receiver_cpu, sender_cpu)
     };
     Ok(Sample {
         seconds,
         all_up: all_up.map_or(seconds, |t| t - first_up),
         hwm_kib: lab::vm_hwm_kib(pid)?,
         stream,
-        cpu_seconds: None,
+        cpu_seconds: Some(cpu_seconds),
+        counterpart_cpu_seconds: Some(counterpart_cpu_seconds),
     })
 }
 
@@ -443,6 +451,10 @@ async fn run(flags: &Flags) -> Result<()> {
                         row.samples[side as usize].push(sample);
                         let stream = sample.stream.map(|s| s.describe(scenario.total()));
                         let cpu = sample.cpu_seconds.map(|s| format!(", CPU {s:.2} s"));
+                        let counterpart = sample
+                            .counterpart_cpu_seconds
+                            .map(|s| format!(" (the BIRD at the other end: {s:.2} s)"));
+                        let cpu = cpu.map(|cpu| cpu + &counterpart.unwrap_or_default());
                         format!(
                             "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}{}",
                             sample.seconds,

@@ -12,9 +12,12 @@ pub struct Sample {
     pub hwm_kib: u64,
     /// The WatchBestPaths subscriber (manul-bgpd receiving 1M only).
     pub stream: Option<StreamSample>,
-    /// CPU time (user + system) of the processes under test, from start to the end of the
-    /// measurement (kernel scenario only).
+    /// CPU time (user + system) of the processes under test: over the transfer (from just
+    /// before the sender is enabled until every prefix is accepted), in the kernel scenario
+    /// from their start to the end of the measurement.
     pub cpu_seconds: Option<f64>,
+    /// CPU time of the BIRD at the other end over the transfer (not in the kernel scenario).
+    pub counterpart_cpu_seconds: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -178,7 +181,7 @@ pub fn print_table(rows: &[Row]) {
         };
         if let (Some(manul), Some(bird)) = (cpu(0), cpu(1)) {
             println!(
-                "{}: CPU time of the receiving processes {manul:.2} s (manul) against {bird:.2} s \
+                "{}: CPU time of the processes under test {manul:.2} s (manul) against {bird:.2} s \
                  (BIRD), {:.2}× (medians)",
                 row.label,
                 manul / bird

@@ -63,7 +63,7 @@ impl Watcher {
         let counter = live.clone();
         let mark = target - target / 100;
         let task = tokio::spawn(async move {
-            let mut prefixes = LivePrefixes::default();
+            let mut prefixes = LivePrefixes::with_capacity(target as usize);
             let mut snapshot = true;
             let mut watched = Watched {
                 complete_at: None,
