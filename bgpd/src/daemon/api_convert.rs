@@ -14,6 +14,7 @@ use crate::{
     },
     fsm::State,
     message::{Origin, PathAttributes},
+    rib::NextHops,
     rib::RouteView,
 };
 
@@ -307,7 +308,10 @@ pub fn report_to_proto(report: &PeerReport, now: Instant) -> proto::PeerStatus {
 pub fn route_to_proto(route: &RouteView) -> proto::Route {
     let event = BestEvent {
         prefix: route.prefix,
-        best: Some((route.next_hops.clone(), Arc::clone(&route.attributes))),
+        best: Some((
+            NextHops::from_vec(route.next_hops.clone()),
+            Arc::clone(&route.attributes),
+        )),
     };
     let (peer_address, peer_asn) = route.peer.map_or((String::new(), 0), |(address, asn)| {
         (address.to_string(), asn)
@@ -331,7 +335,11 @@ pub fn best_to_proto(event: &BestEvent) -> proto::BestPath {
     proto::BestPath {
         prefix: event.prefix.to_string(),
         withdrawn: false,
-        next_hops: next_hops.iter().map(ToString::to_string).collect(),
+        next_hops: next_hops
+            .as_slice()
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
         as_path: attributes
             .as_path
             .iter()

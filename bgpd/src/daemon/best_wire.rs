@@ -12,6 +12,7 @@ use prost::{Message, encoding};
 use super::{api_convert::best_to_proto, watch::BestEvent};
 use crate::message::PathAttributes;
 use crate::prefix_hash::PrefixHashBuilder;
+use crate::rib::NextHops;
 
 /// The encoded fields after the prefix, per attribute set (by address: the set is held, so
 /// the address is not reused while cached) and next hops.
@@ -36,7 +37,7 @@ impl BestPathEncoder {
             match &event.best {
                 None => encoding::bool::encode(2, &true, &mut self.path),
                 Some((next_hops, attributes)) => {
-                    let tail = tail(&mut self.tails, next_hops, attributes);
+                    let tail = tail(&mut self.tails, next_hops.as_slice(), attributes);
                     self.path.extend_from_slice(tail);
                 }
             }
@@ -90,7 +91,10 @@ fn tail<'a>(
         None => {
             let event = BestEvent {
                 prefix: ipnet::IpNet::default(),
-                best: Some((next_hops.to_vec(), Arc::clone(attributes))),
+                best: Some((
+                    NextHops::from_vec(next_hops.to_vec()),
+                    Arc::clone(attributes),
+                )),
             };
             let mut path = best_to_proto(&event);
             path.prefix.clear();
@@ -134,7 +138,7 @@ mod tests {
     fn event(prefix: &str, best: Option<(Vec<IpAddr>, Arc<PathAttributes>)>) -> BestEvent {
         BestEvent {
             prefix: prefix.parse().unwrap(),
-            best,
+            best: best.map(|(hops, attributes)| (NextHops::from_vec(hops), attributes)),
         }
     }
 

@@ -19,7 +19,6 @@
 
 use std::{
     collections::{HashSet, VecDeque},
-    net::IpAddr,
     sync::Arc,
 };
 
@@ -27,10 +26,10 @@ use ipnet::IpNet;
 
 use crate::message::PathAttributes;
 use crate::prefix_hash::PrefixHashBuilder;
-use crate::rib::Position;
+use crate::rib::{NextHops, Position};
 
 /// A best path as the RIB reports it: ECMP next hops and the attributes.
-pub type Best = (Vec<IpAddr>, Arc<PathAttributes>);
+pub type Best = (NextHops, Arc<PathAttributes>);
 
 /// One best-path change: `None` is a withdrawal.
 #[derive(Clone, Debug)]
@@ -232,6 +231,8 @@ impl Watcher {
 mod tests {
     use std::collections::HashMap;
 
+    use std::net::IpAddr;
+
     use super::*;
 
     fn prefix(index: u32) -> IpNet {
@@ -291,7 +292,8 @@ mod tests {
                 med: Some(*med),
                 ..PathAttributes::default()
             };
-            Some((vec![IpAddr::from([192, 0, 2, 2])], Arc::new(attributes)))
+            let hops = NextHops::One(Some(IpAddr::from([192, 0, 2, 2])));
+            Some((hops, Arc::new(attributes)))
         }
     }
 

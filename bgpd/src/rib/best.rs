@@ -18,7 +18,38 @@ pub(crate) struct BestView {
     pub peer: PeerIndex,
     pub attrs: Arc<PathAttributes>,
     /// Empty for a locally originated route.
-    pub next_hops: Vec<IpAddr>,
+    pub next_hops: NextHops,
+}
+
+/// The next hops of an ECMP set: none or one inline (a prefix with one path, nearly every
+/// prefix of a full table: selecting it twice per change allocated twice), more on the heap.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NextHops {
+    One(Option<IpAddr>),
+    Many(Vec<IpAddr>),
+}
+
+impl NextHops {
+    pub fn from_vec(mut hops: Vec<IpAddr>) -> NextHops {
+        match hops.len() {
+            0 | 1 => NextHops::One(hops.pop()),
+            _ => NextHops::Many(hops),
+        }
+    }
+
+    pub fn as_slice(&self) -> &[IpAddr] {
+        match self {
+            NextHops::One(hop) => hop.as_slice(),
+            NextHops::Many(hops) => hops,
+        }
+    }
+
+    pub fn into_vec(self) -> Vec<IpAddr> {
+        match self {
+            NextHops::One(hop) => hop.into_iter().collect(),
+            NextHops::Many(hops) => hops,
+        }
+    }
 }
 
 impl BestView {
@@ -33,7 +64,8 @@ impl BestView {
 
     /// Same for the agent: attributes and ECMP next hops.
     pub fn same_for_agent(&self, other: &BestView) -> bool {
-        Arc::ptr_eq(&self.attrs, &other.attrs) && self.next_hops == other.next_hops
+        Arc::ptr_eq(&self.attrs, &other.attrs)
+            && self.next_hops.as_slice() == other.next_hops.as_slice()
     }
 }
 
@@ -52,17 +84,17 @@ pub(crate) fn local_pref(attrs: &PathAttributes) -> u32 {
 pub(crate) fn select(paths: &[Path], peers: &Peers) -> Option<BestView> {
     match paths {
         [] => None,
-        [only] => Some(view(only, next_hop(&only.attrs).into_iter().collect())),
+        [only] => Some(view(only, NextHops::One(next_hop(&only.attrs)))),
         _ => match paths.iter().find(|path| path.peer == LOCAL) {
-            Some(local) => Some(view(local, Vec::new())),
+            Some(local) => Some(view(local, NextHops::One(None))),
             None => select_learned(paths, peers),
         },
     }
 }
 
-fn view(path: &Path, next_hops: Vec<IpAddr>) -> BestView {
+fn view(path: &Path, next_hops: NextHops) -> BestView {
     let next_hops = if path.peer == LOCAL {
-        Vec::new()
+        NextHops::One(None)
     } else {
         next_hops
     };
@@ -102,7 +134,7 @@ fn select_learned(paths: &[Path], peers: &Peers) -> Option<BestView> {
         .collect();
     next_hops.sort_unstable();
     next_hops.dedup();
-    Some(view(best, next_hops))
+    Some(view(best, NextHops::from_vec(next_hops)))
 }
 
 /// Keeps the paths with the lowest `key`.

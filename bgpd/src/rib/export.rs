@@ -56,11 +56,7 @@ impl State {
     ) {
         match (old.filter(|b| !b.is_local()), new.filter(|b| !b.is_local())) {
             (Some(old), Some(new)) if old.same_for_agent(new) => {}
-            (_, Some(new)) => out.push(RibOutput::BestChanged {
-                prefix,
-                next_hops: new.next_hops.clone(),
-                attributes: Arc::clone(&new.attrs),
-            }),
+            (_, Some(_)) => out.push(RibOutput::BestChanged { prefix }),
             (Some(_), None) => out.push(RibOutput::BestWithdrawn { prefix }),
             (None, None) => {}
         }

@@ -22,6 +22,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub use best::NextHops;
 pub use prefix_table::Position;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -37,8 +38,10 @@ use table::{Interner, Paths, Table};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u32);
 
-/// A learned best path as `RibOutput::BestChanged` reports it: ECMP next hops, attributes.
-pub type LearnedBest = (Vec<IpAddr>, Arc<PathAttributes>);
+/// A learned best path as `Rib::best_path` gives it: the next hops of all paths that tie up
+/// to and including the eBGP/iBGP step (ECMP), deduplicated and sorted, and the attributes
+/// (for IPv6 paths `mp_reach` holds the received next hops and no NLRI).
+pub type LearnedBest = (NextHops, Arc<PathAttributes>);
 
 /// Which Loc-RIB routes a listing wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -208,14 +211,10 @@ pub enum RibOutput {
     /// Messages to send to one peer, grouped (prefixes with identical attributes share one
     /// Update; the codec splits into 4 KB messages). Withdrawals come first.
     Send { peer: PeerId, updates: Vec<Update> },
-    /// A learned Loc-RIB best path changed; `next_hops` are those of all paths that tie up to
-    /// and including the eBGP/iBGP step (ECMP), deduplicated and sorted. For IPv6 paths
-    /// `attributes.mp_reach` holds the received next hops and no NLRI.
-    BestChanged {
-        prefix: IpNet,
-        next_hops: Vec<IpAddr>,
-        attributes: Arc<PathAttributes>,
-    },
+    /// A learned Loc-RIB best path changed: `Rib::best_path` has it. (The output names the
+    /// prefix only: copying the path's next hops and attributes into a million outputs of a
+    /// full table, which their consumers resolve later anyway, cost an allocation each.)
+    BestChanged { prefix: IpNet },
     /// No learned best path any more (no path, or a locally originated one won).
     BestWithdrawn { prefix: IpNet },
 }
@@ -381,7 +380,7 @@ impl Rib {
                     .map(|peer| (peer.config.address, peer.config.asn));
                 Some(RouteView {
                     prefix: *prefix,
-                    next_hops: best.next_hops,
+                    next_hops: best.next_hops.into_vec(),
                     attributes: best.attrs,
                     peer,
                 })
@@ -395,7 +394,7 @@ impl Rib {
     ) -> impl Iterator<Item = (IpNet, Vec<IpAddr>, Arc<PathAttributes>)> + '_ {
         self.table.iter().filter_map(|(prefix, paths)| {
             let best = best::select(paths.as_slice(), &self.state.peers)?;
-            (!best.is_local()).then_some((prefix, best.next_hops, best.attrs))
+            (!best.is_local()).then(|| (prefix, best.next_hops.into_vec(), best.attrs))
         })
     }
 

@@ -209,17 +209,20 @@ fn originated_route_wins_and_is_hidden_from_the_agent() {
     let mut rib = new_rib();
     up(&mut rib, 1, config("10.1.0.1", 65001));
     let out = rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "10.1.0.1")));
-    assert!(agent(&out, P).unwrap().is_some());
+    assert!(agent(&rib, &out, P).unwrap().is_some());
     let out = rib.originate(net(P), vec![], vec![]);
     assert_eq!(
-        agent(&out, P),
+        agent(&rib, &out, P),
         Some(None),
         "the learned best is withdrawn from the agent"
     );
     assert_eq!(best_hops(&rib, P), None);
     assert_eq!(rib.len(), 1);
     let out = rib.withdraw_originated(net(P));
-    assert_eq!(agent(&out, P).unwrap().unwrap().0, vec![ip("10.1.0.1")]);
+    assert_eq!(
+        agent(&rib, &out, P).unwrap().unwrap().0,
+        vec![ip("10.1.0.1")]
+    );
 }
 
 #[test]

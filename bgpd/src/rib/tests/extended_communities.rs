@@ -52,7 +52,7 @@ fn non_transitive_extended_communities_are_not_sent_to_ebgp_peers() {
     let out = rib.receive(PeerId(1), announce(&[P], with_extended(received.clone())));
     assert_eq!(sent_extended(&out, 2), vec![rt("rt:65001:100")]);
     assert_eq!(sent_extended(&out, 3), received, "all of them to iBGP");
-    let (_, best) = agent(&out, P).unwrap().unwrap();
+    let (_, best) = agent(&rib, &out, P).unwrap().unwrap();
     assert_eq!(
         best.extended_communities, received,
         "the agent sees them all"

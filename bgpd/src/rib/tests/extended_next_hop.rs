@@ -41,7 +41,9 @@ fn ipv4_routes_with_an_ipv6_next_hop_are_accepted_when_negotiated() {
     let mut rib = new_rib();
     ipv6_peer(&mut rib, 1, "2001:db8::1", 65001, true);
     let out = rib.receive(PeerId(1), ipv4_over_ipv6(&[P], "2001:db8::1"));
-    let (hops, _) = agent(&out, P).expect("reported").expect("a best path");
+    let (hops, _) = agent(&rib, &out, P)
+        .expect("reported")
+        .expect("a best path");
     assert_eq!(hops, vec![ip("2001:db8::1")]);
     assert_eq!(best_hops(&rib, P), Some(vec![ip("2001:db8::1")]));
     let mut withdrawal = Update::default();
@@ -50,7 +52,11 @@ fn ipv4_routes_with_an_ipv6_next_hop_are_accepted_when_negotiated() {
         withdrawn: announce(&[P], PathAttributes::default()).nlri,
     });
     let out = rib.receive(PeerId(1), withdrawal);
-    assert_eq!(agent(&out, P), Some(None), "MP_UNREACH for IPv4 withdraws");
+    assert_eq!(
+        agent(&rib, &out, P),
+        Some(None),
+        "MP_UNREACH for IPv4 withdraws"
+    );
 }
 
 #[test]
@@ -58,7 +64,7 @@ fn ipv4_routes_with_an_ipv6_next_hop_are_refused_without_the_capability() {
     let mut rib = new_rib();
     ipv6_peer(&mut rib, 1, "2001:db8::1", 65001, false);
     let out = rib.receive(PeerId(1), ipv4_over_ipv6(&[P], "2001:db8::1"));
-    assert_eq!(agent(&out, P), None, "{out:?}");
+    assert_eq!(agent(&rib, &out, P), None, "{out:?}");
     assert!(rib.is_empty());
 }
 
@@ -68,7 +74,9 @@ fn ipv4_routes_in_mp_reach_with_an_ipv4_next_hop_are_accepted() {
     up(&mut rib, 1, config("10.1.0.1", 65001));
     let update = ipv4_over_ipv6(&[P], "10.1.0.1");
     let out = rib.receive(PeerId(1), update);
-    let (hops, attributes) = agent(&out, P).expect("reported").expect("a best path");
+    let (hops, attributes) = agent(&rib, &out, P)
+        .expect("reported")
+        .expect("a best path");
     assert_eq!(hops, vec![ip("10.1.0.1")]);
     assert_eq!(attributes.next_hop, Some(ip4("10.1.0.1")));
     assert_eq!(attributes.mp_reach, None, "stored as a classic NEXT_HOP");

@@ -27,8 +27,8 @@ fn setup_with(peer_1: SessionInfo) -> Rib {
 fn peer_down_withdraws_its_routes() {
     let mut rib = setup();
     let out = rib.peer_down(PeerId(1), false);
-    assert_eq!(agent(&out, P4), Some(None));
-    assert_eq!(agent(&out, P6), Some(None));
+    assert_eq!(agent(&rib, &out, P4), Some(None));
+    assert_eq!(agent(&rib, &out, P6), Some(None));
     assert_eq!(withdrawn(&out, 2), vec![net(P4), net(Q4), net(P6)]);
     assert!(rib.is_empty());
     assert_eq!(rib.counters(PeerId(1)).accepted, 0);
@@ -92,7 +92,7 @@ fn end_of_rib_sweeps_that_familys_stale_routes() {
     up(&mut rib, 1, config("10.1.0.1", 65001));
     rib.receive(PeerId(1), announce(&[P4], attrs(&[65001], "10.1.0.1")));
     let out = rib.receive(PeerId(1), Update::end_of_rib(Family::IPV4_UNICAST));
-    assert_eq!(agent(&out, Q4), Some(None));
+    assert_eq!(agent(&rib, &out, Q4), Some(None));
     assert_eq!(withdrawn(&out, 2), vec![net(Q4)]);
     assert!(best_hops(&rib, P4).is_some());
     assert!(
@@ -100,7 +100,7 @@ fn end_of_rib_sweeps_that_familys_stale_routes() {
         "IPv6 waits for its own End-of-RIB"
     );
     let out = rib.receive(PeerId(1), Update::end_of_rib(Family::IPV6_UNICAST));
-    assert_eq!(agent(&out, P6), Some(None));
+    assert_eq!(agent(&rib, &out, P6), Some(None));
     assert_eq!(rib.len(), 1);
 }
 
@@ -123,11 +123,14 @@ fn a_better_path_replaces_a_stale_one() {
     up(&mut rib, 3, config("10.0.0.3", 65003));
     let out = rib.receive(PeerId(3), announce(&[P4], attrs(&[65003], "10.0.0.3")));
     assert_eq!(
-        agent(&out, P4).unwrap().unwrap().0,
+        agent(&rib, &out, P4).unwrap().unwrap().0,
         vec![ip("10.0.0.3"), ip("10.1.0.1")]
     );
     let out = rib.stale_timeout(PeerId(1));
-    assert_eq!(agent(&out, P4).unwrap().unwrap().0, vec![ip("10.0.0.3")]);
+    assert_eq!(
+        agent(&rib, &out, P4).unwrap().unwrap().0,
+        vec![ip("10.0.0.3")]
+    );
 }
 
 /// Peer 1's session as `setup` brought it up, but with this graceful restart capability.
@@ -149,7 +152,11 @@ fn setup_ipv4_only_restart() -> Rib {
 fn only_families_of_the_previous_capability_are_kept_stale() {
     let mut rib = setup_ipv4_only_restart();
     let out = rib.peer_down(PeerId(1), true);
-    assert_eq!(agent(&out, P6), Some(None), "IPv6 flushed at once: {out:?}");
+    assert_eq!(
+        agent(&rib, &out, P6),
+        Some(None),
+        "IPv6 flushed at once: {out:?}"
+    );
     assert_eq!(withdrawn(&out, 2), vec![net(P6)]);
     assert!(rib.is_stale(PeerId(1), &net(P4)));
     assert_eq!(best_hops(&rib, P4), Some(vec![ip("10.1.0.1")]));
@@ -163,7 +170,7 @@ fn a_peer_without_the_capability_has_nothing_kept_stale() {
     rib.peer_up(PeerId(1), restart_session(None));
     rib.receive(PeerId(1), announce(&[P4], attrs(&[65001], "10.1.0.1")));
     let out = rib.peer_down(PeerId(1), true);
-    assert_eq!(agent(&out, P4), Some(None));
+    assert_eq!(agent(&rib, &out, P4), Some(None));
     assert!(rib.is_empty());
 }
 
@@ -176,8 +183,8 @@ fn reestablished_without_the_forwarding_bit_flushes_that_family_at_once() {
         (Family::IPV6_UNICAST, true),
     ]);
     let out = rib.peer_up(PeerId(1), restart_session(families));
-    assert_eq!(agent(&out, P4), Some(None), "{out:?}");
-    assert_eq!(agent(&out, Q4), Some(None));
+    assert_eq!(agent(&rib, &out, P4), Some(None), "{out:?}");
+    assert_eq!(agent(&rib, &out, Q4), Some(None));
     assert_eq!(withdrawn(&out, 2), vec![net(P4), net(Q4)]);
     assert!(
         rib.is_stale(PeerId(1), &net(P6)),

@@ -76,7 +76,7 @@ fn rejected_reannouncement_withdraws_the_previous_path() {
     );
     let looped = attrs(&[65001, LOCAL_ASN], "10.1.0.1");
     let out = rib.receive(PeerId(1), announce(&["10.10.0.0/16"], looped));
-    assert_eq!(agent(&out, "10.10.0.0/16"), Some(None));
+    assert_eq!(agent(&rib, &out, "10.10.0.0/16"), Some(None));
     assert_eq!(rib.len(), 0);
 }
 
@@ -176,7 +176,7 @@ fn accepting_rule_modifies_attributes() {
         PeerId(1),
         announce(&["10.10.0.0/16"], attrs(&[65001], "10.1.0.1")),
     );
-    let (_, stored) = agent(&out, "10.10.0.0/16").unwrap().unwrap();
+    let (_, stored) = agent(&rib, &out, "10.10.0.0/16").unwrap().unwrap();
     assert_eq!(stored.communities, vec![7]);
     assert_eq!(stored.large_communities, vec![large]);
     assert_eq!(stored.med, Some(33));
@@ -257,7 +257,7 @@ fn ipv6_routes_come_in_mp_reach_and_leave_in_mp_unreach() {
         "2001:db8::1",
     );
     let out = rib.receive(PeerId(1), update);
-    let (hops, stored) = agent(&out, "2001:db8:1::/48").unwrap().unwrap();
+    let (hops, stored) = agent(&rib, &out, "2001:db8:1::/48").unwrap().unwrap();
     assert_eq!(hops, vec![ip("2001:db8::1")]);
     assert!(stored.mp_reach.as_ref().is_some_and(|r| r.nlri.is_empty()));
     let unreach = crate::message::MpUnreach {
@@ -278,7 +278,7 @@ fn ipv6_routes_come_in_mp_reach_and_leave_in_mp_unreach() {
             ..Update::default()
         },
     );
-    assert_eq!(agent(&out, "2001:db8:1::/48"), Some(None));
+    assert_eq!(agent(&rib, &out, "2001:db8:1::/48"), Some(None));
     assert!(rib.is_empty());
 }
 

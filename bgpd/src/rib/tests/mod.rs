@@ -178,17 +178,24 @@ pub(super) fn withdrawn(out: &[RibOutput], peer: u32) -> Vec<IpNet> {
     v4.chain(v6).map(|n| n.prefix).collect()
 }
 
-/// The agent's view of `prefix` in `out`: `Some(Some(..))` changed, `Some(None)` withdrawn.
+/// The agent's view of `prefix` in `out`: `Some(Some(..))` changed (to `rib`'s best path
+/// now), `Some(None)` withdrawn.
 pub(super) fn agent(
+    rib: &Rib,
     out: &[RibOutput],
     prefix: &str,
 ) -> Option<Option<(Vec<IpAddr>, Arc<PathAttributes>)>> {
     out.iter().rev().find_map(|o| match o {
-        RibOutput::BestChanged {
-            prefix: p,
-            next_hops,
-            attributes,
-        } if *p == net(prefix) => Some(Some((next_hops.clone(), Arc::clone(attributes)))),
+        RibOutput::BestChanged { prefix: p } if *p == net(prefix) => {
+            let best = rib
+                .best_path(p)
+                .map(|(hops, attrs)| (hops.into_vec(), attrs));
+            assert!(
+                best.is_some(),
+                "{prefix} reported changed without a best path"
+            );
+            Some(best)
+        }
         RibOutput::BestWithdrawn { prefix: p } if *p == net(prefix) => Some(None),
         _ => None,
     })

@@ -44,7 +44,10 @@ fn no_export_is_sent_to_ibgp_but_not_to_ebgp() {
             "{community:#x} to eBGP: {out:?}"
         );
         assert_eq!(prefixes(&out, 3), vec![net(P)], "{community:#x} to iBGP");
-        assert!(agent(&out, P).is_some(), "still a best path for the agent");
+        assert!(
+            agent(&rib, &out, P).is_some(),
+            "still a best path for the agent"
+        );
     }
 }
 
@@ -54,7 +57,7 @@ fn no_advertise_is_sent_to_no_peer() {
     let out = rib.receive(PeerId(1), announce(&[P], with_community(NO_ADVERTISE)));
     assert!(prefixes(&out, 2).is_empty(), "{out:?}");
     assert!(prefixes(&out, 3).is_empty(), "{out:?}");
-    assert!(agent(&out, P).is_some());
+    assert!(agent(&rib, &out, P).is_some());
 }
 
 #[test]
@@ -102,13 +105,17 @@ fn confed_path() -> AsPath {
 fn confederation_segments_from_an_ebgp_peer_are_treat_as_withdraw() {
     let mut rib = rib3();
     let out = rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "10.1.0.1")));
-    assert!(agent(&out, P).is_some());
+    assert!(agent(&rib, &out, P).is_some());
     let confed = PathAttributes {
         as_path: Some(confed_path()),
         ..attrs(&[], "10.1.0.1")
     };
     let out = rib.receive(PeerId(1), announce(&[P], confed));
-    assert_eq!(agent(&out, P), Some(None), "the earlier path is withdrawn");
+    assert_eq!(
+        agent(&rib, &out, P),
+        Some(None),
+        "the earlier path is withdrawn"
+    );
     assert_eq!(withdrawn(&out, 2), vec![net(P)]);
     assert!(rib.is_empty());
 }
@@ -121,7 +128,7 @@ fn confederation_segments_are_stripped_towards_ebgp_peers() {
         ..attrs(&[], "10.3.0.1")
     };
     let out = rib.receive(PeerId(3), announce(&[P], confed));
-    assert!(agent(&out, P).is_some(), "accepted from iBGP");
+    assert!(agent(&rib, &out, P).is_some(), "accepted from iBGP");
     let to_ebgp = announced(&out, 2);
     assert_eq!(to_ebgp.len(), 1, "{out:?}");
     assert_eq!(to_ebgp[0].1.as_path, Some(path(&[LOCAL_ASN, 65001])));
@@ -141,7 +148,7 @@ fn martian_next_hops_are_treat_as_withdraw() {
         let mut rib = rib3();
         rib.receive(PeerId(1), announce(&[P], attrs(&[65001], "10.1.0.1")));
         let out = rib.receive(PeerId(1), announce(&[P], attrs(&[65001], martian)));
-        assert_eq!(agent(&out, P), Some(None), "{martian}: {out:?}");
+        assert_eq!(agent(&rib, &out, P), Some(None), "{martian}: {out:?}");
         assert_eq!(withdrawn(&out, 2), vec![net(P)], "{martian}");
         assert!(best_hops(&rib, P).is_none(), "{martian}");
         assert_eq!(rib.counters(PeerId(1)).accepted, 0, "{martian}");
@@ -158,7 +165,7 @@ fn martian_ipv6_next_hops_are_treat_as_withdraw() {
         );
         let bad = announce_v6(&[P6], attrs(&[65001], "0.0.0.0"), martian);
         let out = rib.receive(PeerId(1), bad);
-        assert_eq!(agent(&out, P6), Some(None), "{martian}: {out:?}");
+        assert_eq!(agent(&rib, &out, P6), Some(None), "{martian}: {out:?}");
         assert!(best_hops(&rib, P6).is_none(), "{martian}");
     }
 }
@@ -180,7 +187,7 @@ fn our_own_address_as_next_hop_makes_the_route_unusable() {
     for own in ["192.0.2.100", "10.0.0.1"] {
         let mut rib = rib3();
         let out = rib.receive(PeerId(1), announce(&[P], attrs(&[65001], own)));
-        assert_eq!(agent(&out, P), None, "{own}: not reported: {out:?}");
+        assert_eq!(agent(&rib, &out, P), None, "{own}: not reported: {out:?}");
         assert!(
             sent(&out, 2).is_empty() && sent(&out, 3).is_empty(),
             "{own}"
@@ -190,7 +197,7 @@ fn our_own_address_as_next_hop_makes_the_route_unusable() {
     let mut rib = rib3();
     let own = announce_v6(&[P6], attrs(&[65001], "0.0.0.0"), "2001:db8::100");
     let out = rib.receive(PeerId(1), own);
-    assert_eq!(agent(&out, P6), None, "{out:?}");
+    assert_eq!(agent(&rib, &out, P6), None, "{out:?}");
     assert!(best_hops(&rib, P6).is_none());
 }
 
