@@ -285,8 +285,8 @@ struct Actor {
 }
 
 impl WatchedRib for Rib {
-    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
-        self.set_watch_mark(prefix, bit)
+    fn set_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> Option<(bool, Position)> {
+        self.set_watch_mark(prefix, hint, bit)
     }
 
     fn clear_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> (bool, Option<Best>) {
@@ -488,12 +488,13 @@ impl Actor {
             return;
         }
         for output in outputs {
-            if let RibOutput::BestChanged { prefix, .. } | RibOutput::BestWithdrawn { prefix } =
-                output
-            {
-                for entry in self.watchers.values_mut() {
-                    entry.watcher.mark(*prefix, &mut self.rib);
-                }
+            let (prefix, hint) = match output {
+                RibOutput::BestChanged { prefix, position } => (prefix, *position),
+                RibOutput::BestWithdrawn { prefix } => (prefix, Position::default()),
+                RibOutput::Send { .. } => continue,
+            };
+            for entry in self.watchers.values_mut() {
+                entry.watcher.mark(*prefix, hint, &mut self.rib);
             }
         }
     }

@@ -48,9 +48,9 @@ pub struct WatchChunk {
 
 /// What a watcher needs of the RIB: the mark bits of its prefix table and the best paths.
 pub trait WatchedRib {
-    /// Sets `bit` on `prefix`'s entry: whether it was set, and where the entry is; `None`:
-    /// no entry.
-    fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)>;
+    /// Sets `bit` on `prefix`'s entry (at `hint`, if it is still there): whether it was set,
+    /// and where the entry is; `None`: no entry.
+    fn set_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> Option<(bool, Position)>;
     /// Clears `bit` on `prefix`'s entry: whether it was set, and `best(prefix)`. `hint` is
     /// the position `set_mark` gave (the entry may have moved since).
     fn clear_mark(&mut self, prefix: &IpNet, hint: Position, bit: u8) -> (bool, Option<Best>);
@@ -105,7 +105,7 @@ impl Watcher {
             snapshot_sent: false,
         };
         for prefix in prefixes {
-            watcher.mark(prefix, rib);
+            watcher.mark(prefix, Position::default(), rib);
         }
         watcher.snapshot_left = watcher.dirty.len();
         watcher
@@ -119,15 +119,16 @@ impl Watcher {
         }
     }
 
-    /// The best path of `prefix` changed (or went away).
-    pub fn mark(&mut self, prefix: IpNet, rib: &mut impl WatchedRib) {
+    /// The best path of `prefix` changed (or went away); `hint`: where its table entry is, as
+    /// far as the caller knows (`Position::default()` when it does not).
+    pub fn mark(&mut self, prefix: IpNet, hint: Position, rib: &mut impl WatchedRib) {
         let (newly, position) = match &mut self.membership {
             Membership::Set(set) => (set.insert(prefix), Position::default()),
             Membership::Bit { bit, gone } => {
                 if !gone.is_empty() && gone.contains(&prefix) {
                     return;
                 }
-                match rib.set_mark(&prefix, *bit) {
+                match rib.set_mark(&prefix, hint, *bit) {
                     Some((was_set, position)) => (!was_set, position),
                     None => (gone.insert(prefix), Position::default()),
                 }
@@ -256,7 +257,7 @@ mod tests {
 
         fn set(&mut self, watcher: &mut Watcher, index: u32, med: u32) {
             self.entries.entry(prefix(index)).or_insert((med, 0)).0 = med;
-            watcher.mark(prefix(index), self);
+            watcher.mark(prefix(index), Position::default(), self);
         }
 
         fn remove(&mut self, watcher: &mut Watcher, index: u32) {
@@ -265,12 +266,17 @@ mod tests {
             {
                 watcher.evicted(prefix(index), marks);
             }
-            watcher.mark(prefix(index), self);
+            watcher.mark(prefix(index), Position::default(), self);
         }
     }
 
     impl WatchedRib for FakeRib {
-        fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
+        fn set_mark(
+            &mut self,
+            prefix: &IpNet,
+            _hint: Position,
+            bit: u8,
+        ) -> Option<(bool, Position)> {
             let (_, marks) = self.entries.get_mut(prefix)?;
             let was = *marks & bit != 0;
             *marks |= bit;

@@ -15,7 +15,7 @@ use super::graceful;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{LOCAL, PeerIndex};
-use super::{PeerId, PolicyRule, Rib, RibOutput, SessionInfo, State};
+use super::{PeerId, PolicyRule, Position, Rib, RibOutput, SessionInfo, State};
 use crate::message::{ExtendedCommunity, Family, MpReach, MpUnreach, Nlri, PathAttributes, Update};
 
 /// Export results are cached per operation under the attributes' address (interned, alive
@@ -45,18 +45,20 @@ impl State {
         self.interner.sweep_if_due();
     }
 
-    /// Reports a prefix whose paths changed from `old` to `new` best: to the agent, and to
-    /// every established peer whose Adj-RIB-Out changes (queued in `pending`).
+    /// Reports a prefix whose paths changed from `old` to `new` best: to the agent (with
+    /// `position`, where its table entry is as far as the caller knows), and to every
+    /// established peer whose Adj-RIB-Out changes (queued in `pending`).
     pub(crate) fn finish(
         &mut self,
         prefix: IpNet,
+        position: Position,
         old: Option<&BestView>,
         new: Option<&BestView>,
         out: &mut Vec<RibOutput>,
     ) {
         match (old.filter(|b| !b.is_local()), new.filter(|b| !b.is_local())) {
             (Some(old), Some(new)) if old.same_for_agent(new) => {}
-            (_, Some(_)) => out.push(RibOutput::BestChanged { prefix }),
+            (_, Some(_)) => out.push(RibOutput::BestChanged { prefix, position }),
             (Some(_), None) => out.push(RibOutput::BestWithdrawn { prefix }),
             (None, None) => {}
         }

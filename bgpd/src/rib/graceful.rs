@@ -5,7 +5,7 @@
 
 use super::best;
 use super::table::{Path, PeerIndex};
-use super::{PeerId, Rib, RibOutput, SessionInfo};
+use super::{PeerId, Position, Rib, RibOutput, SessionInfo};
 use crate::message::Family;
 
 /// RFC 4724 §4.2: routes of the families the peer's last graceful restart capability listed
@@ -131,7 +131,13 @@ pub(crate) fn remove_index(
         removed += paths.retain(|path| !doomed(path));
         let new = best::select(paths.as_slice(), &state.peers);
         emptied |= paths.is_empty();
-        state.finish(prefix, old.as_ref(), new.as_ref(), &mut out);
+        state.finish(
+            prefix,
+            Position::default(),
+            old.as_ref(),
+            new.as_ref(),
+            &mut out,
+        );
     }
     if emptied {
         table.retain(|paths| !paths.is_empty());

@@ -16,7 +16,7 @@ use super::checks;
 use super::peers::PeerState;
 use super::policy::Decision;
 use super::table::{Interner, LOCAL, Path, PeerIndex};
-use super::{LocalConfig, PeerId, Rib, RibOutput, graceful};
+use super::{LocalConfig, PeerId, Position, Rib, RibOutput, graceful};
 use crate::message::{AsPath, Family, MpReach, Nlri, Origin, PathAttributes, Update};
 use crate::prefix_hash::PrefixHashBuilder;
 
@@ -252,7 +252,9 @@ fn import_base(
 /// Applies changes of one peer to the Adj-RIB-In, then re-selects each touched prefix once.
 fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput> {
     let Rib { table, state } = rib;
-    let mut touched: Vec<(IpNet, Option<BestView>)> = Vec::new();
+    // Each touched prefix with where its entry was: the re-selection below reads the entries
+    // there instead of probing the index again (a removal may move one; then it probes).
+    let mut touched: Vec<(IpNet, Position, Option<BestView>)> = Vec::new();
     let mut seen: HashSet<IpNet, PrefixHashBuilder> =
         HashSet::with_capacity_and_hasher(changes.len(), PrefixHashBuilder::default());
     let (mut added, mut removed) = (0u64, 0u64);
@@ -260,9 +262,10 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
         let first = seen.insert(prefix);
         match attrs {
             Some(attrs) => {
-                let paths = table.get_or_default(prefix);
+                let (paths, position) = table.get_or_default(prefix);
                 if first {
-                    touched.push((prefix, best::select(paths.as_slice(), &state.peers)));
+                    let old = best::select(paths.as_slice(), &state.peers);
+                    touched.push((prefix, position, old));
                 }
                 let path = Path {
                     attrs,
@@ -275,14 +278,15 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
                 }
             }
             None => {
-                let Some(paths) = table.get_mut(&prefix) else {
+                let Some((paths, position)) = table.get_mut_positioned(&prefix) else {
                     if first {
-                        touched.push((prefix, None));
+                        touched.push((prefix, Position::default(), None));
                     }
                     continue;
                 };
                 if first {
-                    touched.push((prefix, best::select(paths.as_slice(), &state.peers)));
+                    let old = best::select(paths.as_slice(), &state.peers);
+                    touched.push((prefix, position, old));
                 }
                 removed += paths.retain(|p| p.peer != index || p.path_id != path_id) as u64;
                 if paths.is_empty() {
@@ -295,11 +299,11 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
         peer.accepted = (peer.accepted + added).saturating_sub(removed);
     }
     let mut out = Vec::new();
-    for (prefix, old) in touched {
+    for (prefix, position, old) in touched {
         let new = table
-            .get(&prefix)
+            .get_at(&prefix, position)
             .and_then(|p| best::select(p.as_slice(), &state.peers));
-        state.finish(prefix, old.as_ref(), new.as_ref(), &mut out);
+        state.finish(prefix, position, old.as_ref(), new.as_ref(), &mut out);
     }
     state.flush(&mut out);
     out
@@ -332,7 +336,7 @@ pub(crate) fn originate(
                 peer: LOCAL,
                 stale: false,
             };
-            table.get_or_default(prefix).upsert(path);
+            table.get_or_default(prefix).0.upsert(path);
         }
         None => {
             if let Some(paths) = table.get_mut(&prefix) {
@@ -347,7 +351,13 @@ pub(crate) fn originate(
         .get(&prefix)
         .and_then(|p| best::select(p.as_slice(), &state.peers));
     let mut out = Vec::new();
-    state.finish(prefix, old.as_ref(), new.as_ref(), &mut out);
+    state.finish(
+        prefix,
+        Position::default(),
+        old.as_ref(),
+        new.as_ref(),
+        &mut out,
+    );
     state.flush(&mut out);
     out
 }

@@ -214,7 +214,8 @@ pub enum RibOutput {
     /// A learned Loc-RIB best path changed: `Rib::best_path` has it. (The output names the
     /// prefix only: copying the path's next hops and attributes into a million outputs of a
     /// full table, which their consumers resolve later anyway, cost an allocation each.)
-    BestChanged { prefix: IpNet },
+    /// `position` is where the prefix's table entry was, a hint for `set_watch_mark`.
+    BestChanged { prefix: IpNet, position: Position },
     /// No learned best path any more (no path, or a locally originated one won).
     BestWithdrawn { prefix: IpNet },
 }
@@ -405,10 +406,15 @@ impl Rib {
         (!best.is_local()).then_some((best.next_hops, best.attrs))
     }
 
-    /// Sets best-path watcher mark `bit` on `prefix`'s table entry (see `prefix_table`):
-    /// whether it was set, and where the entry is; `None`: the table has no entry for it.
-    pub fn set_watch_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
-        self.table.set_mark(prefix, bit)
+    /// Sets best-path watcher mark `bit` on `prefix`'s table entry (see `prefix_table`; looks
+    /// at `hint` first): whether it was set, and where the entry is; `None`: no entry.
+    pub fn set_watch_mark(
+        &mut self,
+        prefix: &IpNet,
+        hint: Position,
+        bit: u8,
+    ) -> Option<(bool, Position)> {
+        self.table.set_mark(prefix, hint, bit)
     }
 
     /// Clears watcher mark `bit` on `prefix`'s entry: whether it was set, and the learned

@@ -68,6 +68,29 @@ impl<V> Table<V> {
         }
     }
 
+    /// `get`, looking at `hint` first (see `Position`).
+    pub fn get_at(&self, prefix: &IpNet, hint: Position) -> Option<&V> {
+        match prefix {
+            IpNet::V4(net) => self.v4.locate(net, hint).map(|i| &self.v4.entries[i].1),
+            IpNet::V6(net) => self.v6.locate(net, hint).map(|i| &self.v6.entries[i].1),
+        }
+    }
+
+    /// `get_mut`, and where the entry is.
+    pub fn get_mut_positioned(&mut self, prefix: &IpNet) -> Option<(&mut V, Position)> {
+        let (value, position) = match prefix {
+            IpNet::V4(net) => {
+                let i = self.v4.find(net)?;
+                (&mut self.v4.entries[i].1, i)
+            }
+            IpNet::V6(net) => {
+                let i = self.v6.find(net)?;
+                (&mut self.v6.entries[i].1, i)
+            }
+        };
+        Some((value, Position(position as u32)))
+    }
+
     pub fn insert(&mut self, prefix: IpNet, value: V) -> Option<V> {
         match prefix {
             IpNet::V4(net) => self.v4.insert(net, value),
@@ -86,12 +109,17 @@ impl<V> Table<V> {
         Some(value)
     }
 
-    /// Sets `bit` of the marks of `prefix`: whether it was set and where the entry is (a
-    /// `Position` for `clear_mark`), `None` without an entry.
-    pub fn set_mark(&mut self, prefix: &IpNet, bit: u8) -> Option<(bool, Position)> {
+    /// Sets `bit` of the marks of `prefix` (looking at `hint` first): whether it was set and
+    /// where the entry is (a `Position` for `clear_mark`), `None` without an entry.
+    pub fn set_mark(
+        &mut self,
+        prefix: &IpNet,
+        hint: Position,
+        bit: u8,
+    ) -> Option<(bool, Position)> {
         let (marks, position) = match prefix {
-            IpNet::V4(net) => self.v4.marks_mut(net)?,
-            IpNet::V6(net) => self.v6.marks_mut(net)?,
+            IpNet::V4(net) => self.v4.marks_mut(net, hint)?,
+            IpNet::V6(net) => self.v6.marks_mut(net, hint)?,
         };
         let was = *marks & bit != 0;
         *marks |= bit;
@@ -131,14 +159,16 @@ impl<V> Table<V> {
         std::mem::take(&mut self.evicted)
     }
 
-    pub fn get_or_default(&mut self, prefix: IpNet) -> &mut V
+    /// The value of `prefix`, inserted as `V::default()` if absent, and where the entry is.
+    pub fn get_or_default(&mut self, prefix: IpNet) -> (&mut V, Position)
     where
         V: Default,
     {
-        match prefix {
+        let (value, position) = match prefix {
             IpNet::V4(net) => self.v4.get_or_insert_with(net, V::default),
             IpNet::V6(net) => self.v6.get_or_insert_with(net, V::default),
-        }
+        };
+        (value, Position(position as u32))
     }
 
     pub fn clear(&mut self) {
@@ -219,28 +249,34 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
         self.find(key).map(|i| &mut self.entries[i].1)
     }
 
-    fn marks_mut(&mut self, key: &K) -> Option<(&mut u8, Position)> {
-        let position = self.find(key)?;
+    /// The slot of `key`: `hint` if the entry is there, else found through the index.
+    fn locate(&self, key: &K, hint: Position) -> Option<usize> {
+        let hinted = hint.0 as usize;
+        match self.entries.get(hinted) {
+            Some((found, _, _)) if found == key => Some(hinted),
+            _ => self.find(key),
+        }
+    }
+
+    fn marks_mut(&mut self, key: &K, hint: Position) -> Option<(&mut u8, Position)> {
+        let position = self.locate(key, hint)?;
         Some((&mut self.entries[position].2, Position(position as u32)))
     }
 
     fn marks_and_value(&mut self, key: &K, hint: Position) -> Option<(&mut u8, &V)> {
-        let hinted = hint.0 as usize;
-        let position = match self.entries.get(hinted) {
-            Some((found, _, _)) if found == key => hinted,
-            _ => self.find(key)?,
-        };
+        let position = self.locate(key, hint)?;
         let (_, value, marks) = &mut self.entries[position];
         Some((marks, value))
     }
 
     fn insert(&mut self, key: K, value: V) -> Option<V> {
         let mut value = Some(value);
-        let slot = self.get_or_insert_with(key, || value.take().expect("taken once"));
+        let (slot, _) = self.get_or_insert_with(key, || value.take().expect("taken once"));
         value.map(|value| std::mem::replace(slot, value))
     }
 
-    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> &mut V {
+    /// The value of `key`, inserted with `make` if absent, and its slot.
+    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> (&mut V, usize) {
         if self.index.len() == self.index.capacity() {
             self.grow_index();
         }
@@ -263,7 +299,7 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
                 position
             }
         };
-        &mut entries[position].1
+        (&mut entries[position].1, position)
     }
 
     /// The value and its marks.
@@ -478,7 +514,7 @@ mod tests {
                         prop_assert_eq!(table.insert(p, v), model.insert(p, v));
                     }
                     Operation::GetOrDefault(p, v) => {
-                        *table.get_or_default(p) ^= v;
+                        *table.get_or_default(p).0 ^= v;
                         *model.entry(p).or_default() ^= v;
                     }
                     Operation::Remove(p) => prop_assert_eq!(table.remove(&p), model.remove(&p)),
@@ -534,14 +570,19 @@ mod tests {
             table.insert(*prefix, index as u32);
         }
         let set = |table: &mut Table<u32>, prefix: &IpNet, bit| {
-            table.set_mark(prefix, bit).map(|(was, _)| was)
+            table
+                .set_mark(prefix, Position::default(), bit)
+                .map(|(was, _)| was)
         };
-        assert_eq!(table.set_mark(&prefixes[5], 2), Some((false, Position(5))));
+        assert_eq!(
+            table.set_mark(&prefixes[5], Position(5), 2),
+            Some((false, Position(5)))
+        );
         assert_eq!(set(&mut table, &prefixes[5], 2), Some(true));
         assert_eq!(set(&mut table, &prefixes[1], 1), Some(false));
         assert_eq!(set(&mut table, &prefixes[2], 4), Some(false));
         let v6: IpNet = "2001:db8::/48".parse().unwrap();
-        assert_eq!(table.set_mark(&v6, 1), None);
+        assert_eq!(table.set_mark(&v6, Position::default(), 1), None);
         // Removing 0 moves the last entry (5) into its slot: its mark goes with it, and the
         // old position, now out of the slab, is a stale hint that costs only a probe.
         table.remove(&prefixes[0]);
@@ -564,7 +605,7 @@ mod tests {
             table.take_evicted(),
             vec![(prefixes[1], 1), (prefixes[2], 4)]
         );
-        table.set_mark(&prefixes[3], 1 | 4);
+        table.set_mark(&prefixes[3], Position(3), 1 | 4);
         table.clear_mark_everywhere(1);
         assert_eq!(set(&mut table, &prefixes[3], 1), Some(false));
         assert_eq!(set(&mut table, &prefixes[3], 4), Some(true));

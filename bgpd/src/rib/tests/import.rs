@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::message::LargeCommunity;
-use crate::rib::{PeerCounters, PolicyAction, PolicyRule, PrefixMatch};
+use crate::rib::{PeerCounters, PolicyAction, PolicyRule, Position, PrefixMatch};
 
 fn ebgp_rib(import: Policy) -> Rib {
     let mut rib = new_rib();
@@ -290,4 +290,46 @@ fn updates_from_a_down_or_unknown_peer_are_ignored() {
     assert!(rib.receive(PeerId(1), update.clone()).is_empty());
     assert!(rib.receive(PeerId(2), update).is_empty());
     assert!(rib.is_empty());
+}
+
+#[test]
+fn best_changes_carry_where_their_table_entry_is() {
+    let mut rib = ebgp_rib(Policy::accept_all());
+    let changes = |out: &[RibOutput]| -> Vec<(IpNet, Position)> {
+        out.iter()
+            .filter_map(|o| match o {
+                RibOutput::BestChanged { prefix, position } => Some((*prefix, *position)),
+                _ => None,
+            })
+            .collect()
+    };
+    let first = ["10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"];
+    let out = rib.receive(PeerId(1), announce(&first, attrs(&[65001], "10.1.0.1")));
+    let changed = changes(&out);
+    assert_eq!(changed.len(), 4);
+    for (prefix, position) in changed {
+        // Without removals the hint is exact: set_watch_mark finds the entry there.
+        let found = rib.set_watch_mark(&prefix, Position(u32::MAX), 4);
+        assert_eq!(found, Some((false, position)), "{prefix}");
+    }
+    // Withdrawing the first entry moves the last one into its slot; a withdrawal and a
+    // re-announcement in one update take the grouped path.
+    let mut update = announce(
+        &["10.0.4.0/24", "10.0.2.0/24"],
+        attrs(&[65001, 7], "10.1.0.1"),
+    );
+    update.withdrawn = nlri(&["10.0.0.0/24", "10.0.2.0/24"]);
+    let out = rib.receive(PeerId(1), update);
+    let changed = changes(&out);
+    assert_eq!(changed.len(), 2, "{out:?}");
+    for (prefix, position) in changed {
+        // The hint is where set_watch_mark finds the entry, unless a later removal in the
+        // same update moved it (then the mark still lands, found through the index).
+        let (_, found) = rib.set_watch_mark(&prefix, position, 1).expect("an entry");
+        let (_, again) = rib
+            .set_watch_mark(&prefix, Position(u32::MAX), 2)
+            .expect("an entry");
+        assert_eq!(found, again, "{prefix}");
+    }
+    assert_eq!(agent(&rib, &out, "10.0.0.0/24"), Some(None));
 }

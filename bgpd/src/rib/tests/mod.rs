@@ -101,7 +101,7 @@ pub(super) fn attrs(asns: &[u32], next_hop: &str) -> PathAttributes {
     }
 }
 
-fn nlri(prefixes: &[&str]) -> Vec<Nlri> {
+pub(super) fn nlri(prefixes: &[&str]) -> Vec<Nlri> {
     prefixes
         .iter()
         .map(|p| Nlri {
@@ -186,7 +186,7 @@ pub(super) fn agent(
     prefix: &str,
 ) -> Option<Option<(Vec<IpAddr>, Arc<PathAttributes>)>> {
     out.iter().rev().find_map(|o| match o {
-        RibOutput::BestChanged { prefix: p } if *p == net(prefix) => {
+        RibOutput::BestChanged { prefix: p, .. } if *p == net(prefix) => {
             let best = rib
                 .best_path(p)
                 .map(|(hops, attrs)| (hops.into_vec(), attrs));
