@@ -320,7 +320,7 @@ pub(crate) fn originate(
     let old = table
         .get(&prefix)
         .and_then(|p| best::select(p.as_slice(), &state.peers));
-    match communities {
+    let position = match communities {
         Some((communities, large_communities)) => {
             let attrs = PathAttributes {
                 origin: Some(Origin::Igp),
@@ -336,7 +336,9 @@ pub(crate) fn originate(
                 peer: LOCAL,
                 stale: false,
             };
-            table.get_or_default(prefix).0.upsert(path);
+            let (paths, position) = table.get_or_default(prefix);
+            paths.upsert(path);
+            position
         }
         None => {
             if let Some(paths) = table.get_mut(&prefix) {
@@ -345,19 +347,14 @@ pub(crate) fn originate(
                     table.remove(&prefix);
                 }
             }
+            Position::default()
         }
-    }
+    };
     let new = table
-        .get(&prefix)
+        .get_at(&prefix, position)
         .and_then(|p| best::select(p.as_slice(), &state.peers));
     let mut out = Vec::new();
-    state.finish(
-        prefix,
-        Position::default(),
-        old.as_ref(),
-        new.as_ref(),
-        &mut out,
-    );
+    state.finish(prefix, position, old.as_ref(), new.as_ref(), &mut out);
     state.flush(&mut out);
     out
 }
