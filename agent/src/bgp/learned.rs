@@ -33,8 +33,8 @@ use tracing::{debug, info, warn};
 use super::{
     bgpd_api::BgpdApi,
     remote_routes::{
-        BestPaths, LEARNED_METRIC, NextHopLookups, SharedNextHops, SharedPathHops, next_hops_of,
-        remote_route, remote_routes,
+        BestPaths, LEARNED_METRIC, NextHopLookups, PathHops, SharedNextHops, SharedPathHops,
+        next_hops_of, remote_route, remote_routes,
     },
     status::BgpStatus,
 };
@@ -334,22 +334,19 @@ impl LearnedRoutes {
     /// Applies one batch of changes after the snapshot: only the prefixes it names.
     async fn apply_changes(&self, state: &mut State, paths: &[proto::BestPath]) {
         let mut touched = Vec::with_capacity(paths.len());
-        apply_batch(&mut state.best, paths, &mut state.shared.paths);
-        let new_hops: BTreeSet<IpAddr> = paths
+        let changed = apply_batch(&mut state.best, paths, &mut state.shared.paths);
+        let new_hops: BTreeSet<IpAddr> = changed
             .iter()
-            .flat_map(|path| path.next_hops.iter().filter_map(|hop| hop.parse().ok()))
+            .flat_map(|(_, hops)| hops.iter().flat_map(|hops| hops.iter().copied()))
             .collect();
         self.lookup_new_hops(&mut state.lookups, new_hops).await;
         let context = self.context.borrow().clone();
         let mut applier = self.endpoints.dataplane().routes.lock().await;
-        for path in paths {
-            let Ok(prefix) = path.prefix.parse::<IpNet>() else {
-                continue;
-            };
+        for (prefix, next_hops) in changed {
             if !state.stale.is_empty() {
                 state.stale.remove(&prefix);
             }
-            let route = match state.best.get(&prefix) {
+            let route = match next_hops.as_deref() {
                 None => None,
                 Some(next_hops) => match remote_route(
                     prefix,
@@ -395,7 +392,6 @@ impl LearnedRoutes {
     }
 }
 
-/// Folds a batch of best-path changes into `best`.
 /// The wait before asking for the stream again after `failures` refusals in a row (none: the
 /// stream ended): `FIRST_RETRY`, doubling, at most `RETRY`.
 fn retry_delay(failures: u32) -> Duration {
@@ -404,20 +400,32 @@ fn retry_delay(failures: u32) -> Duration {
         .min(RETRY)
 }
 
-fn apply_batch(best: &mut BestPaths, paths: &[proto::BestPath], shared: &mut SharedPathHops) {
+/// Folds a batch of best-path changes into `best`: each prefix with its new next hops (`None`:
+/// withdrawn), in the batch's order, so that the caller needs neither a second parse nor a
+/// lookup in a million paths. Paths whose prefix does not parse are left out.
+fn apply_batch(
+    best: &mut BestPaths,
+    paths: &[proto::BestPath],
+    shared: &mut SharedPathHops,
+) -> Vec<(IpNet, Option<PathHops>)> {
+    let mut changed = Vec::with_capacity(paths.len());
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;
         };
         if path.withdrawn {
             best.remove(&prefix);
+            changed.push((prefix, None));
         } else {
             let next_hops = path
                 .next_hops
                 .iter()
                 .filter_map(|hop| hop.parse().ok())
                 .collect();
-            best.insert(prefix, shared.share(next_hops));
+            let hops = shared.share(next_hops);
+            best.insert(prefix, hops.clone());
+            changed.push((prefix, Some(hops)));
         }
     }
+    changed
 }
