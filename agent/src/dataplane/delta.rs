@@ -21,7 +21,7 @@ pub trait SlotMap<K, S>: Default {
     fn get(&self, key: &K) -> Option<&S>;
     fn get_mut(&mut self, key: &K) -> Option<&mut S>;
     fn insert(&mut self, key: K, slot: S);
-    fn remove(&mut self, key: &K);
+    fn remove(&mut self, key: &K) -> Option<S>;
     fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
     where
         S: 'a;
@@ -46,8 +46,8 @@ impl<K: Ord + Clone, S> SlotMap<K, S> for BTreeMap<K, S> {
         BTreeMap::insert(self, key, slot);
     }
 
-    fn remove(&mut self, key: &K) {
-        BTreeMap::remove(self, key);
+    fn remove(&mut self, key: &K) -> Option<S> {
+        BTreeMap::remove(self, key)
     }
 
     fn iter<'a>(&'a self) -> impl Iterator<Item = (K, &'a S)>
@@ -294,33 +294,38 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V
         self.written_during_resync = Some(BTreeSet::new());
     }
 
-    /// `applied` becomes what the kernel held when it was read, except for keys written since
-    /// `begin_resync`, which keep what the write recorded. A kernel value equal to the desired
-    /// one is kept as a clone of the desired value, so that values sharing memory (the routes'
-    /// next-hop lists) stay shared after a resync instead of being held twice.
-    pub fn finish_resync(&mut self, mut kernel: BTreeMap<K, V>) {
+    /// `applied` becomes what the kernel held when it was read (`kernel`, its values turned
+    /// into `V` by `value_of`; None leaves a key out), except for keys written since `begin_resync`, which keep what
+    /// the write recorded. A kernel value equal to the desired one is kept as a clone of the
+    /// desired value, so that values sharing memory (the routes' next-hop lists) stay shared
+    /// after a resync instead of being held twice. `kernel` shrinks as it is read.
+    pub fn finish_resync<U, KM: SlotMap<K, U>>(
+        &mut self,
+        mut kernel: KM,
+        value_of: impl Fn(&U) -> Option<V>,
+    ) {
         let written = self.written_during_resync.take().unwrap_or_default();
         for key in &written {
             kernel.remove(key);
         }
         self.slots.retain(|key, slot| {
             if !written.contains(key) {
-                slot.applied = match kernel.remove(key) {
+                slot.applied = match kernel.remove(key).and_then(|held| value_of(&held)) {
                     Some(held) if slot.desired.as_ref() == Some(&held) => slot.desired.clone(),
                     held => held,
                 };
             }
             !slot.is_empty()
         });
-        for (key, value) in kernel {
-            self.slots.insert(
-                key,
-                Slot {
+        for (key, held) in kernel.iter() {
+            if let Some(held) = value_of(held) {
+                let slot = Slot {
                     desired: None,
-                    applied: Some(value),
+                    applied: Some(held),
                     extra: X::default(),
-                },
-            );
+                };
+                self.slots.insert(key, slot);
+            }
         }
     }
 }
@@ -336,7 +341,9 @@ mod tests {
         let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
-        tracker.finish_resync(BTreeMap::from([(2, "old"), (3, "stray")]));
+        tracker.finish_resync(BTreeMap::from([(2, "old"), (3, "stray")]), |held| {
+            Some(*held)
+        });
         assert_eq!(
             tracker.pending_updates(),
             vec![(1, "a", false), (2, "b", true)]
@@ -356,7 +363,9 @@ mod tests {
         // Written after the kernel was read: the read does not have it.
         tracker.record_applied(1, "new");
         tracker.record_deleted(&2);
-        tracker.finish_resync(BTreeMap::from([(2, "gone since"), (3, "stray")]));
+        tracker.finish_resync(BTreeMap::from([(2, "gone since"), (3, "stray")]), |held| {
+            Some(*held)
+        });
         let applied: BTreeMap<_, _> = tracker.applied().collect();
         assert_eq!(applied.get(&1), Some(&&"new"));
         assert_eq!(applied.get(&2), None);
@@ -369,7 +378,7 @@ mod tests {
         let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
         tracker.set_desired(2, "b");
-        tracker.finish_resync(BTreeMap::from([(3, "c")]));
+        tracker.finish_resync(BTreeMap::from([(3, "c")]), |held| Some(*held));
         assert_eq!(
             tracker.pending_for(&[1, 3]),
             (vec![(1, "a", false)], vec![(3, "c")])
@@ -380,7 +389,7 @@ mod tests {
     fn pending_for_names_a_key_named_twice_once() {
         let mut tracker: DeltaTracker<_, _> = DeltaTracker::default();
         tracker.set_desired(1, "a");
-        tracker.finish_resync(BTreeMap::from([(3, "c")]));
+        tracker.finish_resync(BTreeMap::from([(3, "c")]), |held| Some(*held));
         assert_eq!(
             tracker.pending_for(&[1, 3, 1, 3]),
             (vec![(1, "a", false)], vec![(3, "c")])
@@ -398,7 +407,7 @@ mod tests {
             for (key, value) in &desired {
                 tracker.set_desired(*key, *value);
             }
-            tracker.finish_resync(kernel);
+            tracker.finish_resync(kernel, |held| Some(*held));
             for (key, value, _) in tracker.pending_updates() {
                 tracker.record_applied(key, value);
             }

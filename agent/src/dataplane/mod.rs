@@ -9,6 +9,7 @@
 //! it (and by the reconciler for links nothing owns).
 
 pub mod delta;
+pub mod kernel_routes;
 pub mod route_keys;
 pub mod routes;
 pub mod sysctls;

@@ -88,11 +88,9 @@ impl<S> SlotMap<RouteKey, S> for RouteKeyMap<S> {
         }
     }
 
-    fn remove(&mut self, key: &RouteKey) {
+    fn remove(&mut self, key: &RouteKey) -> Option<S> {
         let group_key = (key.table, key.metric);
-        let Some(group) = self.groups.get_mut(&group_key) else {
-            return;
-        };
+        let group = self.groups.get_mut(&group_key)?;
         let old = match key.destination {
             IpNet::V4(net) => group.v4.remove(&net),
             IpNet::V6(net) => group.v6.remove(&net),
@@ -103,6 +101,7 @@ impl<S> SlotMap<RouteKey, S> for RouteKeyMap<S> {
         if group.is_empty() {
             self.groups.remove(&group_key);
         }
+        old
     }
 
     fn iter<'a>(&'a self) -> impl Iterator<Item = (RouteKey, &'a S)>

@@ -17,6 +17,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use super::{
     ApplyObserver,
     delta::{DeltaTracker, Slot},
+    kernel_routes::KernelRoutes,
     route_keys::RouteKeyMap,
     targets::{TargetId, TargetTable},
 };
@@ -340,12 +341,17 @@ impl RouteApplier {
     }
 
     /// What the kernel held at the read (routes written since keep what the write recorded).
-    pub fn finish_resync(&mut self, kernel: Vec<Route>) {
-        let kernel = kernel
+    /// Each distinct target of the read is interned once.
+    pub fn finish_resync(&mut self, kernel: KernelRoutes) {
+        let (kernel, targets) = kernel.into_compact();
+        let ids: Vec<TargetId> = targets
             .into_iter()
-            .map(|route| (route.key(), self.targets.intern(route.target)))
+            .map(|target| self.targets.intern(target))
             .collect();
-        self.tracker.finish_resync(kernel);
+        // Indices come from `into_compact`, so each has its id (a missing one, a bug, would
+        // leave its key out of the read rather than panic).
+        self.tracker
+            .finish_resync(kernel, |index| ids.get(*index as usize).copied());
         self.sweep_if_due();
     }
 
@@ -443,20 +449,25 @@ impl RouteApplier {
     /// Additions whose key holds a route already: replaced when that route is manul's (a
     /// leftover the applier had not seen), left alone and reported when it is not.
     async fn claim_taken_keys(&mut self, taken: Vec<Route>, report: &mut RouteApplyReport) {
-        let ours: BTreeMap<RouteKey, RouteTarget> =
-            match self.netlink.manul_routes(&self.tables).await {
-                Ok(routes) => routes
-                    .into_iter()
-                    .map(|route| (route.key(), route.target))
-                    .collect(),
-                Err(error) => {
-                    report.errors.push(error);
-                    return;
-                }
-            };
+        // Only the taken keys are kept from the dump (a node may hold a million routes).
+        let mut ours: BTreeMap<RouteKey, Option<RouteTarget>> =
+            taken.iter().map(|route| (route.key(), None)).collect();
+        let mut keep = |route: Route| {
+            if let Some(target) = ours.get_mut(&route.key()) {
+                *target = Some(route.target);
+            }
+        };
+        if let Err(error) = self
+            .netlink
+            .visit_manul_routes(&self.tables, &mut keep)
+            .await
+        {
+            report.errors.push(error);
+            return;
+        }
         let mut replacements = Vec::new();
         for route in taken {
-            match ours.get(&route.key()) {
+            match ours.get(&route.key()).and_then(Option::as_ref) {
                 Some(present) if *present == route.target => {
                     let key = route.key();
                     let id = self.targets.intern(route.target);
@@ -539,7 +550,7 @@ mod tests {
         assert_eq!(fake.routes(), vec![device("10.0.0.1/32", "cali1")]);
         let before = fake.calls().len();
         applier.begin_resync();
-        applier.finish_resync(fake.routes());
+        applier.finish_resync(fake.routes().into());
         let report = applier.apply().await;
         assert_eq!((report.added, report.replaced, report.deleted), (0, 0, 0));
         assert_eq!(fake.calls().len(), before);
@@ -574,7 +585,7 @@ mod tests {
         let mut applier = RouteApplier::new(fake.clone());
         applier.set_hold_gateway_routes(true);
         applier.begin_resync();
-        applier.finish_resync(fake.routes());
+        applier.finish_resync(fake.routes().into());
         let report = applier.apply().await;
         assert_eq!(
             report.deleted, 1,

@@ -65,7 +65,16 @@ impl Endpoints {
                 netns.display()
             ));
         }
-        let routes: BTreeSet<Route> = self.netlink.manul_routes(&[]).await?.into_iter().collect();
+        // Only this endpoint's routes are kept from the dump (a node may hold a million).
+        let mut routes: BTreeSet<Route> = BTreeSet::new();
+        self.netlink
+            .visit_manul_routes(&[], &mut |route| {
+                if matches!(&route.target, RouteTarget::Device(device) if *device == endpoint.interface_name)
+                {
+                    routes.insert(route);
+                }
+            })
+            .await?;
         for address in &endpoint.ip_networks {
             let route = Route::main(
                 *address,

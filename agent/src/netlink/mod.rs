@@ -353,6 +353,19 @@ pub trait Netlink: Send + Sync + 'static {
     /// dumped with the kernel filtering by table and protocol: other routes are never read.
     async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError>;
 
+    /// The routes of `manul_routes`, each handed to `visit` as the dump delivers it: a node
+    /// with a million BGP routes never holds them all as `Route`s (56 bytes each) at once.
+    async fn visit_manul_routes(
+        &self,
+        tables: &[u32],
+        visit: &mut (dyn FnMut(Route) + Send),
+    ) -> Result<(), NetlinkError> {
+        for route in self.manul_routes(tables).await? {
+            visit(route);
+        }
+        Ok(())
+    }
+
     /// MTU of the interface the default IPv4 route goes out of, if there is one.
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError>;
 

@@ -137,7 +137,7 @@ async fn run(case: &Case) -> String {
         fake.as_ref(),
         &dataplane,
         &plan,
-        inputs.routes.clone(),
+        inputs.routes.clone().into(),
         &mut report,
     )
     .await;

@@ -23,7 +23,10 @@ use tracing::{debug, error, info, warn};
 pub use plan::{Inputs, Plan, Refusal, plan};
 
 use crate::{
-    dataplane::{Dataplane, RouteApplyReport, RouteSource, SysctlApplyReport, SysctlOwner},
+    dataplane::{
+        Dataplane, RouteApplyReport, RouteSource, SysctlApplyReport, SysctlOwner,
+        kernel_routes::KernelRoutes,
+    },
     endpoint::{EndpointError, Endpoints},
     naming::HOST_INTERFACE_PREFIX,
     netlink::{LinkDeletion, Netlink, Route},
@@ -72,7 +75,11 @@ impl Endpoints {
             routes.begin_resync();
             routes.tables().to_vec()
         };
-        let kernel_routes = self.netlink.manul_routes(&tables).await?;
+        // Read compactly as the dump comes: a node may hold a million BGP routes.
+        let mut kernel_routes = KernelRoutes::default();
+        self.netlink
+            .visit_manul_routes(&tables, &mut |route| kernel_routes.insert(route))
+            .await?;
         self.refresh_default_mtu().await?;
 
         let epoch = self.kernel_epoch();
@@ -94,7 +101,7 @@ impl Endpoints {
             affine_blocks,
             elsewhere: BTreeMap::new(),
             links,
-            routes: kernel_routes,
+            routes: std::mem::take(&mut kernel_routes.listed),
             ipv6_in_use,
         };
         if plan::stray_links(&inputs.endpoints, &inputs.links)
@@ -105,7 +112,7 @@ impl Endpoints {
         }
         let plan = plan(&inputs);
         // The plan is made: the kernel's routes go on to the applier without a copy.
-        let kernel_routes = std::mem::take(&mut inputs.routes);
+        kernel_routes.listed = std::mem::take(&mut inputs.routes);
         let mut report = ReconcileReport {
             missing_links: plan.missing_links.clone(),
             refusals: plan.refusals.iter().map(ToString::to_string).collect(),
@@ -159,7 +166,7 @@ pub(crate) async fn apply_plan(
     netlink: &dyn Netlink,
     dataplane: &Dataplane,
     plan: &Plan,
-    kernel_routes: Vec<Route>,
+    kernel_routes: KernelRoutes,
     report: &mut ReconcileReport,
 ) {
     for (name, owner) in &plan.delete_links {

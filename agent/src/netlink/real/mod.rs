@@ -157,8 +157,19 @@ impl Netlink for RealNetlink {
     }
 
     async fn manul_routes(&self, tables: &[u32]) -> Result<Vec<Route>, NetlinkError> {
+        let mut routes = Vec::new();
+        self.visit_manul_routes(tables, &mut |route| routes.push(route))
+            .await?;
+        Ok(routes)
+    }
+
+    async fn visit_manul_routes(
+        &self,
+        tables: &[u32],
+        visit: &mut (dyn FnMut(Route) + Send),
+    ) -> Result<(), NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::manul_routes(&self.handle, &self.dump_handle, tables).await
+        routes::visit_manul_routes(&self.handle, &self.dump_handle, tables, visit).await
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {

@@ -222,14 +222,14 @@ pub(crate) async fn replace_message(
 
 /// Every route of the given family in `table`, filtered by the kernel (the handle must have
 /// strict checking on: without it the kernel ignores the filter and sends everything), each
-/// turned by `keep` into what the caller needs as it arrives (a million messages are never held).
-async fn dump_table<T>(
+/// handed to `visit` as it arrives (a million messages are never held).
+async fn dump_table(
     handle: &Handle,
     mut request: RouteMessage,
     table: u32,
     protocol: Option<u8>,
-    mut keep: impl FnMut(&RouteMessage) -> Option<T>,
-) -> Result<Vec<T>, NetlinkError> {
+    mut visit: impl FnMut(&RouteMessage),
+) -> Result<(), NetlinkError> {
     if let Ok(small) = u8::try_from(table) {
         request.header.table = small;
     } else {
@@ -242,7 +242,6 @@ async fn dump_table<T>(
     // The builder's default type is unicast, which a strict dump would filter by.
     request.header.kind = RouteType::Unspec;
     request.header.scope = RouteScope::Universe;
-    let mut kept = Vec::new();
     let mut messages = handle.route().get(request).execute();
     while let Some(message) = messages
         .try_next()
@@ -253,11 +252,11 @@ async fn dump_table<T>(
         let matches = self::table(&message) == table
             && protocol
                 .is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol));
-        if matches && let Some(value) = keep(&message) {
-            kept.push(value);
+        if matches {
+            visit(&message);
         }
     }
-    Ok(kept)
+    Ok(())
 }
 
 fn family_requests() -> [RouteMessage; 2] {
@@ -267,13 +266,15 @@ fn family_requests() -> [RouteMessage; 2] {
     ]
 }
 
-/// Every proto-manul route of the main table and of `tables`, IPv4 and IPv6. `dump_handle`
-/// has strict checking on, so the kernel sends only those routes.
-pub(crate) async fn manul_routes(
+/// Hands every proto-manul route of the main table and of `tables`, IPv4 and IPv6, to `visit`
+/// as the dump delivers it. `dump_handle` has strict checking on, so the kernel sends only
+/// those routes.
+pub(crate) async fn visit_manul_routes(
     handle: &Handle,
     dump_handle: &Handle,
     tables: &[u32],
-) -> Result<Vec<Route>, NetlinkError> {
+    visit: &mut (dyn FnMut(Route) + Send),
+) -> Result<(), NetlinkError> {
     let main = u32::from(RouteHeader::RT_TABLE_MAIN);
     let mut all_tables = vec![main];
     all_tables.extend(tables.iter().copied().filter(|table| *table != main));
@@ -283,14 +284,15 @@ pub(crate) async fn manul_routes(
         .into_iter()
         .map(|link| (link.index, link.name))
         .collect();
-    let mut routes = Vec::new();
     // A node may hold a million routes through a handful of gateways: each distinct next-hop
     // list is kept once (a list and a device name per route would double the dump's memory).
     let mut lists: HashSet<Arc<[NextHop]>> = HashSet::new();
     for table in all_tables {
         for request in family_requests() {
             let parse = |message: &RouteMessage| {
-                let mut route = parse_route(message, &names)?;
+                let Some(mut route) = parse_route(message, &names) else {
+                    return;
+                };
                 if let RouteTarget::Via(hops) = &route.target {
                     match lists.get(hops) {
                         Some(shared) => route.target = RouteTarget::Via(shared.clone()),
@@ -299,14 +301,12 @@ pub(crate) async fn manul_routes(
                         }
                     }
                 }
-                Some(route)
+                visit(route);
             };
-            routes.append(
-                &mut dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL), parse).await?,
-            );
+            dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL), parse).await?;
         }
     }
-    Ok(routes)
+    Ok(())
 }
 
 /// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
@@ -415,13 +415,12 @@ async fn default_route_mtu_by_dump(
             let is_default = message.header.address_family == AddressFamily::Inet
                 && message.header.destination_prefix_length == 0
                 && message.header.kind == RouteType::Unicast;
-            if !is_default {
-                return None;
+            if is_default && let Some(interface) = output_interface(message) {
+                defaults.push((priority(message), interface));
             }
-            Some((priority(message), output_interface(message)?))
         };
         let main = u32::from(RouteHeader::RT_TABLE_MAIN);
-        defaults.append(&mut dump_table(dump_handle, request, main, None, default).await?);
+        dump_table(dump_handle, request, main, None, default).await?;
     }
     let best = defaults.into_iter().min();
     let Some((_, index)) = best else {
