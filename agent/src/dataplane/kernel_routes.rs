@@ -28,6 +28,9 @@ pub struct KernelRoutes {
     /// The distinct targets of `gateways`.
     targets: Vec<RouteTarget>,
     indices: HashMap<RouteTarget, TargetIndex>,
+    /// The target of the last gateway route: a dump shares one list among the routes through
+    /// the same gateways, so most routes are matched by pointer, without hashing their list.
+    last: Option<(RouteTarget, TargetIndex)>,
 }
 
 impl KernelRoutes {
@@ -38,16 +41,29 @@ impl KernelRoutes {
             return;
         }
         let key = route.key();
-        let index = match self.indices.get(&route.target) {
-            Some(index) => *index,
-            None => {
-                let index = TargetIndex::try_from(self.targets.len()).unwrap_or(TargetIndex::MAX);
-                self.targets.push(route.target.clone());
-                self.indices.insert(route.target, index);
+        let index = match (&self.last, &route.target) {
+            (Some((RouteTarget::Via(last), index)), RouteTarget::Via(hops))
+                if std::sync::Arc::ptr_eq(last, hops) =>
+            {
+                *index
+            }
+            _ => {
+                let index = self.index_of(&route.target);
+                self.last = Some((route.target, index));
                 index
             }
         };
         self.gateways.insert(key, index);
+    }
+
+    fn index_of(&mut self, target: &RouteTarget) -> TargetIndex {
+        if let Some(index) = self.indices.get(target) {
+            return *index;
+        }
+        let index = TargetIndex::try_from(self.targets.len()).unwrap_or(TargetIndex::MAX);
+        self.targets.push(target.clone());
+        self.indices.insert(target.clone(), index);
+        index
     }
 
     /// How many routes were read.
@@ -171,5 +187,26 @@ mod tests {
             metric: 0,
         };
         assert_eq!(compact.get(&key), Some(&0));
+    }
+
+    #[test]
+    fn routes_sharing_a_list_share_its_index() {
+        let first = via("10.1.0.0/26", "192.168.0.2", "eth0");
+        let mut same_list = first.clone();
+        same_list.destination = "10.1.3.0/26".parse().unwrap();
+        let other = via("10.1.1.0/26", "192.168.0.3", "eth0");
+        let mut kernel = KernelRoutes::default();
+        for route in [
+            first,
+            other,
+            same_list,
+            via("10.1.4.0/26", "192.168.0.2", "eth0"),
+        ] {
+            kernel.insert(route);
+        }
+        let (compact, targets) = kernel.into_compact();
+        assert_eq!(targets.len(), 2);
+        let indices: Vec<TargetIndex> = compact.iter().map(|(_, index)| *index).collect();
+        assert_eq!(indices, vec![0, 1, 0, 0]);
     }
 }
