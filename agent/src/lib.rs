@@ -2,6 +2,7 @@
 //! of the `manul` CNI plugin binary. See docs/architecture.md for the data flow.
 
 pub mod bgp;
+pub mod chunked_map;
 pub mod cleanup;
 pub mod client;
 pub mod cni;

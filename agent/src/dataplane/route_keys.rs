@@ -1,8 +1,8 @@
 //! A compact ordered map keyed by `RouteKey`, for the route applier's delta tracker: keys are
 //! grouped by (table, metric), of which a node has a handful, and each group keeps its IPv4
 //! and IPv6 destinations in maps of their own, keyed by `Ipv4Net` (5 bytes) and `Ipv6Net` (17
-//! bytes) instead of a 28-byte `RouteKey`. A million learned IPv4 routes cost a B-tree of
-//! 5-byte keys. Pure, no I/O.
+//! bytes) instead of a 28-byte `RouteKey`, in sorted chunks (`crate::chunked_map`): a million
+//! learned IPv4 routes cost about 18 bytes each. Pure, no I/O.
 //!
 //! Order: by table and metric, then IPv4 before IPv6, then destination; not `RouteKey`'s order
 //! (the applier sorts where an order is shown).
@@ -12,19 +12,19 @@ use std::collections::BTreeMap;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::delta::SlotMap;
-use crate::netlink::RouteKey;
+use crate::{chunked_map::ChunkedMap, netlink::RouteKey};
 
 #[derive(Clone, Debug)]
 struct Group<S> {
-    v4: BTreeMap<Ipv4Net, S>,
-    v6: BTreeMap<Ipv6Net, S>,
+    v4: ChunkedMap<Ipv4Net, S>,
+    v6: ChunkedMap<Ipv6Net, S>,
 }
 
 impl<S> Default for Group<S> {
     fn default() -> Self {
         Group {
-            v4: BTreeMap::new(),
-            v6: BTreeMap::new(),
+            v4: ChunkedMap::new(),
+            v6: ChunkedMap::new(),
         }
     }
 }
