@@ -129,7 +129,8 @@ impl BestPaths {
         self.lists = HopLists::default();
     }
 
-    pub fn insert(&mut self, prefix: IpNet, hops: PathHops) {
+    /// Sets the path of `prefix`; true when it replaced one.
+    pub fn insert(&mut self, prefix: IpNet, hops: PathHops) -> bool {
         let id = self.lists.acquire(&hops);
         let old = match prefix {
             IpNet::V4(net) => self.v4.insert(net, id),
@@ -138,6 +139,7 @@ impl BestPaths {
         if let Some(old) = old {
             self.lists.release(old);
         }
+        old.is_some()
     }
 
     pub fn remove(&mut self, prefix: &IpNet) -> Option<PathHops> {

@@ -337,15 +337,23 @@ impl LearnedRoutes {
         let changed = apply_batch(&mut state.best, paths, &mut state.shared.paths);
         let new_hops: BTreeSet<IpAddr> = changed
             .iter()
-            .flat_map(|(_, hops)| hops.iter().flat_map(|hops| hops.iter().copied()))
+            .flat_map(|change| {
+                change
+                    .next_hops
+                    .iter()
+                    .flat_map(|hops| hops.iter().copied())
+            })
             .collect();
         self.lookup_new_hops(&mut state.lookups, new_hops).await;
         let context = self.context.borrow().clone();
         let mut applier = self.endpoints.dataplane().routes.lock().await;
-        for (prefix, next_hops) in changed {
-            if !state.stale.is_empty() {
-                state.stale.remove(&prefix);
-            }
+        for Change {
+            prefix,
+            next_hops,
+            had_path,
+        } in changed
+        {
+            let had_stale_path = !state.stale.is_empty() && state.stale.remove(&prefix).is_some();
             let route = match next_hops.as_deref() {
                 None => None,
                 Some(next_hops) => match remote_route(
@@ -365,10 +373,17 @@ impl LearnedRoutes {
             };
             let new_key = route.as_ref().map(Route::key);
             // Whatever else the applier had at this prefix goes (the metric may change the key).
-            for metric in [
-                Route::main(prefix, RouteTarget::Blackhole).metric,
-                LEARNED_METRIC,
-            ] {
+            // The applier's BGP routes all come from best or stale paths: a prefix that had
+            // neither has none, and the two lookups are saved (the common case of a snapshot).
+            let metrics = if had_path || had_stale_path {
+                &[
+                    Route::main(prefix, RouteTarget::Blackhole).metric,
+                    LEARNED_METRIC,
+                ][..]
+            } else {
+                &[][..]
+            };
+            for &metric in metrics {
                 let old = RouteKey {
                     table: MAIN_TABLE,
                     destination: prefix.trunc(),
@@ -400,22 +415,35 @@ fn retry_delay(failures: u32) -> Duration {
         .min(RETRY)
 }
 
-/// Folds a batch of best-path changes into `best`: each prefix with its new next hops (`None`:
-/// withdrawn), in the batch's order, so that the caller needs neither a second parse nor a
-/// lookup in a million paths. Paths whose prefix does not parse are left out.
+/// One prefix of a batch, as `apply_batch` folded it in.
+struct Change {
+    prefix: IpNet,
+    /// The new next hops; None: withdrawn.
+    next_hops: Option<PathHops>,
+    /// The prefix had a best path before.
+    had_path: bool,
+}
+
+/// Folds a batch of best-path changes into `best`: each prefix with its new next hops, in the
+/// batch's order, so that the caller needs neither a second parse nor a lookup in a million
+/// paths. Paths whose prefix does not parse are left out.
 fn apply_batch(
     best: &mut BestPaths,
     paths: &[proto::BestPath],
     shared: &mut SharedPathHops,
-) -> Vec<(IpNet, Option<PathHops>)> {
+) -> Vec<Change> {
     let mut changed = Vec::with_capacity(paths.len());
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;
         };
         if path.withdrawn {
-            best.remove(&prefix);
-            changed.push((prefix, None));
+            let had_path = best.remove(&prefix).is_some();
+            changed.push(Change {
+                prefix,
+                next_hops: None,
+                had_path,
+            });
         } else {
             let next_hops = path
                 .next_hops
@@ -423,8 +451,12 @@ fn apply_batch(
                 .filter_map(|hop| hop.parse().ok())
                 .collect();
             let hops = shared.share(next_hops);
-            best.insert(prefix, hops.clone());
-            changed.push((prefix, Some(hops)));
+            let had_path = best.insert(prefix, hops.clone());
+            changed.push(Change {
+                prefix,
+                next_hops: Some(hops),
+                had_path,
+            });
         }
     }
     changed
