@@ -714,3 +714,64 @@ fn multipath_routes_with_metric_and_table_and_foreign_keys_are_refused() -> Resu
     assert_eq!(field(&foreign[0], "protocol"), "static", "{foreign:?}");
     Ok(())
 }
+
+/// A dump of many datagrams arrives whole, and a dump whose caller gave up (the visiting
+/// future dropped mid-way) leaves the dump socket ready: the next dump answers in full, not
+/// EBUSY nor with the old dump's routes.
+#[test]
+fn a_large_dump_arrives_whole_and_an_abandoned_one_leaves_the_socket_ready() -> Result<()> {
+    require_root();
+    let host = Netns::new()?;
+    add_uplink(&host)?;
+    const ROUTES: usize = 20_000;
+    let writes: Vec<RouteWrite> = (0..ROUTES)
+        .map(|index| {
+            Ok(RouteWrite::Add(Route::main(
+                format!("10.80.{}.{}/32", index / 256, index % 256).parse()?,
+                RouteTarget::via(vec![NextHop {
+                    gateway: "10.99.7.7".parse()?,
+                    device: "up0".to_string(),
+                    onlink: true,
+                }]),
+            )))
+        })
+        .collect::<Result<_>>()?;
+    let (first, abandoned_seen, second) = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        for (write, result) in netlink.write_routes(writes).await {
+            result.with_context(|| format!("{write:?}"))?;
+        }
+        let mut first = 0;
+        netlink.visit_manul_routes(&[], &mut |_| first += 1).await?;
+        // Gives up after the first routes: the future is dropped at its first pause after
+        // them, while the kernel still has most of the dump to send (the reader parses far
+        // slower than the visitor counts, so the visitor soon waits for it).
+        let seen = std::sync::atomic::AtomicUsize::new(0);
+        let mut count = |_| {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        };
+        {
+            let mut visit = std::pin::pin!(netlink.visit_manul_routes(&[], &mut count));
+            loop {
+                if let std::task::Poll::Ready(result) = futures::poll!(visit.as_mut()) {
+                    result?;
+                    break;
+                }
+                if seen.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+        }
+        let abandoned_seen = seen.load(std::sync::atomic::Ordering::Relaxed);
+        let mut second = 0;
+        netlink
+            .visit_manul_routes(&[], &mut |_| second += 1)
+            .await?;
+        Ok((first, abandoned_seen, second))
+    })?;
+    assert_eq!(first, ROUTES);
+    assert!(abandoned_seen < ROUTES, "the dump was not cut short");
+    assert_eq!(second, ROUTES);
+    Ok(())
+}

@@ -2,7 +2,8 @@
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
 //! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth),
-//! `routes` (proto-manul host routes), `route_batch` (bulk route writes), `pod` (the pod end of a veth), `namespace` (connections
+//! `routes` (proto-manul host routes), `route_batch` (bulk route writes), `route_dump` (dumps
+//! of manul's routes read in place), `pod` (the pod end of a veth), `namespace` (connections
 //! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
 //! and FDB entries).
 
@@ -12,6 +13,7 @@ mod namespace;
 mod neighbours;
 mod pod;
 mod route_batch;
+mod route_dump;
 mod routes;
 mod vxlan;
 
@@ -41,6 +43,8 @@ pub struct RealNetlink {
     dumps: Arc<Mutex<()>>,
     /// Route writes go in bulk on a socket of their own (route_batch.rs).
     route_batch: Arc<route_batch::RouteBatchSocket>,
+    /// Dumps of manul's routes are read on a socket of their own (route_dump.rs).
+    route_dump: Arc<route_dump::RouteDumpSocket>,
 }
 
 impl RealNetlink {
@@ -58,6 +62,7 @@ impl RealNetlink {
             dump_handle,
             dumps: Arc::new(Mutex::new(())),
             route_batch: Arc::new(route_batch::RouteBatchSocket::open()?),
+            route_dump: Arc::new(route_dump::RouteDumpSocket::open()?),
         })
     }
 }
@@ -169,7 +174,7 @@ impl Netlink for RealNetlink {
         visit: &mut (dyn FnMut(Route) + Send),
     ) -> Result<(), NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::visit_manul_routes(&self.handle, &self.dump_handle, tables, visit).await
+        routes::visit_manul_routes(&self.handle, &self.route_dump, tables, visit).await
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {

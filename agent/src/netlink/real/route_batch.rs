@@ -45,13 +45,7 @@ pub(crate) struct RouteBatchSocket {
 impl RouteBatchSocket {
     /// A socket in the calling thread's namespace, acknowledgements without the echoed request.
     pub(crate) fn open() -> Result<RouteBatchSocket, NetlinkError> {
-        let failed = |error: std::io::Error| {
-            NetlinkError::Other(format!("opening the route batch socket: {error}"))
-        };
-        let mut socket = Socket::new(NETLINK_ROUTE).map_err(failed)?;
-        socket.bind_auto().map_err(failed)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
-        socket.set_cap_ack(true).map_err(failed)?;
+        let socket = own_socket("route batch", |socket| socket.set_cap_ack(true))?;
         Ok(RouteBatchSocket {
             socket: Mutex::new((socket, 0)),
         })
@@ -141,31 +135,49 @@ fn append_request(
     packet.serialize(&mut buffer[start..]);
 }
 
-/// (sequence, errno) of every acknowledgement in a datagram: 0 for success, else the positive
-/// errno. Anything else in it, or a truncated message, is skipped.
-fn acknowledgements(datagram: &[u8]) -> Vec<(u32, i32)> {
-    let mut found = Vec::new();
+/// A NETLINK_ROUTE socket of manul's own (`what` names it in errors), bound and connected to
+/// the kernel in the calling thread's namespace, with `configure` applied.
+pub(crate) fn own_socket(
+    what: &str,
+    configure: impl FnOnce(&Socket) -> std::io::Result<()>,
+) -> Result<Socket, NetlinkError> {
+    let failed =
+        |error: std::io::Error| NetlinkError::Other(format!("opening the {what} socket: {error}"));
+    let mut socket = Socket::new(NETLINK_ROUTE).map_err(failed)?;
+    socket.bind_auto().map_err(failed)?;
+    socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
+    configure(&socket).map_err(failed)?;
+    Ok(socket)
+}
+
+/// The netlink messages of a datagram, in order; a truncated one ends them.
+pub(crate) fn messages(datagram: &[u8]) -> impl Iterator<Item = NetlinkBuffer<&[u8]>> {
     let mut offset = 0;
-    while offset < datagram.len() {
-        let Ok(message) = NetlinkBuffer::new_checked(&datagram[offset..]) else {
-            break;
-        };
+    std::iter::from_fn(move || {
+        let message = NetlinkBuffer::new_checked(datagram.get(offset..)?).ok()?;
         let length = message.length() as usize;
         if length == 0 {
-            break;
-        }
-        if message.message_type() == NLMSG_ERROR
-            && let Ok(error) = ErrorBuffer::new_checked(message.payload())
-        {
-            found.push((
-                message.sequence_number(),
-                -error.code().map_or(0, |code| code.get()),
-            ));
+            return None;
         }
         // Messages are 4-byte aligned.
         offset += (length + 3) & !3;
-    }
-    found
+        Some(message)
+    })
+}
+
+/// (sequence, errno) of every acknowledgement in a datagram: 0 for success, else the positive
+/// errno. Anything else in it, or a truncated message, is skipped.
+fn acknowledgements(datagram: &[u8]) -> Vec<(u32, i32)> {
+    messages(datagram)
+        .filter(|message| message.message_type() == NLMSG_ERROR)
+        .filter_map(|message| {
+            let error = ErrorBuffer::new_checked(message.payload()).ok()?;
+            Some((
+                message.sequence_number(),
+                -error.code().map_or(0, |code| code.get()),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

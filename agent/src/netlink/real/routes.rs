@@ -24,6 +24,7 @@ use rtnetlink::{
 use super::{
     links::{self, EEXIST, ENODEV, ESRCH, errno},
     route_batch::{RouteBatchSocket, RouteRequest},
+    route_dump::RouteDumpSocket,
 };
 use crate::netlink::{
     NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget, RouteWrite,
@@ -225,23 +226,12 @@ pub(crate) async fn replace_message(
 /// handed to `visit` as it arrives (a million messages are never held).
 async fn dump_table(
     handle: &Handle,
-    mut request: RouteMessage,
+    request: RouteMessage,
     table: u32,
     protocol: Option<u8>,
     mut visit: impl FnMut(&RouteMessage),
 ) -> Result<(), NetlinkError> {
-    if let Ok(small) = u8::try_from(table) {
-        request.header.table = small;
-    } else {
-        request.header.table = RouteHeader::RT_TABLE_UNSPEC;
-        request.attributes.push(RouteAttribute::Table(table));
-    }
-    if let Some(protocol) = protocol {
-        request.header.protocol = RouteProtocol::from(protocol);
-    }
-    // The builder's default type is unicast, which a strict dump would filter by.
-    request.header.kind = RouteType::Unspec;
-    request.header.scope = RouteScope::Universe;
+    let request = dump_request(request, table, protocol);
     let mut messages = handle.route().get(request).execute();
     while let Some(message) = messages
         .try_next()
@@ -259,6 +249,23 @@ async fn dump_table(
     Ok(())
 }
 
+/// A dump request for `table` (and `protocol`, when given), for a strict-checking socket.
+fn dump_request(mut request: RouteMessage, table: u32, protocol: Option<u8>) -> RouteMessage {
+    if let Ok(small) = u8::try_from(table) {
+        request.header.table = small;
+    } else {
+        request.header.table = RouteHeader::RT_TABLE_UNSPEC;
+        request.attributes.push(RouteAttribute::Table(table));
+    }
+    if let Some(protocol) = protocol {
+        request.header.protocol = RouteProtocol::from(protocol);
+    }
+    // The builder's default type is unicast, which a strict dump would filter by.
+    request.header.kind = RouteType::Unspec;
+    request.header.scope = RouteScope::Universe;
+    request
+}
+
 fn family_requests() -> [RouteMessage; 2] {
     [
         RouteMessageBuilder::<Ipv4Addr>::new().build(),
@@ -266,12 +273,16 @@ fn family_requests() -> [RouteMessage; 2] {
     ]
 }
 
+/// Routes a dump hands over at a time from the blocking reader to the async visitor.
+const DUMP_BATCH: usize = 4096;
+
 /// Hands every proto-manul route of the main table and of `tables`, IPv4 and IPv6, to `visit`
-/// as the dump delivers it. `dump_handle` has strict checking on, so the kernel sends only
-/// those routes.
+/// as the dump delivers it. The dump is read on `dump` (strict checking on, so the kernel sends
+/// only those routes) in the blocking pool; parsed routes come over in batches through a
+/// channel of two, so the reader, and with it the kernel's dump, waits for the visitor.
 pub(crate) async fn visit_manul_routes(
     handle: &Handle,
-    dump_handle: &Handle,
+    dump: &Arc<RouteDumpSocket>,
     tables: &[u32],
     visit: &mut (dyn FnMut(Route) + Send),
 ) -> Result<(), NetlinkError> {
@@ -284,14 +295,33 @@ pub(crate) async fn visit_manul_routes(
         .into_iter()
         .map(|link| (link.index, link.name))
         .collect();
-    // A node may hold a million routes through a handful of gateways: each distinct next-hop
-    // list is kept once (a list and a device name per route would double the dump's memory).
-    let mut lists: HashSet<Arc<[NextHop]>> = HashSet::new();
-    for table in all_tables {
-        for request in family_requests() {
-            let parse = |message: &RouteMessage| {
+    let requests: Vec<(u32, RouteMessage)> = all_tables
+        .iter()
+        .flat_map(|table| {
+            family_requests()
+                .map(|request| (*table, dump_request(request, *table, Some(ROUTE_PROTOCOL))))
+        })
+        .collect();
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Route>>(2);
+    let dump = dump.clone();
+    let reader = tokio::task::spawn_blocking(move || {
+        // A node may hold a million routes through a handful of gateways: each distinct
+        // next-hop list is kept once (a list and a device name per route would double the
+        // dump's memory).
+        let mut lists: HashSet<Arc<[NextHop]>> = HashSet::new();
+        let mut batch = Vec::with_capacity(DUMP_BATCH);
+        let mut wanted = true;
+        for (table, request) in requests {
+            dump.dump(request, |message| {
+                // The kernel filters with strict checking; this keeps the answer right
+                // without it.
+                let matches = self::table(message) == table
+                    && message.header.protocol == RouteProtocol::from(ROUTE_PROTOCOL);
+                if !matches {
+                    return true;
+                }
                 let Some(mut route) = parse_route(message, &names) else {
-                    return;
+                    return true;
                 };
                 if let RouteTarget::Via(hops) = &route.target {
                     match lists.get(hops) {
@@ -301,12 +331,32 @@ pub(crate) async fn visit_manul_routes(
                         }
                     }
                 }
-                visit(route);
-            };
-            dump_table(dump_handle, request, table, Some(ROUTE_PROTOCOL), parse).await?;
+                batch.push(route);
+                if batch.len() == DUMP_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(DUMP_BATCH));
+                    // The visitor is gone (its caller was cancelled): the rest is read, not
+                    // handed over.
+                    wanted = sender.blocking_send(full).is_ok();
+                }
+                wanted
+            })?;
+            if !wanted {
+                return Ok(());
+            }
+        }
+        if !batch.is_empty() {
+            let _ = sender.blocking_send(batch);
+        }
+        Ok::<(), NetlinkError>(())
+    });
+    while let Some(batch) = receiver.recv().await {
+        for route in batch {
+            visit(route);
         }
     }
-    Ok(())
+    reader
+        .await
+        .map_err(|error| NetlinkError::Other(format!("the route dump reader failed: {error}")))?
 }
 
 /// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
