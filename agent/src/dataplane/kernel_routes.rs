@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use super::{delta::SlotMap, route_keys::RouteKeyMap};
 use crate::{
     naming::HOST_INTERFACE_PREFIX,
-    netlink::{Route, RouteKey, RouteTarget},
+    netlink::{Route, RouteTarget},
 };
 
 /// The index of a target in `KernelRoutes::targets`.
@@ -86,12 +86,17 @@ impl KernelRoutes {
         (self.gateways, self.targets)
     }
 
-    /// Every route, rebuilt (tests and small tables).
-    pub fn routes(&self) -> Vec<Route> {
+    /// Every route, rebuilt.
+    #[cfg(test)]
+    fn routes(&self) -> Vec<Route> {
         let mut routes = self.listed.clone();
         routes.extend(self.gateways.iter().filter_map(|(key, index)| {
-            let target = self.targets.get(*index as usize)?.clone();
-            Some(route_of(key, target))
+            Some(Route {
+                table: key.table,
+                destination: key.destination,
+                metric: key.metric,
+                target: self.targets.get(*index as usize)?.clone(),
+            })
         }));
         routes.sort();
         routes
@@ -124,21 +129,12 @@ fn is_gateway_route(route: &Route) -> bool {
     }
 }
 
-fn route_of(key: RouteKey, target: RouteTarget) -> Route {
-    Route {
-        table: key.table,
-        destination: key.destination,
-        metric: key.metric,
-        target,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::net::IpAddr;
 
     use super::*;
-    use crate::netlink::{MAIN_TABLE, NextHop};
+    use crate::netlink::{MAIN_TABLE, NextHop, RouteKey};
 
     fn via(destination: &str, gateway: &str, device: &str) -> Route {
         let gateway: IpAddr = gateway.parse().unwrap();

@@ -238,15 +238,18 @@ async fn dump_table(
         .await
         .map_err(|error| NetlinkError::Other(format!("dumping table {table}: {error}")))?
     {
-        // The kernel filters with strict checking; this keeps the answer right without it.
-        let matches = self::table(&message) == table
-            && protocol
-                .is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol));
-        if matches {
+        if is_asked_for(&message, table, protocol) {
             visit(&message);
         }
     }
     Ok(())
+}
+
+/// Whether a dumped route is of `table` (and `protocol`, when given). The kernel filters with
+/// strict checking; this keeps the answer right without it.
+fn is_asked_for(message: &RouteMessage, table: u32, protocol: Option<u8>) -> bool {
+    self::table(message) == table
+        && protocol.is_none_or(|protocol| message.header.protocol == RouteProtocol::from(protocol))
 }
 
 /// A dump request for `table` (and `protocol`, when given), for a strict-checking socket.
@@ -313,11 +316,7 @@ pub(crate) async fn visit_manul_routes(
         let mut wanted = true;
         for (table, request) in requests {
             dump.dump(request, |message| {
-                // The kernel filters with strict checking; this keeps the answer right
-                // without it.
-                let matches = self::table(message) == table
-                    && message.header.protocol == RouteProtocol::from(ROUTE_PROTOCOL);
-                if !matches {
+                if !is_asked_for(message, table, Some(ROUTE_PROTOCOL)) {
                     return true;
                 }
                 let Some(mut route) = parse_route(message, &names) else {
