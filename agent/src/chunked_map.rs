@@ -19,6 +19,43 @@
 /// Entries per chunk.
 const CHUNK: usize = 256;
 
+/// A key the map searches by a plain integer that orders as the key does. `Ipv4Net`'s own
+/// `Ord` compares the address byte by byte (`[u8; 4]`), which was most of a lookup's cost in
+/// the learned-routes profile; one `u64` comparison does the same.
+pub trait ChunkKey: Ord + Copy {
+    type Order: Ord + Copy;
+    /// Orders as `Ord` orders the keys.
+    fn order(&self) -> Self::Order;
+}
+
+impl ChunkKey for ipnet::Ipv4Net {
+    type Order = u64;
+    fn order(&self) -> u64 {
+        (u64::from(u32::from(self.addr())) << 8) | u64::from(self.prefix_len())
+    }
+}
+
+impl ChunkKey for ipnet::Ipv6Net {
+    type Order = (u128, u8);
+    fn order(&self) -> (u128, u8) {
+        (u128::from(self.addr()), self.prefix_len())
+    }
+}
+
+impl ChunkKey for u16 {
+    type Order = u16;
+    fn order(&self) -> u16 {
+        *self
+    }
+}
+
+impl ChunkKey for u32 {
+    type Order = u32;
+    fn order(&self) -> u32 {
+        *self
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Chunk<K, V> {
     keys: Vec<K>,
@@ -56,7 +93,7 @@ impl<K, V> Default for ChunkedMap<K, V> {
     }
 }
 
-impl<K: Ord + Copy, V> ChunkedMap<K, V> {
+impl<K: ChunkKey, V> ChunkedMap<K, V> {
     pub fn new() -> Self {
         ChunkedMap::default()
     }
@@ -79,13 +116,27 @@ impl<K: Ord + Copy, V> ChunkedMap<K, V> {
         if self.chunks.is_empty() {
             return None;
         }
-        Some(self.firsts.partition_point(|first| first <= key).max(1) - 1)
+        let order = key.order();
+        Some(
+            self.firsts
+                .partition_point(|first| first.order() <= order)
+                .max(1)
+                - 1,
+        )
+    }
+
+    /// Where `key` is in chunk `index`, or where it would go.
+    fn search(&self, index: usize, key: &K) -> Result<usize, usize> {
+        let order = key.order();
+        self.chunks[index]
+            .keys
+            .binary_search_by(|probe| probe.order().cmp(&order))
     }
 
     /// (chunk, position in it) of `key`, if it is held.
     fn find(&self, key: &K) -> Option<(usize, usize)> {
         let chunk = self.chunk_of(key)?;
-        let position = self.chunks[chunk].keys.binary_search(key).ok()?;
+        let position = self.search(chunk, key).ok()?;
         Some((chunk, position))
     }
 
@@ -110,7 +161,7 @@ impl<K: Ord + Copy, V> ChunkedMap<K, V> {
             self.len = 1;
             return None;
         };
-        let position = match self.chunks[index].keys.binary_search(&key) {
+        let position = match self.search(index, &key) {
             Ok(position) => {
                 let old = std::mem::replace(&mut self.chunks[index].values[position], value);
                 return Some(old);
@@ -251,13 +302,13 @@ impl<K: Ord + Copy, V> ChunkedMap<K, V> {
     }
 }
 
-impl<K: Ord + Copy, V: PartialEq> PartialEq for ChunkedMap<K, V> {
+impl<K: ChunkKey, V: PartialEq> PartialEq for ChunkedMap<K, V> {
     fn eq(&self, other: &Self) -> bool {
         self.len == other.len && self.iter().eq(other.iter())
     }
 }
 
-impl<K: Ord + Copy, V: Eq> Eq for ChunkedMap<K, V> {}
+impl<K: ChunkKey, V: Eq> Eq for ChunkedMap<K, V> {}
 
 #[cfg(test)]
 mod tests {
@@ -283,7 +334,7 @@ mod tests {
     }
 
     /// The invariants of the module comment.
-    fn check<K: Ord + Copy + std::fmt::Debug, V>(map: &ChunkedMap<K, V>) {
+    fn check<K: ChunkKey + std::fmt::Debug, V>(map: &ChunkedMap<K, V>) {
         assert_eq!(map.firsts.len(), map.chunks.len());
         let mut previous: Option<K> = None;
         let mut len = 0;
@@ -304,6 +355,20 @@ mod tests {
     }
 
     proptest! {
+        /// The search order of prefixes is their `Ord`.
+        #[test]
+        fn prefix_orders_are_their_ord(
+            a in (any::<u32>(), 0u8..=32), b in (any::<u32>(), 0u8..=32),
+            c in (any::<u128>(), 0u8..=128), d in (any::<u128>(), 0u8..=128),
+        ) {
+            let v4 = |(addr, len): (u32, u8)| ipnet::Ipv4Net::new(addr.into(), len).unwrap();
+            let v6 = |(addr, len): (u128, u8)| ipnet::Ipv6Net::new(addr.into(), len).unwrap();
+            let (a, b, c, d) = (v4(a), v4(b), v6(c), v6(d));
+            prop_assert_eq!(a.order().cmp(&b.order()), a.cmp(&b));
+            prop_assert_eq!(a.order().cmp(&a.order()), a.cmp(&a));
+            prop_assert_eq!(c.order().cmp(&d.order()), c.cmp(&d));
+        }
+
         /// Same contents, order and answers as a `BTreeMap` after any sequence of changes.
         #[test]
         fn holds_what_a_btree_map_holds(ops in proptest::collection::vec(op(), 0..3000)) {

@@ -86,6 +86,9 @@ pub async fn connect_with(
 /// connected eagerly.
 pub async fn unix_channel(socket: &Path, timeouts: Timeouts) -> Result<Channel, ClientError> {
     // The URI is required by tonic but unused: the connector below ignores it.
+    // hyper's HTTP/2 windows stay as they are (2 MiB a stream, 5 MiB the connection): the
+    // learned-routes task makes unary calls on the channel its best-path stream uses, so a
+    // connection window no larger than a stream's would let an unread stream block them.
     let endpoint = Endpoint::from_static("http://[::]:50051")
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.request);

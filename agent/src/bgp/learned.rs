@@ -163,8 +163,10 @@ impl LearnedRoutes {
         let mut context_changed_in_snapshot = false;
         let mut resolve = tokio::time::interval(RESOLVE);
         let mut settle_check = tokio::time::interval(RETRY);
+        let write_done = self.endpoints.dataplane().routes.lock().await.write_done();
         loop {
             tokio::select! {
+                () = write_done.notified() => self.settle_writes().await,
                 item = stream.next() => {
                     let Some(Ok(batch)) = item else {
                         if let Some(Err(error)) = item {
@@ -400,7 +402,14 @@ impl LearnedRoutes {
             }
         }
         self.status.set_routes(applier.source_len(RouteSource::Bgp));
-        let report = applier.apply_keys(&touched).await;
+        // The kernel takes this batch while the next one is read and folded in.
+        applier.start_apply_keys(&touched).await;
+    }
+
+    /// Records the write `apply_changes` left running once it is done.
+    async fn settle_writes(&self) {
+        let mut routes = self.endpoints.dataplane().routes.lock().await;
+        let report = routes.settle_if_done().await;
         for error in report.errors.iter().take(10) {
             warn!(%error, "installing a learned route failed; retried on the next change or reconcile");
         }

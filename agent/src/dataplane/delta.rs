@@ -222,7 +222,9 @@ impl<K: Ord + Clone, V: Eq + Clone, X: Default + PartialEq, M: SlotMap<K, Slot<V
     pub fn pending_for(&self, keys: &[K]) -> Pending<K, V> {
         let mut updates = Vec::new();
         let mut deletes = Vec::new();
-        let keys: BTreeSet<&K> = keys.iter().collect::<BTreeSet<&K>>();
+        let mut keys: Vec<&K> = keys.iter().collect();
+        keys.sort_unstable();
+        keys.dedup();
         for key in keys {
             let Some(slot) = self.slots.get(key) else {
                 continue;

@@ -12,7 +12,10 @@
 //! looks at manul's routes: if the key is not among them, the route belongs to someone else
 //! and is left alone (`RouteNotOurs`).
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc, time::Instant};
+
+use tokio::{sync::Notify, task::JoinHandle};
+use tracing::warn;
 
 use super::{
     ApplyObserver,
@@ -71,6 +74,16 @@ pub struct RouteApplier {
     hold_gateway_routes: bool,
     /// Told how long each apply that wrote something took (the metrics histogram).
     observer: Option<ApplyObserver>,
+    /// The write `start_apply_keys` left running, recorded by the next call that settles.
+    in_flight: Option<InFlight>,
+    /// Notified when the write in flight is done (see `write_done`).
+    write_done: Arc<Notify>,
+}
+
+/// A batch of writes running in a task of its own while the caller prepares the next one.
+struct InFlight {
+    task: JoinHandle<Vec<(Write, Result<(), NetlinkError>)>>,
+    started: Instant,
 }
 
 /// Desired and applied target per route key, and Bgp's want as the slot's extra value, in the
@@ -104,6 +117,8 @@ impl RouteApplier {
             targets: TargetTable::default(),
             hold_gateway_routes: false,
             observer: None,
+            in_flight: None,
+            write_done: Arc::new(Notify::new()),
         }
     }
 
@@ -358,6 +373,7 @@ impl RouteApplier {
     /// Pushes every pending change: deletions first (a key may move between shapes), then
     /// additions and replacements. Keeps going past failures; a failed write stays pending.
     pub async fn apply(&mut self) -> RouteApplyReport {
+        self.settle_quietly().await;
         let updates = self.tracker.pending_updates();
         let mut deletes = self.tracker.pending_deletes();
         if self.hold_gateway_routes {
@@ -368,8 +384,114 @@ impl RouteApplier {
 
     /// Pushes the pending changes of some keys only (an ADD's or a DEL's own routes).
     pub async fn apply_keys(&mut self, keys: &[RouteKey]) -> RouteApplyReport {
+        self.settle_quietly().await;
         let (updates, deletes) = self.tracker.pending_for(keys);
         self.push(updates, deletes).await
+    }
+
+    /// Like `apply_keys`, but the writes run in a task of their own and this returns at once,
+    /// so that the caller prepares its next batch while the kernel takes this one (a table of
+    /// a million learned routes costs the agent and the kernel about as much each). The
+    /// write before this one is recorded first (waiting for it if need be), so writes of one
+    /// key never overtake each other; `settle` records the last one, and `write_done` says
+    /// when it is done. What failed stays pending and is logged.
+    pub async fn start_apply_keys(&mut self, keys: &[RouteKey]) {
+        self.settle_quietly().await;
+        let (updates, deletes) = self.tracker.pending_for(keys);
+        if updates.is_empty() && deletes.is_empty() {
+            return;
+        }
+        let (deletions, changes) = self.writes_of(updates, deletes);
+        let netlink = self.netlink.clone();
+        let done = self.write_done.clone();
+        let task = tokio::spawn(async move {
+            let mut results = Vec::with_capacity(deletions.len() + changes.len());
+            for writes in [deletions, changes] {
+                if !writes.is_empty() {
+                    results.extend(netlink.write_routes(writes).await);
+                }
+            }
+            done.notify_one();
+            results
+        });
+        self.in_flight = Some(InFlight {
+            task,
+            started: Instant::now(),
+        });
+    }
+
+    /// Notified each time a write of `start_apply_keys` is done (a permit is kept when nobody
+    /// waits): the caller then calls `settle`.
+    pub fn write_done(&self) -> Arc<Notify> {
+        self.write_done.clone()
+    }
+
+    /// Waits for the write `start_apply_keys` left running, if any, and records it.
+    pub async fn settle(&mut self) -> RouteApplyReport {
+        let mut report = RouteApplyReport::default();
+        let Some(InFlight { task, started }) = self.in_flight.take() else {
+            return report;
+        };
+        match task.await {
+            Ok(results) => {
+                let taken = self.record(results, &mut report);
+                if !taken.is_empty() {
+                    self.claim_taken_keys(taken, &mut report).await;
+                }
+            }
+            // Nothing recorded: the keys stay pending and the next apply writes them again.
+            Err(error) => report
+                .errors
+                .push(NetlinkError::Other(format!("route write task: {error}"))),
+        }
+        self.sweep_if_due();
+        if let Some(observer) = &self.observer {
+            observer(started.elapsed());
+        }
+        report
+    }
+
+    /// `settle`, for callers whose report is about their own routes: failures of the earlier
+    /// write are logged, not handed to them.
+    async fn settle_quietly(&mut self) {
+        for error in self.settle().await.errors.iter().take(10) {
+            warn!(%error, "installing a route failed; retried on the next change or reconcile");
+        }
+    }
+
+    /// `settle`, if the write in flight is done: a notification of `write_done` may be left
+    /// over from a write that an apply has already settled, and must not make the caller wait
+    /// for the write started since.
+    pub async fn settle_if_done(&mut self) -> RouteApplyReport {
+        match &self.in_flight {
+            Some(in_flight) if in_flight.task.is_finished() => self.settle().await,
+            _ => RouteApplyReport::default(),
+        }
+    }
+
+    /// The writes for pending work: deletions, then additions and replacements (a key may
+    /// move between shapes: its deletion must be done before its new route is written).
+    fn writes_of(
+        &self,
+        updates: Vec<(RouteKey, TargetId, bool)>,
+        deletes: Vec<(RouteKey, TargetId)>,
+    ) -> (Vec<Write>, Vec<Write>) {
+        let deletions = deletes
+            .into_iter()
+            .map(|(key, id)| Write::Delete(route(&key, self.targets.get(id))))
+            .collect();
+        let changes = updates
+            .into_iter()
+            .map(|(key, id, ours)| {
+                let route = route(&key, self.targets.get(id));
+                if ours {
+                    Write::Replace(route)
+                } else {
+                    Write::Add(route)
+                }
+            })
+            .collect();
+        (deletions, changes)
     }
 
     async fn push(
@@ -381,24 +503,10 @@ impl RouteApplier {
         if updates.is_empty() && deletes.is_empty() {
             return report;
         }
-        let started = std::time::Instant::now();
-        let deletions = deletes
-            .into_iter()
-            .map(|(key, id)| Write::Delete(route(&key, self.targets.get(id))))
-            .collect();
+        let started = Instant::now();
+        let (deletions, changes) = self.writes_of(updates, deletes);
         self.write_batch(deletions, &mut report).await;
-        let writes = updates
-            .into_iter()
-            .map(|(key, id, ours)| {
-                let route = route(&key, self.targets.get(id));
-                if ours {
-                    Write::Replace(route)
-                } else {
-                    Write::Add(route)
-                }
-            })
-            .collect();
-        let taken = self.write_batch(writes, &mut report).await;
+        let taken = self.write_batch(changes, &mut report).await;
         if !taken.is_empty() {
             self.claim_taken_keys(taken, &mut report).await;
         }
@@ -409,8 +517,8 @@ impl RouteApplier {
         report
     }
 
-    /// Runs the writes (`Netlink::write_routes`: `ROUTE_WRITES_IN_FLIGHT` at a time) and
-    /// records what succeeded. Returns the additions whose key was taken.
+    /// Runs the writes (`Netlink::write_routes`, in order) and records what succeeded.
+    /// Returns the additions whose key was taken.
     async fn write_batch(
         &mut self,
         writes: Vec<Write>,
@@ -420,6 +528,15 @@ impl RouteApplier {
             return Vec::new();
         }
         let results = self.netlink.write_routes(writes).await;
+        self.record(results, report)
+    }
+
+    /// Records the writes that succeeded. Returns the additions whose key was taken.
+    fn record(
+        &mut self,
+        results: Vec<(Write, Result<(), NetlinkError>)>,
+        report: &mut RouteApplyReport,
+    ) -> Vec<Route> {
         let mut taken = Vec::new();
         for (write, result) in results {
             match (write, result) {
@@ -535,6 +652,91 @@ mod tests {
                 .iter()
                 .any(|call| call.starts_with("replace_route"))
         );
+    }
+
+    /// Polls `done` until it holds, for at most five seconds.
+    async fn eventually(mut done: impl FnMut() -> bool) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "timed out");
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_started_write_runs_on_while_the_caller_goes_on_and_is_recorded_once_settled() {
+        let fake = Arc::new(FakeNetlink::new());
+        let mut applier = RouteApplier::new(fake.clone());
+        let route = blackhole("10.0.0.0/26");
+        fake.close_gate("add_route");
+        applier.upsert(RouteSource::BlockBlackholes, route.clone());
+        // Returns while the kernel (the gate) still holds the write.
+        applier.start_apply_keys(&[route.key()]).await;
+        eventually(|| fake.arrived_at_gate("add_route") == 1).await;
+        // Not done: nothing to record, and no waiting for it.
+        let report = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            applier.settle_if_done(),
+        )
+        .await
+        .expect("settle_if_done does not wait for a write in flight");
+        assert_eq!(report.added, 0);
+        assert!(applier.applied().is_empty());
+        let done = applier.write_done();
+        fake.open_gate("add_route");
+        tokio::time::timeout(std::time::Duration::from_secs(5), done.notified())
+            .await
+            .expect("the write says when it is done");
+        let report = applier.settle_if_done().await;
+        assert_eq!((report.added, report.errors.len()), (1, 0));
+        assert_eq!(applier.applied(), vec![route.clone()]);
+        assert!(applier.in_sync());
+        assert_eq!(fake.routes(), vec![route]);
+    }
+
+    #[tokio::test]
+    async fn a_started_write_is_recorded_before_the_next_write_of_its_key() {
+        let fake = Arc::new(FakeNetlink::new());
+        fake.add_link("cali1", 1500);
+        let mut applier = RouteApplier::new(fake.clone());
+        let first = blackhole("10.0.0.0/26");
+        applier.upsert(RouteSource::BlockBlackholes, first.clone());
+        applier.start_apply_keys(&[first.key()]).await;
+        // The key changes while its first write may still run: the second start settles the
+        // first, so it replaces the route of ours instead of adding over it (EEXIST).
+        let second = device("10.0.0.0/26", "cali1");
+        applier.upsert(RouteSource::BlockBlackholes, second.clone());
+        applier.start_apply_keys(&[second.key()]).await;
+        let report = applier.settle().await;
+        assert_eq!((report.replaced, report.errors.len()), (1, 0));
+        assert_eq!(fake.routes(), vec![second.clone()]);
+        assert_eq!(applier.applied(), vec![second]);
+        let writes: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|call| call.contains("_route"))
+            .collect();
+        assert_eq!(writes.len(), 2, "{writes:?}");
+        assert!(writes[0].starts_with("add_route") && writes[1].starts_with("replace_route"));
+    }
+
+    #[tokio::test]
+    async fn an_apply_settles_a_started_write_first() {
+        let fake = Arc::new(FakeNetlink::new());
+        let mut applier = RouteApplier::new(fake.clone());
+        let route = blackhole("10.0.0.0/26");
+        applier.upsert(RouteSource::BlockBlackholes, route.clone());
+        applier.start_apply_keys(&[route.key()]).await;
+        // The started write is recorded, not written a second time.
+        let report = applier.apply().await;
+        assert_eq!((report.added, report.replaced), (0, 0));
+        assert!(applier.in_sync());
+        let adds = fake
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("add_route"))
+            .count();
+        assert_eq!(adds, 1);
     }
 
     #[tokio::test]

@@ -494,6 +494,7 @@ impl Netlink for FakeNetlink {
     }
 
     async fn add_route(&self, route: &Route) -> Result<(), NetlinkError> {
+        self.pass_gate("add_route").await;
         let mut state = self.lock();
         state.call("add_route", format!("add_route {route}"))?;
         state.check_devices(route)?;
