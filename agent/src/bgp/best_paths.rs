@@ -38,12 +38,23 @@ struct HopLists {
     lists: Vec<Option<(PathHops, usize)>>,
     ids: HashMap<PathHops, HopsId>,
     free: Vec<HopsId>,
+    /// The id the last `acquire` gave: most paths share one list, and a pointer comparison
+    /// with the slot saves hashing it (a hint only: the slot is checked).
+    last: Option<HopsId>,
 }
 
 impl HopLists {
     /// The id of `hops`, counting one more path through it.
     fn acquire(&mut self, hops: &PathHops) -> HopsId {
+        if let Some(id) = self.last
+            && let Some(Some((held, paths))) = self.lists.get_mut(id.index())
+            && Arc::ptr_eq(held, hops)
+        {
+            *paths += 1;
+            return id;
+        }
         if let Some(id) = self.ids.get(hops) {
+            self.last = Some(*id);
             if let Some(Some((_, paths))) = self.lists.get_mut(id.index()) {
                 *paths += 1;
             }
@@ -61,6 +72,7 @@ impl HopLists {
             *slot = Some((hops.clone(), 1));
         }
         self.ids.insert(hops.clone(), id);
+        self.last = Some(id);
         id
     }
 
@@ -206,21 +218,34 @@ impl FromIterator<(IpNet, PathHops)> for BestPaths {
 #[derive(Debug, Default)]
 pub struct SharedPathHops {
     lists: HashSet<PathHops>,
+    /// The list shared last: compared before hashing (most paths share one list).
+    last: Option<PathHops>,
 }
 
 impl SharedPathHops {
     /// The shared copy of `list`, made on first use.
-    pub fn share(&mut self, list: Vec<IpAddr>) -> PathHops {
-        if let Some(shared) = self.lists.get(&list) {
-            return shared.clone();
+    pub fn share(&mut self, list: &[IpAddr]) -> PathHops {
+        if let Some(last) = &self.last
+            && last.as_slice() == list
+        {
+            return last.clone();
         }
-        let shared = Arc::new(list);
-        self.lists.insert(shared.clone());
+        let list = list.to_vec();
+        let shared = match self.lists.get(&list) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared = Arc::new(list);
+                self.lists.insert(shared.clone());
+                shared
+            }
+        };
+        self.last = Some(shared.clone());
         shared
     }
 
     /// Drops the lists nothing else holds any more.
     pub fn drop_unused(&mut self) {
+        self.last = None;
         self.lists.retain(|list| Arc::strong_count(list) > 1);
     }
 
@@ -268,7 +293,7 @@ mod tests {
             for (prefix, hop) in ops {
                 match hop {
                     Some(hop) => {
-                        let hops = shared.share(vec![IpAddr::from([192, 0, 2, hop])]);
+                        let hops = shared.share(&[IpAddr::from([192, 0, 2, hop])]);
                         compact.insert(prefix, hops.clone());
                         plain.insert(prefix, hops);
                     }

@@ -442,6 +442,7 @@ fn apply_batch(
     shared: &mut SharedPathHops,
 ) -> Vec<Change> {
     let mut changed = Vec::with_capacity(paths.len());
+    let mut next_hops = Vec::new();
     for path in paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;
@@ -454,12 +455,13 @@ fn apply_batch(
                 had_path,
             });
         } else {
-            let next_hops = path
-                .next_hops
-                .iter()
-                .filter_map(|hop| hop.parse().ok())
-                .collect();
-            let hops = shared.share(next_hops);
+            next_hops.clear();
+            next_hops.extend(
+                path.next_hops
+                    .iter()
+                    .filter_map(|hop| hop.parse::<IpAddr>().ok()),
+            );
+            let hops = shared.share(&next_hops);
             let had_path = best.insert(prefix, hops.clone());
             changed.push(Change {
                 prefix,

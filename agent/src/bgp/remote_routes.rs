@@ -37,12 +37,15 @@ pub const LEARNED_METRIC: u32 = 32;
 #[derive(Debug)]
 pub struct SharedSlices<T> {
     lists: HashSet<Arc<[T]>>,
+    /// The list shared last: compared before hashing (most routes share one list).
+    last: Option<Arc<[T]>>,
 }
 
 impl<T> Default for SharedSlices<T> {
     fn default() -> Self {
         SharedSlices {
             lists: HashSet::new(),
+            last: None,
         }
     }
 }
@@ -50,16 +53,26 @@ impl<T> Default for SharedSlices<T> {
 impl<T: Eq + Hash> SharedSlices<T> {
     /// The shared copy of `list`, made on first use.
     pub fn share(&mut self, list: Vec<T>) -> Arc<[T]> {
-        if let Some(shared) = self.lists.get(list.as_slice()) {
-            return shared.clone();
+        if let Some(last) = &self.last
+            && **last == *list
+        {
+            return last.clone();
         }
-        let shared: Arc<[T]> = list.into();
-        self.lists.insert(shared.clone());
+        let shared = match self.lists.get(list.as_slice()) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<[T]> = list.into();
+                self.lists.insert(shared.clone());
+                shared
+            }
+        };
+        self.last = Some(shared.clone());
         shared
     }
 
     /// Drops the lists nothing else holds any more.
     pub fn drop_unused(&mut self) {
+        self.last = None;
         self.lists.retain(|list| Arc::strong_count(list) > 1);
     }
 

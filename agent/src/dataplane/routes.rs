@@ -674,12 +674,10 @@ mod tests {
         applier.start_apply_keys(&[route.key()]).await;
         eventually(|| fake.arrived_at_gate("add_route") == 1).await;
         // Not done: nothing to record, and no waiting for it.
-        let report = tokio::time::timeout(
-            std::time::Duration::from_secs(5),
-            applier.settle_if_done(),
-        )
-        .await
-        .expect("settle_if_done does not wait for a write in flight");
+        let report =
+            tokio::time::timeout(std::time::Duration::from_secs(5), applier.settle_if_done())
+                .await
+                .expect("settle_if_done does not wait for a write in flight");
         assert_eq!(report.added, 0);
         assert!(applier.applied().is_empty());
         let done = applier.write_done();

@@ -7,7 +7,7 @@
 //! id it still holds once the table has grown well past its size at the last sweep (so the
 //! cost of a sweep is spread over as many interns as there are live keys).
 
-use std::{collections::HashMap, num::NonZeroU32};
+use std::{collections::HashMap, num::NonZeroU32, sync::Arc};
 
 use crate::netlink::RouteTarget;
 
@@ -30,11 +30,29 @@ pub struct TargetTable {
     free: Vec<TargetId>,
     /// Live targets after the last sweep.
     live_at_sweep: usize,
+    /// The id the last gateway target got: most routes share one next-hop list, and a pointer
+    /// comparison with the slot saves hashing it (a hint only: the slot is checked).
+    last_via: Option<TargetId>,
 }
 
 impl TargetTable {
     /// The id of `target`, made on first use.
     pub fn intern(&mut self, target: RouteTarget) -> TargetId {
+        if let (Some(id), RouteTarget::Via(hops)) = (self.last_via, &target)
+            && let Some(Some(RouteTarget::Via(held))) = self.targets.get(id.index())
+            && Arc::ptr_eq(held, hops)
+        {
+            return id;
+        }
+        let is_via = matches!(target, RouteTarget::Via(_));
+        let id = self.intern_slowly(target);
+        if is_via {
+            self.last_via = Some(id);
+        }
+        id
+    }
+
+    fn intern_slowly(&mut self, target: RouteTarget) -> TargetId {
         if let Some(id) = self.ids.get(&target) {
             return *id;
         }
