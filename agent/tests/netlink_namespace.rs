@@ -269,6 +269,10 @@ fn a_batch_of_route_writes_answers_each_write_as_the_single_call_would() -> Resu
         ),
     );
     let mut writes: Vec<RouteWrite> = many.iter().cloned().map(RouteWrite::Add).collect();
+    // A failure at the last request of a send (the one whose answer ends the send) and at
+    // the first of the next: the 256th and 257th writes add a route the batch added before.
+    writes.insert(255, RouteWrite::Add(many[0].clone()));
+    writes.insert(256, RouteWrite::Add(many[1].clone()));
     writes.extend([
         RouteWrite::Add(first.clone()),
         RouteWrite::Add(again),
@@ -291,8 +295,15 @@ fn a_batch_of_route_writes_answers_each_write_as_the_single_call_would() -> Resu
             .collect();
         Ok(results)
     })?;
-    let (bulk, rest) = results.split_at(600);
-    assert!(bulk.iter().all(|result| result == "ok"), "{bulk:?}");
+    let (bulk, rest) = results.split_at(602);
+    assert_eq!(bulk[255..257], ["exists", "exists"]);
+    assert!(
+        bulk[..255]
+            .iter()
+            .chain(&bulk[257..])
+            .all(|result| result == "ok"),
+        "{bulk:?}"
+    );
     assert_eq!(rest[..3], ["ok", "exists", "exists"]);
     assert!(rest[3].contains("no device cali-gone"), "{rest:?}");
     assert_eq!(rest[4..], ["ok", "ok"]);

@@ -1,9 +1,12 @@
 //! Route writes in bulk on a netlink socket of their own: up to `MESSAGES_PER_SEND` route
-//! requests go to the kernel in one `sendto`, which handles them one after the other and queues
-//! one acknowledgement each; the acknowledgements are then read back in a few `recv`s. Through
-//! the shared rtnetlink connection every route cost a request future, a channel hop, a
-//! `sendto`, a `recv` and a decode of the echoed request. Does I/O (a blocking socket, used
-//! from the blocking pool).
+//! requests go to the kernel in one `sendto`, which handles them one after the other. Only the
+//! last request of a send asks for an acknowledgement: the kernel answers the others only when
+//! they fail, and the last one's answer says every earlier one has been handled (netlink
+//! handles a send's messages in order). The kernel queues each answer as a datagram of its
+//! own and `recv` takes one at a time, so an acknowledgement per route cost a million `recv`s
+//! for a million routes. Through the shared rtnetlink connection every route cost a request
+//! future, a channel hop, a `sendto`, a `recv` and a decode of the echoed request. Does I/O (a
+//! blocking socket, used from the blocking pool).
 //!
 //! The socket is opened with the agent's other connections, in the agent's namespace, and
 //! stays bound to it whatever thread uses it.
@@ -71,12 +74,17 @@ impl RouteBatchSocket {
             buffer.clear();
             let base = *next_sequence;
             let mut sent = 0;
-            for (request, message) in requests.by_ref().take(MESSAGES_PER_SEND) {
+            while sent < MESSAGES_PER_SEND {
+                let Some((request, message)) = requests.next() else {
+                    break;
+                };
+                let last = sent + 1 == MESSAGES_PER_SEND || requests.peek().is_none();
                 append_request(
                     &mut buffer,
                     request,
                     message,
                     base.wrapping_add(sent as u32),
+                    last,
                 );
                 sent += 1;
             }
@@ -86,8 +94,8 @@ impl RouteBatchSocket {
                 .map_err(|error| NetlinkError::Other(format!("sending routes: {error}")))?;
             let first = answers.len();
             answers.resize(first + sent, None);
-            let mut missing = sent;
-            while missing > 0 {
+            // Failures of earlier requests come first, then the answer to the last one.
+            while answers[first + sent - 1].is_none() {
                 let length = socket.recv(&mut &mut receive[..], 0).map_err(|error| {
                     NetlinkError::Other(format!("reading route acknowledgements: {error}"))
                 })?;
@@ -98,21 +106,23 @@ impl RouteBatchSocket {
                     }
                     if let Some(slot @ None) = answers.get_mut(first + index) {
                         *slot = Some(code);
-                        missing -= 1;
                     }
                 }
             }
         }
+        // No answer: handled without failing.
         Ok(answers.into_iter().map(|code| code.unwrap_or(0)).collect())
     }
 }
 
-/// Appends one request, numbered `sequence`, to `buffer`.
+/// Appends one request, numbered `sequence`, to `buffer`; with `acknowledge`, the kernel
+/// answers it even when it succeeds.
 fn append_request(
     buffer: &mut Vec<u8>,
     request: RouteRequest,
     message: RouteMessage,
     sequence: u32,
+    acknowledge: bool,
 ) {
     let (inner, flags) = match request {
         RouteRequest::Add => (
@@ -126,7 +136,7 @@ fn append_request(
         RouteRequest::Delete => (RouteNetlinkMessage::DelRoute(message), 0),
     };
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
+    header.flags = NLM_F_REQUEST | flags | if acknowledge { NLM_F_ACK } else { 0 };
     header.sequence_number = sequence;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
     packet.finalize();
