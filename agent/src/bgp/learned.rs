@@ -15,6 +15,10 @@
 //!   speaker task ──(originated, pools)──────────┼─> remote_routes() ─> RouteApplier (Bgp)
 //!   kernel next-hop lookups (every RESOLVE) ─────┘
 //! ```
+//!
+//! The applier writes a batch's routes in the background while the next batch is read and
+//! folded in (`RouteApplier::start_apply_keys`); the loop records each write when the applier
+//! says it is done.
 
 use std::{
     collections::BTreeSet,
