@@ -226,8 +226,7 @@ pub fn plan(inputs: &Inputs) -> Plan {
             route
                 .target
                 .devices()
-                .iter()
-                .any(|device| kept_links.contains(*device))
+                .any(|device| kept_links.contains(device))
         })
         .cloned()
         .collect();

@@ -97,7 +97,7 @@ impl FakeState {
             self.pods.remove(&peer);
         }
         self.routes
-            .retain(|_, (route, _)| !route.target.devices().contains(&name));
+            .retain(|_, (route, _)| !route.target.devices().any(|device| device == name));
         self.link_addresses.remove(name);
         self.neighbours.retain(|(device, _), _| device != name);
         self.fdb.retain(|(device, _), _| device != name);
@@ -108,7 +108,6 @@ impl FakeState {
         match route
             .target
             .devices()
-            .into_iter()
             .find(|device| !self.links.contains_key(*device))
         {
             Some(device) => Err(NetlinkError::Route {

@@ -139,9 +139,12 @@ fn append_request(
     header.flags = NLM_F_REQUEST | flags | if acknowledge { NLM_F_ACK } else { 0 };
     header.sequence_number = sequence;
     let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
-    packet.finalize();
+    // `finalize` with the length computed once (each computation walks every attribute).
+    let length = packet.buffer_len();
+    packet.header.length = u32::try_from(length).unwrap_or(u32::MAX);
+    packet.header.message_type = packet.payload.message_type();
     let start = buffer.len();
-    buffer.resize(start + packet.buffer_len(), 0);
+    buffer.resize(start + length, 0);
     packet.serialize(&mut buffer[start..]);
 }
 

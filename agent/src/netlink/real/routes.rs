@@ -185,7 +185,10 @@ fn missing_device(write: &RouteWrite) -> Result<(), NetlinkError> {
         RouteWrite::Delete(_) => Ok(()),
         RouteWrite::Add(_) | RouteWrite::Replace(_) => Err(route_error(
             &route.destination,
-            format!("no device {}", route.target.devices().join(" or ")),
+            format!(
+                "no device {}",
+                route.target.devices().collect::<Vec<_>>().join(" or ")
+            ),
         )),
     }
 }
