@@ -6,19 +6,15 @@
 //!
 //! Order: IPv4 prefixes, then IPv6, each in prefix order (as `IpNet`'s order).
 
-use std::{
-    collections::{HashMap, HashSet},
-    net::IpAddr,
-    num::NonZeroU32,
-    sync::Arc,
-};
+use std::{collections::HashMap, net::IpAddr, num::NonZeroU32, sync::Arc};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
+use super::remote_routes::SharedSlices;
 use crate::chunked_map::ChunkedMap;
 
 /// The next hops of a best path, shared (see `SharedPathHops`).
-pub type PathHops = Arc<Vec<IpAddr>>;
+pub type PathHops = Arc<[IpAddr]>;
 
 /// The id of a list in a `HopLists`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,53 +210,12 @@ impl FromIterator<(IpNet, PathHops)> for BestPaths {
     }
 }
 
-/// Hands out one shared copy of each distinct next-hop list.
-#[derive(Debug, Default)]
-pub struct SharedPathHops {
-    lists: HashSet<PathHops>,
-    /// The list shared last: compared before hashing (most paths share one list).
-    last: Option<PathHops>,
-}
-
-impl SharedPathHops {
-    /// The shared copy of `list`, made on first use.
-    pub fn share(&mut self, list: &[IpAddr]) -> PathHops {
-        if let Some(last) = &self.last
-            && last.as_slice() == list
-        {
-            return last.clone();
-        }
-        let list = list.to_vec();
-        let shared = match self.lists.get(&list) {
-            Some(shared) => shared.clone(),
-            None => {
-                let shared = Arc::new(list);
-                self.lists.insert(shared.clone());
-                shared
-            }
-        };
-        self.last = Some(shared.clone());
-        shared
-    }
-
-    /// Drops the lists nothing else holds any more.
-    pub fn drop_unused(&mut self) {
-        self.last = None;
-        self.lists.retain(|list| Arc::strong_count(list) > 1);
-    }
-
-    pub fn len(&self) -> usize {
-        self.lists.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.lists.is_empty()
-    }
-}
+/// Hands out one shared copy of each distinct next-hop list of the best paths.
+pub type SharedPathHops = SharedSlices<IpAddr>;
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, HashSet};
 
     use proptest::prelude::*;
 

@@ -50,15 +50,15 @@ impl<T> Default for SharedSlices<T> {
     }
 }
 
-impl<T: Eq + Hash> SharedSlices<T> {
+impl<T: Eq + Hash + Clone> SharedSlices<T> {
     /// The shared copy of `list`, made on first use.
-    pub fn share(&mut self, list: Vec<T>) -> Arc<[T]> {
+    pub fn share(&mut self, list: &[T]) -> Arc<[T]> {
         if let Some(last) = &self.last
             && **last == *list
         {
             return last.clone();
         }
-        let shared = match self.lists.get(list.as_slice()) {
+        let shared = match self.lists.get(list) {
             Some(shared) => shared.clone(),
             None => {
                 let shared: Arc<[T]> = list.into();
@@ -154,7 +154,7 @@ pub fn remote_route(
     }
     resolved.sort();
     resolved.dedup();
-    let mut route = Route::main(prefix, RouteTarget::Via(shared.share(resolved)));
+    let mut route = Route::main(prefix, RouteTarget::Via(shared.share(&resolved)));
     if !pools.iter().any(|pool| pool.cidr.contains(&prefix)) {
         route.metric = LEARNED_METRIC;
     }
@@ -176,9 +176,9 @@ mod tests {
     #[test]
     fn equal_lists_are_held_once_until_unused() {
         let mut shared = SharedSlices::default();
-        let first = shared.share(vec![1, 2]);
-        let second = shared.share(vec![1, 2]);
-        let other = shared.share(vec![3]);
+        let first = shared.share(&[1, 2]);
+        let second = shared.share(&[1, 2]);
+        let other = shared.share(&[3]);
         assert!(Arc::ptr_eq(&first, &second));
         assert_eq!(shared.len(), 2);
         drop(other);

@@ -336,11 +336,11 @@ fn learned_paths_route_through_resolved_next_hops() {
     let best: BestPaths = [
         (
             net("10.244.2.0/26"),
-            Arc::new(vec![ip("10.0.0.2"), ip("10.0.1.3")]),
+            Arc::from([ip("10.0.0.2"), ip("10.0.1.3")]),
         ),
-        (net("10.244.1.0/26"), Arc::new(vec![ip("10.0.0.2")])),
-        (net("0.0.0.0/0"), Arc::new(vec![ip("10.0.1.3")])),
-        (net("10.244.9.0/26"), Arc::new(vec![ip("10.9.9.9")])),
+        (net("10.244.1.0/26"), Arc::from([ip("10.0.0.2")])),
+        (net("0.0.0.0/0"), Arc::from([ip("10.0.1.3")])),
+        (net("10.244.9.0/26"), Arc::from([ip("10.9.9.9")])),
     ]
     .into_iter()
     .collect();

@@ -448,10 +448,7 @@ impl RouteApplier {
                 .errors
                 .push(NetlinkError::Other(format!("route write task: {error}"))),
         }
-        self.sweep_if_due();
-        if let Some(observer) = &self.observer {
-            observer(started.elapsed());
-        }
+        self.after_write(started);
         report
     }
 
@@ -514,11 +511,17 @@ impl RouteApplier {
         if !taken.is_empty() {
             self.claim_taken_keys(taken, &mut report).await;
         }
+        self.after_write(started);
+        report
+    }
+
+    /// After a write started at `started` is recorded: unused targets go when due, and the
+    /// observer gets its duration.
+    fn after_write(&mut self, started: Instant) {
         self.sweep_if_due();
         if let Some(observer) = &self.observer {
             observer(started.elapsed());
         }
-        report
     }
 
     /// Runs the writes (`Netlink::write_routes`, in order) and records what succeeded.
