@@ -593,6 +593,62 @@ fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
     })
 }
 
+/// `generic-receive-offload: on|off` of `ethtool -k` for a link of `netns`.
+fn gro_state(netns: &Netns, link: &str) -> Result<String> {
+    let features = netns.exec("ethtool", &["-k", link])?;
+    features
+        .lines()
+        .find_map(|line| line.strip_prefix("generic-receive-offload: "))
+        .map(|state| state.trim().to_string())
+        .ok_or_else(|| anyhow!("no GRO line in ethtool -k {link}: {features}"))
+}
+
+#[test]
+fn gro_is_turned_on_at_the_host_end_and_only_there() -> Result<()> {
+    require_root();
+    let (host, pod) = (Netns::new()?, Netns::new()?);
+    let request = veth("caligro00000001", &pod, 1500);
+    let created = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        Ok(netlink.create_veth(&request).await?)
+    })?;
+    // A veth starts without GRO: the kernel's default, which the test must see change.
+    assert_eq!(gro_state(&host, "caligro00000001")?, "off");
+    let (first, again) = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let first = netlink.enable_gro(&created).await?;
+        // Idempotent: a second request changes nothing and succeeds.
+        let again = netlink.enable_gro(&created).await?;
+        Ok((first, again))
+    })?;
+    assert!(
+        first && again,
+        "this kernel has ethtool netlink: {first} {again}"
+    );
+    assert_eq!(gro_state(&host, "caligro00000001")?, "on");
+    assert_eq!(
+        gro_state(&pod, "eth0")?,
+        "off",
+        "the pod's end is the pod's"
+    );
+    // A link that does not exist is an error naming the request.
+    let missing = manul_agent::netlink::LinkInfo {
+        index: 999_999,
+        name: "caligone".into(),
+        mac: HOST_SIDE_MAC,
+        mtu: 1500,
+        up: true,
+        alias: None,
+    };
+    let error = host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        Ok(netlink.enable_gro(&missing).await)
+    })?;
+    let error = error.expect_err("no interface 999999");
+    assert!(error.to_string().contains("rx-gro"), "{error}");
+    Ok(())
+}
+
 #[test]
 fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<()> {
     require_root();

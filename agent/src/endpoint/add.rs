@@ -213,6 +213,13 @@ impl Endpoints {
                 });
             }
             let host = created?;
+            // Only the node's forwarding gets slower without it: the pod is wired regardless,
+            // and the next reconcile tries again.
+            match self.enable_gro(&host).await {
+                Ok(true) => {}
+                Ok(false) => debug!(link = %host.name, "GRO left off: no ethtool netlink"),
+                Err(error) => warn!(%error, "turning GRO on at a pod's host end"),
+            }
             // Without addresses the datastore branch failed, and its error is the answer.
             let Ok(addresses) = addresses_receiver.await else {
                 return Ok(None);

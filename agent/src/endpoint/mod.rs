@@ -17,7 +17,7 @@ use tokio::sync::RwLock;
 use crate::{
     dataplane::Dataplane,
     locks::ContainerLocks,
-    netlink::{Netlink, NetlinkError},
+    netlink::{LinkInfo, Netlink, NetlinkError},
     sysctl::{Sysctl, SysctlError},
 };
 
@@ -104,6 +104,9 @@ pub struct Endpoints {
     pub(crate) empty_block_grace: Option<std::time::Duration>,
     /// Kubernetes mode: pods and namespaces, for pool selection by annotation.
     pub(crate) pods: Option<Arc<dyn crate::pods::PodDirectory>>,
+    /// Indexes of the host ends whose GRO this agent turned on (`enable_gro`); the reconciler
+    /// turns it on for the others (host ends made by an older agent) and forgets gone links.
+    pub(crate) gro_links: std::sync::Mutex<std::collections::BTreeSet<u32>>,
 }
 
 impl Endpoints {
@@ -125,6 +128,7 @@ impl Endpoints {
             default_mtu: std::sync::Mutex::new(None),
             encapsulation_overhead: std::sync::atomic::AtomicU32::new(0),
             ipam_writes: tokio::sync::Mutex::new(()),
+            gro_links: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             refused_deletions: std::sync::atomic::AtomicU64::new(0),
             empty_block_grace: None,
             pods: None,
@@ -148,6 +152,36 @@ impl Endpoints {
     /// The route and sysctl appliers.
     pub fn dataplane(&self) -> &Dataplane {
         &self.dataplane
+    }
+
+    /// Turns GRO on at a host end (`Netlink::enable_gro`) and remembers it. Ok(false): the
+    /// kernel cannot.
+    pub(crate) async fn enable_gro(&self, link: &LinkInfo) -> Result<bool, NetlinkError> {
+        let enabled = self.netlink.enable_gro(link).await?;
+        if enabled {
+            self.gro_links
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(link.index);
+        }
+        Ok(enabled)
+    }
+
+    /// Of `links` (host ends that stay), those whose GRO this agent has not turned on; forgets
+    /// the indexes of links that are gone.
+    pub(crate) fn links_without_gro<'a>(&self, links: &[&'a LinkInfo]) -> Vec<&'a LinkInfo> {
+        let mut known = self
+            .gro_links
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let present: std::collections::BTreeSet<u32> =
+            links.iter().map(|link| link.index).collect();
+        known.retain(|index| present.contains(index));
+        links
+            .iter()
+            .filter(|link| !known.contains(&link.index))
+            .copied()
+            .collect()
     }
 
     /// How many deletions the reconciler has refused since the agent started.

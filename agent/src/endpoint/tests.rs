@@ -487,3 +487,39 @@ async fn an_add_uses_the_pool_the_pods_annotation_names() {
         added.addresses
     );
 }
+
+/// GRO at the host end: turned on at ADD; a failure there costs the pod nothing, and the
+/// reconciler turns it on where the agent has not (a failed try, or a host end made by an
+/// older agent), once.
+#[tokio::test]
+async fn gro_is_turned_on_at_add_and_by_the_reconciler_where_it_is_missing() {
+    let fixture = fixture("10.10.0.0/16").await;
+    let first = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
+    assert_eq!(fixture.netlink.gro_enabled(&first.host.name), Some(true));
+    fixture.netlink.fail_on("enable_gro");
+    let second = fixture.endpoints.add(&fixture.request("c2")).await.unwrap();
+    assert_eq!(
+        fixture.netlink.gro_enabled(&second.host.name),
+        Some(false),
+        "the failure was injected"
+    );
+    let report = fixture.endpoints.reconcile().await.unwrap();
+    assert_eq!(
+        (report.gro_enabled, report.errors.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    assert_eq!(fixture.netlink.gro_enabled(&second.host.name), Some(true));
+    let requests = |netlink: &crate::netlink::fake::FakeNetlink| {
+        netlink
+            .calls()
+            .iter()
+            .filter(|call| call.starts_with("enable_gro"))
+            .count()
+    };
+    let before = requests(&fixture.netlink);
+    assert_eq!(before, 3, "c1, the failed c2, the reconciler's c2");
+    let again = fixture.endpoints.reconcile().await.unwrap();
+    assert_eq!(again.gro_enabled, 0);
+    assert_eq!(requests(&fixture.netlink), before, "converged: no request");
+}

@@ -287,6 +287,11 @@ pub trait Netlink: Send + Sync + 'static {
     /// host end.
     async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError>;
 
+    /// Turns generic receive offload on at a host end (`ethtool -K <link> rx-gro on`): the
+    /// node then routes a pod's TCP packets merged, not one by one. Changes nothing when it is
+    /// on already. `Ok(false)`: this kernel cannot (no ethtool netlink family), nothing to retry.
+    async fn enable_gro(&self, link: &LinkInfo) -> Result<bool, NetlinkError>;
+
     /// Deletes a link in the agent's namespace, only when `owner` is None or matches the link's
     /// alias (a link without an alias, made before manul recorded owners, matches any owner).
     /// The link is deleted by the index it had when its owner was checked, so a link of the same

@@ -29,7 +29,7 @@ use crate::{
     },
     endpoint::{EndpointError, Endpoints},
     naming::HOST_INTERFACE_PREFIX,
-    netlink::{LinkDeletion, Netlink, Route},
+    netlink::{LinkDeletion, LinkInfo, Netlink, Route},
 };
 
 /// What one pass changed.
@@ -40,6 +40,8 @@ pub struct ReconcileReport {
     pub routes_deleted: usize,
     pub links_deleted: usize,
     pub sysctls_changed: usize,
+    /// Host ends whose GRO was turned on.
+    pub gro_enabled: usize,
     pub missing_links: Vec<String>,
     /// Deletions refused, with the reason.
     pub refusals: Vec<String>,
@@ -135,6 +137,22 @@ impl Endpoints {
             &mut report,
         )
         .await;
+        // GRO at the host ends that stay, where this agent has not turned it on yet (made
+        // by an older agent, or a failed attempt at ADD).
+        let kept: Vec<&LinkInfo> = inputs
+            .links
+            .iter()
+            .filter(|link| plan.interface_sysctls.contains_key(&link.name))
+            .collect();
+        for link in self.links_without_gro(&kept) {
+            match self.enable_gro(link).await {
+                Ok(true) => report.gro_enabled += 1,
+                Ok(false) => {}
+                Err(error) => report
+                    .errors
+                    .push(format!("turning GRO on at {}: {error}", link.name)),
+            }
+        }
         for name in &plan.missing_links {
             warn!(link = %name, "an endpoint's host interface is missing; its pod is gone (DEL or GC will release it)");
         }

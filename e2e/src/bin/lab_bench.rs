@@ -326,12 +326,16 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             [false, true]
         };
         for offload in modes {
-            for path in &paths {
-                iperf::set_segmentation_offload(path.client, "eth0", offload)?;
-            }
             for turn in 0..paths.len() {
                 let index = (turn + rep) % paths.len();
                 let path = &paths[index];
+                // Only this run's sender: a node's eth0 is also the client of a node → node
+                // path, and with its offloads off a pod's traffic would be cut into MTU-sized
+                // packets again on the way out of the node.
+                for other in &paths {
+                    let sender = std::ptr::eq(other.client, path.client);
+                    iperf::set_segmentation_offload(other.client, "eth0", offload || !sender)?;
+                }
                 let rate = iperf::run_client(path.client, path.address, CLIENT_CORE, args.seconds)
                     .with_context(|| path.label.clone())?;
                 let cell = (if offload { 0 } else { paths.len() }) + index;
@@ -429,11 +433,15 @@ ping round trips, µs: medians over {} rounds of {} echo requests 1 ms apart; VS
          average to raw veth's",
         args.reps, args.pings
     );
-    println!("  {:<36} {:>8} {:>8} {:>8}", "PATH", "AVG", "MIN", "VS RAW");
+    let width = column_width("PATH", paths.iter().map(|path| path.label.as_str()));
+    println!(
+        "  {:<width$} {:>8} {:>8} {:>8}",
+        "PATH", "AVG", "MIN", "VS RAW"
+    );
     let raw = paths.first().map_or(0.0, |path| path.avg_us);
     for path in paths {
         println!(
-            "  {:<36} {:>8.1} {:>8.1} {:>7.2}×",
+            "  {:<width$} {:>8.1} {:>8.1} {:>7.2}×",
             path.label,
             path.avg_us,
             path.min_us,
@@ -462,6 +470,15 @@ fn join_phase(args: &Args, lab: &mut Lab, progress: &ProgressBar) -> Result<Vec<
     Ok(joins)
 }
 
+/// The width of a table's first column: its longest entry, in characters as `format!` pads.
+fn column_width<'a>(header: &str, entries: impl Iterator<Item = &'a str>) -> usize {
+    entries
+        .map(|entry| entry.chars().count())
+        .chain([header.chars().count()])
+        .max()
+        .unwrap_or(0)
+}
+
 fn print_iperf(args: &Args, cells: &[Cell]) {
     println!(
         "\niperf3, one TCP stream, Gbit/s: medians of {} runs of {} s (after 1 s omitted); \
@@ -471,8 +488,9 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
          nodes' routing and the encapsulation cost)",
         args.reps, args.seconds
     );
+    let width = column_width("PATH", cells.iter().map(|cell| cell.path.as_str()));
     println!(
-        "  {:<44} {:<7} {:>7} {:>7} {:>8}  RUNS",
+        "  {:<width$} {:<7} {:>7} {:>7} {:>8}  RUNS",
         "PATH", "TSO/GSO", "MEDIAN", "RATIO", "VS NODES"
     );
     let median_of = |path: &str, offload: bool| {
@@ -505,7 +523,7 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
             .map(|rate| format!("{:.1}", rate / 1e9))
             .collect();
         println!(
-            "  {:<44} {:<7} {:>7.2} {:>6.3}× {:>8}  {}{verdict}",
+            "  {:<width$} {:<7} {:>7.2} {:>6.3}× {:>8}  {}{verdict}",
             cell.path,
             if cell.offload { "on" } else { "off" },
             value / 1e9,

@@ -28,6 +28,8 @@ struct FakeLink {
     peer: Option<(PathBuf, String)>,
     /// The attributes of a VXLAN device (its `mtu` and `mac` are those of `info`).
     vxlan: Option<vxlan::FakeVxlan>,
+    /// `enable_gro` was called on it.
+    gro: bool,
 }
 
 #[derive(Debug)]
@@ -232,9 +234,15 @@ impl FakeNetlink {
             info: info.clone(),
             peer: None,
             vxlan: None,
+            gro: false,
         };
         state.links.insert(name.to_string(), link);
         info
+    }
+
+    /// Whether `enable_gro` was called on the link of that name (None: no such link).
+    pub fn gro_enabled(&self, name: &str) -> Option<bool> {
+        self.lock().links.get(name).map(|link| link.gro)
     }
 
     /// The namespace disappears with its interfaces, taking their host ends along.
@@ -412,9 +420,29 @@ impl Netlink for FakeNetlink {
             info: info.clone(),
             peer: Some(pod_key),
             vxlan: None,
+            gro: false,
         };
         state.links.insert(request.host_name.clone(), link);
         Ok(info)
+    }
+
+    async fn enable_gro(&self, link: &LinkInfo) -> Result<bool, NetlinkError> {
+        let mut state = self.lock();
+        state.call("enable_gro", format!("enable_gro {}", link.name))?;
+        match state
+            .links
+            .values_mut()
+            .find(|known| known.info.index == link.index)
+        {
+            Some(known) => {
+                known.gro = true;
+                Ok(true)
+            }
+            None => Err(NetlinkError::Link {
+                name: link.name.clone(),
+                reason: format!("setting rx-gro on: no interface {}", link.index),
+            }),
+        }
     }
 
     async fn delete_link(

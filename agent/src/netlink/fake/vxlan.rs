@@ -104,6 +104,7 @@ impl FakeState {
             info: info.clone(),
             peer: None,
             vxlan: Some(vxlan),
+            gro: false,
         };
         self.links.insert(device.name.clone(), link);
         info

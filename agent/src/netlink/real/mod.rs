@@ -5,9 +5,10 @@
 //! `routes` (proto-manul host routes), `route_batch` (bulk route writes), `route_dump` (dumps
 //! of manul's routes read in place), `pod` (the pod end of a veth), `namespace` (connections
 //! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
-//! and FDB entries).
+//! and FDB entries), `ethtool` (interface features: GRO at the host ends).
 
 mod addresses;
+mod ethtool;
 mod links;
 mod namespace;
 mod neighbours;
@@ -45,6 +46,8 @@ pub struct RealNetlink {
     route_batch: Arc<route_batch::RouteBatchSocket>,
     /// Dumps of manul's routes are read on a socket of their own (route_dump.rs).
     route_dump: Arc<route_dump::RouteDumpSocket>,
+    /// Feature requests (ethtool.rs); None when the kernel has no ethtool netlink family.
+    ethtool: Option<Arc<ethtool::EthtoolSocket>>,
 }
 
 impl RealNetlink {
@@ -63,6 +66,13 @@ impl RealNetlink {
             dumps: Arc::new(Mutex::new(())),
             route_batch: Arc::new(route_batch::RouteBatchSocket::open()?),
             route_dump: Arc::new(route_dump::RouteDumpSocket::open()?),
+            ethtool: match ethtool::EthtoolSocket::open() {
+                Ok(socket) => Some(Arc::new(socket)),
+                Err(error) => {
+                    tracing::warn!(%error, "no ethtool netlink: pods' host ends keep GRO off (needs Linux 5.6+)");
+                    None
+                }
+            },
         })
     }
 }
@@ -87,6 +97,18 @@ impl Netlink for RealNetlink {
     /// answer is `NetlinkError::Link { reason: "exists and ..." }`.
     async fn create_veth(&self, request: &VethRequest) -> Result<LinkInfo, NetlinkError> {
         links::create_veth(&self.handle, request).await
+    }
+
+    /// On the blocking pool: the kernel restarts the veth's NAPI inside the request.
+    async fn enable_gro(&self, link: &LinkInfo) -> Result<bool, NetlinkError> {
+        let Some(ethtool) = self.ethtool.clone() else {
+            return Ok(false);
+        };
+        let index = link.index;
+        tokio::task::spawn_blocking(move || ethtool.set_feature(index, ethtool::GRO, true))
+            .await
+            .map_err(|error| NetlinkError::Other(format!("ethtool thread: {error}")))??;
+        Ok(true)
     }
 
     /// On a thread and a socket of its own. The kernel does a link deletion inside the
