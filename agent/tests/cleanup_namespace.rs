@@ -34,7 +34,7 @@ fn put(path: &Path, content: &str) -> Result<()> {
 fn cleanup_removes_only_what_is_manuls() -> Result<()> {
     require_root();
     require_programs(&["ip", "nft"]);
-    let (node, pod) = (Netns::new()?, Netns::new()?);
+    let (node, pod) = (Netns::new("agent")?, Netns::new("agent")?);
     wire(
         &node,
         "cali0123456789a",
@@ -113,10 +113,10 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
         "table",
         "200",
     ])?;
-    node.exec("nft", &["add", "table", "inet", "manul"])?;
-    node.exec("nft", &["add", "chain", "inet", "manul", "postrouting"])?;
-    node.exec("nft", &["add", "table", "inet", "foreign"])?;
-    node.exec("nft", &["add", "chain", "inet", "foreign", "input"])?;
+    node.exec_ok(&["nft", "add", "table", "inet", "manul"])?;
+    node.exec_ok(&["nft", "add", "chain", "inet", "manul", "postrouting"])?;
+    node.exec_ok(&["nft", "add", "table", "inet", "foreign"])?;
+    node.exec_ok(&["nft", "add", "chain", "inet", "foreign", "input"])?;
 
     let host = tempfile::tempdir()?;
     let ours = [
@@ -136,7 +136,7 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
         .args([
             "netns",
             "exec",
-            &node.name,
+            node.name(),
             AGENT,
             "cleanup",
             "--route-table",
@@ -168,7 +168,7 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
     let table = routes(&node, "200")?;
     assert!(!table.contains("10.244.7.0"), "{table}");
     assert!(table.contains("10.98.0.0/16"), "{table}");
-    let tables = node.exec("nft", &["list", "tables"])?;
+    let tables = node.exec_ok(&["nft", "list", "tables"])?;
     assert!(!tables.contains("inet manul"), "{tables}");
     assert!(tables.contains("inet foreign"), "{tables}");
     for file in &ours {
@@ -181,7 +181,7 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
 
     // A second run finds nothing and succeeds.
     let again = Command::new("ip")
-        .args(["netns", "exec", &node.name, AGENT, "cleanup"])
+        .args(["netns", "exec", node.name(), AGENT, "cleanup"])
         .arg("--host-root")
         .arg(host.path())
         .output()?;

@@ -18,7 +18,8 @@ use manul_agent::{
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
-use support::{Netns, add_uplink, enter, field, has_route, require_root, run};
+use manul_netns::enter;
+use support::{Netns, add_uplink, field, has_route, require_root, run};
 
 fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
     VethRequest {
@@ -35,7 +36,11 @@ fn veth(host_name: &str, pod: &Netns, mtu: u32) -> VethRequest {
 #[test]
 fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
     require_root();
-    let (host, pod, other) = (Netns::new()?, Netns::new()?, Netns::new()?);
+    let (host, pod, other) = (
+        Netns::new("agent")?,
+        Netns::new("agent")?,
+        Netns::new("agent")?,
+    );
     // The helper brings lo up; configure_pod_interface must do it in a real pod.
     pod.ip(&["link", "set", "lo", "down"])?;
     let request = veth("cali0123456789a", &pod, 1400);
@@ -138,7 +143,7 @@ fn veth_lands_in_the_pod_and_the_pod_side_is_configured() -> Result<()> {
 #[test]
 fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&[
         "route",
@@ -233,7 +238,7 @@ fn host_routes_carry_proto_manul_and_only_ours_are_listed() -> Result<()> {
 #[test]
 fn a_batch_of_route_writes_answers_each_write_as_the_single_call_would() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&[
         "route",
@@ -334,11 +339,11 @@ fn a_batch_of_route_writes_answers_each_write_as_the_single_call_would() -> Resu
 #[test]
 fn missing_namespaces_and_links_read_as_none() -> Result<()> {
     require_root();
-    let (host, pod) = (Netns::new()?, Netns::new()?);
+    let (host, pod) = (Netns::new("agent")?, Netns::new("agent")?);
     let not_a_netns = tempfile::NamedTempFile::new()?;
     let (pod_path, request) = (pod.path(), veth("calideleted0001", &pod, 1500));
     let plain_file = not_a_netns.path().to_path_buf();
-    let pod_name = pod.name.clone();
+    let pod_name = pod.name().to_string();
     host.run(move || async move {
         let netlink = RealNetlink::new()?;
         netlink.create_veth(&request).await?;
@@ -361,7 +366,7 @@ fn missing_namespaces_and_links_read_as_none() -> Result<()> {
 #[test]
 fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&[
         "route",
@@ -401,7 +406,7 @@ fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()
 #[test]
 fn interface_addresses_lists_every_interface_with_its_addresses_and_state() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     // The helper brings lo up; a down interface is what this test lists.
     host.ip(&["link", "set", "lo", "down"])?;
     add_uplink(&host)?;
@@ -447,7 +452,7 @@ fn interface_addresses_lists_every_interface_with_its_addresses_and_state() -> R
 #[test]
 fn links_and_default_route_mtu() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     let before = host.run(|| async { Ok(RealNetlink::new()?.default_route_mtu().await?) })?;
     assert_eq!(before, None);
@@ -478,7 +483,7 @@ fn links_and_default_route_mtu() -> Result<()> {
 #[test]
 fn pod_reaches_the_host_through_proxy_arp() -> Result<()> {
     require_root();
-    let (host, pod) = (Netns::new()?, Netns::new()?);
+    let (host, pod) = (Netns::new("agent")?, Netns::new("agent")?);
     add_uplink(&host)?;
     host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;
     let request = veth("calipingpong001", &pod, 1500);
@@ -556,7 +561,7 @@ fn connect_until(address: SocketAddr, deadline: Instant) -> Result<TcpStream> {
 #[test]
 fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&["route", "add", "default", "via", "10.99.0.2", "dev", "up0"])?;
     let batch: String = (0..2000)
@@ -595,7 +600,7 @@ fn concurrent_dumps_on_one_connection_all_succeed() -> Result<()> {
 
 /// `generic-receive-offload: on|off` of `ethtool -k` for a link of `netns`.
 fn gro_state(netns: &Netns, link: &str) -> Result<String> {
-    let features = netns.exec("ethtool", &["-k", link])?;
+    let features = netns.exec_ok(&["ethtool", "-k", link])?;
     features
         .lines()
         .find_map(|line| line.strip_prefix("generic-receive-offload: "))
@@ -606,7 +611,7 @@ fn gro_state(netns: &Netns, link: &str) -> Result<String> {
 #[test]
 fn gro_is_turned_on_at_the_host_end_and_only_there() -> Result<()> {
     require_root();
-    let (host, pod) = (Netns::new()?, Netns::new()?);
+    let (host, pod) = (Netns::new("agent")?, Netns::new("agent")?);
     let request = veth("caligro00000001", &pod, 1500);
     let created = host.run(move || async move {
         let netlink = RealNetlink::new()?;
@@ -652,7 +657,11 @@ fn gro_is_turned_on_at_the_host_end_and_only_there() -> Result<()> {
 #[test]
 fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<()> {
     require_root();
-    let (host, old_pod, new_pod) = (Netns::new()?, Netns::new()?, Netns::new()?);
+    let (host, old_pod, new_pod) = (
+        Netns::new("agent")?,
+        Netns::new("agent")?,
+        Netns::new("agent")?,
+    );
     let old = VethRequest {
         owner: "old-sandbox".into(),
         ..veth("calisandbox0001", &old_pod, 1500)
@@ -702,7 +711,7 @@ fn a_host_link_carries_its_owner_and_another_owner_cannot_delete_it() -> Result<
 #[test]
 fn multipath_routes_with_metric_and_table_and_foreign_keys_are_refused() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&["link", "add", "up2", "type", "veth", "peer", "name", "up3"])?;
     host.ip(&["link", "set", "up2", "up"])?;
@@ -788,7 +797,7 @@ fn multipath_routes_with_metric_and_table_and_foreign_keys_are_refused() -> Resu
 #[test]
 fn a_large_dump_arrives_whole_and_an_abandoned_one_leaves_the_socket_ready() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     const ROUTES: usize = 20_000;
     let writes: Vec<RouteWrite> = (0..ROUTES)

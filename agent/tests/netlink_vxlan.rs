@@ -56,7 +56,7 @@ fn vxlan_data(link: &Value) -> &Value {
 #[test]
 fn vxlan_device_is_created_then_changed_in_place_or_recreated_and_deleted() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     let wanted = device()?;
     let (created, again) = host.run({
@@ -136,7 +136,7 @@ fn vxlan_device_is_created_then_changed_in_place_or_recreated_and_deleted() -> R
 #[test]
 fn foreign_shapes_of_the_device_are_replaced_and_bad_requests_refused() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     // Left by someone else: as wanted but for learning on (and down, another MAC).
     host.ip(&[
@@ -234,7 +234,7 @@ fn foreign_shapes_of_the_device_are_replaced_and_bad_requests_refused() -> Resul
 #[test]
 fn neighbours_and_fdb_entries_replace_list_and_delete_idempotently() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     host.ip(&[
         "neigh",
@@ -315,7 +315,7 @@ fn neighbours_and_fdb_entries_replace_list_and_delete_idempotently() -> Result<(
     );
     let fdb = run(
         "bridge",
-        &["-n", &host.name, "fdb", "show", "dev", VXLAN_DEVICE_V4],
+        &["-n", host.name(), "fdb", "show", "dev", VXLAN_DEVICE_V4],
     )?;
     assert_eq!(fdb.trim(), "66:00:00:00:00:02 dst 10.99.0.2 self permanent");
 
@@ -357,7 +357,7 @@ fn neighbours_and_fdb_entries_replace_list_and_delete_idempotently() -> Result<(
     })?;
     let fdb = run(
         "bridge",
-        &["-n", &host.name, "fdb", "show", "dev", VXLAN_DEVICE_V4],
+        &["-n", host.name(), "fdb", "show", "dev", VXLAN_DEVICE_V4],
     )?;
     assert!(fdb.trim().is_empty(), "{fdb}");
     let neighbours = host.ip(&["neigh", "show", "dev", VXLAN_DEVICE_V4, "nud", "permanent"])?;
@@ -370,7 +370,7 @@ fn neighbours_and_fdb_entries_replace_list_and_delete_idempotently() -> Result<(
 #[test]
 fn an_onlink_route_via_the_tunnel_address_is_written_and_read_back() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     let wanted = device()?;
     let hop = |onlink| -> Result<Route> {
@@ -416,7 +416,7 @@ fn an_onlink_route_via_the_tunnel_address_is_written_and_read_back() -> Result<(
 #[test]
 fn the_tunnel_address_is_set_on_the_device_and_replaced() -> Result<()> {
     require_root();
-    let host = Netns::new()?;
+    let host = Netns::new("agent")?;
     add_uplink(&host)?;
     let v6 = VxlanDevice {
         name: VXLAN_DEVICE_V6.to_string(),
@@ -555,7 +555,7 @@ fn vxlan_packets(node: &Netns) -> Result<(u64, u64)> {
 fn a_ping_between_two_nodes_crosses_their_vxlan_devices() -> Result<()> {
     require_root();
     support::require_programs(&["ping"]);
-    let (a, b) = (Netns::new()?, Netns::new()?);
+    let (a, b) = (Netns::new("agent")?, Netns::new("agent")?);
     wire(&a, "a0", "10.99.0.1/24", &b, "b0", "10.99.0.2/24")?;
     b.ip(&["addr", "add", "10.245.1.5/32", "dev", "lo"])?;
     let end_a = TunnelEnd {
@@ -578,7 +578,7 @@ fn a_ping_between_two_nodes_crosses_their_vxlan_devices() -> Result<()> {
     let (sent_before, _) = vxlan_packets(&a)?;
     let (_, received_before) = vxlan_packets(&b)?;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while let Err(error) = a.exec("ping", &["-c", "1", "-W", "1", "10.245.1.5"]) {
+    while let Err(error) = a.exec_ok(&["ping", "-c", "1", "-W", "1", "10.245.1.5"]) {
         ensure!(
             Instant::now() < deadline,
             "no answer through the tunnel: {error}"

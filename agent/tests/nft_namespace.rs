@@ -29,9 +29,9 @@ struct Topology {
 fn topology() -> Result<Topology> {
     require_root();
     let topology = Topology {
-        pod: Netns::new()?,
-        node: Netns::new()?,
-        outside: Netns::new()?,
+        pod: Netns::new("agent")?,
+        node: Netns::new("agent")?,
+        outside: Netns::new("agent")?,
     };
     wire(
         &topology.node,
@@ -103,13 +103,13 @@ fn source_seen_outside(topology: &Topology) -> Result<SocketAddr> {
 fn nat_outgoing_masquerades_to_outside_and_keeps_the_pod_address_between_pools() -> Result<()> {
     let topology = topology()?;
     // Someone else's table on the same host: never touched.
-    topology.node.exec(
+    topology.node.exec_ok(&[
         "nft",
-        &["add table ip other; add chain ip other keep { type filter hook input priority 10; }"],
-    )?;
+        "add table ip other; add chain ip other keep { type filter hook input priority 10; }",
+    ])?;
     let other_before = topology
         .node
-        .exec("nft", &["list", "table", "ip", "other"])?;
+        .exec_ok(&["nft", "list", "table", "ip", "other"])?;
 
     assert_eq!(
         apply(
@@ -143,7 +143,7 @@ fn nat_outgoing_masquerades_to_outside_and_keeps_the_pod_address_between_pools()
     assert_eq!(
         topology
             .node
-            .exec("nft", &["list", "table", "ip", "other"])?,
+            .exec_ok(&["nft", "list", "table", "ip", "other"])?,
         other_before
     );
     Ok(())
@@ -174,7 +174,7 @@ fn vxlan_from_a_host_that_is_not_a_node_is_dropped() -> Result<()> {
     poll(|| {
         let listing = topology
             .node
-            .exec("nft", &["list", "chain", "inet", "manul", "input"])?;
+            .exec_ok(&["nft", "list", "chain", "inet", "manul", "input"])?;
         Ok(listing.contains("counter packets 1 "))
     })
     .context("the VXLAN drop rule did not count the spoofed datagram")?;
@@ -202,7 +202,7 @@ fn a_script_nft_refuses_changes_nothing_and_says_why() -> Result<()> {
     )?;
     let before = topology
         .node
-        .exec("nft", &["-s", "list", "table", "inet", "manul"])?;
+        .exec_ok(&["nft", "-s", "list", "table", "inet", "manul"])?;
     let error = topology.node.run(|| async {
         let refused = NftCommand::default()
             .apply("delete table inet manul\ntable inet manul { chain broken { nonsense; } }\n")
@@ -213,7 +213,7 @@ fn a_script_nft_refuses_changes_nothing_and_says_why() -> Result<()> {
     assert_eq!(
         topology
             .node
-            .exec("nft", &["-s", "list", "table", "inet", "manul"])?,
+            .exec_ok(&["nft", "-s", "list", "table", "inet", "manul"])?,
         before,
         "one transaction: a refused script leaves the table as it was"
     );

@@ -34,7 +34,8 @@ pub mod chain;
 pub mod cni;
 pub mod iperf;
 pub mod lab;
-pub mod netns;
+/// The shared namespace helper (the `netns/` crate), under the name the harness always used.
+pub use manul_netns as netns;
 pub mod node;
 pub mod ping;
 pub mod podman;
@@ -42,8 +43,7 @@ pub mod podman;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -53,34 +53,7 @@ pub use netns::Netns;
 pub use node::{Node, NodeOptions};
 pub use podman::Podman;
 
-/// Polls `f` until it returns `Ok(Some(v))` or `timeout` passes; the last error (or "still
-/// None") is in the message of the timeout error.
-pub fn poll_until<T>(
-    timeout: Duration,
-    what: &str,
-    mut f: impl FnMut() -> Result<Option<T>>,
-) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    let mut delay = Duration::from_millis(5);
-    loop {
-        let last = match f() {
-            Ok(Some(v)) => return Ok(v),
-            Ok(None) => "condition not met yet".to_string(),
-            Err(e) => format!("{e:#}"),
-        };
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}: {last}");
-        }
-        std::thread::sleep(delay);
-        delay = (delay * 2).min(Duration::from_millis(100));
-    }
-}
-
-/// A number unique within this process (namespace names, ports, container ids).
-pub fn next_id() -> u32 {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    COUNTER.fetch_add(1, Ordering::Relaxed)
-}
+pub use manul_netns::{next_id, poll_until};
 
 /// The directory holding the workspace binaries of the profile this process was built in:
 /// `target/<profile>/` (from `target/<profile>/deps/<test>-<hash>` or `target/<profile>/<bin>`).

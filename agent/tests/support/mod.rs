@@ -1,116 +1,15 @@
-//! The network-namespace helper of the agent's namespace test suites: a uniquely named
-//! namespace removed on drop (every exit path), `ip -n` in it, and code run on a thread that
-//! entered it (sockets, netlink and child processes opened there live in it). Does I/O.
+//! What the agent's namespace test suites share on top of the workspace's namespace helper
+//! (`manul-netns`: a uniquely named namespace removed on drop, `ip -n` in it, code run on a
+//! thread that entered it): prerequisites, wiring, JSON fields. Does I/O.
 
 #![allow(dead_code)]
 
-use std::{
-    fs::File,
-    future::Future,
-    path::PathBuf,
-    process::Command,
-    sync::atomic::{AtomicUsize, Ordering},
-};
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-use nix::sched::CloneFlags;
+use anyhow::{Result, bail};
 use serde_json::Value;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A namespace of this test process; `ip netns del` on drop.
-pub struct Netns {
-    pub name: String,
-}
-
-impl Netns {
-    pub fn new() -> Result<Netns> {
-        let name = format!(
-            "manul-t-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
-        run("ip", &["netns", "add", &name])?;
-        let ns = Netns { name };
-        ns.ip(&["link", "set", "lo", "up"])?;
-        Ok(ns)
-    }
-
-    pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
-    }
-
-    /// `ip -n <ns> <args>`.
-    pub fn ip(&self, args: &[&str]) -> Result<String> {
-        let mut all = vec!["-n", &self.name];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// `ip -n <ns> -j <args>`, parsed.
-    pub fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
-        let mut all = vec!["-j"];
-        all.extend_from_slice(args);
-        let output = self.ip(&all)?;
-        if output.trim().is_empty() {
-            return Ok(Vec::new());
-        }
-        serde_json::from_str(&output).with_context(|| format!("parsing ip -j {args:?}: {output}"))
-    }
-
-    /// `ip netns exec <ns> <program> <args>`.
-    pub fn exec(&self, program: &str, args: &[&str]) -> Result<String> {
-        let mut all = vec!["netns", "exec", &self.name, program];
-        all.extend_from_slice(args);
-        run("ip", &all)
-    }
-
-    /// Runs `work` on a new thread that entered this namespace.
-    pub fn run_blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let path = self.path();
-        let thread = std::thread::spawn(move || -> Result<T> {
-            enter(&path)?;
-            work()
-        });
-        match thread.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
-    }
-
-    /// Runs `test` on a new thread that entered this namespace, on a current-thread runtime.
-    pub fn run<F, Fut, T>(&self, test: F) -> Result<T>
-    where
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T>>,
-        T: Send + 'static,
-    {
-        self.run_blocking(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(test())
-        })
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .output();
-    }
-}
-
-/// Moves the calling thread into the namespace at `path`.
-pub fn enter(path: &std::path::Path) -> Result<()> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET).context("setns")?;
-    Ok(())
-}
+pub use manul_netns::Netns;
 
 pub fn run(program: &str, args: &[&str]) -> Result<String> {
     let output = Command::new(program).args(args).output()?;
@@ -141,7 +40,16 @@ pub fn wire(
     b_addr: &str,
 ) -> Result<()> {
     a.ip(&[
-        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+        "link",
+        "add",
+        a_if,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        b_if,
+        "netns",
+        b.name(),
     ])?;
     a.ip(&["addr", "add", a_addr, "dev", a_if])?;
     a.ip(&["link", "set", a_if, "up"])?;

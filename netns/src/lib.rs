@@ -1,5 +1,9 @@
-//! `Netns`: a uniquely named network namespace (`ip netns add`) removed on drop, with helpers to
-//! run commands and closures inside it. Does I/O (iproute2, setns, signals).
+//! The network-namespace helper every test suite of manul shares (the agent's and bgpd's
+//! namespace tests, the e2e harness, the lab and the benchmarks). `Netns`: a uniquely named
+//! network namespace (`ip netns add`) removed on drop, on every exit path of a test, with helpers
+//! to run commands and code inside it; `poll_until`, the one way the suites wait for a
+//! condition (polling with a deadline, never a fixed sleep). Does I/O (iproute2, setns,
+//! signals).
 //!
 //! Commands are spawned from a short-lived thread that has entered the namespace with setns:
 //! the child inherits the thread's network namespace but keeps the root mount namespace. That
@@ -8,16 +12,47 @@
 //! "no cgroup mount found in mountinfo".
 
 use std::fs::File;
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, Once, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
+
+/// Polls `f` until it returns `Some`, backing off from 5 ms to 100 ms, failing after `timeout`
+/// with `what` and the last error or "condition not met yet".
+pub fn poll_until<T>(
+    timeout: Duration,
+    what: &str,
+    mut f: impl FnMut() -> Result<Option<T>>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(5);
+    loop {
+        let last = match f() {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => "condition not met yet".to_string(),
+            Err(e) => format!("{e:#}"),
+        };
+        if Instant::now() >= deadline {
+            bail!("timed out after {timeout:?} waiting for {what}: {last}");
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
+
+/// A number unique within this process (namespace names, ports, container ids).
+pub fn next_id() -> u32 {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    COUNTER.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Prefix of every namespace the harness creates (unless [`set_name_prefix`] changed it).
 pub const PREFIX: &str = "manul-e2e-";
@@ -56,7 +91,7 @@ impl Netns {
             "{}{}-{}-{tag}",
             name_prefix(),
             std::process::id(),
-            crate::next_id()
+            next_id()
         );
         run(Command::new("ip").args(["netns", "add", &name]))?;
         let ns = Netns {
@@ -93,9 +128,7 @@ impl Netns {
 
     /// Moves the calling thread into this namespace (for a thread of its own: it stays there).
     pub fn enter_current_thread(&self) -> Result<()> {
-        let file = File::open(self.path()).with_context(|| format!("open {:?}", self.path()))?;
-        nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
-            .with_context(|| format!("setns into {}", self.name))
+        enter(&self.path())
     }
 
     /// Runs `f` on a fresh thread inside this namespace (sockets it opens live there).
@@ -107,6 +140,38 @@ impl Netns {
             })
             .join()
             .map_err(|_| anyhow::anyhow!("thread inside {} panicked", self.name))?
+        })
+    }
+
+    /// Runs `work` on a new thread that entered this namespace; a panic in it is the caller's.
+    pub fn run_blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let path = self.path();
+        let thread = std::thread::spawn(move || -> Result<T> {
+            enter(&path)?;
+            work()
+        });
+        match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Runs `test` on a new thread that entered this namespace, on a current-thread tokio
+    /// runtime: netlink connections and sockets it opens live in the namespace.
+    pub fn run<F, Fut, T>(&self, test: F) -> Result<T>
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>>,
+        T: Send + 'static,
+    {
+        self.run_blocking(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(test())
         })
     }
 
@@ -159,6 +224,14 @@ impl Netns {
         serde_json::from_str(&out).with_context(|| format!("ip -j {args:?}: {out}"))
     }
 
+    /// `ip -n <name> -j <args>` parsed as a list (empty output: an empty list).
+    pub fn ip_json(&self, args: &[&str]) -> Result<Vec<Value>> {
+        match self.json(args)? {
+            Value::Array(items) => Ok(items),
+            other => bail!("ip -j {args:?}: not a list: {other}"),
+        }
+    }
+
     /// Writes a sysctl of this namespace, e.g. `("net.ipv4.ip_forward", "1")`.
     pub fn sysctl(&self, key: &str, value: &str) -> Result<()> {
         let path = PathBuf::from("/proc/sys").join(key.replace('.', "/"));
@@ -190,12 +263,19 @@ impl Drop for Netns {
     }
 }
 
+/// Moves the calling thread into the namespace at `path` (for a thread of its own).
+pub fn enter(path: &std::path::Path) -> Result<()> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    nix::sched::setns(&file, CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("setns into {}", path.display()))
+}
+
 /// SIGTERM, wait up to `grace`, then SIGKILL; always reaps the child.
 pub fn stop_child(mut child: Child, grace: Duration) {
     let pid = Pid::from_raw(child.id() as i32);
     if matches!(child.try_wait(), Ok(None)) {
         let _ = kill(pid, Signal::SIGTERM);
-        let exited = crate::poll_until(grace, "child exit", || Ok(child.try_wait()?.map(|_| ())));
+        let exited = poll_until(grace, "child exit", || Ok(child.try_wait()?.map(|_| ())));
         if exited.is_err() {
             let _ = child.kill();
         }
