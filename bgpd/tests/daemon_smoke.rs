@@ -1,85 +1,38 @@
 //! End-to-end smoke test of the daemon: two manul-bgpd processes in a network namespace of the
 //! test's own (loopback, 127.0.0.1 and 127.0.0.2) peer eBGP with each other from config files,
 //! with MD5 and GTSM on; one originates a prefix, the other's ListPeers and WatchBestPaths are
-//! polled until it arrives. Needs root (skips otherwise). Does I/O: processes, namespaces.
+//! polled until it arrives. Needs root (fails otherwise). Does I/O: processes, namespaces.
 
 use std::{
     path::Path,
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use manul_bgpd::daemon::api::connect;
+use manul_netns::Netns;
 use manul_proto::bgpd as proto;
 use tokio_stream::StreamExt;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A namespace removed (with the daemons inside) on every exit path, panics included.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new(tag: &str) -> Result<Netns> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "manul-bgpd-test-{}-{}-{tag}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        run(Command::new("ip").args(["netns", "add", &name]))?;
-        let netns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        run(Command::new("ip").args(["-n", &netns.name, "link", "set", "lo", "up"]))?;
-        Ok(netns)
-    }
-
-    fn spawn_daemon(&mut self, config: &Path, socket: &Path, log: &Path) -> Result<()> {
-        let log = std::fs::File::create(log)?;
-        let child = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.name,
-                env!("CARGO_BIN_EXE_manul-bgpd"),
-            ])
-            .arg("--config")
-            .arg(config)
-            .arg("--socket")
-            .arg(socket)
-            .args(["--log-level", "info,manul_bgpd=debug"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("spawn manul-bgpd")?;
-        self.children.push(child);
-        Ok(())
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for child in &mut self.children {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-    }
-}
-
-fn run(command: &mut Command) -> Result<()> {
-    let output = command.output().with_context(|| format!("{command:?}"))?;
-    if !output.status.success() {
-        bail!("{command:?}: {}", String::from_utf8_lossy(&output.stderr));
-    }
+/// Starts a manul-bgpd inside `netns` (the shared helper, `manul-netns`: the namespace and the
+/// daemons in it go on every exit path, panics included).
+fn spawn_daemon(netns: &Netns, config: &Path, socket: &Path, log: &Path) -> Result<()> {
+    let log = std::fs::File::create(log)?;
+    netns
+        .spawn_tracked(
+            Command::new(env!("CARGO_BIN_EXE_manul-bgpd"))
+                .arg("--config")
+                .arg(config)
+                .arg("--socket")
+                .arg(socket)
+                .args(["--log-level", "info,manul_bgpd=debug"])
+                .stdout(Stdio::null())
+                .stderr(log),
+        )
+        .context("spawn manul-bgpd")?;
     Ok(())
 }
 
@@ -138,7 +91,7 @@ async fn wait_for_socket(
     }
 }
 
-async fn smoke(dir: &Path, netns: &mut Netns) -> Result<()> {
+async fn smoke(dir: &Path, netns: &Netns) -> Result<()> {
     let (a_config, b_config) = (dir.join("a.toml"), dir.join("b.toml"));
     std::fs::write(
         &a_config,
@@ -149,8 +102,8 @@ async fn smoke(dir: &Path, netns: &mut Netns) -> Result<()> {
         config(65002, "127.0.0.2", "127.0.0.1", 65001, &[]),
     )?;
     let (a_socket, b_socket) = (dir.join("a.sock"), dir.join("b.sock"));
-    netns.spawn_daemon(&a_config, &a_socket, &dir.join("a.log"))?;
-    netns.spawn_daemon(&b_config, &b_socket, &dir.join("b.log"))?;
+    spawn_daemon(netns, &a_config, &a_socket, &dir.join("a.log"))?;
+    spawn_daemon(netns, &b_config, &b_socket, &dir.join("b.log"))?;
     let _a = wait_for_socket(&a_socket).await?;
     let mut b = wait_for_socket(&b_socket).await?;
 
@@ -223,8 +176,8 @@ async fn smoke(dir: &Path, netns: &mut Netns) -> Result<()> {
 async fn two_daemons_peer_and_exchange_a_prefix() -> Result<()> {
     require_root();
     let dir = tempfile::tempdir()?;
-    let mut netns = Netns::new("smoke")?;
-    let result = smoke(dir.path(), &mut netns).await;
+    let netns = Netns::new("bgpd-smoke")?;
+    let result = smoke(dir.path(), &netns).await;
     drop(netns);
     if result.is_err() {
         for name in ["a.log", "b.log"] {

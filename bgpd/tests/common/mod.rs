@@ -1,7 +1,8 @@
 //! The interop tests' harness: a `Lab` of network namespaces (one per router, all joined by
 //! veths to a bridge in a "switch" namespace of the lab's own, one /24 per lab) whose daemon
 //! processes (`ip netns exec`) are killed and whose namespaces are deleted on every exit path,
-//! panics included; helpers to poll the bgpd API with deadlines. Does I/O (processes, netns).
+//! panics included; helpers to poll the bgpd API with deadlines. The namespaces are the
+//! workspace's shared helper's (`manul-netns`). Does I/O (processes, netns).
 #![allow(dead_code)] // Each test binary uses part of the harness.
 
 pub mod bgpd;
@@ -16,6 +17,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+use manul_netns::Netns;
 
 /// How long any single expected event may take before the test fails.
 pub const DEADLINE: Duration = Duration::from_secs(20);
@@ -36,10 +38,12 @@ struct Process {
 }
 
 pub struct Lab {
-    prefix: String,
+    tag: String,
     subnet: u8,
-    switch: String,
+    switch: Netns,
     nodes: Vec<Node>,
+    /// The nodes' namespaces, removed when the lab is dropped (after its processes).
+    namespaces: Vec<Netns>,
     processes: Vec<Process>,
     dir: tempfile::TempDir,
     failed: bool,
@@ -104,51 +108,51 @@ impl Lab {
     pub fn new(tag: &str) -> Result<Lab> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let subnet = NEXT.fetch_add(1, Ordering::Relaxed) as u8;
-        let prefix = format!("mbi-{}-{subnet}-{tag}", std::process::id());
-        let switch = format!("{prefix}-sw");
-        run(Command::new("ip").args(["netns", "add", &switch]))?;
+        let switch = Netns::new(&format!("{tag}-sw"))?;
         let lab = Lab {
-            prefix,
+            tag: tag.to_string(),
             subnet,
             switch,
             nodes: Vec::new(),
+            namespaces: Vec::new(),
             processes: Vec::new(),
             dir: tempfile::tempdir()?,
             failed: false,
         };
-        lab.ip(&lab.switch, &["link", "add", "br0", "type", "bridge"])?;
-        lab.ip(&lab.switch, &["link", "set", "br0", "up"])?;
+        lab.switch.ip(&["link", "add", "br0", "type", "bridge"])?;
+        lab.switch.ip(&["link", "set", "br0", "up"])?;
         Ok(lab)
-    }
-
-    fn ip(&self, netns: &str, args: &[&str]) -> Result<String> {
-        run(Command::new("ip").arg("-n").arg(netns).args(args))
     }
 
     /// A new router namespace with eth0 at 10.0.<lab>.<n>/24 on the lab's bridge.
     pub fn node(&mut self, name: &str) -> Result<Node> {
         let index = self.nodes.len() + 1;
-        let netns = format!("{}-{name}", self.prefix);
-        run(Command::new("ip").args(["netns", "add", &netns]))?;
+        let namespace = Netns::new(&format!("{}-{name}", self.tag))?;
         let node = Node {
             name: name.to_string(),
-            netns: netns.clone(),
+            netns: namespace.name().to_string(),
             address: Ipv4Addr::new(10, 0, self.subnet, index as u8),
         };
         self.nodes.push(node.clone());
         let port = format!("p{index}");
-        let sw = self.switch.clone();
-        self.ip(
-            &sw,
-            &[
-                "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &netns,
-            ],
-        )?;
-        self.ip(&sw, &["link", "set", &port, "master", "br0", "up"])?;
+        self.switch.ip(&[
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            namespace.name(),
+        ])?;
+        self.switch
+            .ip(&["link", "set", &port, "master", "br0", "up"])?;
         let cidr = format!("{}/24", node.address);
-        self.ip(&netns, &["addr", "add", &cidr, "dev", "eth0"])?;
-        self.ip(&netns, &["link", "set", "eth0", "up"])?;
-        self.ip(&netns, &["link", "set", "lo", "up"])?;
+        namespace.ip(&["addr", "add", &cidr, "dev", "eth0"])?;
+        namespace.ip(&["link", "set", "eth0", "up"])?;
+        self.namespaces.push(namespace);
         Ok(node)
     }
 
@@ -265,13 +269,6 @@ impl Drop for Lab {
         if self.failed || wanted || std::thread::panicking() {
             self.print_logs();
         }
-        for netns in self
-            .nodes
-            .iter()
-            .map(|node| &node.netns)
-            .chain([&self.switch])
-        {
-            let _ = Command::new("ip").args(["netns", "del", netns]).status();
-        }
+        // The namespaces go with the fields, after the processes inside them.
     }
 }
