@@ -319,6 +319,8 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
         runs * (args.seconds as usize + 2)
     ));
     let mut done = 0;
+    // Each client's offload state as the bench last set it.
+    let mut offloads: Vec<(&str, bool)> = Vec::new();
     for rep in 0..args.reps {
         let modes = if rep % 2 == 0 {
             [true, false]
@@ -334,7 +336,14 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
                 // packets again on the way out of the node.
                 for other in &paths {
                     let sender = std::ptr::eq(other.client, path.client);
-                    iperf::set_segmentation_offload(other.client, "eth0", offload || !sender)?;
+                    let wanted = offload || !sender;
+                    let name = other.client.name();
+                    match offloads.iter_mut().find(|(client, _)| *client == name) {
+                        Some((_, state)) if *state == wanted => continue,
+                        Some((_, state)) => *state = wanted,
+                        None => offloads.push((name, wanted)),
+                    }
+                    iperf::set_segmentation_offload(other.client, "eth0", wanted)?;
                 }
                 let rate = iperf::run_client(path.client, path.address, CLIENT_CORE, args.seconds)
                     .with_context(|| path.label.clone())?;

@@ -22,13 +22,12 @@ use std::sync::Mutex;
 
 use rtnetlink::{
     packet_core::{ErrorBuffer, NLM_F_ACK, NLM_F_REQUEST},
-    sys::{Socket, SocketAddr, protocols::NETLINK_GENERIC},
+    sys::{Socket, protocols::NETLINK_GENERIC},
 };
 
-use super::route_batch::messages;
+use super::route_batch::{NLMSG_ERROR, messages, own_socket_of};
 use crate::netlink::NetlinkError;
 
-const NLMSG_ERROR: u16 = 2;
 const GENL_ID_CTRL: u16 = 0x10;
 const CTRL_CMD_GETFAMILY: u8 = 3;
 const CTRL_ATTR_FAMILY_ID: u16 = 1;
@@ -62,12 +61,7 @@ impl EthtoolSocket {
     /// A socket in the calling thread's namespace. Fails when the kernel has no ethtool
     /// family (before Linux 5.6, or built without CONFIG_ETHTOOL_NETLINK).
     pub(crate) fn open() -> Result<EthtoolSocket, NetlinkError> {
-        let failed = |error: std::io::Error| {
-            NetlinkError::Other(format!("opening the ethtool socket: {error}"))
-        };
-        let mut socket = Socket::new(NETLINK_GENERIC).map_err(failed)?;
-        socket.bind_auto().map_err(failed)?;
-        socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
+        let socket = own_socket_of(NETLINK_GENERIC, "ethtool", |_| Ok(()))?;
         let mut attributes = Vec::new();
         attribute(
             &mut attributes,

@@ -27,7 +27,7 @@ use crate::netlink::NetlinkError;
 /// Requests per `sendto` (the kernel's send buffer holds far more than this many routes).
 const MESSAGES_PER_SEND: usize = 256;
 /// `NLMSG_ERROR`: an acknowledgement (code 0) or an error (negative errno).
-const NLMSG_ERROR: u16 = 2;
+pub(crate) const NLMSG_ERROR: u16 = 2;
 
 /// What to do with one route message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,9 +154,18 @@ pub(crate) fn own_socket(
     what: &str,
     configure: impl FnOnce(&Socket) -> std::io::Result<()>,
 ) -> Result<Socket, NetlinkError> {
+    own_socket_of(NETLINK_ROUTE, what, configure)
+}
+
+/// `own_socket` for another netlink protocol (`NETLINK_GENERIC` for ethtool).
+pub(crate) fn own_socket_of(
+    protocol: isize,
+    what: &str,
+    configure: impl FnOnce(&Socket) -> std::io::Result<()>,
+) -> Result<Socket, NetlinkError> {
     let failed =
         |error: std::io::Error| NetlinkError::Other(format!("opening the {what} socket: {error}"));
-    let mut socket = Socket::new(NETLINK_ROUTE).map_err(failed)?;
+    let mut socket = Socket::new(protocol).map_err(failed)?;
     socket.bind_auto().map_err(failed)?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(failed)?;
     configure(&socket).map_err(failed)?;
