@@ -136,7 +136,9 @@ async fn smoke(dir: &Path, netns: &Netns) -> Result<()> {
     let mut seen = std::collections::BTreeMap::new();
     let wait = async {
         while let Some(batch) = stream.next().await {
-            for path in batch?.paths {
+            let mut batch = batch?;
+            batch.resolve_shared();
+            for path in batch.paths {
                 seen.insert(path.prefix.clone(), path);
             }
             if seen.contains_key("10.99.0.0/24") && seen.contains_key("10.1.0.0/24") {

@@ -4,6 +4,11 @@
 //! streams a million best paths during a full table transfer; building a `BestPath` (five
 //! allocations and a string per path) only to encode and free it again took more CPU than the
 //! RIB spent on those routes. Decoding is what prost derives: every path lands in `paths`.
+//!
+//! A path of a batch may name one of the batch's `shared` paths (`BestPath.shared`, 1-based)
+//! instead of carrying next hops and attributes itself: the consumer then parses each distinct
+//! set once per batch, not once per path. `resolve_shared` turns such a batch into plain paths
+//! for consumers that want every field in place.
 
 use prost::{
     DecodeError, Message,
@@ -21,6 +26,40 @@ pub struct BestPathBatch {
     /// Paths already encoded as repeated field 1 (see `encode_path_field`), sent before
     /// `paths`. Always empty after decoding.
     pub encoded_paths: Bytes,
+    /// Next hops and attributes that paths name by `BestPath.shared` (1 = the first).
+    pub shared: Vec<BestPath>,
+}
+
+impl BestPathBatch {
+    /// The shared path that `path` names, if it names one: `Some(None)` when the index is
+    /// past the batch's `shared` (a malformed batch), `None` when the path carries its own.
+    pub fn shared_of(&self, path: &BestPath) -> Option<Option<&BestPath>> {
+        match path.shared {
+            0 => None,
+            index => Some(self.shared.get(index as usize - 1)),
+        }
+    }
+
+    /// Copies each named shared path's next hops and attributes into the paths that name it
+    /// (keeping their prefix and withdrawn flag) and empties `shared`. A path naming a
+    /// shared path the batch lacks is left without next hops.
+    pub fn resolve_shared(&mut self) {
+        let shared = std::mem::take(&mut self.shared);
+        for path in &mut self.paths {
+            let index = std::mem::take(&mut path.shared);
+            if index == 0 {
+                continue;
+            }
+            if let Some(named) = shared.get(index as usize - 1) {
+                *path = BestPath {
+                    prefix: std::mem::take(&mut path.prefix),
+                    withdrawn: path.withdrawn,
+                    shared: 0,
+                    ..named.clone()
+                };
+            }
+        }
+    }
 }
 
 /// Appends `path` (an encoded `BestPath`) to `out` as field 1 of a `BestPathBatch`.
@@ -37,6 +76,7 @@ impl Message for BestPathBatch {
         if self.snapshot_done {
             encoding::bool::encode(2, &self.snapshot_done, buf);
         }
+        encoding::message::encode_repeated(3, &self.shared, buf);
     }
 
     fn merge_field(
@@ -59,6 +99,12 @@ impl Message for BestPathBatch {
                     error
                 },
             ),
+            3 => encoding::message::merge_repeated(wire_type, &mut self.shared, buf, ctx).map_err(
+                |mut error| {
+                    error.push("BestPathBatch", "shared");
+                    error
+                },
+            ),
             _ => encoding::skip_field(wire_type, tag, buf, ctx),
         }
     }
@@ -71,12 +117,14 @@ impl Message for BestPathBatch {
             } else {
                 0
             }
+            + encoding::message::encoded_len_repeated(3, &self.shared)
     }
 
     fn clear(&mut self) {
         self.paths.clear();
         self.snapshot_done = false;
         self.encoded_paths = Bytes::new();
+        self.shared.clear();
     }
 }
 
@@ -106,6 +154,7 @@ mod tests {
             paths: vec![path("10.0.2.0/26", true)],
             snapshot_done: true,
             encoded_paths: Bytes::from(encoded),
+            shared: Vec::new(),
         };
         let wire = batch.encode_to_vec();
         assert_eq!(wire.len(), batch.encoded_len());
@@ -120,8 +169,45 @@ mod tests {
                 ],
                 snapshot_done: true,
                 encoded_paths: Bytes::new(),
+                shared: Vec::new(),
             }
         );
+    }
+
+    #[test]
+    fn shared_paths_round_trip_and_resolve_into_the_paths_that_name_them() {
+        let named = |prefix: &str, shared: u32| BestPath {
+            prefix: prefix.to_string(),
+            shared,
+            ..BestPath::default()
+        };
+        let mut common = path("", false);
+        common.med = Some(7);
+        let batch = BestPathBatch {
+            paths: vec![
+                named("10.0.0.0/24", 1),
+                path("10.0.1.0/24", true),
+                named("10.0.2.0/24", 1),
+                named("10.0.3.0/24", 2),
+            ],
+            shared: vec![common.clone()],
+            ..BestPathBatch::default()
+        };
+        let mut decoded = BestPathBatch::decode(batch.encode_to_vec().as_slice()).unwrap();
+        assert_eq!(decoded, batch);
+        assert_eq!(decoded.shared_of(&decoded.paths[0]), Some(Some(&common)));
+        assert_eq!(decoded.shared_of(&decoded.paths[1]), None);
+        assert_eq!(decoded.shared_of(&decoded.paths[3]), Some(None));
+        decoded.resolve_shared();
+        let mut expected = common.clone();
+        expected.prefix = "10.0.0.0/24".to_string();
+        assert_eq!(decoded.paths[0], expected);
+        expected.prefix = "10.0.2.0/24".to_string();
+        assert_eq!(decoded.paths[2], expected);
+        assert_eq!(decoded.paths[1], path("10.0.1.0/24", true));
+        // Index 2 is past `shared`: no next hops, and no index left behind.
+        assert_eq!(decoded.paths[3], named("10.0.3.0/24", 0));
+        assert!(decoded.shared.is_empty());
     }
 
     #[test]

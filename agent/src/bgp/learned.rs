@@ -178,7 +178,7 @@ impl LearnedRoutes {
                         }
                         return;
                     };
-                    self.apply_changes(state, &batch.paths).await;
+                    self.apply_changes(state, &batch).await;
                     if in_snapshot && batch.snapshot_done {
                         in_snapshot = false;
                         self.status.set_stream_up(true);
@@ -338,9 +338,9 @@ impl LearnedRoutes {
     }
 
     /// Applies one batch of changes after the snapshot: only the prefixes it names.
-    async fn apply_changes(&self, state: &mut State, paths: &[proto::BestPath]) {
-        let mut touched = Vec::with_capacity(paths.len());
-        let changed = apply_batch(&mut state.best, paths, &mut state.shared.paths);
+    async fn apply_changes(&self, state: &mut State, batch: &proto::BestPathBatch) {
+        let mut touched = Vec::with_capacity(batch.paths.len());
+        let changed = apply_batch(&mut state.best, batch, &mut state.shared.paths);
         let new_hops: BTreeSet<IpAddr> = changed
             .iter()
             .flat_map(|change| {
@@ -439,15 +439,30 @@ struct Change {
 
 /// Folds a batch of best-path changes into `best`: each prefix with its new next hops, in the
 /// batch's order, so that the caller needs neither a second parse nor a lookup in a million
-/// paths. Paths whose prefix does not parse are left out.
+/// paths. Paths whose prefix does not parse are left out. The next hops of the batch's shared
+/// paths are parsed once each, for every path that names them.
 fn apply_batch(
     best: &mut BestPaths,
-    paths: &[proto::BestPath],
+    batch: &proto::BestPathBatch,
     shared: &mut SharedPathHops,
 ) -> Vec<Change> {
-    let mut changed = Vec::with_capacity(paths.len());
     let mut next_hops = Vec::new();
-    for path in paths {
+    let mut parse_hops = |path: &proto::BestPath, shared: &mut SharedPathHops| {
+        next_hops.clear();
+        next_hops.extend(
+            path.next_hops
+                .iter()
+                .filter_map(|hop| hop.parse::<IpAddr>().ok()),
+        );
+        shared.share(&next_hops)
+    };
+    let shared_hops: Vec<PathHops> = batch
+        .shared
+        .iter()
+        .map(|path| parse_hops(path, shared))
+        .collect();
+    let mut changed = Vec::with_capacity(batch.paths.len());
+    for path in &batch.paths {
         let Ok(prefix) = path.prefix.parse::<IpNet>() else {
             continue;
         };
@@ -459,13 +474,14 @@ fn apply_batch(
                 had_path,
             });
         } else {
-            next_hops.clear();
-            next_hops.extend(
-                path.next_hops
-                    .iter()
-                    .filter_map(|hop| hop.parse::<IpAddr>().ok()),
-            );
-            let hops = shared.share(&next_hops);
+            let hops = match path.shared {
+                0 => parse_hops(path, shared),
+                // An index past the batch's shared paths: no next hops, as a path without.
+                index => match shared_hops.get(index as usize - 1) {
+                    Some(hops) => hops.clone(),
+                    None => shared.share(&[]),
+                },
+            };
             let had_path = best.insert(prefix, hops.clone());
             changed.push(Change {
                 prefix,

@@ -511,6 +511,77 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
     task.abort();
 }
 
+#[tokio::test]
+async fn paths_that_name_a_shared_path_route_through_its_next_hops() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let netlink = Arc::new(FakeNetlink::new());
+    netlink.add_link("eth0", 1500);
+    netlink.set_route_lookup(
+        net("10.0.0.0/24"),
+        Some(RouteLookup {
+            gateway: None,
+            device: "eth0".into(),
+            source: None,
+        }),
+    );
+    let bgpd = Arc::new(FakeBgpd::default());
+    let context = RouteContext {
+        pools: vec![IpPool::new("pool", net("10.244.0.0/16"))],
+        restart_time: Duration::from_secs(120),
+        ..Default::default()
+    };
+    let (_endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
+    wait_for("the stream", async || bgpd.open_streams() == 1).await;
+    let naming = |prefix: &str, shared: u32| proto::BestPath {
+        prefix: prefix.into(),
+        shared,
+        ..Default::default()
+    };
+    let via = |hop: &str| proto::BestPath {
+        next_hops: vec![hop.into()],
+        ..Default::default()
+    };
+    bgpd.send(proto::BestPathBatch {
+        paths: vec![
+            naming("10.244.2.0/26", 2),
+            naming("10.244.3.0/26", 1),
+            naming("10.244.4.0/26", 2),
+            // Past the batch's shared paths: no next hop, so no route.
+            naming("10.244.5.0/26", 3),
+        ],
+        shared: vec![via("10.0.0.3"), via("10.0.0.2")],
+        snapshot_done: true,
+        ..Default::default()
+    });
+    let gateways = || {
+        let mut routes: Vec<(String, String)> = netlink
+            .routes()
+            .iter()
+            .filter_map(|route| match &route.target {
+                RouteTarget::Via(hops) => Some((
+                    route.destination.to_string(),
+                    hops.iter().map(|hop| hop.gateway.to_string()).collect(),
+                )),
+                _ => None,
+            })
+            .collect();
+        routes.sort();
+        routes
+    };
+    wait_for("the three routes", async || gateways().len() == 3).await;
+    assert_eq!(
+        gateways(),
+        [
+            ("10.244.2.0/26", "10.0.0.2"),
+            ("10.244.3.0/26", "10.0.0.3"),
+            ("10.244.4.0/26", "10.0.0.2"),
+        ]
+        .map(|(prefix, gateway)| (prefix.to_string(), gateway.to_string()))
+    );
+    task.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_best_path_stream_follows_soon_after_bgpd_first_refuses_it() {
     let dir = tempfile::tempdir().unwrap();

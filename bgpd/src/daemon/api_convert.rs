@@ -372,5 +372,6 @@ pub fn best_to_proto(event: &BestEvent) -> proto::BestPath {
             Some(Origin::Incomplete) => "INCOMPLETE",
         }
         .to_string(),
+        shared: 0,
     }
 }

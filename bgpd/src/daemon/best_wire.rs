@@ -1,22 +1,35 @@
 //! Best-path events straight to `BestPathBatch` wire bytes, no I/O. A path is its prefix (text,
-//! formatted into a reused buffer) followed by the rest of its `BestPath` fields, which depend
-//! only on the attributes and next hops: those bytes are encoded once per distinct pair in a
-//! chunk (a full table has few) and copied for every path that shares them. The bytes are
-//! exactly what prost writes for the `BestPath` that `api_convert::best_to_proto` builds.
+//! formatted into a reused buffer) and the 1-based index of its next hops and attributes in
+//! the batch's `shared` paths (`BestPath.shared`); each distinct pair of attributes and next
+//! hops is encoded once (a full table has few), kept until `forget`, and written once per
+//! batch that names it. Decoded and resolved (`BestPathBatch::resolve_shared`), the paths are
+//! exactly what `api_convert::best_to_proto` builds.
 
 use std::{collections::HashMap, fmt::Write, net::IpAddr, sync::Arc};
 
 use manul_proto::bgpd::encode_path_field;
-use prost::{Message, encoding};
+use prost::{
+    Message,
+    encoding::{self, WireType},
+};
 
 use super::{api_convert::best_to_proto, watch::BestEvent};
 use crate::message::PathAttributes;
 use crate::prefix_hash::PrefixHashBuilder;
 use crate::rib::NextHops;
 
-/// The encoded fields after the prefix, per attribute set (by address: the set is held, so
-/// the address is not reused while cached) and next hops.
-type Tails = HashMap<usize, Vec<(Arc<PathAttributes>, Vec<IpAddr>, Vec<u8>)>, PrefixHashBuilder>;
+/// One distinct pair of attributes and next hops, encoded as a `BestPath` without prefix.
+struct Tail {
+    /// Held, so that the address that keys it is not reused while it is cached.
+    _attributes: Arc<PathAttributes>,
+    next_hops: Vec<IpAddr>,
+    encoded: Vec<u8>,
+    /// The batch that last named it and its 1-based index in that batch's `shared`.
+    named_in: (u64, u32),
+}
+
+/// The encoded tails per attribute set (by address) and next hops.
+type Tails = HashMap<usize, Vec<Tail>, PrefixHashBuilder>;
 
 /// Encodes events; keeps its buffers and, until `forget`, the encoded tails.
 #[derive(Default)]
@@ -24,11 +37,18 @@ pub struct BestPathEncoder {
     tails: Tails,
     prefix: String,
     path: Vec<u8>,
+    /// Counts batches: `encode` starts a new one each call.
+    batch: u64,
+    /// The tails the current batch names, in index order: (attribute address, position).
+    named: Vec<(usize, usize)>,
 }
 
 impl BestPathEncoder {
-    /// Appends `events` to `out` as repeated field 1 of a `BestPathBatch`.
+    /// Appends `events` to `out` as one `BestPathBatch`'s repeated field 1, then the shared
+    /// paths they name as its field 3.
     pub fn encode(&mut self, events: &[BestEvent], out: &mut Vec<u8>) {
+        self.batch += 1;
+        self.named.clear();
         for event in events {
             self.path.clear();
             self.prefix.clear();
@@ -37,17 +57,56 @@ impl BestPathEncoder {
             match &event.best {
                 None => encoding::bool::encode(2, &true, &mut self.path),
                 Some((next_hops, attributes)) => {
-                    let tail = tail(&mut self.tails, next_hops.as_slice(), attributes);
-                    self.path.extend_from_slice(tail);
+                    let index = self.name(next_hops.as_slice(), attributes);
+                    encoding::uint32::encode(11, &index, &mut self.path);
                 }
             }
             encode_path_field(&self.path, out);
+        }
+        for &(key, position) in &self.named {
+            let encoded = &self.tails[&key][position].encoded;
+            encoding::encode_key(3, WireType::LengthDelimited, out);
+            encoding::encode_varint(encoded.len() as u64, out);
+            out.extend_from_slice(encoded);
         }
     }
 
     /// Drops the cached tails (and with them the attribute sets they hold).
     pub fn forget(&mut self) {
         self.tails.clear();
+    }
+
+    /// The 1-based index in this batch's `shared` of the pair, encoding it on first use.
+    fn name(&mut self, next_hops: &[IpAddr], attributes: &Arc<PathAttributes>) -> u32 {
+        let key = Arc::as_ptr(attributes) as usize;
+        let known = self.tails.entry(key).or_default();
+        let position = match known.iter().position(|tail| tail.next_hops == next_hops) {
+            Some(position) => position,
+            None => {
+                let event = BestEvent {
+                    prefix: ipnet::IpNet::default(),
+                    best: Some((
+                        NextHops::from_vec(next_hops.to_vec()),
+                        Arc::clone(attributes),
+                    )),
+                };
+                let mut path = best_to_proto(&event);
+                path.prefix.clear();
+                known.push(Tail {
+                    _attributes: Arc::clone(attributes),
+                    next_hops: next_hops.to_vec(),
+                    encoded: path.encode_to_vec(),
+                    named_in: (0, 0),
+                });
+                known.len() - 1
+            }
+        };
+        let tail = &mut known[position];
+        if tail.named_in.0 != self.batch {
+            self.named.push((key, position));
+            tail.named_in = (self.batch, self.named.len() as u32);
+        }
+        tail.named_in.1
     }
 }
 
@@ -78,35 +137,6 @@ fn write_decimal(value: u8, out: &mut String) {
         out.push(char::from(b'0' + value / 10 % 10));
     }
     out.push(char::from(b'0' + value % 10));
-}
-
-fn tail<'a>(
-    tails: &'a mut Tails,
-    next_hops: &[IpAddr],
-    attributes: &Arc<PathAttributes>,
-) -> &'a [u8] {
-    let known = tails.entry(Arc::as_ptr(attributes) as usize).or_default();
-    let position = match known.iter().position(|(_, hops, _)| hops == next_hops) {
-        Some(position) => position,
-        None => {
-            let event = BestEvent {
-                prefix: ipnet::IpNet::default(),
-                best: Some((
-                    NextHops::from_vec(next_hops.to_vec()),
-                    Arc::clone(attributes),
-                )),
-            };
-            let mut path = best_to_proto(&event);
-            path.prefix.clear();
-            known.push((
-                Arc::clone(attributes),
-                next_hops.to_vec(),
-                path.encode_to_vec(),
-            ));
-            known.len() - 1
-        }
-    };
-    &known[position].2
 }
 
 #[cfg(test)]
@@ -156,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn encodes_exactly_what_prost_writes_for_the_converted_paths() {
+    fn each_batch_names_its_own_shared_paths_and_resolves_to_the_converted_paths() {
         let a = attributes(5, vec![0xfde8_0001]);
         let b = attributes(7, Vec::new());
         let v4: Vec<IpAddr> = vec!["192.0.2.1".parse().unwrap()];
@@ -173,25 +203,31 @@ mod tests {
             event("0.0.0.0/0", Some((ecmp, a))),
         ];
         let mut encoder = BestPathEncoder::default();
-        let mut wire = Vec::new();
-        encoder.encode(&events[..3], &mut wire);
+        // The second batch reuses a tail the first encoded (a with ECMP): it is written
+        // again there, under that batch's own index.
+        for (events, shared) in [(&events[..3], 2), (&events[3..], 3)] {
+            let mut wire = Vec::new();
+            encoder.encode(events, &mut wire);
+            let mut decoded = proto::BestPathBatch::decode(wire.as_slice()).unwrap();
+            assert_eq!(decoded.shared.len(), shared);
+            for (path, event) in decoded.paths.iter().zip(events) {
+                assert_eq!(path.shared == 0, event.best.is_none(), "{path:?}");
+                assert!(path.next_hops.is_empty() && path.origin.is_empty());
+            }
+            decoded.resolve_shared();
+            let expected: Vec<proto::BestPath> = events.iter().map(best_to_proto).collect();
+            assert_eq!(decoded.paths, expected);
+            let prefixes: Vec<IpNet> = decoded
+                .paths
+                .iter()
+                .map(|p| p.prefix.parse().unwrap())
+                .collect();
+            assert_eq!(
+                prefixes,
+                events.iter().map(|e| e.prefix).collect::<Vec<_>>()
+            );
+        }
         encoder.forget();
-        encoder.encode(&events[3..], &mut wire);
-        let expected = proto::BestPathBatch {
-            paths: events.iter().map(best_to_proto).collect(),
-            ..Default::default()
-        };
-        assert_eq!(wire, expected.encode_to_vec());
-        let decoded = proto::BestPathBatch::decode(wire.as_slice()).unwrap();
-        assert_eq!(decoded.paths, expected.paths);
-        let prefixes: Vec<IpNet> = decoded
-            .paths
-            .iter()
-            .map(|p| p.prefix.parse().unwrap())
-            .collect();
-        assert_eq!(
-            prefixes,
-            events.iter().map(|e| e.prefix).collect::<Vec<_>>()
-        );
+        assert!(encoder.tails.is_empty());
     }
 }

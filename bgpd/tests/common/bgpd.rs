@@ -115,7 +115,8 @@ impl Paths {
                 match stream.next().await {
                     None => break "end of stream".to_string(),
                     Some(Err(status)) => break status.to_string(),
-                    Some(Ok(batch)) => tx.send_modify(|state| {
+                    Some(Ok(mut batch)) => tx.send_modify(|state| {
+                        batch.resolve_shared();
                         for path in batch.paths {
                             if path.withdrawn {
                                 state.best.remove(&path.prefix);
