@@ -314,6 +314,7 @@ async fn measure_in(
     let cpu_before = (
         lab::cpu_seconds(sender_pid)?,
         lab::cpu_seconds(receiver_pid)?,
+        lab::cpu_seconds(std::process::id())?,
     );
     if !scenario.reverse
         && let Some(Probe::Bird(ctl)) = &mut sender_ctl
@@ -354,7 +355,12 @@ async fn measure_in(
     );
     let seconds = finished - first_up;
     let stream = match watcher {
-        Some(watcher) => Some(watcher.finish(deadline, first_up, finished).await?),
+        Some(watcher) => {
+            let mut sample = watcher.finish(deadline, first_up, finished).await?;
+            // Read once the subscriber has every path (it may finish just after the poll).
+            sample.subscriber_cpu = lab::cpu_seconds(std::process::id())? - cpu_before.2;
+            Some(sample)
+        }
         None => None,
     };
     let (pid, cpu_seconds, counterpart_cpu_seconds) = if scenario.reverse {

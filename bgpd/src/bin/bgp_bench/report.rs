@@ -34,20 +34,25 @@ pub struct StreamSample {
     pub lag_99: Option<f64>,
     pub batches: u64,
     pub largest_batch: usize,
+    /// CPU time of the bench's own process over the transfer: the subscriber, which shares
+    /// the two cores with the daemons (and the polls, which cost next to nothing).
+    pub subscriber_cpu: f64,
 }
 
 impl StreamSample {
     pub fn describe(&self, total: u64) -> String {
         format!(
             "stream: all {total} best paths delivered after {:.2} s ({:+.2} s after accepted; \
-             {} at accept), lag at 99% {}, backlog up to {}, {} batches of up to {}",
+             {} at accept), lag at 99% {}, backlog up to {}, {} batches of up to {}, subscriber \
+             CPU {:.2} s",
             self.after_up,
             self.after_accept,
             self.live_at_accept,
             cell(self.lag_99, "s", 2),
             self.max_backlog,
             self.batches,
-            self.largest_batch
+            self.largest_batch,
+            self.subscriber_cpu
         )
     }
 }
@@ -158,15 +163,18 @@ pub fn print_table(rows: &[Row]) {
         );
         let lag = median(streams.iter().filter_map(|(s, _)| s.lag_99).collect());
         let backlog = median(streams.iter().map(|(s, _)| s.max_backlog as f64).collect());
+        let subscriber = median(streams.iter().map(|(s, _)| s.subscriber_cpu).collect());
         println!(
             "{}, manul-bgpd with a WatchBestPaths subscriber: every best path delivered after {} \
-             ({} after accepted), lag at 99% {}, backlog up to {}, peak RSS {} (medians of {})",
+             ({} after accepted), lag at 99% {}, backlog up to {}, peak RSS {}, the subscriber's \
+             CPU {} (medians of {})",
             row.label,
             cell(after_up, "s", 2),
             cell(after_accept, "s", 2),
             cell(lag, "s", 2),
             cell(backlog, "paths", 0),
             cell(mib, "MiB", 0),
+            cell(subscriber, "s", 2),
             streams.len()
         );
     }

@@ -134,6 +134,7 @@ impl Watcher {
             lag_99: watched.mark_at.zip(mark_accepted_at).map(|(w, a)| w - a),
             batches: watched.batches,
             largest_batch: watched.largest_batch,
+            subscriber_cpu: 0.0,
         })
     }
 
