@@ -31,15 +31,6 @@ pub struct BestPathBatch {
 }
 
 impl BestPathBatch {
-    /// The shared path that `path` names, if it names one: `Some(None)` when the index is
-    /// past the batch's `shared` (a malformed batch), `None` when the path carries its own.
-    pub fn shared_of(&self, path: &BestPath) -> Option<Option<&BestPath>> {
-        match path.shared {
-            0 => None,
-            index => Some(self.shared.get(index as usize - 1)),
-        }
-    }
-
     /// Copies each named shared path's next hops and attributes into the paths that name it
     /// (keeping their prefix and withdrawn flag) and empties `shared`. A path naming a
     /// shared path the batch lacks is left without next hops.
@@ -195,9 +186,6 @@ mod tests {
         };
         let mut decoded = BestPathBatch::decode(batch.encode_to_vec().as_slice()).unwrap();
         assert_eq!(decoded, batch);
-        assert_eq!(decoded.shared_of(&decoded.paths[0]), Some(Some(&common)));
-        assert_eq!(decoded.shared_of(&decoded.paths[1]), None);
-        assert_eq!(decoded.shared_of(&decoded.paths[3]), Some(None));
         decoded.resolve_shared();
         let mut expected = common.clone();
         expected.prefix = "10.0.0.0/24".to_string();

@@ -428,10 +428,8 @@ fn spawn_learned(
     (endpoints, task, sender)
 }
 
-#[tokio::test]
-async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+/// A fake kernel with eth0 on 10.0.0.0/24, the network of the learned paths' next hops.
+fn netlink_on_eth0() -> Arc<FakeNetlink> {
     let netlink = Arc::new(FakeNetlink::new());
     netlink.add_link("eth0", 1500);
     netlink.set_route_lookup(
@@ -442,12 +440,25 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
             source: None,
         }),
     );
-    let bgpd = Arc::new(FakeBgpd::default());
-    let context = RouteContext {
+    netlink
+}
+
+/// The pool 10.244.0.0/16, and 120 s of graceful restart.
+fn pool_context() -> RouteContext {
+    RouteContext {
         pools: vec![IpPool::new("pool", net("10.244.0.0/16"))],
         restart_time: Duration::from_secs(120),
         ..Default::default()
-    };
+    }
+}
+
+#[tokio::test]
+async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
+    let netlink = netlink_on_eth0();
+    let bgpd = Arc::new(FakeBgpd::default());
+    let context = pool_context();
     let (endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
     let kernel_has = |prefix: &'static str| {
         let netlink = netlink.clone();
@@ -515,22 +526,9 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
 async fn paths_that_name_a_shared_path_route_through_its_next_hops() {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-    let netlink = Arc::new(FakeNetlink::new());
-    netlink.add_link("eth0", 1500);
-    netlink.set_route_lookup(
-        net("10.0.0.0/24"),
-        Some(RouteLookup {
-            gateway: None,
-            device: "eth0".into(),
-            source: None,
-        }),
-    );
+    let netlink = netlink_on_eth0();
     let bgpd = Arc::new(FakeBgpd::default());
-    let context = RouteContext {
-        pools: vec![IpPool::new("pool", net("10.244.0.0/16"))],
-        restart_time: Duration::from_secs(120),
-        ..Default::default()
-    };
+    let context = pool_context();
     let (_endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
     wait_for("the stream", async || bgpd.open_streams() == 1).await;
     let naming = |prefix: &str, shared: u32| proto::BestPath {
