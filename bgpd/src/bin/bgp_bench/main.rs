@@ -375,6 +375,7 @@ async fn measure_in(
         stream,
         cpu_seconds: Some(cpu_seconds),
         counterpart_cpu_seconds: Some(counterpart_cpu_seconds),
+        probe_cpu_seconds: None,
     })
 }
 
@@ -460,7 +461,12 @@ async fn run(flags: &Flags) -> Result<()> {
                         let counterpart = sample
                             .counterpart_cpu_seconds
                             .map(|s| format!(" (the BIRD at the other end: {s:.2} s)"));
-                        let cpu = cpu.map(|cpu| cpu + &counterpart.unwrap_or_default());
+                        let probe = sample
+                            .probe_cpu_seconds
+                            .map(|s| format!(", the bench's FIB probe {s:.2} s"));
+                        let cpu = cpu.map(|cpu| {
+                            cpu + &counterpart.unwrap_or_default() + &probe.unwrap_or_default()
+                        });
                         format!(
                             "{:.2} s (all sessions up at {:.2} s), peak RSS {:.0} MiB{}{}",
                             sample.seconds,

@@ -18,6 +18,8 @@ pub struct Sample {
     pub cpu_seconds: Option<f64>,
     /// CPU time of the BIRD at the other end over the transfer (not in the kernel scenario).
     pub counterpart_cpu_seconds: Option<f64>,
+    /// CPU time of the bench's FIB probe (the kernel scenario), which shares the cores.
+    pub probe_cpu_seconds: Option<f64>,
 }
 
 #[derive(Clone, Copy, Debug)]
