@@ -15,6 +15,7 @@ mod neighbours;
 mod pod;
 mod route_batch;
 mod route_dump;
+mod route_wire;
 mod routes;
 mod vxlan;
 
