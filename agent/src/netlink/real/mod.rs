@@ -15,7 +15,6 @@ mod neighbours;
 mod pod;
 mod route_batch;
 mod route_dump;
-mod route_wire;
 mod routes;
 mod vxlan;
 

@@ -16,21 +16,18 @@ use std::sync::Mutex;
 use rtnetlink::{
     packet_core::{
         ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-        NetlinkBuffer,
+        NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     },
+    packet_route::{RouteNetlinkMessage, route::RouteMessage},
     sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
 };
 
-use super::route_wire::RouteRequests;
 use crate::netlink::NetlinkError;
 
 /// Requests per `sendto` (the kernel's send buffer holds far more than this many routes).
 const MESSAGES_PER_SEND: usize = 256;
 /// `NLMSG_ERROR`: an acknowledgement (code 0) or an error (negative errno).
 pub(crate) const NLMSG_ERROR: u16 = 2;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_DELROUTE: u16 = 25;
-const NLMSG_HEADER_LEN: usize = 16;
 
 /// What to do with one route message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,7 +57,10 @@ impl RouteBatchSocket {
     /// Sends every request and returns, in order, the kernel's answer to each: 0 for done, or
     /// the errno it failed with. Blocking: call it from the blocking pool. Batches of several
     /// callers take turns.
-    pub(crate) fn write(&self, requests: RouteRequests) -> Result<Vec<i32>, NetlinkError> {
+    pub(crate) fn write(
+        &self,
+        requests: Vec<(RouteRequest, RouteMessage)>,
+    ) -> Result<Vec<i32>, NetlinkError> {
         let mut guard = self
             .socket
             .lock()
@@ -69,20 +69,20 @@ impl RouteBatchSocket {
         let mut answers = Vec::with_capacity(requests.len());
         let mut buffer = Vec::new();
         let mut receive = vec![0u8; 64 * 1024];
-        let mut requests = requests.iter().peekable();
+        let mut requests = requests.into_iter().peekable();
         while requests.peek().is_some() {
             buffer.clear();
             let base = *next_sequence;
             let mut sent = 0;
             while sent < MESSAGES_PER_SEND {
-                let Some((request, body)) = requests.next() else {
+                let Some((request, message)) = requests.next() else {
                     break;
                 };
                 let last = sent + 1 == MESSAGES_PER_SEND || requests.peek().is_none();
                 append_request(
                     &mut buffer,
                     request,
-                    body,
+                    message,
                     base.wrapping_add(sent as u32),
                     last,
                 );
@@ -115,29 +115,37 @@ impl RouteBatchSocket {
     }
 }
 
-/// Appends one request (`body`: its `rtmsg` and attributes), numbered `sequence`, to `buffer`;
-/// with `acknowledge`, the kernel answers it even when it succeeds.
+/// Appends one request, numbered `sequence`, to `buffer`; with `acknowledge`, the kernel
+/// answers it even when it succeeds.
 fn append_request(
     buffer: &mut Vec<u8>,
     request: RouteRequest,
-    body: &[u8],
+    message: RouteMessage,
     sequence: u32,
     acknowledge: bool,
 ) {
-    let (message_type, flags) = match request {
-        RouteRequest::Add => (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL),
-        RouteRequest::Replace => (RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE),
-        RouteRequest::Delete => (RTM_DELROUTE, 0),
+    let (inner, flags) = match request {
+        RouteRequest::Add => (
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ),
+        RouteRequest::Replace => (
+            RouteNetlinkMessage::NewRoute(message),
+            NLM_F_CREATE | NLM_F_REPLACE,
+        ),
+        RouteRequest::Delete => (RouteNetlinkMessage::DelRoute(message), 0),
     };
-    let flags = NLM_F_REQUEST | flags | if acknowledge { NLM_F_ACK } else { 0 };
-    // struct nlmsghdr: length, type, flags, sequence, port (0: the kernel fills it in).
-    let length = u32::try_from(NLMSG_HEADER_LEN + body.len()).unwrap_or(u32::MAX);
-    buffer.extend_from_slice(&length.to_ne_bytes());
-    buffer.extend_from_slice(&message_type.to_ne_bytes());
-    buffer.extend_from_slice(&flags.to_ne_bytes());
-    buffer.extend_from_slice(&sequence.to_ne_bytes());
-    buffer.extend_from_slice(&0u32.to_ne_bytes());
-    buffer.extend_from_slice(body);
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST | flags | if acknowledge { NLM_F_ACK } else { 0 };
+    header.sequence_number = sequence;
+    let mut packet = NetlinkMessage::new(header, NetlinkPayload::InnerMessage(inner));
+    // `finalize` with the length computed once (each computation walks every attribute).
+    let length = packet.buffer_len();
+    packet.header.length = u32::try_from(length).unwrap_or(u32::MAX);
+    packet.header.message_type = packet.payload.message_type();
+    let start = buffer.len();
+    buffer.resize(start + length, 0);
+    packet.serialize(&mut buffer[start..]);
 }
 
 /// A NETLINK_ROUTE socket of manul's own (`what` names it in errors), bound and connected to

@@ -25,7 +25,6 @@ use super::{
     links::{self, EEXIST, ENODEV, ESRCH, errno},
     route_batch::{RouteBatchSocket, RouteRequest},
     route_dump::RouteDumpSocket,
-    route_wire::RouteRequests,
 };
 use crate::netlink::{
     NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget, RouteWrite,
@@ -102,10 +101,13 @@ pub(crate) async fn write_routes(
     }
     // Writes settled without the kernel (a device missing), and the requests of the others.
     let mut settled: Vec<Option<Result<(), NetlinkError>>> = Vec::with_capacity(writes.len());
-    let mut requests = RouteRequests::default();
+    let mut requests = Vec::new();
     for write in &writes {
-        match request_for(write, &devices, &mut requests) {
-            Ok(()) => settled.push(None),
+        match request_for(write, &devices) {
+            Ok(request) => {
+                requests.push(request);
+                settled.push(None);
+            }
             Err(result) => settled.push(Some(result)),
         }
     }
@@ -136,13 +138,11 @@ pub(crate) async fn write_routes(
         .collect()
 }
 
-/// Appends the request of one write to `requests`, or gives its result when it needs no kernel
-/// call (or cannot be made).
+/// The request of one write, or its result when it needs no kernel call (or cannot be made).
 fn request_for(
     write: &RouteWrite,
     devices: &HashMap<String, Result<Option<u32>, String>>,
-    requests: &mut RouteRequests,
-) -> Result<(), Result<(), NetlinkError>> {
+) -> Result<(RouteRequest, RouteMessage), Result<(), NetlinkError>> {
     let route = write.route();
     let mut indexes = Some(Vec::new());
     for device in route.target.devices() {
@@ -164,31 +164,17 @@ fn request_for(
     let Some(indexes) = indexes else {
         return Err(missing_device(write));
     };
+    let mut message = route_message(route, &indexes).map_err(Err)?;
     let request = match write {
         RouteWrite::Add(_) => RouteRequest::Add,
         RouteWrite::Replace(_) => RouteRequest::Replace,
-        RouteWrite::Delete(_) => RouteRequest::Delete,
+        RouteWrite::Delete(_) => {
+            // Like `ip route del`: match any scope.
+            message.header.scope = RouteScope::NoWhere;
+            RouteRequest::Delete
+        }
     };
-    if requests.push(request, route, &indexes).map_err(Err)? {
-        return Ok(());
-    }
-    let message = request_message(request, route, &indexes).map_err(Err)?;
-    requests.push_message(request, &message);
-    Ok(())
-}
-
-/// The message of a request: `route_message`, matching any scope for a deletion (as `ip route
-/// del` does).
-pub(super) fn request_message(
-    request: RouteRequest,
-    route: &Route,
-    indexes: &[u32],
-) -> Result<RouteMessage, NetlinkError> {
-    let mut message = route_message(route, indexes)?;
-    if request == RouteRequest::Delete {
-        message.header.scope = RouteScope::NoWhere;
-    }
-    Ok(message)
+    Ok((request, message))
 }
 
 /// A write whose device does not exist: a deletion is done (the kernel removed the route with
