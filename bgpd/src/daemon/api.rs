@@ -296,8 +296,9 @@ async fn forward_best_paths(
         let mut events = chunk.events.chunks(STREAM_BATCH);
         for index in 0..messages {
             let events = events.next().unwrap_or_default();
-            // About 40 bytes a path for IPv4 routes with a short AS path.
-            let mut wire = Vec::with_capacity(events.len() * 48);
+            // About 20 bytes a path for IPv4 routes (prefix and shared index), and the few
+            // shared sets.
+            let mut wire = Vec::with_capacity(events.len() * 24 + 256);
             encoder.encode(events, &mut wire);
             let batch = proto::BestPathBatch {
                 encoded_paths: wire.into(),
