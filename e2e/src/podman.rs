@@ -112,15 +112,10 @@ impl<'n> Podman<'n> {
     /// Runs `podman <args>`, which must succeed; returns trimmed stdout.
     pub fn ok(&self, args: &[&str]) -> Result<String> {
         let out = self.cmd(args)?;
-        if !out.status.success() {
-            bail!(
-                "podman {args:?} failed ({}): {}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr),
-                String::from_utf8_lossy(&out.stdout)
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let what: Vec<&str> = std::iter::once("podman")
+            .chain(args.iter().copied())
+            .collect();
+        Ok(crate::netns::check(&what, out)?.trim().to_string())
     }
 
     /// `podman run -d --name <name> --network <network> <opts> IMAGE <command>`.

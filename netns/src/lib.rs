@@ -348,7 +348,9 @@ fn run(cmd: &mut Command) -> Result<String> {
     check(&[&format!("{cmd:?}")], out)
 }
 
-fn check(what: &[&str], out: Output) -> Result<String> {
+/// The stdout of a finished command, or an error naming it (`what`) with its status, stderr
+/// and stdout.
+pub fn check(what: &[&str], out: Output) -> Result<String> {
     if !out.status.success() {
         bail!(
             "{what:?} failed ({}): {}{}",

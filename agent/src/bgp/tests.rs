@@ -428,8 +428,21 @@ fn spawn_learned(
     (endpoints, task, sender)
 }
 
-/// A fake kernel with eth0 on 10.0.0.0/24, the network of the learned paths' next hops.
-fn netlink_on_eth0() -> Arc<FakeNetlink> {
+/// The learned-routes task over a fake bgpd and a fake kernel with eth0 on 10.0.0.0/24, for
+/// the pool 10.244.0.0/16 with 120 s of graceful restart. The directory (the store) and the
+/// context's sender must live as long as the task.
+type LearnedOnEth0 = (
+    tempfile::TempDir,
+    Arc<FakeNetlink>,
+    Arc<FakeBgpd>,
+    Arc<Endpoints>,
+    tokio::task::JoinHandle<()>,
+    tokio::sync::watch::Sender<RouteContext>,
+);
+
+fn learned_on_eth0() -> LearnedOnEth0 {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
     let netlink = Arc::new(FakeNetlink::new());
     netlink.add_link("eth0", 1500);
     netlink.set_route_lookup(
@@ -440,26 +453,19 @@ fn netlink_on_eth0() -> Arc<FakeNetlink> {
             source: None,
         }),
     );
-    netlink
-}
-
-/// The pool 10.244.0.0/16, and 120 s of graceful restart.
-fn pool_context() -> RouteContext {
-    RouteContext {
+    let bgpd = Arc::new(FakeBgpd::default());
+    let context = RouteContext {
         pools: vec![IpPool::new("pool", net("10.244.0.0/16"))],
         restart_time: Duration::from_secs(120),
         ..Default::default()
-    }
+    };
+    let (endpoints, task, context) = spawn_learned(store, &bgpd, &netlink, context);
+    (dir, netlink, bgpd, endpoints, task, context)
 }
 
 #[tokio::test]
 async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-    let netlink = netlink_on_eth0();
-    let bgpd = Arc::new(FakeBgpd::default());
-    let context = pool_context();
-    let (endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
+    let (_dir, netlink, bgpd, endpoints, task, _context) = learned_on_eth0();
     let kernel_has = |prefix: &'static str| {
         let netlink = netlink.clone();
         async move || {
@@ -524,12 +530,7 @@ async fn learned_routes_survive_a_bgpd_restart_until_its_peers_settle() {
 
 #[tokio::test]
 async fn paths_that_name_a_shared_path_route_through_its_next_hops() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(EmbeddedStore::open(&dir.path().join("store.redb")).unwrap());
-    let netlink = netlink_on_eth0();
-    let bgpd = Arc::new(FakeBgpd::default());
-    let context = pool_context();
-    let (_endpoints, task, _context) = spawn_learned(store, &bgpd, &netlink, context);
+    let (_dir, netlink, bgpd, _endpoints, task, _context) = learned_on_eth0();
     wait_for("the stream", async || bgpd.open_streams() == 1).await;
     let naming = |prefix: &str, shared: u32| proto::BestPath {
         prefix: prefix.into(),

@@ -355,12 +355,11 @@ async fn measure_in(
     );
     let seconds = finished - first_up;
     let stream = match watcher {
-        Some(watcher) => {
-            let mut sample = watcher.finish(deadline, first_up, finished).await?;
-            // Read once the subscriber has every path (it may finish just after the poll).
-            sample.subscriber_cpu = lab::cpu_seconds(std::process::id())? - cpu_before.2;
-            Some(sample)
-        }
+        Some(watcher) => Some(
+            watcher
+                .finish(deadline, first_up, finished, cpu_before.2)
+                .await?,
+        ),
         None => None,
     };
     let (pid, cpu_seconds, counterpart_cpu_seconds) = if scenario.reverse {

@@ -19,6 +19,7 @@ use anyhow::{Context, Result};
 use tokio::task::JoinHandle;
 
 use crate::{
+    lab,
     probe::unix_now,
     report::StreamSample,
     watch_wire::{self, LivePrefixes},
@@ -115,16 +116,19 @@ impl Watcher {
 
     /// Waits for the watcher to have every prefix (failing past `deadline` with the count it
     /// had); times relative to the session's `first_up` and the poll that saw every prefix
-    /// accepted (`accepted`), Unix seconds.
+    /// accepted (`accepted`), Unix seconds. The subscriber's CPU is this process's since
+    /// `cpu_before`, read once the watcher has every path (it may finish just after the poll).
     pub async fn finish(
         self,
         deadline: Instant,
         first_up: f64,
         accepted: f64,
+        cpu_before: f64,
     ) -> Result<StreamSample> {
         let (live_at_accept, max_backlog) = (self.live_at_accept, self.max_backlog);
         let mark_accepted_at = self.mark_accepted_at;
         let watched = self.join(deadline).await?;
+        let subscriber_cpu = lab::cpu_seconds(std::process::id())? - cpu_before;
         let complete = watched.complete_at.context("the stream ended early")?;
         Ok(StreamSample {
             after_up: complete - first_up,
@@ -134,7 +138,7 @@ impl Watcher {
             lag_99: watched.mark_at.zip(mark_accepted_at).map(|(w, a)| w - a),
             batches: watched.batches,
             largest_batch: watched.largest_batch,
-            subscriber_cpu: 0.0,
+            subscriber_cpu,
         })
     }
 
