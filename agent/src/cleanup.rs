@@ -1,8 +1,8 @@
 //! `manul-agent cleanup`: what uninstalling manul from a node removes, and only that. The
 //! kernel side goes through the `Netlink` and `Nft` traits (routes with proto manul in the
-//! tables manul owns, links named `cali*`, `vxlan.calico` and `vxlan-v6.calico`, the nft table
-//! `inet manul`); the files are the CNI plugin and conflist `install-cni` wrote and the route
-//! protocol name the agent registered. Best effort: every step runs and every failure is
+//! tables manul owns and the next-hop objects they named, links named `cali*`, `vxlan.calico`
+//! and `vxlan-v6.calico`, the nft table `inet manul`); the files are the CNI plugin and
+//! conflist `install-cni` wrote and the route protocol name the agent registered. Best effort: every step runs and every failure is
 //! reported. I/O only through the traits and `install::remove_file`.
 
 use std::path::PathBuf;
@@ -88,6 +88,15 @@ pub async fn clean_kernel(
         Err(error) => report
             .errors
             .push(netlink_error("listing manul's routes".into())(error)),
+    }
+    // Listing again deletes, on a real kernel, the next-hop objects of manul's that the
+    // deleted routes named (netlink/real/nexthops.rs: objects no route names go after a dump).
+    if let Err(error) = netlink.manul_routes(tables).await {
+        report
+            .errors
+            .push(netlink_error("deleting manul's next-hop objects".into())(
+                error,
+            ));
     }
     let mut names = Vec::new();
     match netlink.links_with_prefix(HOST_INTERFACE_PREFIX).await {

@@ -84,6 +84,30 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
         "109",
     ])?;
     node.ip(&["route", "add", "blackhole", "10.244.6.0/26", "proto", "109"])?;
+    // A next-hop object of manul's and a route naming it, and another owner's object.
+    for (id, protocol) in [("77", "109"), ("78", "static")] {
+        node.ip(&[
+            "nexthop",
+            "add",
+            "id",
+            id,
+            "via",
+            "192.168.78.2",
+            "dev",
+            "keep0",
+            "proto",
+            protocol,
+        ])?;
+    }
+    node.ip(&[
+        "route",
+        "add",
+        "10.244.8.0/26",
+        "nhid",
+        "77",
+        "proto",
+        "109",
+    ])?;
     node.ip(&[
         "route",
         "add",
@@ -164,6 +188,15 @@ fn cleanup_removes_only_what_is_manuls() -> Result<()> {
     assert!(
         main.contains("10.99.0.0/16"),
         "a foreign route was deleted:\n{main}"
+    );
+    let objects = node.ip(&["nexthop", "show"])?;
+    assert!(
+        !objects.contains("id 77 "),
+        "manul's object left:\n{objects}"
+    );
+    assert!(
+        objects.contains("id 78 "),
+        "another owner's object was deleted:\n{objects}"
     );
     let table = routes(&node, "200")?;
     assert!(!table.contains("10.244.7.0"), "{table}");

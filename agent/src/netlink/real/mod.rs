@@ -12,6 +12,7 @@ mod ethtool;
 mod links;
 mod namespace;
 mod neighbours;
+mod nexthops;
 mod pod;
 mod route_batch;
 mod route_dump;
@@ -196,7 +197,14 @@ impl Netlink for RealNetlink {
         visit: &mut (dyn FnMut(Route) + Send),
     ) -> Result<(), NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::visit_manul_routes(&self.handle, &self.route_dump, tables, visit).await
+        routes::visit_manul_routes(
+            &self.handle,
+            &self.route_dump,
+            &self.route_batch,
+            tables,
+            visit,
+        )
+        .await
     }
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {

@@ -8,26 +8,42 @@
 //! future, a channel hop, a `sendto`, a `recv` and a decode of the echoed request. Does I/O (a
 //! blocking socket, used from the blocking pool).
 //!
+//! Gateway routes name kernel next-hop objects (nexthops.rs): before a send, each set of next
+//! hops its routes use is checked (or made) on the same socket, under the same lock, so that
+//! the table of objects and the writes that name them never disagree.
+//!
 //! The socket is opened with the agent's other connections, in the agent's namespace, and
 //! stays bound to it whatever thread uses it.
 
-use std::sync::Mutex;
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Mutex,
+};
 
 use rtnetlink::{
     packet_core::{
-        ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, NLM_F_REQUEST,
-        NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
+        ErrorBuffer, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_ECHO, NLM_F_EXCL, NLM_F_REPLACE,
+        NLM_F_REQUEST, NetlinkBuffer, NetlinkHeader, NetlinkMessage, NetlinkPayload,
     },
-    packet_route::{RouteNetlinkMessage, route::RouteMessage},
+    packet_route::{
+        RouteNetlinkMessage,
+        route::{RouteAttribute, RouteFlags, RouteMessage},
+    },
     sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE},
 };
 
+use super::nexthops::{
+    HopSet, ListedNexthop, NexthopRequest, NexthopTable, RTM_NEWNEXTHOP, matches, parse_nexthop,
+};
 use crate::netlink::NetlinkError;
 
 /// Requests per `sendto` (the kernel's send buffer holds far more than this many routes).
 const MESSAGES_PER_SEND: usize = 256;
 /// `NLMSG_ERROR`: an acknowledgement (code 0) or an error (negative errno).
 pub(crate) const NLMSG_ERROR: u16 = 2;
+/// `NLMSG_DONE`: the end of a dump.
+const NLMSG_DONE: u16 = 3;
+const ENOENT: i32 = 2;
 
 /// What to do with one route message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,10 +55,36 @@ pub(crate) enum RouteRequest {
     Delete,
 }
 
+/// One route request of a batch; `set` indexes the batch's next-hop sets: when the kernel has
+/// (or takes) an object for it, the route names the object instead of its next hops.
+pub(crate) struct BatchedRoute {
+    pub request: RouteRequest,
+    pub message: RouteMessage,
+    pub set: Option<usize>,
+}
+
 pub(crate) struct RouteBatchSocket {
-    /// The socket and the next sequence number (acknowledgements left unread by a failed call
-    /// never match a later request).
-    socket: Mutex<(Socket, u32)>,
+    state: Mutex<BatchState>,
+}
+
+struct BatchState {
+    socket: Socket,
+    /// The next sequence number (acknowledgements left unread by a failed call never match a
+    /// later request).
+    next_sequence: u32,
+    nexthops: NexthopTable,
+    /// Whether the kernel's objects have been listed (and manul's adopted) since the socket
+    /// was opened: the first batch that names objects lists them, so a restarted agent uses
+    /// the objects it made before instead of making them twice.
+    listed: bool,
+}
+
+impl BatchState {
+    fn sequence(&mut self) -> u32 {
+        let sequence = self.next_sequence;
+        self.next_sequence = sequence.wrapping_add(1);
+        sequence
+    }
 }
 
 impl RouteBatchSocket {
@@ -50,69 +92,300 @@ impl RouteBatchSocket {
     pub(crate) fn open() -> Result<RouteBatchSocket, NetlinkError> {
         let socket = own_socket("route batch", |socket| socket.set_cap_ack(true))?;
         Ok(RouteBatchSocket {
-            socket: Mutex::new((socket, 0)),
+            state: Mutex::new(BatchState {
+                socket,
+                next_sequence: 0,
+                nexthops: NexthopTable::default(),
+                listed: false,
+            }),
         })
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, BatchState> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Sends every request and returns, in order, the kernel's answer to each: 0 for done, or
-    /// the errno it failed with. Blocking: call it from the blocking pool. Batches of several
-    /// callers take turns.
+    /// the errno it failed with. Routes with a next-hop set name its object; a set the kernel
+    /// refuses an object for (a kernel without them, say) leaves its routes spelled out.
+    /// Blocking: call it from the blocking pool. Batches of several callers take turns.
     pub(crate) fn write(
         &self,
-        requests: Vec<(RouteRequest, RouteMessage)>,
+        routes: Vec<BatchedRoute>,
+        sets: &[HopSet],
     ) -> Result<Vec<i32>, NetlinkError> {
-        let mut guard = self
-            .socket
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (socket, next_sequence) = &mut *guard;
-        let mut answers = Vec::with_capacity(requests.len());
-        let mut buffer = Vec::new();
-        let mut receive = vec![0u8; 64 * 1024];
-        let mut requests = requests.into_iter().peekable();
-        while requests.peek().is_some() {
-            buffer.clear();
-            let base = *next_sequence;
-            let mut sent = 0;
-            while sent < MESSAGES_PER_SEND {
-                let Some((request, message)) = requests.next() else {
-                    break;
-                };
-                let last = sent + 1 == MESSAGES_PER_SEND || requests.peek().is_none();
-                append_request(
-                    &mut buffer,
-                    request,
-                    message,
-                    base.wrapping_add(sent as u32),
-                    last,
-                );
-                sent += 1;
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        if !state.listed && !sets.is_empty() {
+            state.listed = true;
+            if let Err(error) = adopt_listing(state) {
+                tracing::debug!(%error, "next-hop objects of an earlier run are not adopted");
             }
-            *next_sequence = base.wrapping_add(sent as u32);
-            socket
-                .send(&buffer, 0)
-                .map_err(|error| NetlinkError::Other(format!("sending routes: {error}")))?;
-            let first = answers.len();
-            answers.resize(first + sent, None);
-            // Failures of earlier requests come first, then the answer to the last one.
-            while answers[first + sent - 1].is_none() {
-                let length = socket.recv(&mut &mut receive[..], 0).map_err(|error| {
-                    NetlinkError::Other(format!("reading route acknowledgements: {error}"))
-                })?;
-                for (sequence, code) in acknowledgements(&receive[..length]) {
-                    let index = sequence.wrapping_sub(base) as usize;
-                    if index >= sent {
-                        continue;
-                    }
-                    if let Some(slot @ None) = answers.get_mut(first + index) {
-                        *slot = Some(code);
-                    }
+        }
+        let mut checked = HashMap::new();
+        let ids: Vec<Option<u32>> = sets
+            .iter()
+            .map(|set| match ensure_nexthop(state, set, &mut checked) {
+                Ok(id) => Some(id),
+                Err(error) => {
+                    tracing::debug!(%error, ?set, "no next-hop object: the routes spell their next hops out");
+                    None
+                }
+            })
+            .collect();
+        let requests = routes.into_iter().map(|route| {
+            let mut message = route.message;
+            if let Some(id) = route.set.and_then(|set| ids.get(set).copied().flatten()) {
+                name_nexthop(&mut message, id);
+            }
+            (route.request, message)
+        });
+        let answers = send_requests(state, requests);
+        let used: Vec<&HopSet> = sets
+            .iter()
+            .zip(&ids)
+            .filter(|(_, id)| id.is_some())
+            .map(|(set, _)| set)
+            .collect();
+        state.nexthops.mark_used(used);
+        answers
+    }
+
+    /// The generation of the next-hop table: a dump of manul's routes started after reading it
+    /// may miss only the routes of batches answered later (`delete_unused_nexthops`).
+    pub(crate) fn nexthop_generation(&self) -> u64 {
+        self.lock().nexthops.generation()
+    }
+
+    /// Every next-hop object of the namespace (anyone's), after which those of manul's that
+    /// this process did not know are known (made before a restart). Blocking.
+    pub(crate) fn list_nexthops(&self) -> Result<Vec<ListedNexthop>, NetlinkError> {
+        adopt_listing(&mut self.lock())
+    }
+
+    /// Deletes the objects of manul's in `listing` that neither `referenced` (the ids named by
+    /// manul's routes in a dump started at generation `since`) nor a batch answered since
+    /// names; returns how many. Blocking.
+    pub(crate) fn delete_unused_nexthops(
+        &self,
+        listing: &[ListedNexthop],
+        referenced: &HashSet<u32>,
+        since: u64,
+    ) -> Result<usize, NetlinkError> {
+        let mut guard = self.lock();
+        let doomed = guard.nexthops.unused(listing, referenced, since);
+        for id in &doomed {
+            match nexthop_call(&mut guard, &NexthopRequest::Delete(*id)) {
+                Ok(_) | Err(NexthopCallError::Kernel(ENOENT)) => {}
+                Err(error) => {
+                    return Err(NetlinkError::Other(format!(
+                        "deleting next-hop object {id}: {error}"
+                    )));
                 }
             }
         }
-        // No answer: handled without failing.
-        Ok(answers.into_iter().map(|code| code.unwrap_or(0)).collect())
+        Ok(doomed.len())
     }
+}
+
+/// Lists every object of the namespace and adopts manul's (nexthops.rs).
+fn adopt_listing(state: &mut BatchState) -> Result<Vec<ListedNexthop>, NetlinkError> {
+    let listing = nexthop_call(state, &NexthopRequest::Dump)
+        .map_err(|error| NetlinkError::Other(format!("listing next-hop objects: {error}")))?;
+    state.nexthops.adopt(&listing);
+    state.listed = true;
+    Ok(listing)
+}
+
+/// The id of the kernel's object for `set`: the one known, when the kernel still holds it as
+/// manul made it, else a new one (a group after its members). `checked` holds the sets
+/// checked in this batch.
+fn ensure_nexthop(
+    state: &mut BatchState,
+    set: &HopSet,
+    checked: &mut HashMap<HopSet, u32>,
+) -> Result<u32, NexthopCallError> {
+    if let Some(id) = checked.get(set) {
+        return Ok(*id);
+    }
+    let members = if set.len() > 1 {
+        set.iter()
+            .map(|hop| ensure_nexthop(state, &vec![*hop], checked))
+            .collect::<Result<Vec<u32>, _>>()?
+    } else {
+        Vec::new()
+    };
+    if let Some((id, known_members)) = state.nexthops.get(set) {
+        let known_members = known_members.to_vec();
+        if known_members == members {
+            match nexthop_call(state, &NexthopRequest::Get(id)) {
+                Ok(listed) if listed.iter().any(|listed| matches(listed, set, &members)) => {
+                    checked.insert(set.clone(), id);
+                    return Ok(id);
+                }
+                Ok(_) | Err(NexthopCallError::Kernel(ENOENT)) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        state.nexthops.forget(set);
+    }
+    let request = match set.as_slice() {
+        [hop] => NexthopRequest::NewSingle(*hop),
+        _ => NexthopRequest::NewGroup(&members),
+    };
+    let made = nexthop_call(state, &request)?;
+    let id = made
+        .iter()
+        .find(|listed| matches(listed, set, &members))
+        .map(|listed| listed.id)
+        .ok_or(NexthopCallError::NoEcho)?;
+    state.nexthops.insert(set.clone(), id, members);
+    checked.insert(set.clone(), id);
+    Ok(id)
+}
+
+/// The route names object `id` instead of spelling its next hops out (the kernel refuses
+/// both at once).
+fn name_nexthop(message: &mut RouteMessage, id: u32) {
+    message.attributes.retain(|attribute| {
+        !matches!(
+            attribute,
+            RouteAttribute::Gateway(_)
+                | RouteAttribute::Via(_)
+                | RouteAttribute::Oif(_)
+                | RouteAttribute::MultiPath(_)
+        )
+    });
+    message.header.flags.remove(RouteFlags::Onlink);
+    message.attributes.push(RouteAttribute::NhId(id));
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum NexthopCallError {
+    #[error("{0}")]
+    Io(std::io::Error),
+    #[error("the kernel answered: {}", std::io::Error::from_raw_os_error(*.0))]
+    Kernel(i32),
+    #[error("the kernel did not echo the object it made")]
+    NoEcho,
+}
+
+/// One next-hop request and the objects of its answer (the echo of a creation, the object
+/// asked for, or a whole listing), read until its acknowledgement or the end of the dump.
+fn nexthop_call(
+    state: &mut BatchState,
+    request: &NexthopRequest,
+) -> Result<Vec<ListedNexthop>, NexthopCallError> {
+    let sequence = state.sequence();
+    let payload = request.payload();
+    let flags = NLM_F_REQUEST
+        | match request {
+            NexthopRequest::Dump => NLM_F_DUMP,
+            NexthopRequest::NewSingle(_) | NexthopRequest::NewGroup(_) => {
+                NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO | NLM_F_ACK
+            }
+            NexthopRequest::Get(_) | NexthopRequest::Delete(_) => NLM_F_ACK,
+        };
+    let mut buffer = Vec::with_capacity(16 + payload.len());
+    buffer.extend_from_slice(&(16 + payload.len() as u32).to_ne_bytes());
+    buffer.extend_from_slice(&request.message_type().to_ne_bytes());
+    buffer.extend_from_slice(&flags.to_ne_bytes());
+    buffer.extend_from_slice(&sequence.to_ne_bytes());
+    buffer.extend_from_slice(&0u32.to_ne_bytes());
+    buffer.extend_from_slice(&payload);
+    state
+        .socket
+        .send(&buffer, 0)
+        .map_err(NexthopCallError::Io)?;
+    let mut receive = vec![0u8; 64 * 1024];
+    let mut listed = Vec::new();
+    loop {
+        let length = state
+            .socket
+            .recv(&mut &mut receive[..], 0)
+            .map_err(NexthopCallError::Io)?;
+        for message in messages(&receive[..length]) {
+            if message.sequence_number() != sequence {
+                continue;
+            }
+            match message.message_type() {
+                RTM_NEWNEXTHOP => listed.extend(parse_nexthop(message.payload())),
+                NLMSG_DONE => return Ok(listed),
+                NLMSG_ERROR => {
+                    let code = ErrorBuffer::new_checked(message.payload())
+                        .ok()
+                        .and_then(|error| error.code())
+                        .map_or(0, |code| -code.get());
+                    return if code == 0 {
+                        Ok(listed)
+                    } else {
+                        Err(NexthopCallError::Kernel(code))
+                    };
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Sends the route requests in sends of `MESSAGES_PER_SEND` and reads their answers.
+fn send_requests(
+    state: &mut BatchState,
+    requests: impl ExactSizeIterator<Item = (RouteRequest, RouteMessage)>,
+) -> Result<Vec<i32>, NetlinkError> {
+    let BatchState {
+        socket,
+        next_sequence,
+        ..
+    } = state;
+    let mut answers = Vec::with_capacity(requests.len());
+    let mut buffer = Vec::new();
+    let mut receive = vec![0u8; 64 * 1024];
+    let mut requests = requests.peekable();
+    while requests.peek().is_some() {
+        buffer.clear();
+        let base = *next_sequence;
+        let mut sent = 0;
+        while sent < MESSAGES_PER_SEND {
+            let Some((request, message)) = requests.next() else {
+                break;
+            };
+            let last = sent + 1 == MESSAGES_PER_SEND || requests.peek().is_none();
+            append_request(
+                &mut buffer,
+                request,
+                message,
+                base.wrapping_add(sent as u32),
+                last,
+            );
+            sent += 1;
+        }
+        *next_sequence = base.wrapping_add(sent as u32);
+        socket
+            .send(&buffer, 0)
+            .map_err(|error| NetlinkError::Other(format!("sending routes: {error}")))?;
+        let first = answers.len();
+        answers.resize(first + sent, None);
+        // Failures of earlier requests come first, then the answer to the last one.
+        while answers[first + sent - 1].is_none() {
+            let length = socket.recv(&mut &mut receive[..], 0).map_err(|error| {
+                NetlinkError::Other(format!("reading route acknowledgements: {error}"))
+            })?;
+            for (sequence, code) in acknowledgements(&receive[..length]) {
+                let index = sequence.wrapping_sub(base) as usize;
+                if index >= sent {
+                    continue;
+                }
+                if let Some(slot @ None) = answers.get_mut(first + index) {
+                    *slot = Some(code);
+                }
+            }
+        }
+    }
+    // No answer: handled without failing.
+    Ok(answers.into_iter().map(|code| code.unwrap_or(0)).collect())
 }
 
 /// Appends one request, numbered `sequence`, to `buffer`; with `acknowledge`, the kernel

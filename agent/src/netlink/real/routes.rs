@@ -23,7 +23,8 @@ use rtnetlink::{
 
 use super::{
     links::{self, EEXIST, ENODEV, ESRCH, errno},
-    route_batch::{RouteBatchSocket, RouteRequest},
+    nexthops::{Hop, HopSet, ListedNexthop, NexthopKind},
+    route_batch::{BatchedRoute, RouteBatchSocket, RouteRequest},
     route_dump::RouteDumpSocket,
 };
 use crate::netlink::{
@@ -102,10 +103,22 @@ pub(crate) async fn write_routes(
     // Writes settled without the kernel (a device missing), and the requests of the others.
     let mut settled: Vec<Option<Result<(), NetlinkError>>> = Vec::with_capacity(writes.len());
     let mut requests = Vec::new();
+    let mut sets = NexthopSets::default();
     for write in &writes {
         match request_for(write, &devices) {
-            Ok(request) => {
-                requests.push(request);
+            Ok((request, message)) => {
+                let set = match (write, &write.route().target) {
+                    (
+                        RouteWrite::Add(route) | RouteWrite::Replace(route),
+                        RouteTarget::Via(hops),
+                    ) => sets.index_of(route, hops, &devices),
+                    _ => None,
+                };
+                requests.push(BatchedRoute {
+                    request,
+                    message,
+                    set,
+                });
                 settled.push(None);
             }
             Err(result) => settled.push(Some(result)),
@@ -113,7 +126,8 @@ pub(crate) async fn write_routes(
     }
     let count = requests.len();
     let batch = batch.clone();
-    let answers = tokio::task::spawn_blocking(move || batch.write(requests))
+    let sets = sets.sets;
+    let answers = tokio::task::spawn_blocking(move || batch.write(requests, &sets))
         .await
         .unwrap_or_else(|error| Err(NetlinkError::Other(format!("route batch: {error}"))));
     let mut answers = match answers {
@@ -171,10 +185,77 @@ fn request_for(
         RouteWrite::Delete(_) => {
             // Like `ip route del`: match any scope.
             message.header.scope = RouteScope::NoWhere;
+            if matches!(route.target, RouteTarget::Via(_)) {
+                // By its key alone: a route that names a next-hop object matches no request
+                // that spells next hops out.
+                message.attributes.retain(|attribute| {
+                    !matches!(
+                        attribute,
+                        RouteAttribute::Gateway(_)
+                            | RouteAttribute::Via(_)
+                            | RouteAttribute::Oif(_)
+                            | RouteAttribute::MultiPath(_)
+                    )
+                });
+                message.header.flags.remove(RouteFlags::Onlink);
+            }
             RouteRequest::Delete
         }
     };
     Ok((request, message))
+}
+
+/// The distinct next-hop sets of a batch's gateway routes, each once. Routes of one target
+/// share its next hops (`RouteTarget::Via` holds them behind an `Arc`), so a million routes
+/// through one gateway cost a lookup by address each, not a set built and hashed each.
+#[derive(Default)]
+struct NexthopSets {
+    sets: Vec<HopSet>,
+    by_set: HashMap<HopSet, usize>,
+    by_target: HashMap<(usize, bool), Option<usize>>,
+}
+
+impl NexthopSets {
+    /// The index of the route's set, or None when its next hops cannot be an object: a
+    /// gateway of the other family (an IPv4 route via IPv6 is left spelled out) or a device
+    /// the batch did not find.
+    fn index_of(
+        &mut self,
+        route: &Route,
+        hops: &Arc<[NextHop]>,
+        devices: &HashMap<String, Result<Option<u32>, String>>,
+    ) -> Option<usize> {
+        let target = (
+            Arc::as_ptr(hops) as *const NextHop as usize,
+            route.destination.addr().is_ipv4(),
+        );
+        if let Some(index) = self.by_target.get(&target) {
+            return *index;
+        }
+        let family_matches =
+            |gateway: &IpAddr| gateway.is_ipv4() == route.destination.addr().is_ipv4();
+        let set: Option<HopSet> = hops
+            .iter()
+            .map(|hop| match devices.get(&hop.device) {
+                Some(Ok(Some(interface))) if family_matches(&hop.gateway) => Some(Hop {
+                    gateway: hop.gateway,
+                    interface: *interface,
+                    onlink: hop.onlink,
+                }),
+                _ => None,
+            })
+            .collect();
+        let index = set.map(|mut set| {
+            set.sort();
+            let next = self.sets.len();
+            *self.by_set.entry(set.clone()).or_insert_with(|| {
+                self.sets.push(set);
+                next
+            })
+        });
+        self.by_target.insert(target, index);
+        index
+    }
 }
 
 /// A write whose device does not exist: a deletion is done (the kernel removed the route with
@@ -284,45 +365,64 @@ const DUMP_BATCH: usize = 4096;
 
 /// Hands every proto-manul route of the main table and of `tables`, IPv4 and IPv6, to `visit`
 /// as the dump delivers it. The dump is read on `dump` (strict checking on, so the kernel sends
-/// only those routes) in the blocking pool; parsed routes come over in batches through a
+/// only manul's routes) in the blocking pool; parsed routes come over in batches through a
 /// channel of two, so the reader, and with it the kernel's dump, waits for the visitor.
+///
+/// The dump covers manul's routes in every table, so that it sees every next-hop object they
+/// name; a dump that ran to its end then deletes manul's objects that none names (nexthops.rs).
 pub(crate) async fn visit_manul_routes(
     handle: &Handle,
     dump: &Arc<RouteDumpSocket>,
+    batch: &Arc<RouteBatchSocket>,
     tables: &[u32],
     visit: &mut (dyn FnMut(Route) + Send),
 ) -> Result<(), NetlinkError> {
     let main = u32::from(RouteHeader::RT_TABLE_MAIN);
-    let mut all_tables = vec![main];
-    all_tables.extend(tables.iter().copied().filter(|table| *table != main));
-    all_tables.dedup();
+    let mut wanted_tables: HashSet<u32> = tables.iter().copied().collect();
+    wanted_tables.insert(main);
     let names: HashMap<u32, String> = links::all_links(handle)
         .await?
         .into_iter()
         .map(|link| (link.index, link.name))
         .collect();
-    let requests: Vec<(u32, RouteMessage)> = all_tables
-        .iter()
-        .flat_map(|table| {
-            family_requests()
-                .map(|request| (*table, dump_request(request, *table, Some(ROUTE_PROTOCOL))))
-        })
-        .collect();
     let (sender, mut receiver) = tokio::sync::mpsc::channel::<Vec<Route>>(2);
     let dump = dump.clone();
+    let batch = batch.clone();
     let reader = tokio::task::spawn_blocking(move || {
+        let since = batch.nexthop_generation();
+        let listing = match batch.list_nexthops() {
+            Ok(listing) => Some(listing),
+            Err(error) => {
+                tracing::debug!(%error, "no next-hop objects to read");
+                None
+            }
+        };
+        let objects: HashMap<u32, &ListedNexthop> = listing
+            .iter()
+            .flatten()
+            .map(|listed| (listed.id, listed))
+            .collect();
+        let mut referenced = HashSet::new();
         // A node may hold a million routes through a handful of gateways: each distinct
         // next-hop list is kept once (a list and a device name per route would double the
         // dump's memory).
         let mut lists: HashSet<Arc<[NextHop]>> = HashSet::new();
-        let mut batch = Vec::with_capacity(DUMP_BATCH);
+        let mut batch_of_routes = Vec::with_capacity(DUMP_BATCH);
         let mut wanted = true;
-        for (table, request) in requests {
+        for request in family_requests() {
+            // Table 0: every table.
+            let request = dump_request(request, 0, Some(ROUTE_PROTOCOL));
             dump.dump(request, |message| {
-                if !is_asked_for(message, table, Some(ROUTE_PROTOCOL)) {
+                if message.header.protocol != RouteProtocol::from(ROUTE_PROTOCOL) {
                     return true;
                 }
-                let Some(mut route) = parse_route(message, &names) else {
+                if let Some(id) = nexthop_id(message) {
+                    referenced.insert(id);
+                }
+                if !wanted_tables.contains(&table(message)) {
+                    return true;
+                }
+                let Some(mut route) = parse_route(message, &names, &objects) else {
                     return true;
                 };
                 if let RouteTarget::Via(hops) = &route.target {
@@ -333,9 +433,10 @@ pub(crate) async fn visit_manul_routes(
                         }
                     }
                 }
-                batch.push(route);
-                if batch.len() == DUMP_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(DUMP_BATCH));
+                batch_of_routes.push(route);
+                if batch_of_routes.len() == DUMP_BATCH {
+                    let full =
+                        std::mem::replace(&mut batch_of_routes, Vec::with_capacity(DUMP_BATCH));
                     // The visitor is gone (its caller was cancelled): the rest is read, not
                     // handed over.
                     wanted = sender.blocking_send(full).is_ok();
@@ -346,8 +447,18 @@ pub(crate) async fn visit_manul_routes(
                 return Ok(());
             }
         }
-        if !batch.is_empty() {
-            let _ = sender.blocking_send(batch);
+        if !batch_of_routes.is_empty() {
+            let _ = sender.blocking_send(batch_of_routes);
+        }
+        drop(sender);
+        if let Some(listing) = &listing {
+            match batch.delete_unused_nexthops(listing, &referenced, since) {
+                Ok(0) => {}
+                Ok(deleted) => tracing::info!(deleted, "deleted next-hop objects no route names"),
+                Err(error) => {
+                    tracing::warn!(%error, "deleting unused next-hop objects failed; retried on the next reconcile")
+                }
+            }
         }
         Ok::<(), NetlinkError>(())
     });
@@ -359,6 +470,17 @@ pub(crate) async fn visit_manul_routes(
     reader
         .await
         .map_err(|error| NetlinkError::Other(format!("the route dump reader failed: {error}")))?
+}
+
+/// The next-hop object a route names (`RTA_NH_ID`).
+fn nexthop_id(message: &RouteMessage) -> Option<u32> {
+    message
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            RouteAttribute::NhId(id) => Some(*id),
+            _ => None,
+        })
 }
 
 /// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
@@ -609,11 +731,48 @@ pub(crate) fn destination(message: &RouteMessage) -> Option<IpNet> {
     IpNet::new(address, message.header.destination_prefix_length).ok()
 }
 
-/// Reads a kernel route back into manul's shape; None for shapes manul never writes.
-fn parse_route(message: &RouteMessage, names: &HashMap<u32, String>) -> Option<Route> {
+/// Reads a kernel route back into manul's shape; None for shapes manul never writes. A route
+/// that names a next-hop object carries its next hops too, unless the namespace has
+/// `net.ipv4.nexthop_compat_mode` at 0: then they are read from `objects`.
+fn parse_route(
+    message: &RouteMessage,
+    names: &HashMap<u32, String>,
+    objects: &HashMap<u32, &ListedNexthop>,
+) -> Option<Route> {
     let destination = destination(message)?;
+    let spelled_out = message.attributes.iter().any(|attribute| {
+        matches!(
+            attribute,
+            RouteAttribute::Oif(_) | RouteAttribute::MultiPath(_)
+        )
+    });
     let target = match message.header.kind {
         RouteType::BlackHole => RouteTarget::Blackhole,
+        RouteType::Unicast if !spelled_out => {
+            let object = objects.get(&nexthop_id(message)?)?;
+            let hops: Vec<Hop> = match &object.kind {
+                NexthopKind::Single(hop) => vec![*hop],
+                NexthopKind::Group(members) => members
+                    .iter()
+                    .map(|id| match objects.get(id).map(|member| &member.kind) {
+                        Some(NexthopKind::Single(hop)) => Some(*hop),
+                        _ => None,
+                    })
+                    .collect::<Option<_>>()?,
+                NexthopKind::Other => return None,
+            };
+            let next_hops = hops
+                .into_iter()
+                .map(|hop| {
+                    Some(NextHop {
+                        gateway: hop.gateway,
+                        device: names.get(&hop.interface)?.clone(),
+                        onlink: hop.onlink,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            RouteTarget::via(next_hops)
+        }
         RouteType::Unicast => {
             let multipath = message
                 .attributes
