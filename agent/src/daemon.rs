@@ -245,10 +245,17 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         Ok(report) => info!(?report, "initial reconcile done"),
         Err(error) => warn!(%error, "initial reconcile failed; retrying periodically"),
     }
-    let reconciler = tokio::spawn(reconcile_periodically(
-        endpoints.clone(),
-        config.reconcile_interval,
-    ));
+    let reconciler = {
+        let endpoints = endpoints.clone();
+        tokio::spawn(reconcile_periodically(
+            move || {
+                let endpoints = endpoints.clone();
+                async move { endpoints.reconcile().await }
+            },
+            config.reconcile_interval,
+            netlink.lost_routes(),
+        ))
+    };
     liveness.watch("reconciler", reconciler.abort_handle());
     let lost = Arc::new(std::sync::Mutex::new(None));
     let shutdown = {
@@ -308,12 +315,29 @@ async fn serve_health(listener: tokio::net::TcpListener, state: HealthState) {
     }
 }
 
-async fn reconcile_periodically(endpoints: Arc<Endpoints>, interval: Duration) {
+/// Reconciles every `interval`, and at once when the kernel removed routes of manul's on its
+/// own (`Netlink::lost_routes`).
+async fn reconcile_periodically<Reconcile, Pass, Report, Error>(
+    mut reconcile: Reconcile,
+    interval: Duration,
+    lost_routes: Option<Arc<tokio::sync::Notify>>,
+) where
+    Reconcile: FnMut() -> Pass,
+    Pass: Future<Output = Result<Report, Error>>,
+    Error: std::fmt::Display,
+{
     let mut ticker = tokio::time::interval(interval);
     ticker.tick().await;
+    let lost = async || match &lost_routes {
+        Some(notify) => notify.notified().await,
+        None => std::future::pending().await,
+    };
     loop {
-        ticker.tick().await;
-        if let Err(error) = endpoints.reconcile().await {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = lost() => info!("reconciling now: the kernel removed routes of manul's"),
+        }
+        if let Err(error) = reconcile().await {
             warn!(%error, "reconcile failed");
         }
     }
@@ -449,7 +473,7 @@ fn register_route_protocol(dir: &Path) {
 
 #[cfg(test)]
 mod tests {
-    use std::os::unix::fs::PermissionsExt;
+    use std::{os::unix::fs::PermissionsExt, sync::atomic::Ordering};
 
     use manul_store::embedded::EmbeddedStore;
 
@@ -521,6 +545,31 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec!["mine"]
         );
+    }
+
+    #[tokio::test]
+    async fn a_notice_of_lost_routes_reconciles_at_once() {
+        let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let lost = Arc::new(tokio::sync::Notify::new());
+        let counted = passes.clone();
+        let reconciler = tokio::spawn(reconcile_periodically(
+            move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                std::future::ready(Ok::<(), String>(()))
+            },
+            Duration::from_secs(3600),
+            Some(lost.clone()),
+        ));
+        lost.notify_one();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while passes.load(Ordering::SeqCst) == 0 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no reconcile within 10 s of the notice"
+            );
+            tokio::task::yield_now().await;
+        }
+        reconciler.abort();
     }
 
     #[tokio::test]

@@ -274,3 +274,51 @@ fn objects_no_route_names_are_deleted_and_other_owners_objects_stay() -> Result<
     assert_eq!(foreign.len(), 1, "the other owner's object stays");
     Ok(())
 }
+
+#[test]
+fn routes_the_kernel_removes_with_a_carrier_are_announced_and_written_spelled_out() -> Result<()> {
+    require_root();
+    let host = node()?;
+    let wanted = routes();
+    let name = host.name().to_string();
+    let carrier =
+        move |state: &str| support::run("ip", &["-n", &name, "link", "set", "up1", state]);
+    let (written, carrier_in_thread) = (wanted.clone(), carrier.clone());
+    host.run(move || async move {
+        let netlink = RealNetlink::new()?;
+        let lost = netlink
+            .lost_routes()
+            .ok_or_else(|| anyhow::anyhow!("no notice of lost routes"))?;
+        write_all(&netlink, &written).await?;
+        carrier_in_thread("down")?;
+        tokio::time::timeout(std::time::Duration::from_secs(10), lost.notified())
+            .await
+            .map_err(|_| anyhow::anyhow!("no notice within 10 s of the carrier's loss"))?;
+        let left = netlink.manul_routes(&[]).await?;
+        ensure!(
+            !left
+                .iter()
+                .any(|route| route.destination.to_string() == "10.72.5.0/24"),
+            "the kernel kept a route naming an object on a device without carrier: {left:?}"
+        );
+        // What the reconcile does on the notice: every route is back, spelled out.
+        write_all(&netlink, &written).await?;
+        let mut listed = netlink.manul_routes(&[]).await?;
+        listed.sort();
+        ensure!(listed == written, "{listed:#?}");
+        Ok(())
+    })?;
+    let down = host.ip(&["route", "show", "10.72.5.0/24"])?;
+    assert!(
+        down.contains("linkdown") && !down.contains("nhid"),
+        "{down}"
+    );
+    // With the carrier back the same routes carry traffic again, with no write.
+    carrier("up")?;
+    let up = host.ip(&["route", "show", "10.72.5.0/24"])?;
+    assert!(
+        up.contains("via 10.99.0.2") && !up.contains("linkdown"),
+        "{up}"
+    );
+    Ok(())
+}

@@ -373,6 +373,15 @@ pub trait Netlink: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Notified when the kernel removed routes of manul's on its own: a device lost its
+    /// carrier, and the kernel deleted the next-hop objects on it with every route naming
+    /// them. The routes should be written again (a reconcile does it): until the carrier is
+    /// back they are written spelled out, and then work again with the carrier. None: this
+    /// implementation gives no such notice.
+    fn lost_routes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
+
     /// MTU of the interface the default IPv4 route goes out of, if there is one.
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError>;
 

@@ -12,6 +12,7 @@ mod ethtool;
 mod links;
 mod namespace;
 mod neighbours;
+mod nexthop_events;
 mod nexthops;
 mod pod;
 mod route_batch;
@@ -49,6 +50,9 @@ pub struct RealNetlink {
     route_dump: Arc<route_dump::RouteDumpSocket>,
     /// Feature requests (ethtool.rs); None when the kernel has no ethtool netlink family.
     ethtool: Option<Arc<ethtool::EthtoolSocket>>,
+    /// Next-hop objects the kernel removed with a carrier (nexthop_events.rs); None when the
+    /// socket could not join the group (then only the periodic reconcile rewrites the routes).
+    lost_routes: Option<Arc<nexthop_events::LostRoutes>>,
 }
 
 impl RealNetlink {
@@ -61,11 +65,20 @@ impl RealNetlink {
         let (connection, dump_handle, _messages) = rtnetlink::new_connection_with_strict_check()
             .map_err(|error| NetlinkError::Other(format!("opening netlink socket: {error}")))?;
         tokio::spawn(connection);
+        let route_batch = Arc::new(route_batch::RouteBatchSocket::open()?);
+        let lost_routes = match nexthop_events::watch(route_batch.clone()) {
+            Ok(lost_routes) => Some(Arc::new(lost_routes)),
+            Err(error) => {
+                tracing::warn!(%error, "routes the kernel removes with a carrier are rewritten by the periodic reconcile only");
+                None
+            }
+        };
         Ok(RealNetlink {
             handle,
             dump_handle,
             dumps: Arc::new(Mutex::new(())),
-            route_batch: Arc::new(route_batch::RouteBatchSocket::open()?),
+            route_batch,
+            lost_routes,
             route_dump: Arc::new(route_dump::RouteDumpSocket::open()?),
             ethtool: match ethtool::EthtoolSocket::open() {
                 Ok(socket) => Some(Arc::new(socket)),
@@ -189,6 +202,12 @@ impl Netlink for RealNetlink {
         self.visit_manul_routes(tables, &mut |route| routes.push(route))
             .await?;
         Ok(routes)
+    }
+
+    fn lost_routes(&self) -> Option<Arc<tokio::sync::Notify>> {
+        self.lost_routes
+            .as_ref()
+            .map(|lost_routes| lost_routes.notify.clone())
     }
 
     async fn visit_manul_routes(

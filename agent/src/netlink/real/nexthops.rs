@@ -271,6 +271,22 @@ impl NexthopTable {
         self.entries.remove(hops);
     }
 
+    /// Forgets the objects with a next hop on one of these interfaces (the kernel flushed
+    /// them, or took the member out of the group); whether it knew any.
+    pub(crate) fn forget_interfaces(&mut self, interfaces: &[u32]) -> bool {
+        let before = self.entries.len();
+        self.entries
+            .retain(|hops, _| !hops.iter().any(|hop| interfaces.contains(&hop.interface)));
+        self.entries.len() != before
+    }
+
+    /// Forgets the objects with these ids (the kernel deleted them); whether it knew any.
+    pub(crate) fn forget_ids(&mut self, ids: &[u32]) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|_, entry| !ids.contains(&entry.id));
+        self.entries.len() != before
+    }
+
     pub(crate) fn generation(&self) -> u64 {
         self.generation
     }

@@ -157,3 +157,29 @@ fn only_manuls_objects_that_nothing_names_are_deleted_groups_first() {
     let doomed = table.unused(&listing, &[3].into(), since);
     assert_eq!(doomed, vec![4, 6]);
 }
+
+#[test]
+fn a_link_without_carrier_takes_its_objects_and_the_groups_it_is_in_from_the_table() {
+    let (a, b, c) = (
+        hop("10.0.0.1", 2, false),
+        hop("10.0.0.2", 3, false),
+        hop("10.0.0.3", 4, false),
+    );
+    let mut table = NexthopTable::default();
+    table.insert(vec![a], 1, Vec::new());
+    table.insert(vec![b], 2, Vec::new());
+    table.insert(vec![c], 3, Vec::new());
+    table.insert(vec![a, b], 4, vec![1, 2]);
+    assert!(!table.forget_interfaces(&[9]), "no object on interface 9");
+    assert!(table.forget_interfaces(&[3]));
+    assert_eq!(table.get(&[b]), None);
+    assert_eq!(
+        table.get(&[a, b]),
+        None,
+        "the kernel took b out of the group"
+    );
+    assert_eq!(table.get(&[a]), Some((1, &[][..])));
+    assert!(table.forget_ids(&[3]));
+    assert!(!table.forget_ids(&[3]));
+    assert_eq!(table.get(&[c]), None);
+}

@@ -165,6 +165,18 @@ impl RouteBatchSocket {
         adopt_listing(&mut self.lock())
     }
 
+    /// Forgets the objects with these ids, which the kernel deleted; whether this process
+    /// knew any of them (manul's own deletions forget theirs before they are sent). Blocking.
+    pub(crate) fn forget_nexthops(&self, ids: &[u32]) -> bool {
+        !ids.is_empty() && self.lock().nexthops.forget_ids(ids)
+    }
+
+    /// Forgets the objects with a next hop on one of these interfaces, which lost their
+    /// carrier; whether this process knew any. Blocking.
+    pub(crate) fn forget_nexthops_on(&self, interfaces: &[u32]) -> bool {
+        !interfaces.is_empty() && self.lock().nexthops.forget_interfaces(interfaces)
+    }
+
     /// Deletes the objects of manul's in `listing` that neither `referenced` (the ids named by
     /// manul's routes in a dump started at generation `since`) nor a batch answered since
     /// names; returns how many. Blocking.
