@@ -246,11 +246,15 @@ pub async fn run(config: DaemonConfig) -> Result<(), DaemonError> {
         Err(error) => warn!(%error, "initial reconcile failed; retrying periodically"),
     }
     let reconciler = {
-        let endpoints = endpoints.clone();
+        let (endpoints, rewriting) = (endpoints.clone(), endpoints.clone());
         tokio::spawn(reconcile_periodically(
             move || {
                 let endpoints = endpoints.clone();
-                async move { endpoints.reconcile().await }
+                async move { endpoints.reconcile().await.map(drop) }
+            },
+            move || {
+                let endpoints = rewriting.clone();
+                async move { endpoints.rewrite_lost_routes().await.map(drop) }
             },
             config.reconcile_interval,
             netlink.lost_routes(),
@@ -315,15 +319,18 @@ async fn serve_health(listener: tokio::net::TcpListener, state: HealthState) {
     }
 }
 
-/// Reconciles every `interval`, and at once when the kernel removed routes of manul's on its
-/// own (`Netlink::lost_routes`).
-async fn reconcile_periodically<Reconcile, Pass, Report, Error>(
+/// Reconciles every `interval`, and rewrites the routes the kernel removed on its own at once
+/// when told (`Netlink::lost_routes`).
+async fn reconcile_periodically<Reconcile, Rewrite, Pass, RewritePass, Error>(
     mut reconcile: Reconcile,
+    mut rewrite_lost_routes: Rewrite,
     interval: Duration,
     lost_routes: Option<Arc<tokio::sync::Notify>>,
 ) where
     Reconcile: FnMut() -> Pass,
-    Pass: Future<Output = Result<Report, Error>>,
+    Pass: Future<Output = Result<(), Error>>,
+    Rewrite: FnMut() -> RewritePass,
+    RewritePass: Future<Output = Result<(), Error>>,
     Error: std::fmt::Display,
 {
     let mut ticker = tokio::time::interval(interval);
@@ -334,11 +341,17 @@ async fn reconcile_periodically<Reconcile, Pass, Report, Error>(
     };
     loop {
         tokio::select! {
-            _ = ticker.tick() => {}
-            () = lost() => info!("reconciling now: the kernel removed routes of manul's"),
-        }
-        if let Err(error) = reconcile().await {
-            warn!(%error, "reconcile failed");
+            _ = ticker.tick() => {
+                if let Err(error) = reconcile().await {
+                    warn!(%error, "reconcile failed");
+                }
+            }
+            () = lost() => {
+                info!("rewriting the routes the kernel removed");
+                if let Err(error) = rewrite_lost_routes().await {
+                    warn!(%error, "rewriting the routes the kernel removed failed; the next reconcile retries");
+                }
+            }
         }
     }
 }
@@ -548,11 +561,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_notice_of_lost_routes_reconciles_at_once() {
+    async fn a_notice_of_lost_routes_rewrites_them_at_once() {
         let passes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let lost = Arc::new(tokio::sync::Notify::new());
         let counted = passes.clone();
         let reconciler = tokio::spawn(reconcile_periodically(
+            || std::future::ready(Ok::<(), String>(())),
             move || {
                 counted.fetch_add(1, Ordering::SeqCst);
                 std::future::ready(Ok::<(), String>(()))
@@ -565,7 +579,7 @@ mod tests {
         while passes.load(Ordering::SeqCst) == 0 {
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no reconcile within 10 s of the notice"
+                "no rewrite within 10 s of the notice"
             );
             tokio::task::yield_now().await;
         }

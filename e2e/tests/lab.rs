@@ -3,7 +3,8 @@
 //! node-to-node mesh, with a route reflector and without the ToR; a deleted pod's route goes
 //! everywhere; a deleted node's blocks go from every node and the ToR within 5 s; restarting a
 //! node's agent, then its bgpd, loses no ping; an etcd member killed while pods come and go
-//! loses nothing. Needs root, etcd and BIRD (fails with what to install otherwise). Namespaces
+//! loses nothing; routes the kernel drops with an uplink's carrier are written again at once.
+//! Needs root, etcd and BIRD (fails with what to install otherwise). Namespaces
 //! are removed when the lab is dropped. `manul-lab up|status|down` is tested in lab_cli.rs.
 
 use std::time::{Duration, Instant};
@@ -350,5 +351,56 @@ fn pool_traffic_to_the_outside_is_masqueraded_and_pod_to_pod_keeps_its_address()
         .ns
         .exec_ok(&["nft", "list", "table", "inet", "manul"])?;
     assert!(table.contains("masquerade"), "{table}");
+    Ok(())
+}
+
+/// A node's uplink loses its carrier: the kernel drops the routes that name next-hop objects on
+/// it (silently), and the agent writes them again at once, spelled out, so that they carry
+/// traffic the moment the carrier is back (the periodic reconcile would take up to 10 s here).
+#[test]
+fn routes_dropped_with_an_uplinks_carrier_are_written_again_at_once() -> Result<()> {
+    let lab = up(LabOptions {
+        nodes: 3,
+        ..LabOptions::default()
+    })?;
+    converge(&lab)?;
+    let node = &lab.nodes[0];
+    let neighbour = lab
+        .nodes
+        .iter()
+        .skip(1)
+        .find(|other| other.subnet == node.subnet)
+        .context("a node on n0's subnet")?;
+    let via = format!("via {} dev eth0", neighbour.address);
+    let routes_via_neighbour = || -> Result<String> {
+        Ok(node
+            .ns
+            .ip(&["route", "show", "proto", "109"])?
+            .lines()
+            .filter(|line| line.contains(&via))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    };
+    let before = routes_via_neighbour()?;
+    assert!(
+        before.contains("nhid"),
+        "the routes name next-hop objects: {before}"
+    );
+    let port = format!("p-{}", node.name);
+    lab.tor.ip(&["link", "set", &port, "down"])?;
+    let rewritten = manul_e2e::poll_until(
+        Duration::from_secs(3),
+        "n0's routes via its neighbour written again, spelled out",
+        || {
+            let routes = routes_via_neighbour()?;
+            let back = routes.lines().count() == before.lines().count()
+                && routes.lines().all(|line| line.contains("linkdown"));
+            Ok(back.then_some(routes))
+        },
+    );
+    lab.tor.ip(&["link", "set", &port, "up"])?;
+    let rewritten = rewritten?;
+    assert!(!rewritten.contains("nhid"), "{rewritten}");
+    converge(&lab)?;
     Ok(())
 }

@@ -50,6 +50,27 @@ pub struct ReconcileReport {
 }
 
 impl Endpoints {
+    /// Writes again what the kernel dropped on its own (`Netlink::lost_routes`: routes that
+    /// named next-hop objects on a device that lost its carrier): the route applier's wanted
+    /// routes against a fresh read of the kernel. Reads no datastore, which may be out of reach
+    /// over the very uplink that lost its carrier.
+    pub async fn rewrite_lost_routes(&self) -> Result<RouteApplyReport, EndpointError> {
+        let tables = {
+            let mut routes = self.dataplane.routes.lock().await;
+            routes.begin_resync();
+            routes.tables().to_vec()
+        };
+        let mut kernel_routes = KernelRoutes::default();
+        self.netlink
+            .visit_manul_routes(&tables, &mut |route| kernel_routes.insert(route))
+            .await?;
+        let mut routes = self.dataplane.routes.lock().await;
+        routes.finish_resync(kernel_routes);
+        let (installing, removing) = routes.pending();
+        log_pending(&installing, &removing);
+        Ok(routes.apply().await)
+    }
+
     /// One reconcile pass. Fails only when its inputs cannot be read (then it changes nothing);
     /// failed writes are in the report.
     pub async fn reconcile(&self) -> Result<ReconcileReport, EndpointError> {
