@@ -55,6 +55,17 @@ impl Endpoints {
     /// routes against a fresh read of the kernel. Reads no datastore, which may be out of reach
     /// over the very uplink that lost its carrier.
     pub async fn rewrite_lost_routes(&self) -> Result<RouteApplyReport, EndpointError> {
+        let kernel_routes = self.read_kernel_routes().await?;
+        let mut routes = self.dataplane.routes.lock().await;
+        routes.finish_resync(kernel_routes);
+        let (installing, removing) = routes.pending();
+        log_pending(&installing, &removing);
+        Ok(routes.apply().await)
+    }
+
+    /// The kernel's manul routes, read after the route applier's `begin_resync` (for its
+    /// `finish_resync`), compactly as the dump comes: a node may hold a million BGP routes.
+    async fn read_kernel_routes(&self) -> Result<KernelRoutes, EndpointError> {
         let tables = {
             let mut routes = self.dataplane.routes.lock().await;
             routes.begin_resync();
@@ -64,11 +75,7 @@ impl Endpoints {
         self.netlink
             .visit_manul_routes(&tables, &mut |route| kernel_routes.insert(route))
             .await?;
-        let mut routes = self.dataplane.routes.lock().await;
-        routes.finish_resync(kernel_routes);
-        let (installing, removing) = routes.pending();
-        log_pending(&installing, &removing);
-        Ok(routes.apply().await)
+        Ok(kernel_routes)
     }
 
     /// One reconcile pass. Fails only when its inputs cannot be read (then it changes nothing);
@@ -93,16 +100,7 @@ impl Endpoints {
                 errors.push(format!("syncing the datastore: {error}"));
             }
         }
-        let tables = {
-            let mut routes = self.dataplane.routes.lock().await;
-            routes.begin_resync();
-            routes.tables().to_vec()
-        };
-        // Read compactly as the dump comes: a node may hold a million BGP routes.
-        let mut kernel_routes = KernelRoutes::default();
-        self.netlink
-            .visit_manul_routes(&tables, &mut |route| kernel_routes.insert(route))
-            .await?;
+        let mut kernel_routes = self.read_kernel_routes().await?;
         self.refresh_default_mtu().await?;
 
         let epoch = self.kernel_epoch();
