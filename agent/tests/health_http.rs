@@ -178,6 +178,7 @@ async fn readyz_livez_and_metrics_answer_over_loopback() -> Result<()> {
         "manul_ipam_blocks",
         "manul_ipam_addresses_in_use",
         "manul_reconcile_refused_deletions",
+        "manul_lost_routes_rewritten",
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} ")),
@@ -199,6 +200,11 @@ async fn readyz_livez_and_metrics_answer_over_loopback() -> Result<()> {
     );
     assert_eq!(
         sample(&samples, "manul_reconcile_refused_deletions_total"),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&samples, "manul_lost_routes_rewritten_total"),
         Some(0.0),
         "{text}"
     );

@@ -100,6 +100,9 @@ pub struct Endpoints {
     /// Deletions the reconciler refused because nothing it knows justified them (a wrong
     /// node name, an empty store, a mass deletion); exported as a counter.
     pub(crate) refused_deletions: std::sync::atomic::AtomicU64,
+    /// Routes written again after the kernel dropped them with a device's carrier
+    /// (`rewrite_lost_routes`); exported as a counter.
+    pub(crate) lost_routes_rewritten: std::sync::atomic::AtomicU64,
     /// Blocks of this node that stay empty this long are given back (None: never).
     pub(crate) empty_block_grace: Option<std::time::Duration>,
     /// Kubernetes mode: pods and namespaces, for pool selection by annotation.
@@ -130,6 +133,7 @@ impl Endpoints {
             ipam_writes: tokio::sync::Mutex::new(()),
             gro_links: std::sync::Mutex::new(std::collections::BTreeSet::new()),
             refused_deletions: std::sync::atomic::AtomicU64::new(0),
+            lost_routes_rewritten: std::sync::atomic::AtomicU64::new(0),
             empty_block_grace: None,
             pods: None,
         }
@@ -182,6 +186,13 @@ impl Endpoints {
             .filter(|link| !known.contains(&link.index))
             .copied()
             .collect()
+    }
+
+    /// How many routes the agent wrote again since it started because the kernel dropped
+    /// them with a device's carrier.
+    pub fn lost_routes_rewritten(&self) -> u64 {
+        self.lost_routes_rewritten
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How many deletions the reconciler has refused since the agent started.

@@ -387,6 +387,27 @@ async fn gc_releases_only_attachments_that_are_not_valid() {
     assert_eq!(fixture.handle_addresses("keep").await.len(), 1);
 }
 
+/// The rewrite after a carrier's loss puts back what the kernel dropped, from the applier's
+/// state alone, and counts it.
+#[tokio::test]
+async fn lost_routes_are_written_again_and_counted() {
+    let fixture = fixture("10.10.0.0/16").await;
+    let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
+    let own = Route::main(
+        added.addresses[0],
+        RouteTarget::Device(added.host.name.clone()),
+    );
+    fixture.netlink.delete_route(&own).await.unwrap();
+    assert_eq!(fixture.endpoints.lost_routes_rewritten(), 0);
+    let report = fixture.endpoints.rewrite_lost_routes().await.unwrap();
+    assert_eq!(report.added + report.replaced, 1, "{report:?}");
+    assert!(fixture.netlink.routes().contains(&own));
+    assert_eq!(fixture.endpoints.lost_routes_rewritten(), 1);
+    let again = fixture.endpoints.rewrite_lost_routes().await.unwrap();
+    assert_eq!(again.added + again.replaced, 0, "nothing was lost since");
+    assert_eq!(fixture.endpoints.lost_routes_rewritten(), 1);
+}
+
 #[tokio::test]
 async fn reconcile_restores_missing_routes_and_removes_strays_only() {
     let fixture = fixture("10.10.0.0/16").await;

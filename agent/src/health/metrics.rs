@@ -63,6 +63,9 @@ pub struct Metrics {
     pub ipam_addresses_in_use: Gauge,
     /// manul_reconcile_refused_deletions_total: deletions the reconciler refused.
     pub refused_deletions: Counter,
+    /// manul_lost_routes_rewritten_total: routes written again after the kernel dropped them
+    /// with a device's carrier (they named next-hop objects on it).
+    pub lost_routes_rewritten: Counter,
 }
 
 impl Default for Metrics {
@@ -85,6 +88,7 @@ impl Metrics {
         let ipam_blocks = Gauge::default();
         let ipam_addresses_in_use = Gauge::default();
         let refused_deletions = Counter::default();
+        let lost_routes_rewritten = Counter::default();
         registry.register(
             "manul_endpoints",
             "Workload endpoints of this node",
@@ -125,6 +129,11 @@ impl Metrics {
             "Deletions the reconciler refused because nothing justified them",
             refused_deletions.clone(),
         );
+        registry.register(
+            "manul_lost_routes_rewritten",
+            "Routes written again after the kernel dropped them with a device's carrier",
+            lost_routes_rewritten.clone(),
+        );
         // Zero series, so that the families are exported before the BGP module sets them.
         for state in BGP_STATES {
             bgp_peers
@@ -150,6 +159,7 @@ impl Metrics {
             ipam_blocks,
             ipam_addresses_in_use,
             refused_deletions,
+            lost_routes_rewritten,
         }
     }
 
@@ -210,6 +220,7 @@ impl MetricsSource for Endpoints {
                 .set(gauge_value(count));
         }
         Metrics::mirror_counter(&metrics.refused_deletions, self.refused_deletions());
+        Metrics::mirror_counter(&metrics.lost_routes_rewritten, self.lost_routes_rewritten());
         match self.ipam().affine_blocks(self.node()).await {
             Ok(blocks) => {
                 metrics.ipam_blocks.set(gauge_value(blocks.len()));

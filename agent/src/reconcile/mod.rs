@@ -60,7 +60,10 @@ impl Endpoints {
         routes.finish_resync(kernel_routes);
         let (installing, removing) = routes.pending();
         log_pending(&installing, &removing);
-        Ok(routes.apply().await)
+        let report = routes.apply().await;
+        self.lost_routes_rewritten
+            .fetch_add((report.added + report.replaced) as u64, Ordering::Relaxed);
+        Ok(report)
     }
 
     /// The kernel's manul routes, read after the route applier's `begin_resync` (for its
