@@ -387,17 +387,23 @@ async fn gc_releases_only_attachments_that_are_not_valid() {
     assert_eq!(fixture.handle_addresses("keep").await.len(), 1);
 }
 
-/// The rewrite after a carrier's loss puts back what the kernel dropped, from the applier's
-/// state alone, and counts it.
-#[tokio::test]
-async fn lost_routes_are_written_again_and_counted() {
-    let fixture = fixture("10.10.0.0/16").await;
+/// A pod added, then its host route removed from the kernel behind the agent's back.
+async fn pod_without_its_route(fixture: &Fixture) -> (AddedEndpoint, Route) {
     let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
     let own = Route::main(
         added.addresses[0],
         RouteTarget::Device(added.host.name.clone()),
     );
     fixture.netlink.delete_route(&own).await.unwrap();
+    (added, own)
+}
+
+/// The rewrite after a carrier's loss puts back what the kernel dropped, from the applier's
+/// state alone, and counts it.
+#[tokio::test]
+async fn lost_routes_are_written_again_and_counted() {
+    let fixture = fixture("10.10.0.0/16").await;
+    let (_, own) = pod_without_its_route(&fixture).await;
     assert_eq!(fixture.endpoints.lost_routes_rewritten(), 0);
     let report = fixture.endpoints.rewrite_lost_routes().await.unwrap();
     assert_eq!(report.added + report.replaced, 1, "{report:?}");
@@ -411,12 +417,7 @@ async fn lost_routes_are_written_again_and_counted() {
 #[tokio::test]
 async fn reconcile_restores_missing_routes_and_removes_strays_only() {
     let fixture = fixture("10.10.0.0/16").await;
-    let added = fixture.endpoints.add(&fixture.request("c1")).await.unwrap();
-    let own = Route::main(
-        added.addresses[0],
-        RouteTarget::Device(added.host.name.clone()),
-    );
-    fixture.netlink.delete_route(&own).await.unwrap();
+    let (added, own) = pod_without_its_route(&fixture).await;
     fixture.netlink.add_link("cali0000000000", 1500);
     fixture.netlink.add_link("eth1", 1500);
     let report = fixture.endpoints.reconcile().await.unwrap();
