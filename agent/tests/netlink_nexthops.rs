@@ -94,6 +94,13 @@ fn route_nexthop_ids(host: &Netns) -> Result<Vec<u64>> {
     Ok(ids)
 }
 
+/// manul's routes as the agent reads them back, sorted.
+async fn read_back(netlink: &RealNetlink) -> Result<Vec<Route>> {
+    let mut listed = netlink.manul_routes(&[]).await?;
+    listed.sort();
+    Ok(listed)
+}
+
 async fn write_all(netlink: &RealNetlink, routes: &[Route]) -> Result<()> {
     let writes = routes.iter().cloned().map(RouteWrite::Replace).collect();
     for (write, result) in netlink.write_routes(writes).await {
@@ -111,8 +118,7 @@ fn gateway_routes_name_one_object_per_set_and_read_back_as_written() -> Result<(
     let listed = host.run(move || async move {
         let netlink = RealNetlink::new()?;
         write_all(&netlink, &written).await?;
-        let mut listed = netlink.manul_routes(&[]).await?;
-        listed.sort();
+        let listed = read_back(&netlink).await?;
         Ok(listed)
     })?;
     assert_eq!(listed, wanted);
@@ -139,8 +145,7 @@ fn gateway_routes_name_one_object_per_set_and_read_back_as_written() -> Result<(
     let wanted_again = wanted.clone();
     let listed = host.run(move || async move {
         let netlink = RealNetlink::new()?;
-        let mut listed = netlink.manul_routes(&[]).await?;
-        listed.sort();
+        let listed = read_back(&netlink).await?;
         ensure!(listed == wanted_again, "{listed:#?}");
         Ok(listed)
     })?;
@@ -212,8 +217,7 @@ fn a_restart_adopts_the_objects_and_a_lost_or_taken_id_is_made_anew() -> Result<
             ],
         )?;
         write_all(&netlink, &written).await?;
-        let mut listed = netlink.manul_routes(&[]).await?;
-        listed.sort();
+        let listed = read_back(&netlink).await?;
         ensure!(listed == written, "{listed:#?}");
         Ok(())
     })?;
@@ -256,8 +260,7 @@ fn objects_no_route_names_are_deleted_and_other_owners_objects_stay() -> Result<
         for (write, result) in netlink.write_routes(deletions).await {
             result.map_err(|error| anyhow::anyhow!("{write:?}: {error}"))?;
         }
-        let mut left = netlink.manul_routes(&[]).await?;
-        left.sort();
+        let left = read_back(&netlink).await?;
         Ok(left)
     })?;
     assert_eq!(left, kept);
@@ -303,8 +306,7 @@ fn routes_the_kernel_removes_with_a_carrier_are_announced_and_written_spelled_ou
         );
         // What the reconcile does on the notice: every route is back, spelled out.
         write_all(&netlink, &written).await?;
-        let mut listed = netlink.manul_routes(&[]).await?;
-        listed.sort();
+        let listed = read_back(&netlink).await?;
         ensure!(listed == written, "{listed:#?}");
         Ok(())
     })?;

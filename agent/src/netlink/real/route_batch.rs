@@ -261,6 +261,13 @@ fn ensure_nexthop(
 /// The route names object `id` instead of spelling its next hops out (the kernel refuses
 /// both at once).
 fn name_nexthop(message: &mut RouteMessage, id: u32) {
+    remove_next_hops(message);
+    message.attributes.push(RouteAttribute::NhId(id));
+}
+
+/// Takes a route message's next hops out (gateway, device, multipath, onlink), leaving its
+/// key: for a route that names an object instead, and for a deletion by key.
+pub(crate) fn remove_next_hops(message: &mut RouteMessage) {
     message.attributes.retain(|attribute| {
         !matches!(
             attribute,
@@ -271,7 +278,6 @@ fn name_nexthop(message: &mut RouteMessage, id: u32) {
         )
     });
     message.header.flags.remove(RouteFlags::Onlink);
-    message.attributes.push(RouteAttribute::NhId(id));
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -326,10 +332,7 @@ fn nexthop_call(
                 RTM_NEWNEXTHOP => listed.extend(parse_nexthop(message.payload())),
                 NLMSG_DONE => return Ok(listed),
                 NLMSG_ERROR => {
-                    let code = ErrorBuffer::new_checked(message.payload())
-                        .ok()
-                        .and_then(|error| error.code())
-                        .map_or(0, |code| -code.get());
+                    let code = error_code(message.payload()).unwrap_or(0);
                     return if code == 0 {
                         Ok(listed)
                     } else {
@@ -477,14 +480,15 @@ pub(crate) fn messages(datagram: &[u8]) -> impl Iterator<Item = NetlinkBuffer<&[
 fn acknowledgements(datagram: &[u8]) -> Vec<(u32, i32)> {
     messages(datagram)
         .filter(|message| message.message_type() == NLMSG_ERROR)
-        .filter_map(|message| {
-            let error = ErrorBuffer::new_checked(message.payload()).ok()?;
-            Some((
-                message.sequence_number(),
-                -error.code().map_or(0, |code| code.get()),
-            ))
-        })
+        .filter_map(|message| Some((message.sequence_number(), error_code(message.payload())?)))
         .collect()
+}
+
+/// The positive errno of an `NLMSG_ERROR` payload, 0 for an acknowledgement; None when it
+/// is truncated.
+pub(crate) fn error_code(payload: &[u8]) -> Option<i32> {
+    let error = ErrorBuffer::new_checked(payload).ok()?;
+    Some(-error.code().map_or(0, |code| code.get()))
 }
 
 #[cfg(test)]

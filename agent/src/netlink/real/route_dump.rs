@@ -13,14 +13,13 @@ use std::sync::Mutex;
 
 use rtnetlink::{
     packet_core::{
-        ErrorBuffer, NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
-        Parseable,
+        NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload, Parseable,
     },
     packet_route::{RouteNetlinkMessage, route::RouteMessage},
     sys::Socket,
 };
 
-use super::route_batch::{messages, own_socket};
+use super::route_batch::{error_code, messages, own_socket};
 use crate::netlink::NetlinkError;
 
 /// `NLMSG_ERROR`: an error (negative errno) in answer to the request.
@@ -119,10 +118,7 @@ fn read_datagram(datagram: &[u8], sequence: u32, visit: &mut dyn FnMut(&RouteMes
         match message.message_type() {
             NLMSG_DONE => return Datagram::Done,
             NLMSG_ERROR => {
-                let code = ErrorBuffer::new_checked(message.payload())
-                    .ok()
-                    .and_then(|error| error.code())
-                    .map_or(0, |code| -code.get());
+                let code = error_code(message.payload()).unwrap_or(0);
                 return if code == 0 {
                     Datagram::Done
                 } else {

@@ -24,7 +24,7 @@ use rtnetlink::{
 use super::{
     links::{self, EEXIST, ENODEV, ESRCH, errno},
     nexthops::{Hop, HopSet, ListedNexthop, NexthopKind},
-    route_batch::{BatchedRoute, RouteBatchSocket, RouteRequest},
+    route_batch::{BatchedRoute, RouteBatchSocket, RouteRequest, remove_next_hops},
     route_dump::RouteDumpSocket,
 };
 use crate::netlink::{
@@ -188,16 +188,7 @@ fn request_for(
             if matches!(route.target, RouteTarget::Via(_)) {
                 // By its key alone: a route that names a next-hop object matches no request
                 // that spells next hops out.
-                message.attributes.retain(|attribute| {
-                    !matches!(
-                        attribute,
-                        RouteAttribute::Gateway(_)
-                            | RouteAttribute::Via(_)
-                            | RouteAttribute::Oif(_)
-                            | RouteAttribute::MultiPath(_)
-                    )
-                });
-                message.header.flags.remove(RouteFlags::Onlink);
+                remove_next_hops(&mut message);
             }
             RouteRequest::Delete
         }
