@@ -41,8 +41,19 @@ pub fn receiver_address(peer: usize, peers: usize) -> String {
 /// Prefix number `index` of every set: /24-aligned slots from 10.0.0.0 up, lengths 24..=28
 /// in turn, so all are distinct and none overlaps another.
 pub fn prefix(index: usize) -> String {
-    let address = Ipv4Addr::from(0x0A00_0000_u32 + (index as u32) * 256);
+    let address = Ipv4Addr::from(FIRST_SLOT + (index as u32) * 256);
     format!("{address}/{}", 24 + index % 5)
+}
+
+/// The address of `prefix(0)`: 10.0.0.0.
+const FIRST_SLOT: u32 = 0x0A00_0000;
+
+/// The index that `prefix` gives this IPv4 prefix, if it is one of the first `count`.
+pub fn prefix_index(address: u32, length: u8, count: usize) -> Option<usize> {
+    let offset = address.checked_sub(FIRST_SLOT)?;
+    let index = (offset / 256) as usize;
+    let generated = offset % 256 == 0 && index < count && usize::from(length) == 24 + index % 5;
+    generated.then_some(index)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

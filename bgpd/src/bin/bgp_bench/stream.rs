@@ -64,7 +64,7 @@ impl Watcher {
         let counter = live.clone();
         let mark = target - target / 100;
         let task = tokio::spawn(async move {
-            let mut prefixes = LivePrefixes::with_capacity(target as usize);
+            let mut prefixes = LivePrefixes::for_generated(target as usize);
             let mut snapshot = true;
             let mut watched = Watched {
                 complete_at: None,
