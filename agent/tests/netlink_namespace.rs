@@ -13,8 +13,9 @@ use std::{
 use anyhow::{Context, Result, anyhow, ensure};
 use manul_agent::{
     netlink::{
-        HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig, Route,
-        RouteLookup, RouteTarget, RouteWrite, VethRequest, real::RealNetlink,
+        HOST_SIDE_MAC, LinkDeletion, Netlink, NetlinkError, NextHop, PodInterfaceConfig,
+        ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget, RouteWrite, VethRequest,
+        real::RealNetlink,
     },
     sysctl::{ProcSysctl, Sysctl, host_interface_sysctls},
 };
@@ -399,6 +400,68 @@ fn route_lookup_answers_gateway_device_and_source_as_ip_route_get() -> Result<()
         );
         ensure!(netlink.route_lookup("10.60.0.1".parse()?).await?.is_none());
         ensure!(netlink.route_lookup("172.31.0.1".parse()?).await?.is_none());
+        Ok(())
+    })
+}
+
+#[test]
+fn manul_route_of_answers_only_our_route_of_exactly_that_prefix() -> Result<()> {
+    require_root();
+    let host = Netns::new("agent")?;
+    add_uplink(&host)?;
+    host.ip(&["-6", "addr", "add", "fd99::1/64", "dev", "up0", "nodad"])?;
+    let ours = ROUTE_PROTOCOL.to_string();
+    for route in [
+        vec!["route", "add", "10.70.0.5/32", "dev", "up0"],
+        vec![
+            "route",
+            "add",
+            "10.70.0.0/26",
+            "via",
+            "10.99.0.2",
+            "dev",
+            "up0",
+        ],
+        vec!["route", "add", "blackhole", "10.70.0.64/26"],
+        vec!["-6", "route", "add", "fd70::5/128", "dev", "up0"],
+    ] {
+        host.ip(&[route.as_slice(), &["proto", ours.as_str()]].concat())?;
+    }
+    host.ip(&[
+        "route",
+        "add",
+        "10.70.1.0/24",
+        "dev",
+        "up0",
+        "proto",
+        "static",
+    ])?;
+    host.run(|| async {
+        let netlink = RealNetlink::new()?;
+        let device = RouteTarget::Device("up0".into());
+        let via = RouteTarget::via(vec![NextHop {
+            gateway: "10.99.0.2".parse()?,
+            device: "up0".into(),
+            onlink: false,
+        }]);
+        for (prefix, expected) in [
+            ("10.70.0.5/32", Some(device.clone())),
+            ("10.70.0.0/26", Some(via)),
+            ("fd70::5/128", Some(device)),
+            // A lookup that lands on a blackhole answers its error, not the route.
+            ("10.70.0.64/26", None),
+            // The /26 matches 10.70.0.6, and 10.70.0.0/25 does not exist.
+            ("10.70.0.6/32", None),
+            ("10.70.0.0/25", None),
+            // Another protocol's route, and no route at all.
+            ("10.70.1.0/24", None),
+            ("172.31.0.1/32", None),
+        ] {
+            let prefix = prefix.parse()?;
+            let found = netlink.manul_route_of(prefix).await?;
+            let expected = expected.map(|target| Route::main(prefix, target));
+            ensure!(found == expected, "{prefix}: {found:?}, want {expected:?}");
+        }
         Ok(())
     })
 }

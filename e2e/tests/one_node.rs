@@ -262,6 +262,29 @@ fn check_passes_on_a_wired_pod_and_fails_without_its_route() -> Result<()> {
     let out = manul_with(&pod, "CHECK", conf.clone())?;
     ensure!(out.success(), "CHECK of a wired pod: {out:?}");
 
+    // The same route written by another owner is not manul's route.
+    let shown = node.ns.ip(&["-o", "route", "show", &format!("{ip}/32")])?;
+    let mut words = shown.split_whitespace();
+    let device = words
+        .find(|word| *word == "dev")
+        .and_then(|_| words.next())
+        .context("no device on the host route")?
+        .to_string();
+    node.ns.ip(&[
+        "route",
+        "replace",
+        &format!("{ip}/32"),
+        "dev",
+        &device,
+        "proto",
+        "static",
+    ])?;
+    let out = manul_with(&pod, "CHECK", conf.clone())?;
+    ensure!(
+        !out.success(),
+        "CHECK with another owner's host route succeeded"
+    );
+
     node.ns.ip(&["route", "del", &format!("{ip}/32")])?;
     let out = manul_with(&pod, "CHECK", conf)?;
     ensure!(!out.success(), "CHECK without the host route succeeded");

@@ -65,22 +65,13 @@ impl Endpoints {
                 netns.display()
             ));
         }
-        // Only this endpoint's routes are kept from the dump (a node may hold a million).
-        let mut routes: BTreeSet<Route> = BTreeSet::new();
-        self.netlink
-            .visit_manul_routes(&[], &mut |route| {
-                if matches!(&route.target, RouteTarget::Device(device) if *device == endpoint.interface_name)
-                {
-                    routes.insert(route);
-                }
-            })
-            .await?;
+        // One FIB lookup per address, not a dump of every route (a node may hold a million).
         for address in &endpoint.ip_networks {
             let route = Route::main(
                 *address,
                 RouteTarget::Device(endpoint.interface_name.clone()),
             );
-            if !routes.contains(&route) {
+            if self.netlink.manul_route_of(*address).await?.as_ref() != Some(&route) {
                 return failed(format!(
                     "host route {address} dev {} is missing",
                     endpoint.interface_name

@@ -373,6 +373,19 @@ pub trait Netlink: Send + Sync + 'static {
         Ok(())
     }
 
+    /// The route of manul's in the main table whose destination is exactly `prefix`, found
+    /// with one lookup of the kernel's FIB (the route that matches `prefix`'s address), not a
+    /// dump: a node may hold a million routes. None when the matching route is another, is
+    /// not manul's, or is a blackhole (a lookup that lands on one answers its error, not the
+    /// route).
+    async fn manul_route_of(&self, prefix: IpNet) -> Result<Option<Route>, NetlinkError> {
+        Ok(self.manul_routes(&[]).await?.into_iter().find(|route| {
+            route.destination == prefix.trunc()
+                && route.table == MAIN_TABLE
+                && route.target != RouteTarget::Blackhole
+        }))
+    }
+
     /// Notified when the kernel removed routes of manul's on its own: a device lost its
     /// carrier, and the kernel deleted the next-hop objects on it with every route naming
     /// them. The routes should be written again (a reconcile does it): until the carrier is

@@ -2,7 +2,7 @@
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
 //! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth),
-//! `routes` (proto-manul host routes), `route_batch` (bulk route writes), `route_dump` (dumps
+//! `lookups` (point lookups in the FIB), `routes` (proto-manul host routes), `route_batch` (bulk route writes), `route_dump` (dumps
 //! of manul's routes read in place), `pod` (the pod end of a veth), `namespace` (connections
 //! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
 //! and FDB entries), `ethtool` (interface features: GRO at the host ends).
@@ -10,6 +10,7 @@
 mod addresses;
 mod ethtool;
 mod links;
+mod lookups;
 mod namespace;
 mod neighbours;
 mod nexthop_events;
@@ -228,11 +229,15 @@ impl Netlink for RealNetlink {
 
     async fn default_route_mtu(&self) -> Result<Option<u32>, NetlinkError> {
         let _dump = self.dumps.lock().await;
-        routes::default_route_mtu(&self.handle, &self.dump_handle).await
+        lookups::default_route_mtu(&self.handle, &self.dump_handle).await
+    }
+
+    async fn manul_route_of(&self, prefix: IpNet) -> Result<Option<Route>, NetlinkError> {
+        lookups::manul_route_of(&self.handle, prefix).await
     }
 
     async fn route_lookup(&self, destination: IpAddr) -> Result<Option<RouteLookup>, NetlinkError> {
-        routes::route_lookup(&self.handle, destination).await
+        lookups::route_lookup(&self.handle, destination).await
     }
 
     async fn interface_addresses(&self) -> Result<Vec<InterfaceAddresses>, NetlinkError> {

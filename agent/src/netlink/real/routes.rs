@@ -1,5 +1,4 @@
-//! Host routes carrying manul's protocol number, and the default route's MTU, through
-//! rtnetlink. Does I/O (netlink requests on the given handle); message building and parsing are
+//! Host routes carrying manul's protocol number, through rtnetlink. Does I/O (netlink requests on the given handle); message building and parsing are
 //! pure functions at the bottom.
 
 use std::{
@@ -22,16 +21,14 @@ use rtnetlink::{
 };
 
 use super::{
-    links::{self, EEXIST, ENODEV, ESRCH, errno},
+    links::{self, EEXIST, ENODEV, ESRCH},
     nexthops::{Hop, HopSet, ListedNexthop, NexthopKind},
     route_batch::{BatchedRoute, RouteBatchSocket, RouteRequest, remove_next_hops},
     route_dump::RouteDumpSocket,
 };
-use crate::netlink::{
-    NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteLookup, RouteTarget, RouteWrite,
-};
+use crate::netlink::{NetlinkError, NextHop, ROUTE_PROTOCOL, Route, RouteTarget, RouteWrite};
 
-fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
+pub(super) fn route_error(destination: &IpNet, reason: impl ToString) -> NetlinkError {
     NetlinkError::Route {
         destination: destination.to_string(),
         reason: reason.to_string(),
@@ -299,7 +296,7 @@ pub(crate) async fn replace_message(
 /// Every route of the given family in `table`, filtered by the kernel (the handle must have
 /// strict checking on: without it the kernel ignores the filter and sends everything), each
 /// handed to `visit` as it arrives (a million messages are never held).
-async fn dump_table(
+pub(super) async fn dump_table(
     handle: &Handle,
     request: RouteMessage,
     table: u32,
@@ -344,7 +341,7 @@ fn dump_request(mut request: RouteMessage, table: u32, protocol: Option<u8>) -> 
     request
 }
 
-fn family_requests() -> [RouteMessage; 2] {
+pub(super) fn family_requests() -> [RouteMessage; 2] {
     [
         RouteMessageBuilder::<Ipv4Addr>::new().build(),
         RouteMessageBuilder::<Ipv6Addr>::new().build(),
@@ -474,128 +471,6 @@ fn nexthop_id(message: &RouteMessage) -> Option<u32> {
         })
 }
 
-/// An address no network uses (TEST-NET-1, RFC 5737): a FIB lookup of it lands on the default
-/// route. The lookup sends nothing.
-const UNROUTED_PROBE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const ENETUNREACH: i32 = 101;
-const EHOSTUNREACH: i32 = 113;
-const EINVAL: i32 = 22;
-const EACCES: i32 = 13;
-
-/// MTU of the interface of the IPv4 default route: one FIB lookup (`ip route get fibmatch`),
-/// not a dump, so a node with a million routes answers as fast as an empty one. Falls back to
-/// a dump of the main table when something more specific than the default covers the probe.
-pub(crate) async fn default_route_mtu(
-    handle: &Handle,
-    dump_handle: &Handle,
-) -> Result<Option<u32>, NetlinkError> {
-    let mut request = RouteMessageBuilder::<Ipv4Addr>::new()
-        .destination_prefix(UNROUTED_PROBE, 32)
-        .build();
-    request.header.flags |= RouteFlags::FibMatch;
-    let mut answer = handle.route().get(request).execute();
-    match answer.try_next().await {
-        Ok(Some(message))
-            if message.header.destination_prefix_length == 0
-                && message.header.kind == RouteType::Unicast =>
-        {
-            let Some(index) = output_interface(&message) else {
-                return Ok(None);
-            };
-            return Ok(links::link_by_index(handle, index)
-                .await?
-                .map(|link| link.mtu));
-        }
-        Ok(_) => {}
-        Err(error) if errno(&error) == Some(ENETUNREACH) => return Ok(None),
-        Err(_) => {}
-    }
-    default_route_mtu_by_dump(handle, dump_handle).await
-}
-
-/// `ip route get <destination>`: the kernel's choice of gateway, device and source.
-pub(crate) async fn route_lookup(
-    handle: &Handle,
-    destination: IpAddr,
-) -> Result<Option<RouteLookup>, NetlinkError> {
-    let request = match destination {
-        IpAddr::V4(address) => RouteMessageBuilder::<Ipv4Addr>::new()
-            .destination_prefix(address, 32)
-            .build(),
-        IpAddr::V6(address) => RouteMessageBuilder::<Ipv6Addr>::new()
-            .destination_prefix(address, 128)
-            .build(),
-    };
-    let mut answer = handle.route().get(request).execute();
-    let message = match answer.try_next().await {
-        Ok(Some(message)) => message,
-        Ok(None) => return Ok(None),
-        Err(error)
-            if matches!(
-                errno(&error),
-                Some(ENETUNREACH | EHOSTUNREACH | EINVAL | EACCES)
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(error) => return Err(route_error(&IpNet::from(destination), error)),
-    };
-    if message.header.kind != RouteType::Unicast && message.header.kind != RouteType::Local {
-        return Ok(None);
-    }
-    let Some(index) = output_interface(&message) else {
-        return Ok(None);
-    };
-    let Some(link) = links::link_by_index(handle, index).await? else {
-        return Ok(None);
-    };
-    let mut lookup = RouteLookup {
-        gateway: None,
-        device: link.name,
-        source: None,
-    };
-    for attribute in &message.attributes {
-        match attribute {
-            RouteAttribute::Gateway(address) => lookup.gateway = route_address(address),
-            RouteAttribute::Via(RouteVia::Inet(address)) => {
-                lookup.gateway = Some(IpAddr::V4(*address));
-            }
-            RouteAttribute::Via(RouteVia::Inet6(address)) => {
-                lookup.gateway = Some(IpAddr::V6(*address));
-            }
-            RouteAttribute::PrefSource(address) => lookup.source = route_address(address),
-            _ => {}
-        }
-    }
-    Ok(Some(lookup))
-}
-
-async fn default_route_mtu_by_dump(
-    handle: &Handle,
-    dump_handle: &Handle,
-) -> Result<Option<u32>, NetlinkError> {
-    let mut defaults = Vec::new();
-    for request in family_requests() {
-        let default = |message: &RouteMessage| {
-            let is_default = message.header.address_family == AddressFamily::Inet
-                && message.header.destination_prefix_length == 0
-                && message.header.kind == RouteType::Unicast;
-            if is_default && let Some(interface) = output_interface(message) {
-                defaults.push((priority(message), interface));
-            }
-        };
-        let main = u32::from(RouteHeader::RT_TABLE_MAIN);
-        dump_table(dump_handle, request, main, None, default).await?;
-    }
-    let best = defaults.into_iter().min();
-    let Some((_, index)) = best else {
-        return Ok(None);
-    };
-    Ok(links::link_by_index(handle, index)
-        .await?
-        .map(|link| link.mtu))
-}
-
 /// The kernel message for a route of ours; `indexes` are the interface indexes of
 /// `route.target.devices()`, in order.
 fn route_message(route: &Route, indexes: &[u32]) -> Result<RouteMessage, NetlinkError> {
@@ -659,7 +534,7 @@ fn table(message: &RouteMessage) -> u32 {
         .unwrap_or(u32::from(message.header.table))
 }
 
-fn priority(message: &RouteMessage) -> u32 {
+pub(super) fn priority(message: &RouteMessage) -> u32 {
     message
         .attributes
         .iter()
@@ -670,7 +545,7 @@ fn priority(message: &RouteMessage) -> u32 {
         .unwrap_or(0)
 }
 
-fn output_interface(message: &RouteMessage) -> Option<u32> {
+pub(super) fn output_interface(message: &RouteMessage) -> Option<u32> {
     message
         .attributes
         .iter()
@@ -725,7 +600,7 @@ pub(crate) fn destination(message: &RouteMessage) -> Option<IpNet> {
 /// Reads a kernel route back into manul's shape; None for shapes manul never writes. A route
 /// that names a next-hop object carries its next hops too, unless the namespace has
 /// `net.ipv4.nexthop_compat_mode` at 0: then they are read from `objects`.
-fn parse_route(
+pub(super) fn parse_route(
     message: &RouteMessage,
     names: &HashMap<u32, String>,
     objects: &HashMap<u32, &ListedNexthop>,
