@@ -136,9 +136,8 @@ async fn default_route_mtu_by_dump(
 /// The route of manul's (`proto manul`) that the FIB matches for `prefix`'s address
 /// (`ip route get fibmatch`), if it is exactly `prefix`: None when no route carries our
 /// protocol there, a wider or narrower one matches, or a blackhole does (the lookup answers
-/// its error). A route that names a next-hop object
-/// reads back only while the kernel also spells its next hops out (`nexthop_compat_mode` 1,
-/// the default).
+/// its error). A route that names a next-hop object reads back only while the kernel also
+/// spells its next hops out (`nexthop_compat_mode` 1, the default).
 pub(crate) async fn manul_route_of(
     handle: &Handle,
     prefix: IpNet,

@@ -2,10 +2,11 @@
 //! namespace, plus short-lived connections opened inside pod namespaces on dedicated threads.
 //!
 //! Submodules: `addresses` (listing every interface's addresses), `links` (lookups, veth),
-//! `lookups` (point lookups in the FIB), `routes` (proto-manul host routes), `route_batch` (bulk route writes), `route_dump` (dumps
-//! of manul's routes read in place), `pod` (the pod end of a veth), `namespace` (connections
-//! bound to another namespace), `vxlan` (the VXLAN device), `neighbours` (permanent neighbour
-//! and FDB entries), `ethtool` (interface features: GRO at the host ends).
+//! `lookups` (point lookups in the FIB), `routes` (proto-manul host routes), `route_batch`
+//! (bulk route writes), `route_dump` (dumps of manul's routes read in place), `pod` (the pod
+//! end of a veth), `namespace` (connections bound to another namespace), `vxlan` (the VXLAN
+//! device), `neighbours` (permanent neighbour and FDB entries), `ethtool` (interface features:
+//! GRO at the host ends).
 
 mod addresses;
 mod ethtool;

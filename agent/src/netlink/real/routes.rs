@@ -1,5 +1,6 @@
-//! Host routes carrying manul's protocol number, through rtnetlink. Does I/O (netlink requests on the given handle); message building and parsing are
-//! pure functions at the bottom.
+//! Host routes carrying manul's protocol number, through rtnetlink. Does I/O (netlink
+//! requests on the given handle); message building and parsing are pure functions at the
+//! bottom.
 
 use std::{
     collections::{HashMap, HashSet},

@@ -264,8 +264,8 @@ mod tests {
             paths,
             ..Default::default()
         };
-        // Three generated prefixes (one twice), the 100th one past the bitmap, a prefix in a
-        // generated slot with another length, and one outside the slots.
+        // Three of the first 100 generated prefixes (one twice), prefix 100 (past them), a
+        // prefix in a generated slot with another length, and one outside the slots.
         let first = batch(vec![
             path(&lab::prefix(0), false),
             path(&lab::prefix(63), false),
@@ -277,6 +277,7 @@ mod tests {
         ]);
         live.apply(&first.encode_to_vec()).unwrap();
         assert_eq!((live.generated_live, live.v4.len(), live.len()), (3, 3, 6));
+        // A withdrawal twice, and one of a prefix never announced.
         let second = batch(vec![
             path(&lab::prefix(63), true),
             path(&lab::prefix(63), true),
