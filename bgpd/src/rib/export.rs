@@ -130,6 +130,10 @@ impl State {
                 }
                 _ => None,
             };
+            if new.is_none() && target.adj_out.is_empty() {
+                // Nothing to send and nothing sent (the source peer during a full table).
+                continue;
+            }
             let unchanged = match (target.adj_out.get(&prefix), &new) {
                 (Some(old), Some(new)) => Arc::ptr_eq(old, new),
                 (old, new) => old.is_none() && new.is_none(),

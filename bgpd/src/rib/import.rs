@@ -15,7 +15,7 @@ use super::best::{self, BestView};
 use super::checks;
 use super::peers::PeerState;
 use super::policy::Decision;
-use super::table::{Interner, LOCAL, Path, PeerIndex};
+use super::table::{Interner, LOCAL, Path, Paths, PeerIndex, Table};
 use super::{LocalConfig, PeerId, Position, Rib, RibOutput, graceful};
 use crate::message::{AsPath, Family, MpReach, Nlri, Origin, PathAttributes, Update};
 use crate::prefix_hash::PrefixHashBuilder;
@@ -255,16 +255,19 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
     // Each touched prefix with where its entry was: the re-selection below reads the entries
     // there instead of probing the index again (a removal may move one; then it probes).
     let mut touched: Vec<(IpNet, Position, Option<BestView>)> = Vec::new();
-    let mut seen: HashSet<IpNet, PrefixHashBuilder> =
-        HashSet::with_capacity_and_hasher(changes.len(), PrefixHashBuilder::default());
+    let mut first_touch = FirstTouch::new(table);
     let (mut added, mut removed) = (0u64, 0u64);
     for (prefix, path_id, attrs) in changes {
-        let first = seen.insert(prefix);
         match attrs {
             Some(attrs) => {
-                let (paths, position) = table.get_or_default(prefix);
-                if first {
-                    let old = best::select(paths.as_slice(), &state.peers);
+                let (paths, position, inserted) = table.entry_or_default(prefix);
+                if first_touch.announced(prefix, position, inserted) {
+                    // A new entry has no paths, hence no best path.
+                    let old = if inserted {
+                        None
+                    } else {
+                        best::select(paths.as_slice(), &state.peers)
+                    };
                     touched.push((prefix, position, old));
                 }
                 let path = Path {
@@ -278,6 +281,7 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
                 }
             }
             None => {
+                let first = first_touch.withdrawn(prefix, &touched);
                 let Some((paths, position)) = table.get_mut_positioned(&prefix) else {
                     if first {
                         touched.push((prefix, Position::default(), None));
@@ -307,6 +311,66 @@ fn apply(rib: &mut Rib, index: PeerIndex, changes: Vec<Change>) -> Vec<RibOutput
     }
     state.flush(&mut out);
     out
+}
+
+/// Tells whether a change of one update is the first for its prefix (the one that records
+/// the old best path), without hashing every prefix of a full table.
+///
+/// While the update removes nothing, the slab only grows: an entry at or past the slab length
+/// the update began with was inserted by this update, and its first change is the one that
+/// inserted it; only entries that existed before go through the set. The first withdrawal
+/// (which may remove an entry and move another) switches to the set for every prefix, seeded
+/// with those touched so far.
+pub(super) struct FirstTouch {
+    /// The slab lengths (IPv4, IPv6) when the update began.
+    before: (u32, u32),
+    /// Every prefix goes through `seen` (after a withdrawal).
+    exact: bool,
+    seen: HashSet<IpNet, PrefixHashBuilder>,
+}
+
+impl FirstTouch {
+    pub(super) fn new(table: &Table<Paths>) -> Self {
+        let v4 = IpNet::V4(Default::default());
+        let v6 = IpNet::V6(Default::default());
+        FirstTouch {
+            before: (table.slab_len(&v4), table.slab_len(&v6)),
+            exact: false,
+            seen: HashSet::default(),
+        }
+    }
+
+    /// An announcement of `prefix`, whose entry is at `position` (`inserted` by it).
+    pub(super) fn announced(&mut self, prefix: IpNet, position: Position, inserted: bool) -> bool {
+        if self.exact {
+            return self.seen.insert(prefix);
+        }
+        let before = match prefix {
+            IpNet::V4(_) => self.before.0,
+            IpNet::V6(_) => self.before.1,
+        };
+        if inserted {
+            true
+        } else if position.0 >= before {
+            false
+        } else {
+            self.seen.insert(prefix)
+        }
+    }
+
+    /// A withdrawal of `prefix`; `touched` holds every prefix touched so far, once each.
+    pub(super) fn withdrawn(
+        &mut self,
+        prefix: IpNet,
+        touched: &[(IpNet, Position, Option<BestView>)],
+    ) -> bool {
+        if !self.exact {
+            self.exact = true;
+            self.seen
+                .extend(touched.iter().map(|(prefix, _, _)| *prefix));
+        }
+        self.seen.insert(prefix)
+    }
 }
 
 /// Originates `prefix` with the given communities, or withdraws it (`None`).

@@ -38,7 +38,7 @@ impl PeerState {
     /// then costs nothing per received prefix).
     pub fn exports_nothing(&self) -> bool {
         let export = &self.config.export;
-        self.adj_out.len() == 0
+        self.adj_out.is_empty()
             && !export.default_accept
             && export
                 .rules

@@ -60,6 +60,20 @@ impl<V> Table<V> {
         self.v4.entries.len() + self.v6.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The number of entries in the slab of `prefix`'s family. Entries are appended, so
+    /// while nothing is removed an entry at or past an earlier `slab_len` was inserted since.
+    pub fn slab_len(&self, prefix: &IpNet) -> u32 {
+        let len = match prefix {
+            IpNet::V4(_) => self.v4.entries.len(),
+            IpNet::V6(_) => self.v6.entries.len(),
+        };
+        len as u32
+    }
+
     pub fn get(&self, prefix: &IpNet) -> Option<&V> {
         match prefix {
             IpNet::V4(net) => self.v4.get(net),
@@ -170,11 +184,20 @@ impl<V> Table<V> {
     where
         V: Default,
     {
-        let (value, position) = match prefix {
+        let (value, position, _) = self.entry_or_default(prefix);
+        (value, position)
+    }
+
+    /// `get_or_default`, and whether the entry was inserted by this call.
+    pub fn entry_or_default(&mut self, prefix: IpNet) -> (&mut V, Position, bool)
+    where
+        V: Default,
+    {
+        let (value, position, inserted) = match prefix {
             IpNet::V4(net) => self.v4.get_or_insert_with(net, V::default),
             IpNet::V6(net) => self.v6.get_or_insert_with(net, V::default),
         };
-        (value, Position(position as u32))
+        (value, Position(position as u32), inserted)
     }
 
     pub fn clear(&mut self) {
@@ -277,12 +300,13 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
 
     fn insert(&mut self, key: K, value: V) -> Option<V> {
         let mut value = Some(value);
-        let (slot, _) = self.get_or_insert_with(key, || value.take().expect("taken once"));
+        let (slot, _, _) = self.get_or_insert_with(key, || value.take().expect("taken once"));
         value.map(|value| std::mem::replace(slot, value))
     }
 
-    /// The value of `key`, inserted with `make` if absent, and its slot.
-    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> (&mut V, usize) {
+    /// The value of `key`, inserted with `make` if absent, its slot, and whether it was
+    /// inserted.
+    fn get_or_insert_with(&mut self, key: K, make: impl FnOnce() -> V) -> (&mut V, usize, bool) {
         if self.index.len() == self.index.capacity() {
             self.grow_index();
         }
@@ -292,20 +316,20 @@ impl<K: Copy + Ord + Hash, V> Slab<K, V> {
             hasher,
         } = self;
         let hash = hasher.hash_one(key);
-        let position = match index.entry(
+        let (position, inserted) = match index.entry(
             hash,
             |&i| entries[i as usize].0 == key,
             |&i| hasher.hash_one(entries[i as usize].0),
         ) {
-            Entry::Occupied(occupied) => *occupied.get() as usize,
+            Entry::Occupied(occupied) => (*occupied.get() as usize, false),
             Entry::Vacant(vacant) => {
                 let position = entries.len();
                 vacant.insert(position as u32);
                 entries.push((key, make(), 0));
-                position
+                (position, true)
             }
         };
-        (&mut entries[position].1, position)
+        (&mut entries[position].1, position, inserted)
     }
 
     /// The value and its marks.

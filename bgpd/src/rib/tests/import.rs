@@ -333,3 +333,89 @@ fn best_changes_carry_where_their_table_entry_is() {
     }
     assert_eq!(agent(&rib, &out, "10.0.0.0/24"), Some(None));
 }
+
+#[test]
+fn a_prefix_repeated_in_one_update_changes_its_best_path_once() {
+    let mut rib = ebgp_rib(Policy::accept_all());
+    let best_changes = |out: &[RibOutput], wanted: &str| {
+        out.iter()
+            .filter(
+                |o| matches!(o, RibOutput::BestChanged { prefix, .. } if *prefix == net(wanted)),
+            )
+            .count()
+    };
+    rib.receive(
+        PeerId(1),
+        announce(&["10.0.0.0/24"], attrs(&[65001], "10.1.0.1")),
+    );
+    // A new prefix twice (the second finds the entry the first inserted) and a known one
+    // twice (its old best path is the one from before the update).
+    let repeated = ["10.0.5.0/24", "10.0.0.0/24", "10.0.5.0/24", "10.0.0.0/24"];
+    let out = rib.receive(
+        PeerId(1),
+        announce(&repeated, attrs(&[65001, 7], "10.1.0.1")),
+    );
+    assert_eq!(best_changes(&out, "10.0.5.0/24"), 1, "{out:?}");
+    assert_eq!(best_changes(&out, "10.0.0.0/24"), 1, "{out:?}");
+    // A withdrawal of an unknown prefix and its announcement in the same update.
+    let mut update = announce(&["10.0.9.0/24"], attrs(&[65001], "10.1.0.1"));
+    update.withdrawn = nlri(&["10.0.9.0/24"]);
+    let out = rib.receive(PeerId(1), update);
+    assert_eq!(best_changes(&out, "10.0.9.0/24"), 1, "{out:?}");
+    assert_eq!(rib.len(), 3);
+}
+
+#[test]
+fn first_touch_tells_the_first_change_of_each_prefix_in_an_update() {
+    use crate::rib::import::FirstTouch;
+    use crate::rib::table::{Paths, Table};
+    let mut table: Table<Paths> = Table::default();
+    table.get_or_default(net("10.0.0.0/24"));
+    let mut first = FirstTouch::new(&table);
+    let mut touched = Vec::new();
+    let announce =
+        |table: &mut Table<Paths>, first: &mut FirstTouch, touched: &mut Vec<_>, prefix: &str| {
+            let (_, position, inserted) = table.entry_or_default(net(prefix));
+            let is_first = first.announced(net(prefix), position, inserted);
+            if is_first {
+                touched.push((net(prefix), position, None));
+            }
+            is_first
+        };
+    // A prefix this update inserted, then again: found past the slab's old end.
+    assert!(announce(
+        &mut table,
+        &mut first,
+        &mut touched,
+        "10.0.5.0/24"
+    ));
+    assert!(!announce(
+        &mut table,
+        &mut first,
+        &mut touched,
+        "10.0.5.0/24"
+    ));
+    // A prefix that was there before: through the set.
+    assert!(announce(
+        &mut table,
+        &mut first,
+        &mut touched,
+        "10.0.0.0/24"
+    ));
+    assert!(!announce(
+        &mut table,
+        &mut first,
+        &mut touched,
+        "10.0.0.0/24"
+    ));
+    // A withdrawal switches to the set, seeded with what was touched.
+    assert!(first.withdrawn(net("10.0.9.0/24"), &touched));
+    assert!(!first.withdrawn(net("10.0.5.0/24"), &touched));
+    assert!(!first.withdrawn(net("10.0.9.0/24"), &touched));
+    assert!(!announce(
+        &mut table,
+        &mut first,
+        &mut touched,
+        "10.0.0.0/24"
+    ));
+}
