@@ -32,6 +32,7 @@ pub mod agent_client;
 pub mod bench;
 pub mod chain;
 pub mod cni;
+pub mod floor;
 pub mod iperf;
 pub mod lab;
 /// The shared namespace helper (the `netns/` crate), under the name the harness always used.

@@ -1,6 +1,7 @@
 //! Self-tests of the e2e harness with the reference plugins (ptp + host-local + portmap), no
 //! manul binary involved: namespaces are cleaned up, uplinks route, a conflist chain runs by
-//! hand, podman in a node namespace calls CNI. Needs root; does I/O.
+//! hand, podman in a node namespace calls CNI, the kernel-floor paths of the lab bench carry
+//! traffic. Needs root; does I/O.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use manul_e2e::chain::{portmap_entry, ptp_conf};
 use manul_e2e::cni::result_ipv4;
+use manul_e2e::floor::{Floor, FloorPath};
 use manul_e2e::{Chain, Netns, Node, NodeOptions, Podman, http_get, poll_until, unique_port};
 use serde_json::{Value, json};
 
@@ -161,5 +163,42 @@ fn podman_runs_reference_plugins_inside_a_node_namespace() -> Result<()> {
         node.ns.link_names()?.iter().all(|l| !l.starts_with("veth")),
         "veths left"
     );
+    Ok(())
+}
+
+/// Packets `device` in `ns` has sent.
+fn tx_packets(ns: &Netns, device: &str) -> Result<u64> {
+    let links = ns.ip_json(&["-s", "link", "show", device])?;
+    links
+        .first()
+        .and_then(|link| link["stats64"]["tx"]["packets"].as_u64())
+        .with_context(|| format!("no tx counter of {device}"))
+}
+
+#[test]
+fn kernel_floor_paths_reach_the_server_pod_the_way_the_lab_does() -> Result<()> {
+    manul_e2e::require_root()?;
+    for path in [FloorPath::Routed, FloorPath::Vxlan] {
+        let floor = Floor::new(path, 1450)?;
+        let (node, server) = (&floor.nodes[0], floor.server_address.to_string());
+        let tunnel_before = match path {
+            FloorPath::Vxlan => tx_packets(node, "vxlan.calico")?,
+            FloorPath::Routed => 0,
+        };
+        manul_e2e::ping::round_trip(&floor.client, floor.server_address, 5)
+            .with_context(|| format!("{path:?}"))?;
+        let route = node.ip(&["route", "get", &server])?;
+        match path {
+            FloorPath::Routed => ensure!(
+                route.contains("via 10.78.1.11 dev eth0"),
+                "routed via the other node: {route}"
+            ),
+            FloorPath::Vxlan => {
+                ensure!(route.contains("dev vxlan.calico"), "through VXLAN: {route}");
+                let sent = tx_packets(node, "vxlan.calico")? - tunnel_before;
+                ensure!(sent >= 5, "{sent} packets crossed vxlan.calico");
+            }
+        }
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `manul-lab-bench` at a tiny size (one repetition of one second, 20 pings, one join): it must
 //! build the lab (pool in CrossSubnet), measure every iperf3 path with TSO/GSO on and off (the
-//! one across subnets through VXLAN), the ping round trip of every path, time a join to
+//! one across subnets through VXLAN, each pod-to-pod path beside the same path wired by hand
+//! without manul), the ping round trip of every path, time a join to
 //! reachability, and write all of it as JSON. Asserts that figures exist, never how fast they are. Needs
 //! root, etcd, BIRD, iperf3, ethtool (fails with what to install otherwise); the bench removes
 //! its namespaces when it exits.
@@ -54,8 +55,10 @@ fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
             .map(|offload| [
                 ("raw veth", offload),
                 ("node → node, same subnet (n0 → n1)", offload),
+                ("kernel floor: pod → pod routed, no manul", offload),
                 ("pod → pod, same subnet (n0-p0 → n1-p0)", offload),
                 ("node → node, across the ToR (n0 → n2)", offload),
+                ("kernel floor: pod → pod over VXLAN, no manul", offload),
                 (
                     "pod → pod, across the ToR over VXLAN (n0-p0 → n2-p0)",
                     offload
@@ -64,6 +67,16 @@ fn the_lab_bench_measures_every_path_and_a_join_at_a_tiny_size() -> Result<()> {
             .concat()
     );
     for cell in iperf {
+        // Each pod-to-pod path names the hand-wired path it is compared with.
+        let path = cell["path"].as_str().unwrap_or_default();
+        if let Some(rest) = path.strip_prefix("pod → pod, ") {
+            let floor = if rest.contains("VXLAN") {
+                "kernel floor: pod → pod over VXLAN, no manul"
+            } else {
+                "kernel floor: pod → pod routed, no manul"
+            };
+            assert_eq!(cell["floor"], floor, "{cell}");
+        }
         let rates = cell["bits_per_second"].as_array().context("rates")?;
         assert!(
             rates.len() == 1 && rates[0].as_f64().is_some_and(|rate| rate > 0.0),

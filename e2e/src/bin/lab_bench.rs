@@ -11,7 +11,10 @@
 //!   the raw veth (issue 7's goal: at least 0.97×).
 //!   With `--vxlan-mode crosssubnet` (the default) the path across the ToR goes through
 //!   vxlan.calico: that pod-to-pod path is measured against issue 8's goal (0.85×), the
-//!   same-subnet one (routed) against issue 7's.
+//!   same-subnet one (routed) against issue 7's. Each pod-to-pod path also runs beside its
+//!   kernel floor ([`manul_e2e::floor`]): the same wiring by hand in fresh namespaces, static
+//!   routes and nothing of manul, so that the report tells what the kernel's path costs from
+//!   what manul adds to it.
 //! - ping round trips: bursts of `--pings` echo requests 1 ms apart over raw veth, between two
 //!   pods of one node, routed to a node on the same subnet, and through VXLAN to one on the
 //!   other subnet; the paths take turns within each of `--reps` rounds; medians.
@@ -28,6 +31,7 @@ use clap::{Parser, ValueEnum};
 use indicatif::ProgressBar;
 use manul_e2e::{
     Netns,
+    floor::{Floor, FloorPath},
     iperf::{self, Server, VethPair, median},
     lab::{Lab, LabOptions, join::JoinTiming, status},
     ping, poll_until,
@@ -122,6 +126,8 @@ struct IperfPath<'a> {
     address: std::net::Ipv4Addr,
     /// For a pod-to-pod path: the label of the node-to-node path over the same fabric.
     fabric: Option<String>,
+    /// For a pod-to-pod path: the label of the same path wired by hand without manul.
+    floor: Option<String>,
     /// The ratio to raw veth it should reach (pod-to-pod paths).
     goal: Option<f64>,
 }
@@ -131,6 +137,7 @@ struct Cell {
     path: String,
     offload: bool,
     fabric: Option<String>,
+    floor: Option<String>,
     goal: Option<f64>,
     rates: Vec<f64>,
 }
@@ -226,6 +233,7 @@ fn run(args: &Args) -> Result<()> {
             "started": started.0, "load_start": started.1, "load_end": load(),
             "iperf": cells.iter().map(|cell| json!({
                 "path": cell.path, "tso_gso": cell.offload, "fabric": cell.fabric,
+                "floor": cell.floor,
                 "bits_per_second": cell.rates,
             })).collect::<Vec<Value>>(),
             "ping": round_trips.iter().map(|path| json!({
@@ -258,20 +266,39 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
     let raw = VethPair::new()?;
     let pod_of = |node: usize| lab.pods.iter().find(|pod| pod.node == node);
     let client = pod_of(0).context("n0 has no pod")?;
+    // The lab's pod-to-pod paths, each with the same path wired by hand without manul.
+    let mut pod_paths = Vec::new();
+    for (subnet, label) in [('a', "same subnet"), ('b', "across the ToR")] {
+        let node = (1..lab.nodes.len()).find(|&node| lab.nodes[node].subnet == subnet);
+        let (Some(node), Some(server)) = (node, node.and_then(pod_of)) else {
+            continue;
+        };
+        let vxlan = through_vxlan(lab, server.address);
+        let (kind, floor_label) = if vxlan {
+            (
+                FloorPath::Vxlan,
+                "kernel floor: pod → pod over VXLAN, no manul",
+            )
+        } else {
+            (
+                FloorPath::Routed,
+                "kernel floor: pod → pod routed, no manul",
+            )
+        };
+        let floor = Floor::new(kind, interface_mtu(&client.ns, "eth0")?)?;
+        pod_paths.push((node, server, label, vxlan, floor, floor_label));
+    }
     let mut paths = vec![IperfPath {
         label: "raw veth".into(),
         client: &raw.client,
         server: &raw.server,
         address: raw.server_address,
         fabric: None,
+        floor: None,
         goal: None,
     }];
-    for (subnet, label) in [('a', "same subnet"), ('b', "across the ToR")] {
-        let node = (1..lab.nodes.len()).find(|&node| lab.nodes[node].subnet == subnet);
-        let (Some(node), Some(server)) = (node, node.and_then(pod_of)) else {
-            continue;
-        };
-        let (from, to) = (&lab.nodes[0], &lab.nodes[node]);
+    for (node, server, label, vxlan, floor, floor_label) in &pod_paths {
+        let (from, to) = (&lab.nodes[0], &lab.nodes[*node]);
         let fabric = format!("node → node, {label} ({} → {})", from.name, to.name);
         paths.push(IperfPath {
             label: fabric.clone(),
@@ -279,13 +306,22 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             server: &to.ns,
             address: to.address,
             fabric: None,
+            floor: None,
             goal: None,
         });
-        let vxlan = through_vxlan(lab, server.address);
+        paths.push(IperfPath {
+            label: floor_label.to_string(),
+            client: &floor.client,
+            server: &floor.server,
+            address: floor.server_address,
+            fabric: None,
+            floor: None,
+            goal: None,
+        });
         paths.push(IperfPath {
             label: format!(
                 "pod → pod, {label}{} ({} → {})",
-                if vxlan { " over VXLAN" } else { "" },
+                if *vxlan { " over VXLAN" } else { "" },
                 client.name,
                 server.name
             ),
@@ -293,7 +329,8 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             server: &server.ns,
             address: server.address,
             fabric: Some(fabric),
-            goal: Some(if vxlan { VXLAN_GOAL } else { GOAL }),
+            floor: Some(floor_label.to_string()),
+            goal: Some(if *vxlan { VXLAN_GOAL } else { GOAL }),
         });
     }
     let _servers = paths
@@ -307,6 +344,7 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
                 path: path.label.clone(),
                 offload,
                 fabric: path.fabric.clone(),
+                floor: path.floor.clone(),
                 goal: path.goal,
                 rates: Vec::new(),
             })
@@ -362,6 +400,16 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
         iperf::set_segmentation_offload(path.client, "eth0", true)?;
     }
     Ok(cells)
+}
+
+/// The MTU of `device` in `ns`.
+fn interface_mtu(ns: &Netns, device: &str) -> Result<u32> {
+    let links = ns.ip_json(&["link", "show", device])?;
+    links
+        .first()
+        .and_then(|link| link["mtu"].as_u64())
+        .and_then(|mtu| u32::try_from(mtu).ok())
+        .with_context(|| format!("no MTU of {device} in {}", ns.name()))
 }
 
 /// Whether n0 routes `address` through vxlan.calico.
@@ -494,13 +542,14 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
          client on core {CLIENT_CORE}, server on core {SERVER_CORE}; TSO/GSO switched on the \
          sender's eth0. RATIO: to raw veth (goal for pod → pod: {GOAL}× routed, {VXLAN_GOAL}× \
          over VXLAN); VS NODES: to node → node over the same fabric (what the pods' veths, the \
-         nodes' routing and the encapsulation cost)",
+         nodes' routing and the encapsulation cost); VS FLOOR: to the same pod → pod path wired \
+         by hand with static routes and nothing of manul (what manul itself costs)",
         args.reps, args.seconds
     );
     let width = column_width("PATH", cells.iter().map(|cell| cell.path.as_str()));
     println!(
-        "  {:<width$} {:<7} {:>7} {:>7} {:>8}  RUNS",
-        "PATH", "TSO/GSO", "MEDIAN", "RATIO", "VS NODES"
+        "  {:<width$} {:<7} {:>7} {:>7} {:>8} {:>8}  RUNS",
+        "PATH", "TSO/GSO", "MEDIAN", "RATIO", "VS NODES", "VS FLOOR"
     );
     let median_of = |path: &str, offload: bool| {
         cells
@@ -518,9 +567,12 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
     for cell in cells {
         let value = median(&cell.rates);
         let to_raw = ratio(value, median_of("raw veth", cell.offload));
-        let to_nodes = cell.fabric.as_ref().map_or(String::new(), |fabric| {
-            format!("{:.3}×", ratio(value, median_of(fabric, cell.offload)))
-        });
+        let to = |reference: &Option<String>| {
+            reference.as_ref().map_or(String::new(), |reference| {
+                format!("{:.3}×", ratio(value, median_of(reference, cell.offload)))
+            })
+        };
+        let (to_nodes, to_floor) = (to(&cell.fabric), to(&cell.floor));
         let verdict = match cell.goal {
             Some(goal) if to_raw >= goal => format!("  met ({goal}×)"),
             Some(goal) => format!("  MISSED ({goal}×)"),
@@ -532,12 +584,13 @@ fn print_iperf(args: &Args, cells: &[Cell]) {
             .map(|rate| format!("{:.1}", rate / 1e9))
             .collect();
         println!(
-            "  {:<width$} {:<7} {:>7.2} {:>6.3}× {:>8}  {}{verdict}",
+            "  {:<width$} {:<7} {:>7.2} {:>6.3}× {:>8} {:>8}  {}{verdict}",
             cell.path,
             if cell.offload { "on" } else { "off" },
             value / 1e9,
             to_raw,
             to_nodes,
+            to_floor,
             runs.join(" ")
         );
     }
