@@ -106,26 +106,7 @@ fn wire_fabric(fabric: &Netns) -> Result<()> {
     fabric.sysctl("net.ipv4.ip_forward", "1")?;
     fabric.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
     for subnet in ['a', 'b'] {
-        let (bridge, router, port) = (
-            format!("br-{subnet}"),
-            format!("r-{subnet}"),
-            format!("s-{subnet}"),
-        );
-        fabric.ip(&["link", "add", &bridge, "type", "bridge"])?;
-        fabric.ip(&[
-            "link", "add", &router, "type", "veth", "peer", "name", &port,
-        ])?;
-        fabric.ip(&["link", "set", &port, "master", &bridge])?;
-        fabric.ip(&[
-            "addr",
-            "add",
-            &format!("{}/24", gateway(subnet)),
-            "dev",
-            &router,
-        ])?;
-        for device in [&bridge, &port, &router] {
-            fabric.ip(&["link", "set", device, "up"])?;
-        }
+        crate::lab::add_subnet(fabric, subnet, gateway(subnet))?;
     }
     Ok(())
 }

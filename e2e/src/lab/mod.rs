@@ -31,6 +31,7 @@ mod wiring;
 
 pub use tor::{birdc, with_store};
 pub use wiring::OUTSIDE6;
+pub(crate) use wiring::add_subnet;
 use wiring::subnet_gateway;
 
 use std::{

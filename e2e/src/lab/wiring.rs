@@ -36,6 +36,29 @@ pub(super) fn subnet_gateway(subnet: char) -> Ipv4Addr {
     }
 }
 
+/// Adds `subnet` to the router in `router`: a bridge `br-<subnet>` (the rack's switch) that
+/// the router joins through a veth pair, `r-<subnet>` (holding `gateway`/24) to `s-<subnet>`
+/// (a bridge port), rather than with an address on the bridge itself: a bridge device does not
+/// offer encapsulation offloads, so routing out of one would segment every VXLAN super-packet
+/// in software on the router, which a real ToR does not do.
+pub(crate) fn add_subnet(router: &Netns, subnet: char, gateway: Ipv4Addr) -> Result<()> {
+    let (bridge, address, port) = (
+        format!("br-{subnet}"),
+        format!("r-{subnet}"),
+        format!("s-{subnet}"),
+    );
+    router.ip(&["link", "add", &bridge, "type", "bridge"])?;
+    router.ip(&[
+        "link", "add", &address, "type", "veth", "peer", "name", &port,
+    ])?;
+    router.ip(&["link", "set", &port, "master", &bridge])?;
+    router.ip(&["addr", "add", &format!("{gateway}/24"), "dev", &address])?;
+    for device in [&bridge, &port, &address] {
+        router.ip(&["link", "set", device, "up"])?;
+    }
+    Ok(())
+}
+
 impl Lab {
     pub(super) fn wire_router(&self) -> Result<()> {
         let tor = &self.tor;
@@ -45,32 +68,8 @@ impl Lab {
         // which a bridge changes to its lowest port MAC whenever a node joins: the nodes that
         // cached it lost the router (and etcd) until their ARP entry went stale, 25-50 s.
         tor.sysctl("net.ipv4.conf.all.arp_ignore", "1")?;
-        // Each subnet is a bridge (the rack's switch) that the router joins through a veth
-        // pair, r-<subnet> (its address) to s-<subnet> (a bridge port), rather than with an
-        // address on the bridge itself: a bridge device does not offer encapsulation offloads,
-        // so routing out of one would segment every VXLAN super-packet in software on the
-        // router, which a real ToR does not do.
         for subnet in ['a', 'b'] {
-            let (bridge, router, port) = (
-                format!("br-{subnet}"),
-                format!("r-{subnet}"),
-                format!("s-{subnet}"),
-            );
-            tor.ip(&["link", "add", &bridge, "type", "bridge"])?;
-            tor.ip(&[
-                "link", "add", &router, "type", "veth", "peer", "name", &port,
-            ])?;
-            tor.ip(&["link", "set", &port, "master", &bridge])?;
-            tor.ip(&[
-                "addr",
-                "add",
-                &format!("{}/24", subnet_gateway(subnet)),
-                "dev",
-                &router,
-            ])?;
-            for device in [&bridge, &port, &router] {
-                tor.ip(&["link", "set", device, "up"])?;
-            }
+            add_subnet(tor, subnet, subnet_gateway(subnet))?;
         }
         tor.ip(&[
             "link", "add", "out0", "type", "veth", "peer", "name", "eth0",
