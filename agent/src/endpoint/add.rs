@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, path::Path, time::Instant};
 
 use ipnet::IpNet;
-use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError};
+use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpamError, retry::CasRetry};
 use manul_store::{DatastoreExt, WorkloadEndpoint};
 use tracing::{debug, info, warn};
 
@@ -523,11 +523,14 @@ impl Endpoints {
         }
     }
 
-    /// Creates or replaces the endpoint record (CAS, retried on conflict).
-    /// A new record gets a uid and creationTimestamp; a replaced one keeps the stored ones.
+    /// Creates or replaces the endpoint record (CAS; a lost race is retried from a fresh read
+    /// by `CasRetry`). A new record gets a uid and creationTimestamp; a replaced one keeps the
+    /// stored ones.
     async fn record(&self, endpoint: &WorkloadEndpoint) -> Result<(), EndpointError> {
         let mut endpoint = endpoint.clone();
-        for _ in 0..10 {
+        let name = endpoint.name.clone();
+        let mut retry = CasRetry::new(|| format!("writing endpoint {name}"));
+        loop {
             let result = match self
                 .store
                 .get_resource::<WorkloadEndpoint>(&endpoint.name)
@@ -547,13 +550,9 @@ impl Endpoints {
             };
             match result {
                 Ok(()) => return Ok(()),
-                Err(error) if error.is_conflict() => continue,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(EndpointError::Ipam(IpamError::RetriesExhausted {
-            what: format!("writing endpoint {}", endpoint.name),
-        }))
     }
 
     async fn roll_back(&self, undo: Vec<Undo>) {

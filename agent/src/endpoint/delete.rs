@@ -4,7 +4,8 @@
 
 use std::{path::Path, time::Instant};
 
-use manul_store::{DatastoreExt, Kind, StoreError, WorkloadEndpoint};
+use manul_ipam::retry::CasRetry;
+use manul_store::{DatastoreExt, StoreError, WorkloadEndpoint};
 use tracing::info;
 
 use super::{EndpointError, EndpointRequest, Endpoints, validate_common};
@@ -202,9 +203,11 @@ impl Endpoints {
         }))
     }
 
-    /// Deletes the endpoint record; gone already is fine.
+    /// Deletes the endpoint record (CAS; a lost race is retried from a fresh read by
+    /// `CasRetry`); gone already is fine.
     pub(crate) async fn forget(&self, name: &str) -> Result<(), EndpointError> {
-        for _ in 0..10 {
+        let mut retry = CasRetry::new(|| format!("deleting endpoint {name}"));
+        loop {
             let Some(current) = self.store.get_resource::<WorkloadEndpoint>(name).await? else {
                 return Ok(());
             };
@@ -214,14 +217,8 @@ impl Endpoints {
                 .await
             {
                 Ok(()) | Err(StoreError::NotFound { .. }) => return Ok(()),
-                Err(error) if error.is_conflict() => continue,
-                Err(error) => return Err(error.into()),
+                Err(error) => retry.lost(error).await?,
             }
         }
-        Err(StoreError::Conflict {
-            kind: Kind::WorkloadEndpoint,
-            name: name.to_string(),
-        }
-        .into())
     }
 }

@@ -329,4 +329,6 @@ pub(crate) fn validate_common(request: &EndpointRequest) -> Result<(), EndpointE
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_cas;
+#[cfg(test)]
 mod tests_races;
