@@ -331,10 +331,8 @@ pub(super) struct FirstTouch {
 
 impl FirstTouch {
     pub(super) fn new(table: &Table<Paths>) -> Self {
-        let v4 = IpNet::V4(Default::default());
-        let v6 = IpNet::V6(Default::default());
         FirstTouch {
-            before: (table.slab_len(&v4), table.slab_len(&v6)),
+            before: table.slab_lengths(),
             exact: false,
             seen: HashSet::default(),
         }

@@ -64,14 +64,10 @@ impl<V> Table<V> {
         self.len() == 0
     }
 
-    /// The number of entries in the slab of `prefix`'s family. Entries are appended, so
-    /// while nothing is removed an entry at or past an earlier `slab_len` was inserted since.
-    pub fn slab_len(&self, prefix: &IpNet) -> u32 {
-        let len = match prefix {
-            IpNet::V4(_) => self.v4.entries.len(),
-            IpNet::V6(_) => self.v6.entries.len(),
-        };
-        len as u32
+    /// The number of entries in the IPv4 and the IPv6 slab. Entries are appended, so while
+    /// nothing is removed an entry at or past an earlier length was inserted since.
+    pub fn slab_lengths(&self) -> (u32, u32) {
+        (self.v4.entries.len() as u32, self.v6.entries.len() as u32)
     }
 
     pub fn get(&self, prefix: &IpNet) -> Option<&V> {

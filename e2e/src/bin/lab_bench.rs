@@ -274,19 +274,26 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             continue;
         };
         let vxlan = through_vxlan(lab, server.address);
-        let (kind, floor_label) = if vxlan {
-            (
-                FloorPath::Vxlan,
-                "kernel floor: pod → pod over VXLAN, no manul",
-            )
-        } else {
-            (
+        // The floors model the two paths of CrossSubnet: routed on one subnet, VXLAN across
+        // the ToR. Other modes' paths (routed by the ToR, VXLAN on one subnet) have none.
+        let kind = match (subnet, vxlan) {
+            ('a', false) => Some((
                 FloorPath::Routed,
                 "kernel floor: pod → pod routed, no manul",
-            )
+            )),
+            ('b', true) => Some((
+                FloorPath::Vxlan,
+                "kernel floor: pod → pod over VXLAN, no manul",
+            )),
+            _ => None,
         };
-        let floor = Floor::new(kind, interface_mtu(&client.ns, "eth0")?)?;
-        pod_paths.push((node, server, label, vxlan, floor, floor_label));
+        let floor = match kind {
+            Some((kind, label)) => {
+                Some((Floor::new(kind, interface_mtu(&client.ns, "eth0")?)?, label))
+            }
+            None => None,
+        };
+        pod_paths.push((node, server, label, vxlan, floor));
     }
     let mut paths = vec![IperfPath {
         label: "raw veth".into(),
@@ -297,7 +304,7 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
         floor: None,
         goal: None,
     }];
-    for (node, server, label, vxlan, floor, floor_label) in &pod_paths {
+    for (node, server, label, vxlan, floor) in &pod_paths {
         let (from, to) = (&lab.nodes[0], &lab.nodes[*node]);
         let fabric = format!("node → node, {label} ({} → {})", from.name, to.name);
         paths.push(IperfPath {
@@ -309,15 +316,17 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             floor: None,
             goal: None,
         });
-        paths.push(IperfPath {
-            label: floor_label.to_string(),
-            client: &floor.client,
-            server: &floor.server,
-            address: floor.server_address,
-            fabric: None,
-            floor: None,
-            goal: None,
-        });
+        if let Some((floor, floor_label)) = floor {
+            paths.push(IperfPath {
+                label: floor_label.to_string(),
+                client: &floor.client,
+                server: &floor.server,
+                address: floor.server_address,
+                fabric: None,
+                floor: None,
+                goal: None,
+            });
+        }
         paths.push(IperfPath {
             label: format!(
                 "pod → pod, {label}{} ({} → {})",
@@ -329,7 +338,7 @@ fn iperf_phase(args: &Args, lab: &Lab, progress: &ProgressBar) -> Result<Vec<Cel
             server: &server.ns,
             address: server.address,
             fabric: Some(fabric),
-            floor: Some(floor_label.to_string()),
+            floor: floor.as_ref().map(|(_, label)| label.to_string()),
             goal: Some(if *vxlan { VXLAN_GOAL } else { GOAL }),
         });
     }
