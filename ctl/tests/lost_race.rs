@@ -18,70 +18,43 @@ use manul_ctl::{
     },
 };
 use manul_store::{
-    Datastore, DatastoreExt, Kind, Listing, Node, Revision, StoreError, WatchStream,
+    Datastore, DatastoreExt, Node,
     embedded::EmbeddedStore,
+    testing::interposed::{Interposed, Write},
 };
 
-/// A store whose next update is preceded by another writer's update of the same object
-/// (labels {"other": "writer"}), made through the same real store.
+/// A store whose next update is preceded by another writer's update of the same Node
+/// (labels {"other": "writer"}), made through the same real store; `armed` until it ran.
 struct RacingWriter {
-    inner: Arc<dyn Datastore>,
-    armed: AtomicBool,
+    store: Arc<dyn Datastore>,
+    armed: Arc<AtomicBool>,
 }
 
-#[async_trait::async_trait]
-impl Datastore for RacingWriter {
-    async fn get(
-        &self,
-        kind: Kind,
-        name: &str,
-    ) -> Result<Option<manul_store::KeyValue>, StoreError> {
-        self.inner.get(kind, name).await
-    }
-
-    async fn list(&self, kind: Kind, name_prefix: &str) -> Result<Listing, StoreError> {
-        self.inner.list(kind, name_prefix).await
-    }
-
-    async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        self.inner.create(kind, name, value).await
-    }
-
-    async fn update(
-        &self,
-        kind: Kind,
-        name: &str,
-        value: Vec<u8>,
-        expected: &Revision,
-    ) -> Result<Revision, StoreError> {
-        if self.armed.swap(false, Ordering::SeqCst) {
-            let mut node = self
-                .inner
-                .get_resource::<Node>(name)
+fn racing_writer(inner: Arc<dyn Datastore>) -> RacingWriter {
+    let armed = Arc::new(AtomicBool::new(true));
+    let rival = (inner.clone(), armed.clone());
+    let store = Interposed::new(inner, move |write, _kind, name| {
+        let (inner, armed) = rival.clone();
+        let name = name.to_string();
+        Box::pin(async move {
+            if write != Write::Update || !armed.swap(false, Ordering::SeqCst) {
+                return Ok(());
+            }
+            let mut node = inner
+                .get_resource::<Node>(&name)
                 .await?
                 .expect("the node exists");
             node.value
                 .metadata
                 .labels
                 .insert("other".into(), "writer".into());
-            self.inner
-                .update_resource(&node.value, &node.revision)
-                .await?;
-        }
-        self.inner.update(kind, name, value, expected).await
-    }
-
-    async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
-        self.inner.delete(kind, name, expected).await
-    }
-
-    async fn watch(
-        &self,
-        kind: Kind,
-        name_prefix: &str,
-        after: &Revision,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, name_prefix, after).await
+            inner.update_resource(&node.value, &node.revision).await?;
+            Ok(())
+        })
+    });
+    RacingWriter {
+        store: Arc::new(store),
+        armed,
     }
 }
 
@@ -99,17 +72,14 @@ async fn racing_store() -> (Arc<dyn Datastore>, Arc<RacingWriter>, tempfile::Tem
         })
         .await
         .unwrap();
-    let racing = Arc::new(RacingWriter {
-        inner: inner.clone(),
-        armed: AtomicBool::new(true),
-    });
+    let racing = Arc::new(racing_writer(inner.clone()));
     (inner, racing, dir)
 }
 
 #[tokio::test]
 async fn apply_retries_a_lost_race_from_a_fresh_read() {
     let (inner, racing, _dir) = racing_store().await;
-    let resources = Resources::new(racing.clone());
+    let resources = Resources::new(racing.store.clone());
     let documents = parse_all(&parse_documents(NODE, "node.yaml").unwrap()).unwrap();
     let mut out = Vec::new();
     write(&resources, &documents, WriteMode::Apply, false, &mut out)
@@ -132,7 +102,7 @@ async fn apply_retries_a_lost_race_from_a_fresh_read() {
 #[tokio::test]
 async fn replace_reports_a_lost_race_and_writes_nothing() {
     let (inner, racing, _dir) = racing_store().await;
-    let resources = Resources::new(racing.clone());
+    let resources = Resources::new(racing.store.clone());
     let documents = parse_all(&parse_documents(NODE, "node.yaml").unwrap()).unwrap();
     let mut out = Vec::new();
     let error = write(&resources, &documents, WriteMode::Replace, false, &mut out)
@@ -158,7 +128,7 @@ async fn replace_reports_a_lost_race_and_writes_nothing() {
 #[tokio::test]
 async fn label_retries_a_lost_race_and_keeps_the_other_writers_change() {
     let (inner, racing, _dir) = racing_store().await;
-    let resources = Resources::new(racing.clone());
+    let resources = Resources::new(racing.store.clone());
     let mut out = Vec::new();
     manul_ctl::verbs::patch::label(
         &resources,

@@ -13,8 +13,9 @@ use std::{
 use anyhow::Result;
 use manul_ipam::{AssignIpRequest, AutoAssignRequest, IpNet, Ipam};
 use manul_store::{
-    Datastore, DatastoreExt, IpPool, IpamBlock, KeyValue, Kind, Listing, Revision, StoreError,
-    WatchStream, embedded::EmbeddedStore,
+    Datastore, DatastoreExt, IpPool, IpamBlock, Kind,
+    embedded::EmbeddedStore,
+    testing::interposed::{Interposed, Write},
 };
 
 const GRACE: Duration = Duration::from_secs(300);
@@ -25,66 +26,20 @@ fn at(seconds: u64) -> SystemTime {
 
 type Rival = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Which write runs the rival first.
-#[derive(Clone, Copy, PartialEq)]
-enum Before {
-    Update,
-    Delete,
-}
-
-/// Forwards to `inner`; runs `rival` once, before the first write `before` of `kind`.
-struct Interposed {
-    inner: Arc<dyn Datastore>,
-    kind: Kind,
-    before: Before,
-    rival: Mutex<Option<Rival>>,
-}
-
-impl Interposed {
-    async fn maybe_rival(&self, kind: Kind, write: Before) {
-        if kind != self.kind || write != self.before {
-            return;
-        }
-        let rival = self.rival.lock().unwrap().take();
-        if let Some(rival) = rival {
-            rival.await;
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Datastore for Interposed {
-    async fn get(&self, kind: Kind, name: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.inner.get(kind, name).await
-    }
-    async fn list(&self, kind: Kind, prefix: &str) -> Result<Listing, StoreError> {
-        self.inner.list(kind, prefix).await
-    }
-    async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        self.inner.create(kind, name, value).await
-    }
-    async fn update(
-        &self,
-        kind: Kind,
-        name: &str,
-        value: Vec<u8>,
-        expected: &Revision,
-    ) -> Result<Revision, StoreError> {
-        self.maybe_rival(kind, Before::Update).await;
-        self.inner.update(kind, name, value, expected).await
-    }
-    async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
-        self.maybe_rival(kind, Before::Delete).await;
-        self.inner.delete(kind, name, expected).await
-    }
-    async fn watch(
-        &self,
-        kind: Kind,
-        prefix: &str,
-        after: &Revision,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, prefix, after).await
-    }
+/// A store over `inner` that runs `rival` once, before the first `before` write of `kind`.
+fn interposed(inner: Arc<dyn Datastore>, kind: Kind, before: Write, rival: Rival) -> Interposed {
+    let rival = Mutex::new(Some(rival));
+    Interposed::new(inner, move |write, written_kind, _name| {
+        let due = (write == before && written_kind == kind)
+            .then(|| rival.lock().unwrap().take())
+            .flatten();
+        Box::pin(async move {
+            if let Some(rival) = due {
+                rival.await;
+            }
+            Ok(())
+        })
+    })
 }
 
 struct Fixture {
@@ -217,8 +172,8 @@ fn one_address(node: &str, handle: &str) -> AutoAssignRequest {
 #[tokio::test]
 async fn an_allocation_that_writes_first_keeps_the_block() -> Result<()> {
     for (kind, before, specific) in [
-        (Kind::BlockAffinity, Before::Update, None),
-        (Kind::IPAMBlock, Before::Delete, Some("10.0.0.5")),
+        (Kind::BlockAffinity, Write::Update, None),
+        (Kind::IPAMBlock, Write::Delete, Some("10.0.0.5")),
     ] {
         allocation_writes_first(kind, before, specific).await?;
     }
@@ -227,7 +182,7 @@ async fn an_allocation_that_writes_first_keeps_the_block() -> Result<()> {
 
 async fn allocation_writes_first(
     kind: Kind,
-    before: Before,
+    before: Write,
     specific: Option<&'static str>,
 ) -> Result<()> {
     let f = two_blocks_one_empty().await?;
@@ -254,12 +209,7 @@ async fn allocation_writes_first(
         };
         *slot.lock().unwrap() = Some(address);
     });
-    let interposed = Ipam::new(Arc::new(Interposed {
-        inner: f.store.clone(),
-        kind,
-        before,
-        rival: Mutex::new(Some(rival)),
-    }));
+    let interposed = Ipam::new(Arc::new(interposed(f.store.clone(), kind, before, rival)));
     let released = interposed
         .release_empty_blocks("n1", GRACE, at(300))
         .await?;
@@ -288,12 +238,12 @@ async fn an_allocation_that_loses_goes_elsewhere() -> Result<()> {
         let got = rival_ipam.release_empty_blocks("n1", GRACE, at(300)).await;
         *slot.lock().unwrap() = Some(got.expect("rival release"));
     });
-    let interposed = Ipam::new(Arc::new(Interposed {
-        inner: f.store.clone(),
-        kind: Kind::IPAMBlock,
-        before: Before::Update,
-        rival: Mutex::new(Some(rival)),
-    }));
+    let interposed = Ipam::new(Arc::new(interposed(
+        f.store.clone(),
+        Kind::IPAMBlock,
+        Write::Update,
+        rival,
+    )));
     let got = interposed.auto_assign(&one_address("n1", "racer")).await?;
     assert_eq!(
         released.lock().unwrap().clone(),

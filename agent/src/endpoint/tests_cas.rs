@@ -8,81 +8,19 @@ use std::sync::{
     atomic::{AtomicU32, Ordering},
 };
 
+use futures::FutureExt;
 use manul_store::{
-    Datastore, KeyValue, Kind, Listing, Revision, StoreError, WatchStream, embedded::EmbeddedStore,
+    Kind, StoreError,
+    embedded::EmbeddedStore,
+    testing::interposed::{Interposed, Write},
 };
 
 use super::tests::fixture;
 use super::*;
 
-/// Lost races to answer per kind of write (create, delete) of WorkloadEndpoint; more
-/// than the ten attempts the agent's own loops used to allow.
+/// Lost races per kind of write (create, delete) of WorkloadEndpoint: more than the ten
+/// attempts the agent's own loops used to allow.
 const LOST_RACES: u32 = 20;
-
-/// An embedded store whose WorkloadEndpoint creates and deletes lose `LOST_RACES` races each.
-struct LosingRaces {
-    inner: Arc<dyn Datastore>,
-    creates: AtomicU32,
-    deletes: AtomicU32,
-}
-
-impl LosingRaces {
-    fn lose(&self, kind: Kind, counter: &AtomicU32, name: &str) -> Result<(), StoreError> {
-        let lost = kind == Kind::WorkloadEndpoint
-            && counter
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
-                    left.checked_sub(1)
-                })
-                .is_ok();
-        match lost {
-            true => Err(StoreError::Conflict {
-                kind,
-                name: name.to_string(),
-            }),
-            false => Ok(()),
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl Datastore for LosingRaces {
-    async fn get(&self, kind: Kind, name: &str) -> Result<Option<KeyValue>, StoreError> {
-        self.inner.get(kind, name).await
-    }
-
-    async fn list(&self, kind: Kind, name_prefix: &str) -> Result<Listing, StoreError> {
-        self.inner.list(kind, name_prefix).await
-    }
-
-    async fn create(&self, kind: Kind, name: &str, value: Vec<u8>) -> Result<Revision, StoreError> {
-        self.lose(kind, &self.creates, name)?;
-        self.inner.create(kind, name, value).await
-    }
-
-    async fn update(
-        &self,
-        kind: Kind,
-        name: &str,
-        value: Vec<u8>,
-        expected: &Revision,
-    ) -> Result<Revision, StoreError> {
-        self.inner.update(kind, name, value, expected).await
-    }
-
-    async fn delete(&self, kind: Kind, name: &str, expected: &Revision) -> Result<(), StoreError> {
-        self.lose(kind, &self.deletes, name)?;
-        self.inner.delete(kind, name, expected).await
-    }
-
-    async fn watch(
-        &self,
-        kind: Kind,
-        name_prefix: &str,
-        after: &Revision,
-    ) -> Result<WatchStream, StoreError> {
-        self.inner.watch(kind, name_prefix, after).await
-    }
-}
 
 #[tokio::test]
 async fn add_and_del_retry_the_endpoint_record_past_lost_races() {
@@ -96,14 +34,33 @@ async fn add_and_del_retry_the_endpoint_record_past_lost_races() {
         ))
         .await
         .unwrap();
-    let store = Arc::new(LosingRaces {
-        inner: inner.clone(),
-        creates: AtomicU32::new(LOST_RACES),
-        deletes: AtomicU32::new(LOST_RACES),
-    });
+    let creates = Arc::new(AtomicU32::new(LOST_RACES));
+    let deletes = Arc::new(AtomicU32::new(LOST_RACES));
+    let store = {
+        let (creates, deletes) = (creates.clone(), deletes.clone());
+        Interposed::new(inner.clone(), move |write, kind, name| {
+            let left = match write {
+                Write::Create => &creates,
+                Write::Delete => &deletes,
+                Write::Update => return async { Ok(()) }.boxed(),
+            };
+            let lost = kind == Kind::WorkloadEndpoint
+                && left
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+            let name = name.to_string();
+            async move {
+                match lost {
+                    true => Err(StoreError::Conflict { kind, name }),
+                    false => Ok(()),
+                }
+            }
+            .boxed()
+        })
+    };
     let endpoints = Endpoints::new(
         "node1".into(),
-        store.clone(),
+        Arc::new(store),
         base.netlink.clone(),
         base.sysctl.clone(),
     );
@@ -118,17 +75,9 @@ async fn add_and_del_retry_the_endpoint_record_past_lost_races() {
     };
     // ADD creates the record, DEL deletes it: each after its lost races.
     endpoints.add(&request).await.unwrap();
-    assert_eq!(
-        store.creates.load(Ordering::SeqCst),
-        0,
-        "every race was lost"
-    );
+    assert_eq!(creates.load(Ordering::SeqCst), 0, "every race was lost");
     assert_eq!(records().await, 1);
     endpoints.delete(&request).await.unwrap();
-    assert_eq!(
-        store.deletes.load(Ordering::SeqCst),
-        0,
-        "every race was lost"
-    );
+    assert_eq!(deletes.load(Ordering::SeqCst), 0, "every race was lost");
     assert_eq!(records().await, 0);
 }
